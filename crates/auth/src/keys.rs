@@ -1,0 +1,174 @@
+//! Client key pairs (ECDSA P-256).
+
+use base64::Engine;
+use hivehub_home::{write_atomic, SECRET_MODE};
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use std::io;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Errors while loading or saving a key.
+#[derive(Debug, Error)]
+pub enum KeyError {
+    /// The key file could not be read or written.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file does not hold a PKCS#8 PEM P-256 private key.
+    #[error("key file {path} does not hold a PKCS#8 PEM P-256 private key: {reason}")]
+    Format {
+        /// The key file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// Encoding failed (should not happen with a valid key).
+    #[error("cannot encode key: {0}")]
+    Encode(String),
+}
+
+/// A P-256 key pair. The private half never leaves the process except into its 0400 key file.
+#[derive(Clone)]
+pub struct KeyPair {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("public", &self.public_key_b64())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPair {
+    /// A new random key.
+    pub fn generate() -> KeyPair {
+        KeyPair {
+            key: SigningKey::random(&mut rand::rngs::OsRng),
+        }
+    }
+
+    /// The private key as PKCS#8 PEM.
+    pub fn private_pem(&self) -> Result<String, KeyError> {
+        self.key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map(|z| z.to_string())
+            .map_err(|e| KeyError::Encode(e.to_string()))
+    }
+
+    /// The public key as SubjectPublicKeyInfo PEM.
+    pub fn public_pem(&self) -> Result<String, KeyError> {
+        self.key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| KeyError::Encode(e.to_string()))
+    }
+
+    /// The public key as base64 of its DER SubjectPublicKeyInfo: the form stored in profiles
+    /// and tokens.
+    pub fn public_key_b64(&self) -> String {
+        let der = self
+            .key
+            .verifying_key()
+            .to_public_key_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode(der)
+    }
+
+    /// Parses a PKCS#8 PEM private key.
+    pub fn from_pem(pem: &str, path: &Path) -> Result<KeyPair, KeyError> {
+        SigningKey::from_pkcs8_pem(pem)
+            .map(|key| KeyPair { key })
+            .map_err(|e| KeyError::Format {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Loads a key file.
+    pub fn load(path: &Path) -> Result<KeyPair, KeyError> {
+        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        KeyPair::from_pem(&pem, path)
+    }
+
+    /// Loads the key at `path`, or creates it (mode 0400) if the file does not exist. An
+    /// existing but unreadable or corrupt file is an error: a key is never silently replaced,
+    /// since that would lock its client out.
+    pub fn load_or_create(path: &Path) -> Result<(KeyPair, bool), KeyError> {
+        match std::fs::metadata(path) {
+            Ok(_) => KeyPair::load(path).map(|k| (k, false)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let k = KeyPair::generate();
+                k.save(path)?;
+                Ok((k, true))
+            }
+            Err(source) => Err(KeyError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes the private key atomically with mode 0400.
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        write_atomic(path, self.private_pem()?.as_bytes(), SECRET_MODE).map_err(|source| {
+            KeyError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+    }
+}
+
+/// Checks that a string is a base64 DER SubjectPublicKeyInfo of a P-256 key, and returns it as
+/// PEM (the form the token library verifies with).
+pub fn public_key_b64_to_pem(b64: &str) -> Result<String, String> {
+    use p256::pkcs8::DecodePublicKey;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| format!("public key is not base64: {e}"))?;
+    let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&der)
+        .map_err(|e| format!("public key is not a P-256 SubjectPublicKeyInfo: {e}"))?;
+    vk.to_public_key_pem(LineEnding::LF)
+        .map_err(|e| format!("cannot encode public key: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn create_then_load_same_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.key");
+        let (k1, created) = KeyPair::load_or_create(&p).unwrap();
+        assert!(created);
+        let (k2, created) = KeyPair::load_or_create(&p).unwrap();
+        assert!(!created);
+        assert_eq!(k1.public_key_b64(), k2.public_key_b64());
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o400);
+        assert!(public_key_b64_to_pem(&k1.public_key_b64()).is_ok());
+        assert!(public_key_b64_to_pem("bm90IGEga2V5").is_err());
+    }
+
+    #[test]
+    fn corrupt_key_is_an_error_not_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.key");
+        std::fs::write(&p, "garbage").unwrap();
+        let err = KeyPair::load_or_create(&p).unwrap_err();
+        assert!(err.to_string().contains("x.key"), "{err}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "garbage");
+    }
+}

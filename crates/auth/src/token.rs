@@ -1,0 +1,307 @@
+//! Bus tokens: ES256 JWTs.
+//!
+//! A token is signed by the core's signing key (`certs/tokenSigningKey.pem`), which is kept across
+//! restarts so that tokens stay valid when the core restarts. The MQTT username is the client ID and
+//! the password is the token; the core checks that `sub` equals the username.
+//!
+//! A client whose token has expired can still prove who it is with a *key assertion*: a short-lived
+//! JWT that it signs with its own private key (`iss` = `sub` = its client ID). The core verifies it
+//! against the public key on file, which lets the client connect and refresh its token.
+
+use crate::keys::{public_key_b64_to_pem, KeyPair};
+use crate::unix_now;
+use hivehub_api::auth::ClientProfile;
+use hivehub_api::{ClientType, Role};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Longest lifetime accepted for a key assertion, in seconds. Short, because an assertion is a
+/// bearer credential like a token but is never revocable by re-keying the hub.
+pub const MAX_ASSERTION_SECS: u64 = 300;
+
+/// The claims of a hub token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claims {
+    /// The client ID; must equal the MQTT username.
+    pub sub: String,
+    /// User, service or device.
+    pub client_type: ClientType,
+    /// The role at the time of issue.
+    pub role: Role,
+    /// The client's public key (base64 DER SubjectPublicKeyInfo).
+    pub pub_key: String,
+    /// Who issued the token: the hub's issuer name, or the client itself for a key assertion.
+    pub iss: String,
+    /// Issued at (unix seconds).
+    pub iat: u64,
+    /// Expires at (unix seconds).
+    pub exp: u64,
+}
+
+/// Why a token was refused. The messages are safe to log: they never contain the token.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TokenError {
+    /// Not a JWT, or not the expected claims.
+    #[error("token is malformed: {0}")]
+    Malformed(String),
+    /// Signed by another key, or altered.
+    #[error("token signature is invalid")]
+    BadSignature,
+    /// Past its `exp`.
+    #[error("token expired")]
+    Expired,
+    /// Not issued by this hub.
+    #[error("token issuer '{0}' is not this hub")]
+    WrongIssuer(String),
+    /// Issued to another client.
+    #[error("token belongs to '{token}', not to '{login}'")]
+    ClientMismatch {
+        /// The token's subject.
+        token: String,
+        /// The client that presented it.
+        login: String,
+    },
+    /// A key assertion that claims too long a lifetime.
+    #[error("key assertion lives longer than {MAX_ASSERTION_SECS} s")]
+    AssertionTooLong,
+    /// A signing error (should not happen with a valid key).
+    #[error("cannot sign token: {0}")]
+    Sign(String),
+}
+
+fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
+        other => TokenError::Malformed(format!("{other:?}")),
+    }
+}
+
+fn validation() -> Validation {
+    let mut v = Validation::new(Algorithm::ES256);
+    v.leeway = 0;
+    v.validate_aud = false;
+    v.required_spec_claims = ["exp", "iat", "iss", "sub"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v
+}
+
+/// Signs and verifies hub tokens with the core's signing key.
+pub struct TokenIssuer {
+    enc: EncodingKey,
+    dec: DecodingKey,
+    issuer: String,
+}
+
+impl TokenIssuer {
+    /// An issuer whose tokens carry `iss = issuer`.
+    pub fn new(signing_key: &KeyPair, issuer: &str) -> Result<TokenIssuer, TokenError> {
+        let enc = EncodingKey::from_ec_pem(
+            signing_key
+                .private_pem()
+                .map_err(|e| TokenError::Sign(e.to_string()))?
+                .as_bytes(),
+        )
+        .map_err(|e| TokenError::Sign(e.to_string()))?;
+        let dec = DecodingKey::from_ec_pem(
+            signing_key
+                .public_pem()
+                .map_err(|e| TokenError::Sign(e.to_string()))?
+                .as_bytes(),
+        )
+        .map_err(|e| TokenError::Sign(e.to_string()))?;
+        Ok(TokenIssuer {
+            enc,
+            dec,
+            issuer: issuer.to_string(),
+        })
+    }
+
+    /// The issuer name put into tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Issues a token for `profile`, valid for `validity_secs`. Returns the token and its expiry.
+    pub fn issue(
+        &self,
+        profile: &ClientProfile,
+        validity_secs: u64,
+    ) -> Result<(String, u64), TokenError> {
+        let now = unix_now();
+        let claims = Claims {
+            sub: profile.client_id.clone(),
+            client_type: profile.client_type,
+            role: profile.role,
+            pub_key: profile.pub_key.clone(),
+            iss: self.issuer.clone(),
+            iat: now,
+            exp: now + validity_secs,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.enc)
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        Ok((token, claims.exp))
+    }
+
+    /// Verifies a token presented by `login`: signature, expiry, issuer and subject.
+    pub fn verify(&self, token: &str, login: &str) -> Result<Claims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.dec, &validation())
+            .map_err(map_jwt_error)?;
+        let c = data.claims;
+        if c.iss != self.issuer {
+            return Err(TokenError::WrongIssuer(c.iss));
+        }
+        if c.sub != login {
+            return Err(TokenError::ClientMismatch {
+                token: c.sub,
+                login: login.to_string(),
+            });
+        }
+        if c.exp <= unix_now() {
+            return Err(TokenError::Expired);
+        }
+        Ok(c)
+    }
+}
+
+/// Reads the claims of a token without checking anything: only for deciding which check to run
+/// (hub token or key assertion) and for showing a token's expiry to its owner.
+pub fn peek_claims(token: &str) -> Result<Claims, TokenError> {
+    jsonwebtoken::dangerous::insecure_decode::<Claims>(token.trim())
+        .map(|d| d.claims)
+        .map_err(|e| TokenError::Malformed(format!("{:?}", e.kind())))
+}
+
+/// Creates a key assertion: a short-lived token for `profile` signed by the client's own key.
+pub fn sign_assertion(
+    key: &KeyPair,
+    client_id: &str,
+    client_type: ClientType,
+    role: Role,
+    lifetime_secs: u64,
+) -> Result<String, TokenError> {
+    let now = unix_now();
+    let claims = Claims {
+        sub: client_id.to_string(),
+        client_type,
+        role,
+        pub_key: key.public_key_b64(),
+        iss: client_id.to_string(),
+        iat: now,
+        exp: now + lifetime_secs.min(MAX_ASSERTION_SECS),
+    };
+    let enc = EncodingKey::from_ec_pem(
+        key.private_pem()
+            .map_err(|e| TokenError::Sign(e.to_string()))?
+            .as_bytes(),
+    )
+    .map_err(|e| TokenError::Sign(e.to_string()))?;
+    jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &enc)
+        .map_err(|e| TokenError::Sign(e.to_string()))
+}
+
+/// Verifies a key assertion from `login` against the public key on file for that client.
+pub fn verify_assertion(
+    token: &str,
+    login: &str,
+    pub_key_b64: &str,
+) -> Result<Claims, TokenError> {
+    let pem = public_key_b64_to_pem(pub_key_b64).map_err(TokenError::Malformed)?;
+    let dec = DecodingKey::from_ec_pem(pem.as_bytes()).map_err(map_jwt_error)?;
+    let c = jsonwebtoken::decode::<Claims>(token.trim(), &dec, &validation())
+        .map_err(map_jwt_error)?
+        .claims;
+    if c.sub != login || c.iss != login {
+        return Err(TokenError::ClientMismatch {
+            token: c.sub,
+            login: login.to_string(),
+        });
+    }
+    if c.exp <= unix_now() {
+        return Err(TokenError::Expired);
+    }
+    if c.exp.saturating_sub(c.iat) > MAX_ASSERTION_SECS || c.iat > unix_now() + 60 {
+        return Err(TokenError::AssertionTooLong);
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn profile(id: &str, key: &KeyPair) -> ClientProfile {
+        ClientProfile {
+            client_id: id.into(),
+            client_type: ClientType::Service,
+            display_name: id.into(),
+            role: Role::Service,
+            pub_key: key.public_key_b64(),
+            created: 0,
+            updated: 0,
+        }
+    }
+
+    #[test]
+    fn issue_and_verify() {
+        let hub = TokenIssuer::new(&KeyPair::generate(), "hubcore").unwrap();
+        let k = KeyPair::generate();
+        let (tok, exp) = hub.issue(&profile("p1", &k), 60).unwrap();
+        let c = hub.verify(&tok, "p1").unwrap();
+        assert_eq!(c.sub, "p1");
+        assert_eq!(c.exp, exp);
+        assert_eq!(c.role, Role::Service);
+        assert_eq!(c.pub_key, k.public_key_b64());
+        assert!(matches!(
+            hub.verify(&tok, "p2"),
+            Err(TokenError::ClientMismatch { .. })
+        ));
+        let other = TokenIssuer::new(&KeyPair::generate(), "hubcore").unwrap();
+        assert_eq!(other.verify(&tok, "p1"), Err(TokenError::BadSignature));
+        let (expired, _) = hub.issue(&profile("p1", &k), 0).unwrap();
+        assert_eq!(hub.verify(&expired, "p1"), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn assertion_checks_key_and_lifetime() {
+        let k = KeyPair::generate();
+        let a = sign_assertion(&k, "p1", ClientType::Service, Role::Service, 60).unwrap();
+        assert!(verify_assertion(&a, "p1", &k.public_key_b64()).is_ok());
+        assert_eq!(
+            verify_assertion(&a, "p1", &KeyPair::generate().public_key_b64()),
+            Err(TokenError::BadSignature)
+        );
+        assert!(verify_assertion(&a, "p2", &k.public_key_b64()).is_err());
+        // A hub token is not an assertion, even for the right key.
+        let hub = TokenIssuer::new(&k, "hubcore").unwrap();
+        let (t, _) = hub.issue(&profile("p1", &k), 60).unwrap();
+        assert!(verify_assertion(&t, "p1", &k.public_key_b64()).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Arbitrary strings, and every single-character alteration of a valid token, are refused
+        /// without panicking.
+        #[test]
+        fn garbage_and_tampering_are_refused(s in "\\PC{0,200}", pos in 0usize..400, c in "[A-Za-z0-9_-]") {
+            let hub = TokenIssuer::new(&KeyPair::generate(), "hubcore").unwrap();
+            prop_assert!(hub.verify(&s, "p1").is_err());
+            let k = KeyPair::generate();
+            let (tok, _) = hub.issue(&profile("p1", &k), 60).unwrap();
+            let mut chars: Vec<char> = tok.chars().collect();
+            let i = pos % chars.len();
+            let new = c.chars().next().unwrap();
+            prop_assume!(chars[i] != new && chars[i] != '.');
+            chars[i] = new;
+            let tampered: String = chars.into_iter().collect();
+            prop_assert!(hub.verify(&tampered, "p1").is_err());
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The home folder of a hivehub installation, the same for every binary:
+//!
+//! ```text
+//! HOME/
+//!   bin/      hubcore, launcher, hubcli
+//!   plugins/  plugin executables
+//!   config/   hubcore.yaml, launcher.yaml, {plugin}.yaml
+//!   certs/    caCert.pem, caKey.pem, hubCert.pem, hubKey.pem, tokenSigningKey.pem,
+//!             {clientID}.key, {clientID}.token
+//!   logs/     {plugin}.log, launcher.log
+//!   stores/   auth/clients.json, and one folder per service
+//!   run/      pid and lock files, hubcore.url
+//! ```
+//!
+//! Resolution order of the home: the `--home` flag; else the parent of the executable's folder
+//! when that folder is named `bin`; else `$HIVEHUB_HOME`; else an error that says so.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Environment variable naming the home folder.
+pub const ENV_HOME: &str = "HIVEHUB_HOME";
+
+/// Errors while locating or preparing the home.
+#[derive(Debug, Error)]
+pub enum HomeError {
+    /// No flag, no `bin/` parent and no environment variable.
+    #[error("no hivehub home: pass --home DIR, set {ENV_HOME}, or run the binary from HOME/bin")]
+    NotFound,
+    /// The home exists but is not a folder, or cannot be read.
+    #[error("hivehub home {path}: {source}")]
+    Unusable {
+        /// The home path.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+}
+
+/// The folders of one home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// A home at `root`, without touching the disk. Relative paths are made absolute so that
+    /// children started in another working folder see the same home.
+    pub fn at(root: impl Into<PathBuf>) -> Home {
+        let root = root.into();
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(&root))
+                .unwrap_or(root)
+        };
+        Home { root }
+    }
+
+    /// Resolves the home from an explicit flag, the executable's location, or `$HIVEHUB_HOME`.
+    pub fn resolve(flag: Option<&Path>) -> Result<Home, HomeError> {
+        if let Some(p) = flag {
+            return Ok(Home::at(p));
+        }
+        if let Some(root) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| home_of_executable(&exe))
+        {
+            return Ok(Home::at(root));
+        }
+        match std::env::var_os(ENV_HOME) {
+            Some(v) if !v.is_empty() => Ok(Home::at(PathBuf::from(v))),
+            _ => Err(HomeError::NotFound),
+        }
+    }
+
+    /// Creates the standard folders if missing. `certs`, `stores` and `run` are made private
+    /// (0700) because they hold secrets and locks.
+    pub fn ensure_dirs(&self) -> Result<(), HomeError> {
+        let unusable = |source| HomeError::Unusable {
+            path: self.root.clone(),
+            source,
+        };
+        if self.root.exists() && !self.root.is_dir() {
+            return Err(unusable(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a folder",
+            )));
+        }
+        for (dir, private) in [
+            (self.bin(), false),
+            (self.plugins(), false),
+            (self.config(), false),
+            (self.certs(), true),
+            (self.logs(), false),
+            (self.stores(), true),
+            (self.run(), true),
+        ] {
+            fs::create_dir_all(&dir).map_err(unusable)?;
+            if private {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(unusable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The home folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// Core binaries.
+    pub fn bin(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+    /// Plugin executables.
+    pub fn plugins(&self) -> PathBuf {
+        self.root.join("plugins")
+    }
+    /// Configuration files.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config")
+    }
+    /// Keys, tokens and certificates.
+    pub fn certs(&self) -> PathBuf {
+        self.root.join("certs")
+    }
+    /// Log files.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// Persistent service data.
+    pub fn stores(&self) -> PathBuf {
+        self.root.join("stores")
+    }
+    /// Runtime state: pid files, locks, the core's URL.
+    pub fn run(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    /// `config/{name}.yaml`
+    pub fn config_file(&self, name: &str) -> PathBuf {
+        self.config().join(format!("{name}.yaml"))
+    }
+    /// `certs/{clientID}.key`
+    pub fn key_file(&self, client_id: &str) -> PathBuf {
+        self.certs().join(format!("{client_id}.key"))
+    }
+    /// `certs/{clientID}.token`
+    pub fn token_file(&self, client_id: &str) -> PathBuf {
+        self.certs().join(format!("{client_id}.token"))
+    }
+    /// `certs/caCert.pem`: the hub CA that clients verify the server with.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.certs().join("caCert.pem")
+    }
+    /// `run/hubcore.url`: written by the core once it accepts connections.
+    pub fn core_url_file(&self) -> PathBuf {
+        self.run().join("hubcore.url")
+    }
+}
+
+/// The home of an executable at `HOME/bin/exe`, if it lives in a folder named `bin`.
+pub fn home_of_executable(exe: &Path) -> Option<PathBuf> {
+    let dir = exe.parent()?;
+    if dir.file_name() == Some(OsStr::new("bin")) {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        None
+    }
+}
+
+/// Writes `data` to `path` atomically with the given mode: a temporary file in the same folder is
+/// written, synced and renamed over the target. A reader sees the old or the new content, never a
+/// mix, and a crash leaves no half-written secret. Works even if the old file is read-only (0400).
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.{:016x}.tmp",
+        name.to_string_lossy(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        // create_new honours the umask; set the exact mode explicitly.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Mode of secret files: keys and tokens.
+pub const SECRET_MODE: u32 = 0o400;
+/// Mode of private data files that the owner rewrites: the client store.
+pub const PRIVATE_MODE: u32 = 0o600;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn executable_in_bin_gives_home() {
+        assert_eq!(
+            home_of_executable(Path::new("/opt/hivehub/bin/hubcore")),
+            Some(PathBuf::from("/opt/hivehub"))
+        );
+        assert_eq!(
+            home_of_executable(Path::new("/usr/local/sbin/hubcore")),
+            None
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_readonly_file_with_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.token");
+        write_atomic(&p, b"one", SECRET_MODE).unwrap();
+        write_atomic(&p, b"two", SECRET_MODE).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o400);
+        // no temporary files left behind
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn ensure_dirs_creates_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Home::at(d.path().join("h"));
+        h.ensure_dirs().unwrap();
+        for sub in ["bin", "plugins", "config", "certs", "logs", "stores", "run"] {
+            assert!(h.root().join(sub).is_dir(), "{sub}");
+        }
+        assert_eq!(fs::metadata(h.certs()).unwrap().mode() & 0o777, 0o700);
+    }
+}
