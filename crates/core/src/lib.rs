@@ -1,1 +1,311 @@
-pub fn x(){}
+//! hubcore: the hub's message bus. An embedded MQTT 5 broker (rmqtt) with
+//!
+//! * authentication: username = client ID, password = an ES256 token signed by the core
+//!   (or a short key assertion signed by the client's own key), checked against the client store;
+//! * authorization: the role-based topic ACL of `hivehub_auth::acl` on every publish, subscribe
+//!   and Last Will;
+//! * the auth service (`hivehub_api::auth`), served on the bus by the core's internal client.
+//!
+//! [`start`] runs it in the current tokio runtime; the `hubcore` binary is a thin wrapper.
+
+mod broker;
+pub mod certs;
+pub mod config;
+mod service;
+mod state;
+pub mod store;
+
+use crate::config::CoreConfig;
+use crate::state::{CoreState, DeniedCall, Internal};
+use crate::store::ClientStore;
+use hivehub_api::auth::{ClientProfile, ADMIN_ID, AUTH_SERVICE, LAUNCHER_ID};
+use hivehub_api::rpc::MAX_PACKET_BYTES;
+use hivehub_api::{ClientType, ErrorCode, RemoteError, Reply, Role};
+use hivehub_auth::{unix_now, KeyPair, TokenIssuer};
+use hivehub_client::{ClientOptions, HubClient, ServerUrl};
+use hivehub_home::{write_atomic, Home, SECRET_MODE};
+use rmqtt::context::ServerContext;
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors that stop the core from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The home could not be prepared.
+    #[error(transparent)]
+    Home(#[from] hivehub_home::HomeError),
+    /// The config file is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Certificates or keys could not be created or read.
+    #[error(transparent)]
+    Certs(#[from] certs::CertError),
+    /// The client store is corrupt or cannot be written.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// A credential could not be created.
+    #[error("credentials of '{client}': {reason}")]
+    Credentials {
+        /// The client.
+        client: String,
+        /// Why.
+        reason: String,
+    },
+    /// A listener could not be opened.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why, e.g. "Address already in use".
+        reason: String,
+    },
+    /// The core's internal client could not connect to its own broker.
+    #[error("the core cannot connect to its own broker: {0}")]
+    Internal(String),
+}
+
+/// A running core.
+pub struct RunningCore {
+    /// The URL clients connect to, e.g. `mqtts://127.0.0.1:8883`.
+    pub url: String,
+    /// The plain-TCP URL, when configured.
+    pub plain_url: Option<String>,
+    client: HubClient,
+    home: Home,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningCore {
+    /// Stops serving: disconnects the internal client and removes `run/hubcore.url`.
+    pub async fn shutdown(self) {
+        self.client.disconnect().await;
+        let _ = std::fs::remove_file(self.home.core_url_file());
+        self.server.abort();
+    }
+}
+
+fn connect_host(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v) if v.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v) if v.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    }
+}
+
+fn url_for(tls: bool, addr: SocketAddr) -> ServerUrl {
+    ServerUrl {
+        tls,
+        host: connect_host(addr.ip()).to_string(),
+        port: addr.port(),
+    }
+}
+
+/// Makes sure `id` has a key, a profile with `role`, and a valid token file that is not near
+/// expiry. Keys are only created when missing; tokens are reissued when missing, invalid, issued
+/// for another key or role, or within the last quarter of their lifetime.
+fn ensure_builtin_client(
+    state: &CoreState,
+    home: &Home,
+    id: &str,
+    role: Role,
+    display: &str,
+) -> Result<(), CoreError> {
+    let cred_err = |reason: String| CoreError::Credentials {
+        client: id.to_string(),
+        reason,
+    };
+    let (key, _) = KeyPair::load_or_create(&home.key_file(id)).map_err(|e| cred_err(e.to_string()))?;
+    let pub_key = key.public_key_b64();
+    let now = unix_now();
+    let profile = match state.store.get(id) {
+        Some(p) if p.pub_key == pub_key && p.role == role => p,
+        existing => {
+            let p = ClientProfile {
+                client_id: id.to_string(),
+                client_type: role.default_client_type(),
+                display_name: display.to_string(),
+                role,
+                pub_key: pub_key.clone(),
+                created: existing.map(|e| e.created).unwrap_or(now),
+                updated: now,
+            };
+            state.store.upsert(p.clone())?;
+            p
+        }
+    };
+    let token_path = home.token_file(id);
+    let lifetime = state.cfg.token_validity_days.secs(profile.client_type);
+    let keep = std::fs::read_to_string(&token_path)
+        .ok()
+        .and_then(|t| state.issuer.verify(&t, id).ok())
+        .is_some_and(|c| c.pub_key == pub_key && c.role == role && c.exp > now + lifetime / 4);
+    if !keep {
+        let (token, _) = state.issue_for(&profile).map_err(|e| cred_err(e.to_string()))?;
+        write_atomic(&token_path, token.as_bytes(), SECRET_MODE).map_err(|e| {
+            cred_err(format!("cannot write {}: {e}", token_path.display()))
+        })?;
+        tracing::info!(client = id, file = %token_path.display(), "issued token");
+    }
+    Ok(())
+}
+
+fn listener(
+    name: &str,
+    addr: SocketAddr,
+    cfg: &CoreConfig,
+    tls: Option<&certs::TlsFiles>,
+) -> Result<rmqtt::net::Listener, CoreError> {
+    let lerr = |e: anyhow::Error| CoreError::Listen {
+        addr,
+        reason: e.root_cause().to_string(),
+    };
+    let mut b = Builder::new()
+        .name(name)
+        .laddr(addr)
+        .allow_anonymous(false)
+        .reuseaddr(Some(true))
+        .max_packet_size(MAX_PACKET_BYTES)
+        .max_connections(cfg.max_connections);
+    if let Some(t) = tls {
+        b = b
+            .tls_cert(Some(t.cert.to_string_lossy().into_owned()))
+            .tls_key(Some(t.key.to_string_lossy().into_owned()));
+    }
+    let l = b.bind().map_err(lerr)?;
+    if tls.is_some() {
+        l.tls().map_err(lerr)
+    } else {
+        l.tcp().map_err(lerr)
+    }
+}
+
+/// Starts the core in `home` with `cfg`: prepares certificates and credentials, opens the
+/// listeners, starts the auth service, and writes `run/hubcore.url` once clients can connect.
+pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreError> {
+    home.ensure_dirs()?;
+    let tls_files = certs::ensure_tls(home, cfg.listen.ip())?;
+    let signing = certs::signing_key(home)?;
+    let issuer = TokenIssuer::new(&signing, &cfg.issuer).map_err(|e| CoreError::Credentials {
+        client: "hub".into(),
+        reason: e.to_string(),
+    })?;
+    let store = ClientStore::open(&home.stores().join("auth").join("clients.json"))?;
+
+    let internal_key = KeyPair::generate();
+    let internal_profile = ClientProfile {
+        client_id: AUTH_SERVICE.to_string(),
+        client_type: ClientType::Service,
+        display_name: "hubcore auth service".into(),
+        role: Role::Admin,
+        pub_key: internal_key.public_key_b64(),
+        created: unix_now(),
+        updated: unix_now(),
+    };
+    let (internal_token, _) = issuer
+        .issue(&internal_profile, 10 * 365 * 86_400)
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+
+    let scx = ServerContext::new().build().await;
+    rmqtt_retainer::register(&scx, true, false)
+        .await
+        .map_err(|e| CoreError::Internal(format!("retainer plugin: {e}")))?;
+    let (denied_tx, denied_rx) = tokio::sync::mpsc::channel(1024);
+    let state = Arc::new(CoreState::new(
+        cfg.clone(),
+        issuer,
+        store,
+        Internal {
+            login: AUTH_SERVICE.to_string(),
+            pub_key: internal_key.public_key_b64(),
+        },
+        denied_tx,
+        scx.clone(),
+    ));
+    ensure_builtin_client(&state, home, ADMIN_ID, Role::Admin, "Administrator")?;
+    ensure_builtin_client(&state, home, LAUNCHER_ID, Role::Launcher, "Launcher")?;
+    broker::register(&scx, broker::Hooks { state: state.clone() }).await;
+
+    let tls_listener = listener("hubcore/tls", cfg.listen, &cfg, Some(&tls_files))?;
+    let tls_addr = tls_listener.local_addr().map_err(|e| CoreError::Listen {
+        addr: cfg.listen,
+        reason: e.to_string(),
+    })?;
+    let mut server = MqttServer::new(scx.clone()).listener_by_id(tls_listener, 1);
+    let mut plain_url = None;
+    if let Some(addr) = cfg.plain_listen {
+        let l = listener("hubcore/tcp", addr, &cfg, None)?;
+        let a = l.local_addr().map_err(|e| CoreError::Listen {
+            addr,
+            reason: e.to_string(),
+        })?;
+        plain_url = Some(url_for(false, a).to_string());
+        server = server.listener_by_id(l, 2);
+    }
+    let server = server.build();
+    let server_task = tokio::spawn(async move {
+        if let Err(e) = server.run().await {
+            tracing::error!("broker stopped: {e}");
+        }
+    });
+
+    let url = url_for(true, tls_addr);
+    let client = HubClient::connect(ClientOptions {
+        client_id: AUTH_SERVICE.to_string(),
+        server: url.clone(),
+        ca_cert: Some(home.ca_cert()),
+        token_file: None,
+        token: Some(internal_token),
+        key_file: None,
+        connect_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(30),
+        refresh_token: false,
+        last_will: None,
+    })
+    .await
+    .map_err(|e| CoreError::Internal(e.to_string()))?;
+    service::serve(&client, state.clone())
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    tokio::spawn(answer_denied_calls(client.clone(), denied_rx));
+    tokio::spawn(expire_sessions(state.clone()));
+
+    let url = url.to_string();
+    write_atomic(&home.core_url_file(), format!("{url}\n").as_bytes(), 0o644).map_err(|e| {
+        CoreError::Internal(format!("cannot write {}: {e}", home.core_url_file().display()))
+    })?;
+    tracing::info!(%url, "hubcore ready");
+    Ok(RunningCore {
+        url,
+        plain_url,
+        client,
+        home: home.clone(),
+        server: server_task,
+    })
+}
+
+async fn answer_denied_calls(client: HubClient, mut rx: tokio::sync::mpsc::Receiver<DeniedCall>) {
+    while let Some(d) = rx.recv().await {
+        let reply = Reply::Err(RemoteError::new(
+            ErrorCode::Denied,
+            format!("role {} may not call {}/{}", d.role, d.topic.agent, d.topic.name),
+        ));
+        if let Err(e) = client
+            .send_reply(&d.topic.sender, &d.topic.agent, d.corr, &reply)
+            .await
+        {
+            tracing::warn!("cannot answer denied call: {e}");
+        }
+    }
+}
+
+async fn expire_sessions(state: Arc<CoreState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        state.kick_expired().await;
+    }
+}

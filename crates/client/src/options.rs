@@ -1,0 +1,178 @@
+use crate::error::ClientError;
+use hivehub_home::{Home, ENV_HOME};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Environment variable with the hub's URL, set by the launcher for its plugins.
+pub const ENV_SERVER: &str = "HIVEHUB_SERVER";
+/// Environment variable with the plugin's client ID, set by the launcher.
+pub const ENV_CLIENT_ID: &str = "HIVEHUB_CLIENT_ID";
+/// Environment variable with the log level, set by the launcher (a tracing filter).
+pub const ENV_LOG_LEVEL: &str = "HIVEHUB_LOG_LEVEL";
+
+/// Where the hub listens: `mqtts://host:port` (TLS, the default) or `mqtt://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    /// True for `mqtts://`.
+    pub tls: bool,
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl ServerUrl {
+    /// Parses `mqtts://host:port`, `mqtt://host:port`, or `host:port` (TLS).
+    pub fn parse(s: &str) -> Result<ServerUrl, ClientError> {
+        let s = s.trim();
+        let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("mqtt://") {
+            (false, r)
+        } else if s.contains("://") {
+            return Err(ClientError::Config(format!(
+                "server URL '{s}' must start with mqtts:// or mqtt://"
+            )));
+        } else {
+            (true, s)
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                let port = p.parse::<u16>().map_err(|_| {
+                    ClientError::Config(format!("server URL '{s}' has an invalid port '{p}'"))
+                })?;
+                (h, port)
+            }
+            _ => (rest, if tls { 8883 } else { 1883 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(ClientError::Config(format!("server URL '{s}' has no host")));
+        }
+        Ok(ServerUrl {
+            tls,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The server URL of a local hub: `run/hubcore.url` if the core wrote it, else the default.
+pub fn local_server_url(home: &Home) -> String {
+    std::fs::read_to_string(home.core_url_file())
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "mqtts://127.0.0.1:8883".to_string())
+}
+
+/// Everything needed to connect as one client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Login ID (the MQTT username).
+    pub client_id: String,
+    /// Where the hub listens.
+    pub server: ServerUrl,
+    /// CA certificate to verify the hub with (required for `mqtts://`).
+    pub ca_cert: Option<PathBuf>,
+    /// Token file, re-read at every reconnect so an updated token is picked up.
+    pub token_file: Option<PathBuf>,
+    /// A token held in memory instead of a file.
+    pub token: Option<String>,
+    /// Private key file, used to prove identity when the token has expired.
+    pub key_file: Option<PathBuf>,
+    /// How long the first connection may take.
+    pub connect_timeout: Duration,
+    /// Default timeout of requests.
+    pub request_timeout: Duration,
+    /// MQTT keep-alive; a dead connection is noticed within about 1.5 times this.
+    pub keep_alive: Duration,
+    /// Refresh the token before it expires (and rewrite `token_file`).
+    pub refresh_token: bool,
+    /// A Last Will: topic, payload and retain flag.
+    pub last_will: Option<(String, Vec<u8>, bool)>,
+}
+
+impl ClientOptions {
+    /// Options for `client_id` in `home`, with the conventional credential files
+    /// `certs/{clientID}.key|.token` and `certs/caCert.pem`. The server is `server` if given,
+    /// else `$HIVEHUB_SERVER`, else the URL the local core wrote, else `mqtts://127.0.0.1:8883`.
+    pub fn from_home(
+        home: &Home,
+        client_id: &str,
+        server: Option<&str>,
+    ) -> Result<ClientOptions, ClientError> {
+        hivehub_api::validate_id(client_id)?;
+        let server = match server {
+            Some(s) => s.to_string(),
+            None => std::env::var(ENV_SERVER)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| local_server_url(home)),
+        };
+        Ok(ClientOptions {
+            client_id: client_id.to_string(),
+            server: ServerUrl::parse(&server)?,
+            ca_cert: Some(home.ca_cert()),
+            token_file: Some(home.token_file(client_id)),
+            token: None,
+            key_file: Some(home.key_file(client_id)),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(15),
+            refresh_token: true,
+            last_will: None,
+        })
+    }
+
+    /// Options from the environment a launcher gives its plugins: `HIVEHUB_HOME` (or the
+    /// executable's home), `HIVEHUB_SERVER`, and `HIVEHUB_CLIENT_ID` (default: the binary's name).
+    pub fn from_env() -> Result<ClientOptions, ClientError> {
+        let home = Home::resolve(std::env::var_os(ENV_HOME).map(PathBuf::from).as_deref())
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let id = match std::env::var(ENV_CLIENT_ID) {
+            Ok(id) if !id.is_empty() => id,
+            _ => std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .ok_or_else(|| {
+                    ClientError::Config(format!(
+                        "{ENV_CLIENT_ID} is not set and the binary name is unknown"
+                    ))
+                })?,
+        };
+        ClientOptions::from_home(&home, &id, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let u = ServerUrl::parse("mqtts://127.0.0.1:9000").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "127.0.0.1", 9000));
+        assert_eq!(u.to_string(), "mqtts://127.0.0.1:9000");
+        let u = ServerUrl::parse("mqtt://localhost").unwrap();
+        assert_eq!((u.tls, u.port), (false, 1883));
+        let u = ServerUrl::parse("hub.local:8884").unwrap();
+        assert!(u.tls);
+        assert!(ServerUrl::parse("http://x:1").is_err());
+        assert!(ServerUrl::parse("mqtts://x:notaport").is_err());
+        assert!(ServerUrl::parse("mqtts://:1").is_err());
+    }
+}

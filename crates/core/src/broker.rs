@@ -1,0 +1,254 @@
+//! The broker side of security: rmqtt hooks that authenticate every CONNECT, check every
+//! SUBSCRIBE, PUBLISH and Last Will against the ACL, and track sessions so that expired or removed
+//! clients are disconnected.
+
+use crate::state::{CoreState, DeniedCall};
+use async_trait::async_trait;
+use hivehub_api::topic::{MsgType, Topic};
+use hivehub_api::Role;
+use hivehub_auth::token::{peek_claims, verify_assertion};
+use hivehub_auth::{may_publish, may_subscribe, unix_now};
+use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
+use rmqtt::types::{AuthResult, ConnectInfo, Id, LastWill, PublishAclResult, SubscribeAclResult};
+use std::sync::Arc;
+
+/// What the core knows about one live MQTT session.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionEntry {
+    /// Login ID (MQTT username).
+    pub login: String,
+    /// Role from the client store at CONNECT.
+    pub role: Role,
+    /// When the credential expires; the session is closed then.
+    pub exp: u64,
+    /// The core's own internal client, which bypasses the ACL.
+    pub internal: bool,
+    /// rmqtt's session ID, set once connected.
+    pub id: Option<Id>,
+}
+
+/// The hook handler registered with rmqtt.
+#[derive(Clone)]
+pub(crate) struct Hooks {
+    pub state: Arc<CoreState>,
+}
+
+/// Registers the hooks with the broker.
+pub(crate) async fn register(scx: &rmqtt::context::ServerContext, hooks: Hooks) {
+    let reg = scx.extends.hook_mgr().register();
+    for t in [
+        Type::ClientAuthenticate,
+        Type::ClientConnected,
+        Type::ClientDisconnected,
+        Type::ClientSubscribeCheckAcl,
+        Type::MessagePublishCheckAcl,
+    ] {
+        reg.add(t, Box::new(hooks.clone())).await;
+    }
+    reg.start().await;
+}
+
+/// Why a CONNECT was refused; logged, never sent to the client in detail.
+enum Refusal {
+    BadCredentials(String),
+    NotAuthorized(String),
+}
+
+impl Hooks {
+    fn authenticate(&self, ci: &ConnectInfo) -> Result<SessionEntry, Refusal> {
+        let st = &self.state;
+        let Some(login) = ci.username().map(|u| u.to_string()) else {
+            return Err(Refusal::BadCredentials("anonymous connection".into()));
+        };
+        if hivehub_api::validate_id(&login).is_err() {
+            return Err(Refusal::BadCredentials(format!("invalid login '{login}'")));
+        }
+        let password = ci
+            .password()
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .map(str::to_string)
+            .unwrap_or_default();
+        let mqtt_id = ci.id().client_id.to_string();
+        self.check_session_name(&login, &mqtt_id)?;
+
+        let claims = peek_claims(&password).map_err(|e| Refusal::BadCredentials(e.to_string()))?;
+        let (role, exp, internal) = if login == st.internal.login {
+            let c = st
+                .issuer
+                .verify(&password, &login)
+                .map_err(|e| Refusal::BadCredentials(e.to_string()))?;
+            if c.pub_key != st.internal.pub_key {
+                return Err(Refusal::BadCredentials("stale internal token".into()));
+            }
+            (Role::Admin, c.exp, true)
+        } else {
+            let profile = st
+                .store
+                .get(&login)
+                .ok_or_else(|| Refusal::BadCredentials(format!("unknown or removed client '{login}'")))?;
+            let c = if claims.iss == login {
+                verify_assertion(&password, &login, &profile.pub_key)
+            } else {
+                st.issuer.verify(&password, &login)
+            }
+            .map_err(|e| Refusal::BadCredentials(e.to_string()))?;
+            if c.pub_key != profile.pub_key {
+                return Err(Refusal::BadCredentials(format!(
+                    "token of '{login}' was issued for another key"
+                )));
+            }
+            if c.role != profile.role {
+                return Err(Refusal::BadCredentials(format!(
+                    "token of '{login}' carries role {} but the client now has role {}",
+                    c.role, profile.role
+                )));
+            }
+            (profile.role, c.exp, false)
+        };
+
+        // rmqtt never runs the publish ACL for wills, so check the will topic here.
+        if let Some(will) = ci.last_will() {
+            let topic = match will {
+                LastWill::V3(w) => w.topic.to_string(),
+                LastWill::V5(w) => w.topic.to_string(),
+            };
+            if !internal && !may_publish(&login, role, &topic, &st.store) {
+                return Err(Refusal::NotAuthorized(format!(
+                    "'{login}' may not set a Last Will on '{topic}'"
+                )));
+            }
+        }
+        Ok(SessionEntry {
+            login,
+            role,
+            exp,
+            internal,
+            id: None,
+        })
+    }
+
+    /// An MQTT client identifier is the login, `login:suffix`, or a name that belongs to no other
+    /// client. Without this a client could take over (and so disconnect) another client's session.
+    fn check_session_name(&self, login: &str, mqtt_id: &str) -> Result<(), Refusal> {
+        if mqtt_id == login
+            || mqtt_id
+                .strip_prefix(login)
+                .is_some_and(|rest| rest.starts_with(':'))
+        {
+            return Ok(());
+        }
+        let owner = mqtt_id.split(':').next().unwrap_or(mqtt_id);
+        let st = &self.state;
+        if st.store.get(owner).is_some() || owner == st.internal.login {
+            return Err(Refusal::NotAuthorized(format!(
+                "'{login}' may not use the session name '{mqtt_id}' of another client"
+            )));
+        }
+        if let Some(e) = st.sessions().get(mqtt_id) {
+            if e.login != login {
+                return Err(Refusal::NotAuthorized(format!(
+                    "session name '{mqtt_id}' is in use by '{}'",
+                    e.login
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn entry_for(&self, mqtt_id: &str) -> Option<SessionEntry> {
+        self.state.sessions().get(mqtt_id).cloned()
+    }
+}
+
+fn same_session(a: &Id, b: &Id) -> bool {
+    a.client_id == b.client_id && a.create_time == b.create_time
+}
+
+#[async_trait]
+impl Handler for Hooks {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(ci) => {
+                let mqtt_id = ci.id().client_id.to_string();
+                match self.authenticate(ci) {
+                    Ok(entry) => {
+                        tracing::debug!(login = %entry.login, role = %entry.role, session = %mqtt_id, "connect allowed");
+                        self.state.sessions().insert(mqtt_id, entry);
+                        (false, Some(HookResult::AuthResult(AuthResult::Allow(false, None))))
+                    }
+                    Err(Refusal::BadCredentials(why)) => {
+                        tracing::warn!(session = %mqtt_id, "connect refused: {why}");
+                        (false, Some(HookResult::AuthResult(AuthResult::BadUsernameOrPassword)))
+                    }
+                    Err(Refusal::NotAuthorized(why)) => {
+                        tracing::warn!(session = %mqtt_id, "connect refused: {why}");
+                        (false, Some(HookResult::AuthResult(AuthResult::NotAuthorized)))
+                    }
+                }
+            }
+            Parameter::ClientConnected(s) => {
+                if let Some(e) = self.state.sessions().get_mut(&*s.id.client_id) {
+                    e.id = Some(s.id.clone());
+                }
+                (true, acc)
+            }
+            Parameter::ClientDisconnected(s, _) => {
+                let mut sessions = self.state.sessions();
+                let key = s.id.client_id.to_string();
+                if sessions
+                    .get(&key)
+                    .is_some_and(|e| e.id.as_ref().is_some_and(|id| same_session(id, &s.id)))
+                {
+                    sessions.remove(&key);
+                }
+                (true, acc)
+            }
+            Parameter::ClientSubscribeCheckAcl(s, sub) => {
+                let filter = sub.topic_filter.to_string();
+                let ok = self.entry_for(&s.id.client_id).is_some_and(|e| {
+                    e.internal || (e.exp > unix_now() && may_subscribe(&e.login, e.role, &filter))
+                });
+                if !ok {
+                    tracing::info!(session = %s.id.client_id, filter, "subscribe denied");
+                }
+                let r = if ok {
+                    SubscribeAclResult::new_success(sub.opts.qos(), None)
+                } else {
+                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                };
+                (false, Some(HookResult::SubscribeAclResult(r)))
+            }
+            Parameter::MessagePublishCheckAcl(s, p) => {
+                let topic = p.topic.to_string();
+                let entry = self.entry_for(&s.id.client_id);
+                let ok = entry.as_ref().is_some_and(|e| {
+                    e.internal
+                        || (e.exp > unix_now() && may_publish(&e.login, e.role, &topic, &self.state.store))
+                });
+                if !ok {
+                    tracing::info!(session = %s.id.client_id, topic, "publish denied");
+                    if let (Some(e), Ok(t)) = (entry, Topic::parse(&topic)) {
+                        // Answer a denied request at once, so the caller gets "not permitted"
+                        // instead of a timeout. Only to the real sender's own inbox.
+                        if t.msg_type == MsgType::Rpc && t.sender == e.login {
+                            let corr = p.properties.as_ref().and_then(|pp| pp.correlation_data.clone());
+                            let _ = self.state.denied_tx.try_send(DeniedCall {
+                                role: e.role,
+                                topic: t,
+                                corr,
+                            });
+                        }
+                    }
+                }
+                let r = if ok {
+                    PublishAclResult::allow()
+                } else {
+                    PublishAclResult::rejected(false, None)
+                };
+                (false, Some(HookResult::PublishAclResult(r)))
+            }
+            _ => (true, acc),
+        }
+    }
+}

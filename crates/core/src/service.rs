@@ -1,0 +1,195 @@
+//! The auth service: the core's own capabilities on the bus (see `hivehub_api::auth`).
+
+use crate::state::CoreState;
+use hivehub_api::auth::{
+    methods, AddClientReq, AddClientResp, ClientIdReq, ClientProfile, ListClientsResp,
+    PermissionsResp, RemoveClientResp, SetPermissionsReq, TokenResp, CAP_AUTHZ, CAP_CLIENTS,
+    CAP_PROFILE,
+};
+use hivehub_api::rpc::Ack;
+use hivehub_api::{validate_id, ErrorCode, RemoteError, Role};
+use hivehub_auth::keys::public_key_b64_to_pem;
+use hivehub_auth::unix_now;
+use hivehub_client::{ClientError, HubClient, Request};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+fn err(code: ErrorCode, msg: impl Into<String>) -> RemoteError {
+    RemoteError::new(code, msg)
+}
+
+fn internal(e: impl std::fmt::Display) -> RemoteError {
+    tracing::error!("auth service: {e}");
+    err(ErrorCode::Internal, e.to_string())
+}
+
+fn to_value<T: Serialize>(v: T) -> Result<Value, RemoteError> {
+    serde_json::to_value(v).map_err(internal)
+}
+
+/// Registers the auth service's handlers on the core's internal client.
+pub(crate) async fn serve(client: &HubClient, state: Arc<CoreState>) -> Result<(), ClientError> {
+    let s = state.clone();
+    client
+        .serve(CAP_CLIENTS, move |r| {
+            let s = s.clone();
+            async move { clients(&s, r).await }
+        })
+        .await?;
+    let s = state.clone();
+    client
+        .serve(CAP_PROFILE, move |r| {
+            let s = s.clone();
+            async move { profile(&s, r) }
+        })
+        .await?;
+    let s = state;
+    client
+        .serve(CAP_AUTHZ, move |r| {
+            let s = s.clone();
+            async move { authz(&s, r) }
+        })
+        .await
+}
+
+fn caller(s: &CoreState, r: &Request) -> Result<ClientProfile, RemoteError> {
+    s.store
+        .get(&r.sender)
+        .ok_or_else(|| err(ErrorCode::Denied, format!("unknown client '{}'", r.sender)))
+}
+
+/// Admin manages every client; a launcher only service clients (plugins), never users, devices
+/// or other launchers.
+fn may_manage(caller: &ClientProfile, target_role: Role) -> bool {
+    match caller.role {
+        Role::Admin => true,
+        Role::Launcher => target_role == Role::Service,
+        _ => false,
+    }
+}
+
+async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
+    let me = caller(s, &r)?;
+    match r.method.as_str() {
+        methods::ADD_CLIENT => {
+            let req: AddClientReq = r.json()?;
+            validate_id(&req.client_id).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
+            if req.client_id == s.internal.login {
+                return Err(err(ErrorCode::Conflict, format!("'{}' is reserved for the core", req.client_id)));
+            }
+            public_key_b64_to_pem(&req.pub_key).map_err(|e| err(ErrorCode::BadRequest, e))?;
+            let existing = s.store.get(&req.client_id);
+            if !may_manage(&me, req.role)
+                || existing.as_ref().is_some_and(|p| !may_manage(&me, p.role))
+            {
+                return Err(err(
+                    ErrorCode::Denied,
+                    format!("role {} may not add '{}' with role {}", me.role, req.client_id, req.role),
+                ));
+            }
+            let now = unix_now();
+            let profile = ClientProfile {
+                client_type: req.client_type.unwrap_or(req.role.default_client_type()),
+                display_name: req.display_name.unwrap_or_else(|| req.client_id.clone()),
+                role: req.role,
+                pub_key: req.pub_key,
+                created: existing.as_ref().map(|p| p.created).unwrap_or(now),
+                updated: now,
+                client_id: req.client_id,
+            };
+            s.store.upsert(profile.clone()).map_err(internal)?;
+            let changed = existing
+                .as_ref()
+                .is_some_and(|p| p.pub_key != profile.pub_key || p.role != profile.role);
+            if changed {
+                // Old credentials no longer match; close their sessions now rather than at expiry.
+                s.kick_login(&profile.client_id).await;
+            }
+            let (token, expires) = s.issue_for(&profile).map_err(internal)?;
+            tracing::info!(by = %me.client_id, client = %profile.client_id, role = %profile.role, "client added");
+            to_value(AddClientResp {
+                profile,
+                token,
+                expires,
+            })
+        }
+        methods::REMOVE_CLIENT => {
+            let req: ClientIdReq = r.json()?;
+            if req.client_id == me.client_id {
+                return Err(err(ErrorCode::Conflict, "a client cannot remove itself"));
+            }
+            let Some(target) = s.store.get(&req.client_id) else {
+                return to_value(RemoveClientResp {
+                    removed: false,
+                    disconnected: 0,
+                });
+            };
+            if !may_manage(&me, target.role) {
+                return Err(err(
+                    ErrorCode::Denied,
+                    format!("role {} may not remove '{}' (role {})", me.role, target.client_id, target.role),
+                ));
+            }
+            let removed = s.store.remove(&req.client_id).map_err(internal)?;
+            let disconnected = s.kick_login(&req.client_id).await;
+            tracing::info!(by = %me.client_id, client = %req.client_id, disconnected, "client removed");
+            to_value(RemoveClientResp {
+                removed,
+                disconnected,
+            })
+        }
+        methods::LIST_CLIENTS => to_value(ListClientsResp {
+            clients: s.store.list(),
+        }),
+        methods::ISSUE_TOKEN => {
+            let req: ClientIdReq = r.json()?;
+            let target = s
+                .store
+                .get(&req.client_id)
+                .ok_or_else(|| err(ErrorCode::NotFound, format!("no client named '{}'", req.client_id)))?;
+            if !may_manage(&me, target.role) {
+                return Err(err(
+                    ErrorCode::Denied,
+                    format!("role {} may not issue tokens for '{}'", me.role, target.client_id),
+                ));
+            }
+            let (token, expires) = s.issue_for(&target).map_err(internal)?;
+            to_value(TokenResp { token, expires })
+        }
+        _ => Err(r.unknown_method()),
+    }
+}
+
+fn profile(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
+    let me = caller(s, &r)?;
+    match r.method.as_str() {
+        methods::WHOAMI => to_value(me),
+        methods::REFRESH => {
+            // The caller proved itself at CONNECT with its current token or its key.
+            let (token, expires) = s.issue_for(&me).map_err(internal)?;
+            s.extend_sessions(&me.client_id, expires);
+            to_value(TokenResp { token, expires })
+        }
+        _ => Err(r.unknown_method()),
+    }
+}
+
+fn authz(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
+    let me = caller(s, &r)?;
+    match r.method.as_str() {
+        methods::SET_PERMISSIONS => {
+            let req: SetPermissionsReq = r.json()?;
+            validate_id(&req.capability).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
+            s.store
+                .set_grants(&me.client_id, &req.capability, &req.roles)
+                .map_err(internal)?;
+            tracing::info!(service = %me.client_id, capability = %req.capability, roles = ?req.roles, "permissions set");
+            to_value(Ack {})
+        }
+        methods::GET_PERMISSIONS => to_value(PermissionsResp {
+            capabilities: s.store.grants_of(&me.client_id),
+        }),
+        _ => Err(r.unknown_method()),
+    }
+}
