@@ -56,7 +56,9 @@ mod tests {
 
     #[test]
     fn rejects_topic_syntax() {
-        for id in ["", "a/b", "+", "#", "a+", "$SYS", "a b", ".x", "-x", "a:b", "é"] {
+        for id in [
+            "", "a/b", "+", "#", "a+", "$SYS", "a b", ".x", "-x", "a:b", "é",
+        ] {
             assert!(validate_id(id).is_err(), "{id:?} should be rejected");
         }
         assert!(matches!(

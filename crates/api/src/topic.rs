@@ -121,7 +121,12 @@ impl Topic {
     }
 
     /// A request from `sender` to `service`'s `capability`.
-    pub fn rpc(service: &str, capability: &str, method: &str, sender: &str) -> Result<Topic, IdError> {
+    pub fn rpc(
+        service: &str,
+        capability: &str,
+        method: &str,
+        sender: &str,
+    ) -> Result<Topic, IdError> {
         Topic::new(MsgType::Rpc, service, capability, method, sender)
     }
 

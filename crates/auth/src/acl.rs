@@ -95,8 +95,7 @@ pub fn may_subscribe(login: &str, role: Role, filter_str: &str) -> bool {
         Role::Device => own(MsgType::Action) || own(MsgType::Config),
         _ => {
             covers("event/#", filter_str)
-                || (serves
-                    && (own(MsgType::Rpc) || own(MsgType::Action) || own(MsgType::Config)))
+                || (serves && (own(MsgType::Rpc) || own(MsgType::Action) || own(MsgType::Config)))
                 || (role == Role::Admin
                     && (covers("action/#", filter_str) || covers("config/#", filter_str)))
         }
@@ -117,10 +116,30 @@ mod tests {
 
     #[test]
     fn services_publish_only_their_own_events() {
-        assert!(may_publish("p1", Role::Service, "event/p1/t/x/p1", &NoGrants));
-        assert!(!may_publish("p1", Role::Service, "event/p2/t/x/p2", &NoGrants));
-        assert!(!may_publish("p1", Role::Service, "event/p2/t/x/p1", &NoGrants));
-        assert!(!may_publish("p1", Role::Service, "event/p1/t/x/p2", &NoGrants));
+        assert!(may_publish(
+            "p1",
+            Role::Service,
+            "event/p1/t/x/p1",
+            &NoGrants
+        ));
+        assert!(!may_publish(
+            "p1",
+            Role::Service,
+            "event/p2/t/x/p2",
+            &NoGrants
+        ));
+        assert!(!may_publish(
+            "p1",
+            Role::Service,
+            "event/p2/t/x/p1",
+            &NoGrants
+        ));
+        assert!(!may_publish(
+            "p1",
+            Role::Service,
+            "event/p1/t/x/p2",
+            &NoGrants
+        ));
         assert!(!may_publish("v", Role::Viewer, "event/v/t/x/v", &NoGrants));
     }
 
@@ -130,17 +149,52 @@ mod tests {
         assert!(!may_publish("p1", Role::Service, t, &G));
         assert!(may_publish("p1", Role::Viewer, t, &G));
         assert!(may_publish("p1", Role::Admin, t, &NoGrants));
-        assert!(!may_publish("p1", Role::Service, "rpc/launcher/manage/stopPlugin/p1", &NoGrants));
-        assert!(may_publish("p1", Role::Service, "rpc/auth/profile/refresh/p1", &NoGrants));
-        assert!(!may_publish("p1", Role::Service, "rpc/auth/clients/addClient/p1", &NoGrants));
-        assert!(may_publish("launcher", Role::Launcher, "rpc/auth/clients/addClient/launcher", &NoGrants));
+        assert!(!may_publish(
+            "p1",
+            Role::Service,
+            "rpc/launcher/manage/stopPlugin/p1",
+            &NoGrants
+        ));
+        assert!(may_publish(
+            "p1",
+            Role::Service,
+            "rpc/auth/profile/refresh/p1",
+            &NoGrants
+        ));
+        assert!(!may_publish(
+            "p1",
+            Role::Service,
+            "rpc/auth/clients/addClient/p1",
+            &NoGrants
+        ));
+        assert!(may_publish(
+            "launcher",
+            Role::Launcher,
+            "rpc/auth/clients/addClient/launcher",
+            &NoGrants
+        ));
     }
 
     #[test]
     fn replies_only_from_the_named_responder() {
-        assert!(may_publish("launcher", Role::Launcher, "_INBOX/admin/launcher", &NoGrants));
-        assert!(!may_publish("p1", Role::Service, "_INBOX/admin/launcher", &NoGrants));
-        assert!(!may_publish("p1", Role::Service, "_INBOX/admin/+", &NoGrants));
+        assert!(may_publish(
+            "launcher",
+            Role::Launcher,
+            "_INBOX/admin/launcher",
+            &NoGrants
+        ));
+        assert!(!may_publish(
+            "p1",
+            Role::Service,
+            "_INBOX/admin/launcher",
+            &NoGrants
+        ));
+        assert!(!may_publish(
+            "p1",
+            Role::Service,
+            "_INBOX/admin/+",
+            &NoGrants
+        ));
         assert!(!may_publish("p1", Role::Service, "_INBOX/admin", &NoGrants));
     }
 

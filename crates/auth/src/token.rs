@@ -207,11 +207,7 @@ pub fn sign_assertion(
 }
 
 /// Verifies a key assertion from `login` against the public key on file for that client.
-pub fn verify_assertion(
-    token: &str,
-    login: &str,
-    pub_key_b64: &str,
-) -> Result<Claims, TokenError> {
+pub fn verify_assertion(token: &str, login: &str, pub_key_b64: &str) -> Result<Claims, TokenError> {
     let pem = public_key_b64_to_pem(pub_key_b64).map_err(TokenError::Malformed)?;
     let dec = DecodingKey::from_ec_pem(pem.as_bytes()).map_err(map_jwt_error)?;
     let c = jsonwebtoken::decode::<Claims>(token.trim(), &dec, &validation())

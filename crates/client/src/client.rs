@@ -88,7 +88,10 @@ impl Request {
     pub fn unknown_method(&self) -> RemoteError {
         RemoteError::new(
             ErrorCode::UnknownMethod,
-            format!("capability '{}' has no method '{}'", self.capability, self.method),
+            format!(
+                "capability '{}' has no method '{}'",
+                self.capability, self.method
+            ),
         )
     }
 }
@@ -360,8 +363,7 @@ impl HubClient {
         method: &str,
         req: &Req,
     ) -> Result<Resp, RpcError> {
-        let payload =
-            serde_json::to_vec(req).map_err(|e| ClientError::Encode(e.to_string()))?;
+        let payload = serde_json::to_vec(req).map_err(|e| ClientError::Encode(e.to_string()))?;
         let v = self
             .request_raw(
                 service,
@@ -383,8 +385,8 @@ impl HubClient {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<serde_json::Value, RpcError> {
-        let topic = Topic::rpc(service, capability, method, self.client_id())
-            .map_err(ClientError::from)?;
+        let topic =
+            Topic::rpc(service, capability, method, self.client_id()).map_err(ClientError::from)?;
         let corr: [u8; 16] = rand::random();
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.pending).insert(
@@ -641,7 +643,11 @@ async fn refresh_loop(weak: std::sync::Weak<Inner>) {
     }
 }
 
-async fn drive(inner: Arc<Inner>, mut el: EventLoop, first: oneshot::Sender<Result<(), ClientError>>) {
+async fn drive(
+    inner: Arc<Inner>,
+    mut el: EventLoop,
+    first: oneshot::Sender<Result<(), ClientError>>,
+) {
     let mut first = Some(first);
     let mut backoff = Duration::from_millis(100);
     match inner.password() {
@@ -657,13 +663,14 @@ async fn drive(inner: Arc<Inner>, mut el: EventLoop, first: oneshot::Sender<Resu
     }
     loop {
         let ev = el.poll().await;
-        if inner.closed.load(Ordering::SeqCst) && first.is_none() {
-            if matches!(
+        if inner.closed.load(Ordering::SeqCst)
+            && first.is_none()
+            && matches!(
                 ev,
                 Err(_) | Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect))
-            ) {
-                break;
-            }
+            )
+        {
+            break;
         }
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -740,7 +747,11 @@ fn dispatch(inner: &Arc<Inner>, p: Publish) {
         let Ok(inbox) = InboxTopic::parse(topic) else {
             return;
         };
-        let Some(corr) = p.properties.as_ref().and_then(|pp| pp.correlation_data.clone()) else {
+        let Some(corr) = p
+            .properties
+            .as_ref()
+            .and_then(|pp| pp.correlation_data.clone())
+        else {
             return;
         };
         let mut pending = lock(&inner.pending);

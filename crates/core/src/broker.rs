@@ -83,10 +83,9 @@ impl Hooks {
             }
             (Role::Admin, c.exp, true)
         } else {
-            let profile = st
-                .store
-                .get(&login)
-                .ok_or_else(|| Refusal::BadCredentials(format!("unknown or removed client '{login}'")))?;
+            let profile = st.store.get(&login).ok_or_else(|| {
+                Refusal::BadCredentials(format!("unknown or removed client '{login}'"))
+            })?;
             let c = if claims.iss == login {
                 verify_assertion(&password, &login, &profile.pub_key)
             } else {
@@ -175,15 +174,24 @@ impl Handler for Hooks {
                     Ok(entry) => {
                         tracing::debug!(login = %entry.login, role = %entry.role, session = %mqtt_id, "connect allowed");
                         self.state.sessions().insert(mqtt_id, entry);
-                        (false, Some(HookResult::AuthResult(AuthResult::Allow(false, None))))
+                        (
+                            false,
+                            Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
+                        )
                     }
                     Err(Refusal::BadCredentials(why)) => {
                         tracing::warn!(session = %mqtt_id, "connect refused: {why}");
-                        (false, Some(HookResult::AuthResult(AuthResult::BadUsernameOrPassword)))
+                        (
+                            false,
+                            Some(HookResult::AuthResult(AuthResult::BadUsernameOrPassword)),
+                        )
                     }
                     Err(Refusal::NotAuthorized(why)) => {
                         tracing::warn!(session = %mqtt_id, "connect refused: {why}");
-                        (false, Some(HookResult::AuthResult(AuthResult::NotAuthorized)))
+                        (
+                            false,
+                            Some(HookResult::AuthResult(AuthResult::NotAuthorized)),
+                        )
                     }
                 }
             }
@@ -224,7 +232,8 @@ impl Handler for Hooks {
                 let entry = self.entry_for(&s.id.client_id);
                 let ok = entry.as_ref().is_some_and(|e| {
                     e.internal
-                        || (e.exp > unix_now() && may_publish(&e.login, e.role, &topic, &self.state.store))
+                        || (e.exp > unix_now()
+                            && may_publish(&e.login, e.role, &topic, &self.state.store))
                 });
                 if !ok {
                     tracing::info!(session = %s.id.client_id, topic, "publish denied");
@@ -232,7 +241,10 @@ impl Handler for Hooks {
                         // Answer a denied request at once, so the caller gets "not permitted"
                         // instead of a timeout. Only to the real sender's own inbox.
                         if t.msg_type == MsgType::Rpc && t.sender == e.login {
-                            let corr = p.properties.as_ref().and_then(|pp| pp.correlation_data.clone());
+                            let corr = p
+                                .properties
+                                .as_ref()
+                                .and_then(|pp| pp.correlation_data.clone());
                             let _ = self.state.denied_tx.try_send(DeniedCall {
                                 role: e.role,
                                 topic: t,

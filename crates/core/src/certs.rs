@@ -8,11 +8,11 @@
 use hivehub_auth::KeyPair;
 use hivehub_home::{write_atomic, Home, SECRET_MODE};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair as RcKey, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair as RcKey, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Errors while creating or loading certificates.
 #[derive(Debug, thiserror::Error)]
@@ -64,16 +64,16 @@ fn rcgen_days(d: i64) -> time::Duration {
     time::Duration::days(d)
 }
 
-fn read(path: &PathBuf) -> Result<String, CertError> {
+fn read(path: &Path) -> Result<String, CertError> {
     std::fs::read_to_string(path).map_err(|e| CertError::File {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason: e.to_string(),
     })
 }
 
-fn write(path: &PathBuf, data: &str, mode: u32) -> Result<(), CertError> {
+fn write(path: &Path, data: &str, mode: u32) -> Result<(), CertError> {
     write_atomic(path, data.as_bytes(), mode).map_err(|e| CertError::File {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason: e.to_string(),
     })
 }
@@ -109,7 +109,11 @@ pub fn ensure_tls(home: &Home, listen_ip: IpAddr) -> Result<TlsFiles, CertError>
     let mut sans = vec![
         SanType::DnsName("localhost".try_into().map_err(gen)?),
         SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
-        SanType::IpAddress("::1".parse().map_err(|_| CertError::Generate("::1".into()))?),
+        SanType::IpAddress(
+            "::1"
+                .parse()
+                .map_err(|_| CertError::Generate("::1".into()))?,
+        ),
     ];
     if let Some(h) = &host {
         if let Ok(name) = h.clone().try_into() {

@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        assert_eq!(CoreConfig::parse("# nothing\n").unwrap(), CoreConfig::default());
+        assert_eq!(
+            CoreConfig::parse("# nothing\n").unwrap(),
+            CoreConfig::default()
+        );
         let c = CoreConfig::parse("listen: 0.0.0.0:9883\ntokenValidityDays:\n  user: 7\n").unwrap();
         assert_eq!(c.listen.port(), 9883);
         assert_eq!(c.token_validity_days.user, 7);

@@ -117,7 +117,8 @@ fn ensure_builtin_client(
         client: id.to_string(),
         reason,
     };
-    let (key, _) = KeyPair::load_or_create(&home.key_file(id)).map_err(|e| cred_err(e.to_string()))?;
+    let (key, _) =
+        KeyPair::load_or_create(&home.key_file(id)).map_err(|e| cred_err(e.to_string()))?;
     let pub_key = key.public_key_b64();
     let now = unix_now();
     let profile = match state.store.get(id) {
@@ -143,10 +144,11 @@ fn ensure_builtin_client(
         .and_then(|t| state.issuer.verify(&t, id).ok())
         .is_some_and(|c| c.pub_key == pub_key && c.role == role && c.exp > now + lifetime / 4);
     if !keep {
-        let (token, _) = state.issue_for(&profile).map_err(|e| cred_err(e.to_string()))?;
-        write_atomic(&token_path, token.as_bytes(), SECRET_MODE).map_err(|e| {
-            cred_err(format!("cannot write {}: {e}", token_path.display()))
-        })?;
+        let (token, _) = state
+            .issue_for(&profile)
+            .map_err(|e| cred_err(e.to_string()))?;
+        write_atomic(&token_path, token.as_bytes(), SECRET_MODE)
+            .map_err(|e| cred_err(format!("cannot write {}: {e}", token_path.display())))?;
         tracing::info!(client = id, file = %token_path.display(), "issued token");
     }
     Ok(())
@@ -226,7 +228,13 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
     ));
     ensure_builtin_client(&state, home, ADMIN_ID, Role::Admin, "Administrator")?;
     ensure_builtin_client(&state, home, LAUNCHER_ID, Role::Launcher, "Launcher")?;
-    broker::register(&scx, broker::Hooks { state: state.clone() }).await;
+    broker::register(
+        &scx,
+        broker::Hooks {
+            state: state.clone(),
+        },
+    )
+    .await;
 
     let tls_listener = listener("hubcore/tls", cfg.listen, &cfg, Some(&tls_files))?;
     let tls_addr = tls_listener.local_addr().map_err(|e| CoreError::Listen {
@@ -275,7 +283,10 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
 
     let url = url.to_string();
     write_atomic(&home.core_url_file(), format!("{url}\n").as_bytes(), 0o644).map_err(|e| {
-        CoreError::Internal(format!("cannot write {}: {e}", home.core_url_file().display()))
+        CoreError::Internal(format!(
+            "cannot write {}: {e}",
+            home.core_url_file().display()
+        ))
     })?;
     tracing::info!(%url, "hubcore ready");
     Ok(RunningCore {
@@ -291,7 +302,10 @@ async fn answer_denied_calls(client: HubClient, mut rx: tokio::sync::mpsc::Recei
     while let Some(d) = rx.recv().await {
         let reply = Reply::Err(RemoteError::new(
             ErrorCode::Denied,
-            format!("role {} may not call {}/{}", d.role, d.topic.agent, d.topic.name),
+            format!(
+                "role {} may not call {}/{}",
+                d.role, d.topic.agent, d.topic.name
+            ),
         ));
         if let Err(e) = client
             .send_reply(&d.topic.sender, &d.topic.agent, d.corr, &reply)

@@ -76,7 +76,10 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
             let req: AddClientReq = r.json()?;
             validate_id(&req.client_id).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
             if req.client_id == s.internal.login {
-                return Err(err(ErrorCode::Conflict, format!("'{}' is reserved for the core", req.client_id)));
+                return Err(err(
+                    ErrorCode::Conflict,
+                    format!("'{}' is reserved for the core", req.client_id),
+                ));
             }
             public_key_b64_to_pem(&req.pub_key).map_err(|e| err(ErrorCode::BadRequest, e))?;
             let existing = s.store.get(&req.client_id);
@@ -85,7 +88,10 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
             {
                 return Err(err(
                     ErrorCode::Denied,
-                    format!("role {} may not add '{}' with role {}", me.role, req.client_id, req.role),
+                    format!(
+                        "role {} may not add '{}' with role {}",
+                        me.role, req.client_id, req.role
+                    ),
                 ));
             }
             let now = unix_now();
@@ -128,7 +134,10 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
             if !may_manage(&me, target.role) {
                 return Err(err(
                     ErrorCode::Denied,
-                    format!("role {} may not remove '{}' (role {})", me.role, target.client_id, target.role),
+                    format!(
+                        "role {} may not remove '{}' (role {})",
+                        me.role, target.client_id, target.role
+                    ),
                 ));
             }
             let removed = s.store.remove(&req.client_id).map_err(internal)?;
@@ -144,14 +153,19 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
         }),
         methods::ISSUE_TOKEN => {
             let req: ClientIdReq = r.json()?;
-            let target = s
-                .store
-                .get(&req.client_id)
-                .ok_or_else(|| err(ErrorCode::NotFound, format!("no client named '{}'", req.client_id)))?;
+            let target = s.store.get(&req.client_id).ok_or_else(|| {
+                err(
+                    ErrorCode::NotFound,
+                    format!("no client named '{}'", req.client_id),
+                )
+            })?;
             if !may_manage(&me, target.role) {
                 return Err(err(
                     ErrorCode::Denied,
-                    format!("role {} may not issue tokens for '{}'", me.role, target.client_id),
+                    format!(
+                        "role {} may not issue tokens for '{}'",
+                        me.role, target.client_id
+                    ),
                 ));
             }
             let (token, expires) = s.issue_for(&target).map_err(internal)?;

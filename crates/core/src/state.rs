@@ -64,8 +64,10 @@ impl CoreState {
 
     /// Issues a token for `profile` with the lifetime of its client type.
     pub fn issue_for(&self, profile: &ClientProfile) -> Result<(String, u64), TokenError> {
-        self.issuer
-            .issue(profile, self.cfg.token_validity_days.secs(profile.client_type))
+        self.issuer.issue(
+            profile,
+            self.cfg.token_validity_days.secs(profile.client_type),
+        )
     }
 
     /// After a refresh, the sessions of `login` live until the new expiry.
@@ -113,7 +115,10 @@ impl CoreState {
         if ids.is_empty() {
             return 0;
         }
-        tracing::info!(count = ids.len(), "disconnecting sessions whose token expired");
+        tracing::info!(
+            count = ids.len(),
+            "disconnecting sessions whose token expired"
+        );
         self.kick(ids).await
     }
 }

@@ -58,7 +58,8 @@ impl ClientStore {
         };
         let data = match std::fs::read(path) {
             Ok(bytes) => {
-                let f: StoreFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                let f: StoreFile =
+                    serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
                 if f.version != STORE_VERSION {
                     return Err(corrupt(format!(
                         "format version {} is not the supported {STORE_VERSION}",
@@ -131,7 +132,12 @@ impl ClientStore {
     }
 
     /// Sets who may call `service`'s `capability`; an empty list removes the grant.
-    pub fn set_grants(&self, service: &str, capability: &str, roles: &[Role]) -> Result<(), StoreError> {
+    pub fn set_grants(
+        &self,
+        service: &str,
+        capability: &str,
+        roles: &[Role],
+    ) -> Result<(), StoreError> {
         let mut roles = roles.to_vec();
         roles.sort();
         roles.dedup();
@@ -188,7 +194,8 @@ mod tests {
         let p = d.path().join("auth/clients.json");
         let s = ClientStore::open(&p).unwrap();
         s.upsert(profile("p1")).unwrap();
-        s.set_grants("p1", "ping", &[Role::Viewer, Role::Viewer]).unwrap();
+        s.set_grants("p1", "ping", &[Role::Viewer, Role::Viewer])
+            .unwrap();
         let s2 = ClientStore::open(&p).unwrap();
         assert_eq!(s2.get("p1"), Some(profile("p1")));
         assert!(s2.granted("p1", "ping", Role::Viewer));

@@ -34,11 +34,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
-    let filter = args.log_level.clone().unwrap_or_else(|| cfg.log_level.clone());
+    let filter = args
+        .log_level
+        .clone()
+        .unwrap_or_else(|| cfg.log_level.clone());
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(format!("{filter},rmqtt=warn,rmqtt_net=warn,rmqtt::plugin=error"))
-                .context("invalid log filter")?,
+            tracing_subscriber::EnvFilter::try_new(format!(
+                "{filter},rmqtt=warn,rmqtt_net=warn,rmqtt::plugin=error"
+            ))
+            .context("invalid log filter")?,
         )
         .with_writer(std::io::stderr)
         .init();

@@ -1,0 +1,293 @@
+//! Helpers for integration tests. Everything here drives real processes: a real `hubcore` in a
+//! temporary home on a free port, real `mosquitto_pub`/`mosquitto_sub`, real SDK clients.
+//! Every process started here is killed when its guard is dropped.
+
+use hivehub_api::auth::{methods, AddClientReq, AddClientResp, AUTH_SERVICE, CAP_CLIENTS};
+use hivehub_api::Role;
+use hivehub_auth::KeyPair;
+use hivehub_client::{ClientOptions, HubClient};
+use hivehub_home::{write_atomic, Home, SECRET_MODE};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes; returns the last result.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A hubcore process in its own temporary home.
+pub struct Core {
+    /// The home (inside `dir`).
+    pub home: Home,
+    /// Keeps the temporary folder alive.
+    pub dir: Option<tempfile::TempDir>,
+    /// The TLS URL.
+    pub url: String,
+    /// The TLS port.
+    pub port: u16,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl Core {
+    /// Starts `bin` (the hubcore binary) in a new temporary home on a free port.
+    pub fn start(bin: &Path) -> Core {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::at(dir.path().join("home"));
+        let mut c = Core {
+            home,
+            dir: Some(dir),
+            url: String::new(),
+            port: 0,
+            bin: bin.to_path_buf(),
+            child: None,
+        };
+        c.spawn("127.0.0.1:0");
+        c
+    }
+
+    fn spawn(&mut self, listen: &str) {
+        let _ = std::fs::remove_file(self.home.core_url_file());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir_path().join("hubcore.log"))
+            .expect("log file");
+        let child = Command::new(&self.bin)
+            .arg("--home")
+            .arg(self.home.root())
+            .arg("--listen")
+            .arg(listen)
+            .arg("--log-level")
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hubcore");
+        self.child = Some(child);
+        let url_file = self.home.core_url_file();
+        let ok = wait_until(Duration::from_secs(30), || url_file.exists());
+        assert!(ok, "hubcore did not become ready; log:\n{}", self.log());
+        self.url = std::fs::read_to_string(&url_file)
+            .expect("url")
+            .trim()
+            .to_string();
+        self.port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in url");
+    }
+
+    fn dir_path(&self) -> PathBuf {
+        self.home
+            .root()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.home.root().to_path_buf())
+    }
+
+    /// The core's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir_path().join("hubcore.log")).unwrap_or_default()
+    }
+
+    /// The hubcore process ID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops with SIGTERM and returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > end {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the core again in the same home on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let listen = format!("127.0.0.1:{}", self.port);
+        self.spawn(&listen);
+    }
+
+    /// Client options for `id` in this home.
+    pub fn options(&self, id: &str) -> ClientOptions {
+        let mut o = ClientOptions::from_home(&self.home, id, Some(&self.url)).expect("options");
+        o.connect_timeout = Duration::from_secs(10);
+        o
+    }
+
+    /// Connects an SDK client as `id` with the credential files in `certs/`.
+    pub async fn client(&self, id: &str) -> HubClient {
+        HubClient::connect(self.options(id))
+            .await
+            .unwrap_or_else(|e| panic!("connect as {id}: {e}\ncore log:\n{}", self.log()))
+    }
+
+    /// Adds a client with `role` through the admin's auth service, writing its key and token
+    /// files in `certs/` the way the launcher does.
+    pub async fn add_client(&self, admin: &HubClient, id: &str, role: Role) -> AddClientResp {
+        let (key, _) = KeyPair::load_or_create(&self.home.key_file(id)).expect("key");
+        let resp: AddClientResp = admin
+            .request(
+                AUTH_SERVICE,
+                CAP_CLIENTS,
+                methods::ADD_CLIENT,
+                &AddClientReq {
+                    client_id: id.into(),
+                    client_type: None,
+                    display_name: None,
+                    role,
+                    pub_key: key.public_key_b64(),
+                },
+            )
+            .await
+            .expect("addClient");
+        write_atomic(
+            &self.home.token_file(id),
+            resp.token.as_bytes(),
+            SECRET_MODE,
+        )
+        .expect("token");
+        resp
+    }
+
+    /// Common arguments for mosquitto clients logging in as `id` (with its token file).
+    pub fn mosq_args(&self, id: &str) -> Vec<String> {
+        let token = std::fs::read_to_string(self.home.token_file(id)).unwrap_or_default();
+        self.mosq_args_with(id, token.trim())
+    }
+
+    /// Mosquitto arguments for username `id` with an explicit password.
+    pub fn mosq_args_with(&self, id: &str, password: &str) -> Vec<String> {
+        vec![
+            "-V".into(),
+            "mqttv5".into(),
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.port.to_string(),
+            "--cafile".into(),
+            self.home.ca_cert().display().to_string(),
+            "-u".into(),
+            id.into(),
+            "-P".into(),
+            password.into(),
+        ]
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A background `mosquitto_sub`, killed on drop.
+pub struct Sub {
+    child: Option<Child>,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sub {
+    /// Starts `mosquitto_sub` with `args` (add `-v` to get topics) writing to a file. Returns once
+    /// the subscription is confirmed, using `--will`-free `-d` debug output ("SUBACK").
+    pub fn start(args: &[String]) -> Sub {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("sub.out");
+        let f = std::fs::File::create(&out).expect("out");
+        // Line-buffered, or the output sits in stdio buffers until exit.
+        let child = Command::new("stdbuf")
+            .args(["-oL", "-eL", "mosquitto_sub"])
+            .args(args)
+            .arg("-d")
+            .stdout(f.try_clone().expect("dup"))
+            .stderr(f)
+            .spawn()
+            .expect("mosquitto_sub (install mosquitto-clients)");
+        let s = Sub {
+            child: Some(child),
+            out,
+            _dir: dir,
+        };
+        let ok = wait_until(Duration::from_secs(10), || {
+            let o = s.output();
+            o.contains("SUBACK") || o.contains("Error") || o.contains("denied")
+        });
+        assert!(ok, "mosquitto_sub did not subscribe: {}", s.output());
+        s
+    }
+
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits until the output contains `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.output().contains(needle))
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `mosquitto_pub` with `args` and returns its output.
+pub fn mosquitto_pub(args: &[String]) -> Output {
+    Command::new("mosquitto_pub")
+        .args(args)
+        .output()
+        .expect("mosquitto_pub (install mosquitto-clients)")
+}
+
+/// Helper to turn `&str` lists into argument vectors.
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
