@@ -273,6 +273,11 @@ impl HubClient {
         let session = format!("{}:{:08x}", opts.client_id, rand::random::<u32>());
         let mut mo = MqttOptions::new(session, opts.server.host.clone(), opts.server.port);
         mo.set_keep_alive(opts.keep_alive);
+        // Requests are small and latency-bound: without NODELAY every round trip waits ~40 ms
+        // for the peer's delayed ACK (Nagle).
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        mo.set_network_options(net);
         mo.set_clean_start(true);
         mo.set_max_packet_size(Some(MAX_PACKET_BYTES));
         mo.set_connection_timeout(opts.connect_timeout.as_secs().max(1));

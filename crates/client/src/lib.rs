@@ -13,6 +13,6 @@ mod error;
 mod options;
 pub mod plugin;
 
-pub use client::{ConnState, EventMessage, HubClient, Request};
+pub use client::{ConnState, EventMessage, HubClient, QoS, Request};
 pub use error::{ClientError, RpcError};
 pub use options::{ClientOptions, ServerUrl, ENV_CLIENT_ID, ENV_LOG_LEVEL, ENV_SERVER};

@@ -169,6 +169,7 @@ fn listener(
         .laddr(addr)
         .allow_anonymous(false)
         .reuseaddr(Some(true))
+        .nodelay(true)
         .max_packet_size(MAX_PACKET_BYTES)
         .max_connections(cfg.max_connections);
     if let Some(t) = tls {

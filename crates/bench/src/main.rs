@@ -1,0 +1,273 @@
+//! `hivehub-bench`: measures hivehub against its peers on this machine.
+//!
+//! ```text
+//! cargo build --release --workspace && target/release/hivehub-bench bus
+//! ```
+//!
+//! `bus` measures, through `hubcore` (TLS, token auth and ACL active) and through a plain Debian
+//! `mosquitto` (TLS, anonymous, no ACL) in the same run and with the same SDK client:
+//! the request/reply round-trip latency (median and p99) and the QoS 0 event throughput.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use hivehub_api::Role;
+use hivehub_client::{ClientOptions, HubClient, ServerUrl};
+use hivehub_testkit::Core;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "hivehub-bench", about = "Benchmarks of hivehub against mosquitto and supervisord")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// RPC round trip and QoS 0 throughput: hubcore vs mosquitto.
+    Bus {
+        /// Round trips per round.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Events per throughput round.
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+        /// Rounds per broker (the median round is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+}
+
+fn sibling_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe
+        .parent()
+        .context("no parent folder")?
+        .join(name);
+    if !p.exists() {
+        bail!("{} not found; build it first: cargo build --release --workspace", p.display());
+    }
+    Ok(p)
+}
+
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_mosquitto(certs: &Path) -> Result<Mosquitto> {
+    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("mosquitto is not installed (apt-get install mosquitto)")?;
+    let dir = tempfile::tempdir()?;
+    // Copy the hub's server certificate so mosquitto serves the same TLS identity.
+    for f in ["caCert.pem", "hubCert.pem", "hubKey.pem"] {
+        std::fs::copy(certs.join(f), dir.path().join(f))?;
+    }
+    let port = free_port()?;
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nper_listener_settings false\nallow_anonymous true\npersistence false\n\
+             log_dest none\nset_tcp_nodelay true\nmax_queued_messages 100000\nlistener {port} 127.0.0.1\n\
+             cafile {d}/caCert.pem\ncertfile {d}/hubCert.pem\nkeyfile {d}/hubKey.pem\n",
+            d = dir.path().display()
+        ),
+    )?;
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let ok = hivehub_testkit::wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    if !ok {
+        bail!("mosquitto did not start on port {port}");
+    }
+    Ok(Mosquitto {
+        child,
+        port,
+        _dir: dir,
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct Rpc {
+    median: Duration,
+    p99: Duration,
+}
+
+async fn measure_rpc(requester: &HubClient, service: &str, n: usize) -> Result<Rpc> {
+    for _ in 0..n / 10 {
+        requester
+            .request_raw(service, "bench", "echo", b"{}".to_vec(), Duration::from_secs(5))
+            .await?;
+    }
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        requester
+            .request_raw(service, "bench", "echo", b"{}".to_vec(), Duration::from_secs(5))
+            .await?;
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    Ok(Rpc {
+        median: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+    })
+}
+
+async fn measure_throughput(publisher: &HubClient, subscriber: &HubClient, n: usize) -> Result<(f64, usize)> {
+    let agent = publisher.client_id().to_string();
+    let mut rx = subscriber
+        .subscribe_events(Some(&agent), Some("bench"), None)
+        .await?;
+    let payload = vec![b'x'; 64];
+    let t = Instant::now();
+    let recv = tokio::spawn(async move {
+        let mut got = 0usize;
+        while got < n {
+            match tokio::time::timeout(Duration::from_secs(3), rx.recv()).await {
+                Ok(Some(_)) => got += 1,
+                _ => break,
+            }
+        }
+        (got, Instant::now())
+    });
+    for _ in 0..n {
+        publisher
+            .publish_event_raw("bench", "tick", payload.clone(), hivehub_client::QoS::AtMostOnce, false)
+            .await?;
+    }
+    let (got, end) = recv.await?;
+    let secs = end.duration_since(t).as_secs_f64();
+    Ok((got as f64 / secs, got))
+}
+
+struct BrokerResult {
+    rpc: Vec<Rpc>,
+    tput: Vec<(f64, usize)>,
+}
+
+async fn run_against(
+    opts: impl Fn(&str) -> ClientOptions,
+    requests: usize,
+    events: usize,
+    rounds: usize,
+) -> Result<BrokerResult> {
+    let svc = HubClient::connect(opts("benchsvc")).await?;
+    svc.serve("bench", |r| async move { Ok(serde_json::from_slice(&r.payload).unwrap_or_default()) })
+        .await?;
+    let _ = svc.set_permissions("bench", &[Role::Admin]).await;
+    let admin = HubClient::connect(opts("admin")).await?;
+    let mut res = BrokerResult {
+        rpc: vec![],
+        tput: vec![],
+    };
+    for _ in 0..rounds {
+        res.rpc.push(measure_rpc(&admin, "benchsvc", requests).await?);
+        res.tput.push(measure_throughput(&svc, &admin, events).await?);
+    }
+    svc.disconnect().await;
+    admin.disconnect().await;
+    Ok(res)
+}
+
+fn median_of<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+async fn bus(requests: usize, events: usize, rounds: usize) -> Result<()> {
+    let core = Core::start(&sibling_binary("hubcore")?);
+    {
+        let admin = core.client("admin").await;
+        core.add_client(&admin, "benchsvc", Role::Service).await;
+        admin.disconnect().await;
+    }
+    let hub_opts = |id: &str| {
+        let mut o = core.options(id);
+        o.refresh_token = false;
+        o
+    };
+    let hub = run_against(hub_opts, requests, events, rounds).await?;
+
+    let mosq = start_mosquitto(&core.home.certs())?;
+    let mosq_opts = |id: &str| {
+        let mut o = core.options(id);
+        o.server = ServerUrl {
+            tls: true,
+            host: "127.0.0.1".into(),
+            port: mosq.port,
+        };
+        o.refresh_token = false;
+        o
+    };
+    let m = run_against(mosq_opts, requests, events, rounds).await?;
+
+    let med = |r: &BrokerResult| median_of(r.rpc.iter().map(|x| x.median).collect());
+    let p99 = |r: &BrokerResult| median_of(r.rpc.iter().map(|x| x.p99).collect());
+    let tp = |r: &BrokerResult| median_of(r.tput.iter().map(|x| x.0).collect());
+    let lost = |r: &BrokerResult| r.tput.iter().map(|x| events - x.1).sum::<usize>();
+    println!("| measure | hubcore | mosquitto | ratio (hubcore/mosquitto) |");
+    println!("|---|---|---|---|");
+    println!(
+        "| RPC round trip, median | {:.0} µs | {:.0} µs | {:.2} |",
+        med(&hub).as_micros(),
+        med(&m).as_micros(),
+        med(&hub).as_secs_f64() / med(&m).as_secs_f64()
+    );
+    println!(
+        "| RPC round trip, p99 | {:.0} µs | {:.0} µs | {:.2} |",
+        p99(&hub).as_micros(),
+        p99(&m).as_micros(),
+        p99(&hub).as_secs_f64() / p99(&m).as_secs_f64()
+    );
+    println!(
+        "| QoS 0 events, 64 B, msgs/s | {:.0} | {:.0} | {:.2} |",
+        tp(&hub),
+        tp(&m),
+        tp(&hub) / tp(&m)
+    );
+    println!(
+        "\n{rounds} rounds of {requests} round trips and {events} events each; medians of the rounds. \
+         Events lost (all rounds): hubcore {}, mosquitto {}.",
+        lost(&hub),
+        lost(&m)
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Args::parse().cmd {
+        Cmd::Bus {
+            requests,
+            events,
+            rounds,
+        } => bus(requests, events, rounds).await,
+    }
+}
