@@ -11,6 +11,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Path of a binary built by this workspace (`target/<profile>/<name>`), found from the running
+/// test executable (`target/<profile>/deps/<test>`). Tests run with `--workspace` so every binary
+/// is built.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built; run the tests with --workspace",
+        p.display()
+    );
+    p
+}
+
 /// Polls `f` every 20 ms until it returns true or `timeout` passes; returns the last result.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
