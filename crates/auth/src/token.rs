@@ -5,7 +5,7 @@
 //! the password is the token; the core checks that `sub` equals the username.
 //!
 //! A client whose token has expired can still prove who it is with a *key assertion*: a short-lived
-//! JWT that it signs with its own private key (`iss` = `sub` = its client ID). The core verifies it
+//! JWT that it signs with its own private key (`iss` = `client:{clientID}`). The core verifies it
 //! against the public key on file, which lets the client connect and refresh its token.
 
 use crate::keys::{public_key_b64_to_pem, KeyPair};
@@ -15,6 +15,15 @@ use hivehub_api::{ClientType, Role};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+/// Prefix of the `iss` claim of key assertions (`client:{clientID}`). `:` cannot occur in a
+/// client ID or in the hub's issuer name check, so an assertion is never mistaken for a hub token.
+pub const ASSERTION_ISSUER_PREFIX: &str = "client:";
+
+/// True if `claims` are those of a key assertion rather than a hub token.
+pub fn is_assertion(claims: &Claims) -> bool {
+    claims.iss.starts_with(ASSERTION_ISSUER_PREFIX)
+}
 
 /// Longest lifetime accepted for a key assertion, in seconds. Short, because an assertion is a
 /// bearer credential like a token but is never revocable by re-keying the hub.
@@ -192,7 +201,7 @@ pub fn sign_assertion(
         client_type,
         role,
         pub_key: key.public_key_b64(),
-        iss: client_id.to_string(),
+        iss: format!("{ASSERTION_ISSUER_PREFIX}{client_id}"),
         iat: now,
         exp: now + lifetime_secs.min(MAX_ASSERTION_SECS),
     };
@@ -213,7 +222,7 @@ pub fn verify_assertion(token: &str, login: &str, pub_key_b64: &str) -> Result<C
     let c = jsonwebtoken::decode::<Claims>(token.trim(), &dec, &validation())
         .map_err(map_jwt_error)?
         .claims;
-    if c.sub != login || c.iss != login {
+    if c.sub != login || c.iss != format!("{ASSERTION_ISSUER_PREFIX}{login}") {
         return Err(TokenError::ClientMismatch {
             token: c.sub,
             login: login.to_string(),

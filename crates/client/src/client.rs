@@ -5,7 +5,7 @@ use hivehub_api::auth::{methods, TokenResp, AUTH_SERVICE, CAP_AUTHZ, CAP_PROFILE
 use hivehub_api::rpc::{Ack, MAX_PACKET_BYTES, MAX_REQUEST_BYTES};
 use hivehub_api::topic::{filter, InboxTopic, Topic, INBOX_PREFIX};
 use hivehub_api::{ErrorCode, RemoteError, Reply, Role};
-use hivehub_auth::token::{peek_claims, sign_assertion};
+use hivehub_auth::token::{is_assertion, peek_claims, sign_assertion};
 use hivehub_auth::{unix_now, KeyPair};
 use rumqttc::v5::mqttbytes::v5::{
     ConnectReturnCode, LastWill, Packet, Publish, PublishProperties, SubscribeReasonCode,
@@ -419,7 +419,9 @@ impl HubClient {
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(reply))) => reply.into_result().map_err(RpcError::Remote),
             Ok(Ok(Err(decode))) => Err(RpcError::Decode(decode)),
-            _ => {
+            // The connection closed while waiting: say so instead of reporting a timeout.
+            Ok(Err(_)) => Err(ClientError::Closed.into()),
+            Err(_) => {
                 lock(&self.inner.pending).remove(&corr[..]);
                 Err(RpcError::Timeout {
                     service: service.into(),
@@ -623,7 +625,7 @@ async fn refresh_loop(weak: std::sync::Weak<Inner>) {
         let claims = inner.current_token().and_then(|t| peek_claims(&t).ok());
         let now = unix_now();
         let wait = match &claims {
-            Some(c) if c.iss != c.sub && c.exp > now + 5 => {
+            Some(c) if !is_assertion(c) && c.exp > now + 5 => {
                 let life = c.exp.saturating_sub(c.iat).max(1);
                 let refresh_at = c.exp.saturating_sub(life / 4);
                 refresh_at.saturating_sub(now)

@@ -6,7 +6,7 @@ use crate::state::{CoreState, DeniedCall};
 use async_trait::async_trait;
 use hivehub_api::topic::{MsgType, Topic};
 use hivehub_api::Role;
-use hivehub_auth::token::{peek_claims, verify_assertion};
+use hivehub_auth::token::{is_assertion, peek_claims, verify_assertion};
 use hivehub_auth::{may_publish, may_subscribe, unix_now};
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
@@ -86,7 +86,8 @@ impl Hooks {
             let profile = st.store.get(&login).ok_or_else(|| {
                 Refusal::BadCredentials(format!("unknown or removed client '{login}'"))
             })?;
-            let c = if claims.iss == login {
+            let assertion = is_assertion(&claims);
+            let c = if assertion {
                 verify_assertion(&password, &login, &profile.pub_key)
             } else {
                 st.issuer.verify(&password, &login)
@@ -97,7 +98,9 @@ impl Hooks {
                     "token of '{login}' was issued for another key"
                 )));
             }
-            if c.role != profile.role {
+            // A key assertion proves identity only; the role is the store's. A hub token must
+            // carry the current role, so a role change invalidates old tokens.
+            if !assertion && c.role != profile.role {
                 return Err(Refusal::BadCredentials(format!(
                     "token of '{login}' carries role {} but the client now has role {}",
                     c.role, profile.role

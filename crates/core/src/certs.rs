@@ -84,7 +84,22 @@ pub fn ensure_tls(home: &Home, listen_ip: IpAddr) -> Result<TlsFiles, CertError>
     let ca_key_path = home.certs().join("caKey.pem");
     let gen = |e: rcgen::Error| CertError::Generate(e.to_string());
 
-    let ca_key = if ca_key_path.exists() && ca_cert_path.exists() {
+    if ca_key_path.exists() != ca_cert_path.exists() {
+        // Regenerating the CA would silently break every client that trusts the old one.
+        let (present, missing) = if ca_key_path.exists() {
+            (&ca_key_path, &ca_cert_path)
+        } else {
+            (&ca_cert_path, &ca_key_path)
+        };
+        return Err(CertError::File {
+            path: missing.clone(),
+            reason: format!(
+                "is missing while {} exists; restore it, or remove both to create a new CA (clients must then trust the new caCert.pem)",
+                present.display()
+            ),
+        });
+    }
+    let ca_key = if ca_key_path.exists() {
         RcKey::from_pem(&read(&ca_key_path)?).map_err(|e| CertError::File {
             path: ca_key_path.clone(),
             reason: format!("not a valid CA key: {e}"),
