@@ -18,7 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "hivehub-bench", about = "Benchmarks of hivehub against mosquitto and supervisord")]
+#[command(
+    name = "hivehub-bench",
+    about = "Benchmarks of hivehub against mosquitto and supervisord"
+)]
 struct Args {
     #[command(subcommand)]
     cmd: Cmd,
@@ -42,12 +45,12 @@ enum Cmd {
 
 fn sibling_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let p = exe
-        .parent()
-        .context("no parent folder")?
-        .join(name);
+    let p = exe.parent().context("no parent folder")?.join(name);
     if !p.exists() {
-        bail!("{} not found; build it first: cargo build --release --workspace", p.display());
+        bail!(
+            "{} not found; build it first: cargo build --release --workspace",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -66,7 +69,9 @@ impl Drop for Mosquitto {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn start_mosquitto(certs: &Path) -> Result<Mosquitto> {
@@ -122,14 +127,26 @@ struct Rpc {
 async fn measure_rpc(requester: &HubClient, service: &str, n: usize) -> Result<Rpc> {
     for _ in 0..n / 10 {
         requester
-            .request_raw(service, "bench", "echo", b"{}".to_vec(), Duration::from_secs(5))
+            .request_raw(
+                service,
+                "bench",
+                "echo",
+                b"{}".to_vec(),
+                Duration::from_secs(5),
+            )
             .await?;
     }
     let mut lat = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
         requester
-            .request_raw(service, "bench", "echo", b"{}".to_vec(), Duration::from_secs(5))
+            .request_raw(
+                service,
+                "bench",
+                "echo",
+                b"{}".to_vec(),
+                Duration::from_secs(5),
+            )
             .await?;
         lat.push(t.elapsed());
     }
@@ -140,7 +157,11 @@ async fn measure_rpc(requester: &HubClient, service: &str, n: usize) -> Result<R
     })
 }
 
-async fn measure_throughput(publisher: &HubClient, subscriber: &HubClient, n: usize) -> Result<(f64, usize)> {
+async fn measure_throughput(
+    publisher: &HubClient,
+    subscriber: &HubClient,
+    n: usize,
+) -> Result<(f64, usize)> {
     let agent = publisher.client_id().to_string();
     let mut rx = subscriber
         .subscribe_events(Some(&agent), Some("bench"), None)
@@ -159,7 +180,13 @@ async fn measure_throughput(publisher: &HubClient, subscriber: &HubClient, n: us
     });
     for _ in 0..n {
         publisher
-            .publish_event_raw("bench", "tick", payload.clone(), hivehub_client::QoS::AtMostOnce, false)
+            .publish_event_raw(
+                "bench",
+                "tick",
+                payload.clone(),
+                hivehub_client::QoS::AtMostOnce,
+                false,
+            )
             .await?;
     }
     let (got, end) = recv.await?;
@@ -179,8 +206,10 @@ async fn run_against(
     rounds: usize,
 ) -> Result<BrokerResult> {
     let svc = HubClient::connect(opts("benchsvc")).await?;
-    svc.serve("bench", |r| async move { Ok(serde_json::from_slice(&r.payload).unwrap_or_default()) })
-        .await?;
+    svc.serve("bench", |r| async move {
+        Ok(serde_json::from_slice(&r.payload).unwrap_or_default())
+    })
+    .await?;
     let _ = svc.set_permissions("bench", &[Role::Admin]).await;
     let admin = HubClient::connect(opts("admin")).await?;
     let mut res = BrokerResult {
@@ -188,8 +217,10 @@ async fn run_against(
         tput: vec![],
     };
     for _ in 0..rounds {
-        res.rpc.push(measure_rpc(&admin, "benchsvc", requests).await?);
-        res.tput.push(measure_throughput(&svc, &admin, events).await?);
+        res.rpc
+            .push(measure_rpc(&admin, "benchsvc", requests).await?);
+        res.tput
+            .push(measure_throughput(&svc, &admin, events).await?);
     }
     svc.disconnect().await;
     admin.disconnect().await;

@@ -1,0 +1,190 @@
+//! The hivehub launcher: starts the core first, then the plugins in order, each with fresh
+//! credentials, its own log file, in its own session; it stops them without leaving a process
+//! behind, and makes sure none outlives the launcher itself.
+//!
+//! * [`config`]: `config/launcher.yaml`, validated with file, line and key in every error.
+//! * [`process`]: spawn, signal, tree-kill, reap, and the guard process.
+//! * [`logs`]: per-plugin log files with timestamps, markers and rotation.
+//! * [`supervisor`]: the state of every plugin and the start/stop operations.
+
+pub mod config;
+pub mod logs;
+pub mod process;
+pub mod supervisor;
+
+use hivehub_client::{plugin::connect_patiently, ClientOptions};
+use hivehub_home::Home;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+pub use supervisor::{LaunchError, Supervisor};
+
+/// Errors that stop the launcher.
+#[derive(Debug, thiserror::Error)]
+pub enum LauncherError {
+    /// The config file is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The home is unusable.
+    #[error(transparent)]
+    Home(#[from] hivehub_home::HomeError),
+    /// Another launcher runs on this home.
+    #[error("another launcher is already running on {home} ({lock} is locked{pid})")]
+    Locked {
+        /// The home.
+        home: String,
+        /// The lock file.
+        lock: String,
+        /// ", pid N" when known.
+        pid: String,
+    },
+    /// The core could not be started.
+    #[error("the core did not start: {0}")]
+    Core(String),
+    /// The hub could not be reached.
+    #[error("{0}")]
+    Bus(String),
+    /// An operating-system error.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> LauncherError + '_ {
+    move |source| LauncherError::Io {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// Holds `run/launcher.lock` for the life of the launcher: a second launcher on the same home
+/// fails at once with a clear error instead of starting every plugin twice.
+pub fn lock_home(home: &Home) -> Result<Flock<File>, LauncherError> {
+    let path = home.run().join("launcher.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("cannot open the launcher lock"))?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let _ = lock.set_len(0);
+            let _ = writeln!(&mut *lock, "{}", std::process::id());
+            Ok(lock)
+        }
+        Err((_, _)) => {
+            let pid = process::read_file(&path)
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .map(|p| format!(", pid {p}"))
+                .unwrap_or_default();
+            Err(LauncherError::Locked {
+                home: home.root().display().to_string(),
+                lock: path.display().to_string(),
+                pid,
+            })
+        }
+    }
+}
+
+/// What the launcher runs with.
+pub struct LaunchOptions {
+    /// The home.
+    pub home: Home,
+    /// The parsed configuration.
+    pub config: config::LauncherConfig,
+    /// `--server`, overriding `serverURL`.
+    pub server: Option<String>,
+}
+
+/// Runs the launcher until `shutdown` completes, then stops everything (plugins in reverse start
+/// order, the core last) and returns.
+pub async fn run(
+    opts: LaunchOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), LauncherError> {
+    let home = opts.home;
+    home.ensure_dirs()?;
+    let _lock = lock_home(&home)?;
+    process::become_subreaper().map_err(io_err("cannot become a child subreaper"))?;
+    let exe = std::env::current_exe().map_err(io_err("cannot find the launcher executable"))?;
+    let guard = match process::Guard::start(&exe) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!("cannot start the guard process ({e}); plugins' children may outlive a killed launcher");
+            None
+        }
+    };
+    let cfg = opts.config;
+    let sup = Supervisor::new(home.clone(), cfg.clone(), guard)
+        .map_err(io_err("cannot start the spawner"))?;
+    sup.spawn_reaper()
+        .map_err(io_err("cannot watch child processes"))?;
+    sup.spawn_watcher(Duration::from_secs(2));
+
+    let result = start_hub(&sup, &home, &cfg, opts.server).await;
+    if let Err(e) = result {
+        sup.stop_all(true).await;
+        sup.release_guard();
+        return Err(e);
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!("launcher ready");
+    shutdown.await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopping all plugins");
+    for (name, r) in sup.stop_all(true).await {
+        if let Err(e) = r {
+            tracing::error!(plugin = %name, "{e}");
+        }
+    }
+    sup.release_guard();
+    Ok(())
+}
+
+async fn start_hub(
+    sup: &Supervisor,
+    home: &Home,
+    cfg: &config::LauncherConfig,
+    server: Option<String>,
+) -> Result<(), LauncherError> {
+    let url = match sup.core_name() {
+        Some(core) => {
+            sup.start(core)
+                .await
+                .map_err(|e| LauncherError::Core(e.to_string()))?;
+            sup.core_url().ok_or_else(|| {
+                LauncherError::Core(format!(
+                    "it reported ready but did not write {}",
+                    home.core_url_file().display()
+                ))
+            })?
+        }
+        None => server.or_else(|| cfg.server_url.clone()).ok_or_else(|| {
+            LauncherError::Bus("no core is configured and no serverURL is set".into())
+        })?,
+    };
+    let opts = ClientOptions::from_home(home, &cfg.id, Some(&url))
+        .map_err(|e| LauncherError::Bus(e.to_string()))?;
+    let bus = connect_patiently(opts)
+        .await
+        .map_err(|e| LauncherError::Bus(format!("the launcher cannot connect: {e}")))?;
+    tracing::info!(%url, id = %cfg.id, "connected to the hub");
+    sup.set_bus(Some(bus), Some(url));
+    sup.autostart().await;
+    Ok(())
+}
+
+/// `config/launcher.yaml` of a home, or the given file.
+pub fn config_path(home: &Home, flag: Option<PathBuf>) -> PathBuf {
+    flag.unwrap_or_else(|| home.config_file("launcher"))
+}

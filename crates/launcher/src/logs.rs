@@ -1,0 +1,238 @@
+//! Per-plugin log files: `logs/{plugin}.log`, one timestamped line per output line, the
+//! launcher's own start and exit markers, size-based rotation with a cap on the number of files,
+//! and the last lines kept in memory for the `exited` event.
+
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncReadExt;
+
+/// How many recent output lines are kept in memory per plugin.
+pub const TAIL_LINES: usize = 20;
+
+/// Longest line written as one record; longer output is split.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Size of one write to the log file.
+const WRITE_CHUNK: usize = 8 * 1024;
+
+/// Which output a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Out,
+    /// Standard error.
+    Err,
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T08:00:00.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60,
+        d.subsec_millis()
+    )
+}
+
+/// The log of one plugin.
+pub struct PluginLog {
+    file: Option<Mutex<FileRotate<AppendCount>>>,
+    tail: Mutex<VecDeque<String>>,
+    attach_out: bool,
+    attach_err: bool,
+}
+
+impl PluginLog {
+    /// Opens (or creates) `path` with rotation after `max_size` bytes, keeping `max_files`
+    /// rotated files. `to_file = false` keeps only the in-memory tail (and the attach copies).
+    pub fn open(
+        path: &Path,
+        to_file: bool,
+        max_size: u64,
+        max_files: usize,
+        attach_out: bool,
+        attach_err: bool,
+    ) -> PluginLog {
+        let file = to_file.then(|| {
+            Mutex::new(FileRotate::new(
+                path,
+                AppendCount::new(max_files.max(1)),
+                ContentLimit::BytesSurpassed(max_size.max(1024) as usize),
+                Compression::None,
+                None,
+            ))
+        });
+        PluginLog {
+            file,
+            tail: Mutex::new(VecDeque::with_capacity(TAIL_LINES)),
+            attach_out,
+            attach_err,
+        }
+    }
+
+    fn write(&self, buf: &[u8]) {
+        if let Some(f) = &self.file {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = f.write_all(buf);
+            let _ = f.flush();
+        }
+    }
+
+    /// Writes a launcher marker line, e.g. the start with PID and attempt, or the exit.
+    pub fn marker(&self, text: &str) {
+        let line = format!("{} [launcher] === {text}\n", rfc3339(SystemTime::now()));
+        self.write(line.as_bytes());
+    }
+
+    /// Writes complete lines of one stream, each with a timestamp, in one write.
+    fn lines(&self, stream: Stream, lines: &[&[u8]]) {
+        if lines.is_empty() {
+            return;
+        }
+        let ts = rfc3339(SystemTime::now());
+        let tag = match stream {
+            Stream::Out => "out",
+            Stream::Err => "err",
+        };
+        // Written in pieces of about WRITE_CHUNK bytes: rotation is checked per write, so one huge
+        // write would overshoot the size limit.
+        let mut buf = Vec::with_capacity(WRITE_CHUNK + MAX_LINE + 64);
+        for l in lines {
+            buf.extend_from_slice(ts.as_bytes());
+            buf.extend_from_slice(b" [");
+            buf.extend_from_slice(tag.as_bytes());
+            buf.extend_from_slice(b"] ");
+            buf.extend_from_slice(l);
+            buf.push(b'\n');
+            if buf.len() >= WRITE_CHUNK {
+                self.write(&buf);
+                self.attach(stream, &buf);
+                buf.clear();
+            }
+        }
+        self.write(&buf);
+        self.attach(stream, &buf);
+        {
+            let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+            for l in lines.iter().rev().take(TAIL_LINES).rev() {
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(String::from_utf8_lossy(l).into_owned());
+            }
+        }
+    }
+
+    fn attach(&self, stream: Stream, buf: &[u8]) {
+        match stream {
+            Stream::Out if self.attach_out => {
+                let _ = std::io::stdout().write_all(buf);
+            }
+            Stream::Err if self.attach_err => {
+                let _ = std::io::stderr().write_all(buf);
+            }
+            _ => {}
+        }
+    }
+
+    /// The last output lines (at most [`TAIL_LINES`]), oldest first.
+    pub fn tail(&self) -> Vec<String> {
+        self.tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Copies one output pipe of a plugin into its log until the pipe closes.
+pub async fn pump(
+    mut pipe: tokio::net::unix::pipe::Receiver,
+    log: std::sync::Arc<PluginLog>,
+    stream: Stream,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        carry.extend_from_slice(&buf[..n]);
+        let mut lines: Vec<&[u8]> = Vec::new();
+        let mut start = 0;
+        for (i, b) in carry.iter().enumerate() {
+            if *b == b'\n' {
+                lines.push(&carry[start..i]);
+                start = i + 1;
+            } else if i - start >= MAX_LINE {
+                lines.push(&carry[start..i]);
+                start = i;
+            }
+        }
+        log.lines(stream, &lines);
+        carry.drain(..start);
+    }
+    if !carry.is_empty() {
+        log.lines(stream, &[&carry]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_651_200_123);
+        assert_eq!(rfc3339(t), "2026-11-26T00:00:00.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn tail_keeps_last_lines_and_file_rotates() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.log");
+        let log = PluginLog::open(&p, true, 2048, 2, false, false);
+        for batch in 0..50 {
+            let lines: Vec<String> = (0..10)
+                .map(|i| format!("line {}", batch * 10 + i))
+                .collect();
+            let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+            log.lines(Stream::Out, &refs);
+        }
+        let tail = log.tail();
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(tail.last().map(String::as_str), Some("line 499"));
+        assert!(p.exists());
+        assert!(d.path().join("x.log.1").exists());
+        assert!(
+            !d.path().join("x.log.3").exists(),
+            "rotation keeps at most 2 old files"
+        );
+    }
+}

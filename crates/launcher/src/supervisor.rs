@@ -1,0 +1,882 @@
+//! The supervisor: owns the state of every plugin (the core included) and performs start and
+//! stop. Operations on one plugin are serialized by that plugin's operation lock; different
+//! plugins proceed concurrently. Child exits arrive from the reaper ([`Supervisor::on_exit`]).
+//!
+//! States (see `PluginState`): a plugin is `stopped` until started; `starting` from spawn until
+//! ready (or at once when readiness is not awaited); `running`; `stopping` while a stop is in
+//! progress; `disabled` after a user stop; `failed` when a start failed or the process exited
+//! with an error; `missing` when its binary is gone.
+
+use crate::config::{LauncherConfig, PluginConfig};
+use crate::logs::{pump, PluginLog, Stream};
+use crate::process::{self, Exit, Guard, SpawnSpec, Spawner};
+use hivehub_api::auth::{methods, AddClientReq, AddClientResp, AUTH_SERVICE, CAP_CLIENTS};
+use hivehub_api::launcher::{ExitInfo, PluginInfo, PluginState};
+use hivehub_api::{ClientType, Role};
+use hivehub_auth::KeyPair;
+use hivehub_client::{HubClient, ENV_CLIENT_ID, ENV_LOG_LEVEL, ENV_SERVER};
+use hivehub_home::{write_atomic, Home, ENV_HOME, SECRET_MODE};
+use nix::sys::signal::Signal;
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Why an operation failed. The message is shown to users as is.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LaunchError {
+    /// No plugin of that name.
+    #[error("no plugin named '{name}'; available: {available}")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// The known plugins, comma-separated.
+        available: String,
+    },
+    /// The plugin could not be started; the reason is also in its status and log.
+    #[error("cannot start '{name}': {reason}")]
+    StartFailed {
+        /// The plugin.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The plugin could not be stopped completely.
+    #[error("cannot stop '{name}': {reason}")]
+    StopFailed {
+        /// The plugin.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn now_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Mutable state of one plugin.
+struct Run {
+    path: PathBuf,
+    present: bool,
+    size: Option<u64>,
+    modified: Option<u64>,
+    state: PluginState,
+    pid: Option<u32>,
+    start_count: u64,
+    start_time: Option<SystemTime>,
+    stop_time: Option<SystemTime>,
+    last_exit: Option<ExitInfo>,
+    status: String,
+    log: Option<Arc<PluginLog>>,
+    /// The tasks copying the current process's output into the log.
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+    /// A process started by an earlier launcher that is still alive (pid).
+    stale: Option<u32>,
+}
+
+struct Slot {
+    name: String,
+    is_core: bool,
+    op: tokio::sync::Mutex<()>,
+    st: Mutex<Run>,
+    /// Incremented at every exit of this plugin's process.
+    exits: watch::Sender<u64>,
+}
+
+struct Shared {
+    home: Home,
+    cfg: LauncherConfig,
+    spawner: Spawner,
+    guard: Option<Guard>,
+    slots: Mutex<BTreeMap<String, Arc<Slot>>>,
+    by_pid: Mutex<HashMap<u32, Arc<Slot>>>,
+    started_order: Mutex<Vec<String>>,
+    bus: Mutex<Option<HubClient>>,
+    server_url: Mutex<Option<String>>,
+}
+
+/// The plugin supervisor. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    sh: Arc<Shared>,
+}
+
+fn binary_meta(path: &std::path::Path) -> Option<(u64, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    if !m.is_file() || m.permissions().mode() & 0o111 == 0 {
+        return None;
+    }
+    let mtime = m.modified().map(now_ms).unwrap_or(0);
+    Some((m.len(), mtime))
+}
+
+impl Supervisor {
+    /// A supervisor for `home` with `cfg`. `guard` protects against a killed launcher.
+    pub fn new(
+        home: Home,
+        cfg: LauncherConfig,
+        guard: Option<Guard>,
+    ) -> std::io::Result<Supervisor> {
+        let sup = Supervisor {
+            sh: Arc::new(Shared {
+                home,
+                cfg,
+                spawner: Spawner::new()?,
+                guard,
+                slots: Mutex::new(BTreeMap::new()),
+                by_pid: Mutex::new(HashMap::new()),
+                started_order: Mutex::new(Vec::new()),
+                bus: Mutex::new(None),
+                server_url: Mutex::new(None),
+            }),
+        };
+        sup.discover();
+        Ok(sup)
+    }
+
+    /// The launcher's configuration.
+    pub fn config(&self) -> &LauncherConfig {
+        &self.sh.cfg
+    }
+
+    /// The name of the core plugin, when one is configured.
+    pub fn core_name(&self) -> Option<&str> {
+        self.sh.cfg.core.as_deref()
+    }
+
+    /// Sets the bus connection used to mint plugin credentials, and the URL given to plugins.
+    pub fn set_bus(&self, client: Option<HubClient>, url: Option<String>) {
+        *lock(&self.sh.bus) = client;
+        *lock(&self.sh.server_url) = url;
+    }
+
+    /// Scans `plugins/` (and `bin/` for the core): new binaries are listed, vanished ones are
+    /// marked missing. Called at start and periodically, so no restart is needed.
+    pub fn discover(&self) {
+        let mut found: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
+        if let Ok(rd) = std::fs::read_dir(self.sh.home.plugins()) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if hivehub_api::validate_id(&name).is_ok() && binary_meta(&e.path()).is_some() {
+                    found.insert(name, (e.path(), false));
+                }
+            }
+        }
+        if let Some(core) = &self.sh.cfg.core {
+            found.insert(core.clone(), (self.sh.home.bin().join(core), true));
+        }
+        let mut slots = lock(&self.sh.slots);
+        for (name, (path, is_core)) in &found {
+            if !slots.contains_key(name) {
+                let stale = self.stale_instance(name);
+                let (tx, _) = watch::channel(0);
+                slots.insert(
+                    name.clone(),
+                    Arc::new(Slot {
+                        name: name.clone(),
+                        is_core: *is_core,
+                        op: tokio::sync::Mutex::new(()),
+                        exits: tx,
+                        st: Mutex::new(Run {
+                            path: path.clone(),
+                            present: false,
+                            size: None,
+                            modified: None,
+                            state: if stale.is_some() {
+                                PluginState::Failed
+                            } else {
+                                PluginState::Stopped
+                            },
+                            pid: None,
+                            start_count: 0,
+                            start_time: None,
+                            stop_time: None,
+                            last_exit: None,
+                            status: match stale {
+                                Some(pid) => format!(
+                                    "an instance started by an earlier launcher is still running (pid {pid}); stop it first"
+                                ),
+                                None => String::new(),
+                            },
+                            log: None,
+                            pumps: Vec::new(),
+                            stale,
+                        }),
+                    }),
+                );
+            }
+        }
+        // Autostart names without a binary are listed as missing, so `ls` shows the problem.
+        for name in &self.sh.cfg.autostart {
+            if !slots.contains_key(name) {
+                let (tx, _) = watch::channel(0);
+                slots.insert(
+                    name.clone(),
+                    Arc::new(Slot {
+                        name: name.clone(),
+                        is_core: false,
+                        op: tokio::sync::Mutex::new(()),
+                        exits: tx,
+                        st: Mutex::new(Run {
+                            path: self.sh.home.plugins().join(name),
+                            present: false,
+                            size: None,
+                            modified: None,
+                            state: PluginState::Missing,
+                            pid: None,
+                            start_count: 0,
+                            start_time: None,
+                            stop_time: None,
+                            last_exit: None,
+                            status: String::new(),
+                            log: None,
+                            pumps: Vec::new(),
+                            stale: None,
+                        }),
+                    }),
+                );
+            }
+        }
+        for slot in slots.values() {
+            let mut st = lock(&slot.st);
+            match binary_meta(&st.path) {
+                Some((size, mtime)) => {
+                    st.present = true;
+                    st.size = Some(size);
+                    st.modified = Some(mtime);
+                    if st.state == PluginState::Missing {
+                        st.state = PluginState::Stopped;
+                        st.status = "binary found".into();
+                    }
+                }
+                None => {
+                    st.present = false;
+                    if st.pid.is_none() && st.state != PluginState::Missing {
+                        st.state = PluginState::Missing;
+                        st.status = format!("binary {} not found", st.path.display());
+                    }
+                }
+            }
+        }
+    }
+
+    fn pid_file(&self, name: &str) -> PathBuf {
+        self.sh.home.run().join(format!("{name}.pid"))
+    }
+
+    /// A live process recorded in `run/{name}.pid` by an earlier launcher (pid and start time
+    /// must both match, so a reused PID is not mistaken for the plugin).
+    fn stale_instance(&self, name: &str) -> Option<u32> {
+        let text = process::read_file(&self.pid_file(name))?;
+        let mut it = text.split_whitespace();
+        let pid: u32 = it.next()?.parse().ok()?;
+        let start: u64 = it.next()?.parse().ok()?;
+        if process::pid_alive(pid) && process::start_time(pid) == Some(start) {
+            Some(pid)
+        } else {
+            let _ = std::fs::remove_file(self.pid_file(name));
+            None
+        }
+    }
+
+    fn slot(&self, name: &str) -> Result<Arc<Slot>, LaunchError> {
+        let slots = lock(&self.sh.slots);
+        slots
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LaunchError::NotFound {
+                name: name.to_string(),
+                available: slots.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    fn info_of(&self, slot: &Slot) -> PluginInfo {
+        let st = lock(&slot.st);
+        let now = SystemTime::now();
+        PluginInfo {
+            name: slot.name.clone(),
+            launcher_id: self.sh.cfg.id.clone(),
+            path: st.path.display().to_string(),
+            size: st.size,
+            modified_time: st.modified,
+            pid: st.pid,
+            running: st.pid.is_some(),
+            state: st.state,
+            start_count: st.start_count,
+            start_time: st.start_time.map(now_ms),
+            stop_time: st.stop_time.map(now_ms),
+            uptime: st
+                .pid
+                .and(st.start_time)
+                .and_then(|t| now.duration_since(t).ok())
+                .map(|d| d.as_secs()),
+            last_exit: st.last_exit.clone(),
+            status: st.status.clone(),
+            cpu: None,
+            rss: None,
+        }
+    }
+
+    /// Information about every known plugin, sorted by name.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let slots: Vec<Arc<Slot>> = lock(&self.sh.slots).values().cloned().collect();
+        slots.iter().map(|s| self.info_of(s)).collect()
+    }
+
+    /// Information about one plugin.
+    pub fn info(&self, name: &str) -> Result<PluginInfo, LaunchError> {
+        let slot = self.slot(name)?;
+        Ok(self.info_of(&slot))
+    }
+
+    fn fail(&self, slot: &Slot, reason: String) -> LaunchError {
+        {
+            let mut st = lock(&slot.st);
+            st.state = PluginState::Failed;
+            st.status = reason.clone();
+            if let Some(log) = &st.log {
+                log.marker(&format!("start failed: {reason}"));
+            }
+        }
+        tracing::error!(plugin = %slot.name, "start failed: {reason}");
+        LaunchError::StartFailed {
+            name: slot.name.clone(),
+            reason,
+        }
+    }
+
+    async fn mint_credentials(&self, name: &str) -> Result<(), String> {
+        let bus = lock(&self.sh.bus)
+            .clone()
+            .ok_or("not connected to the hub, so its credentials cannot be created")?;
+        let key_path = self.sh.home.key_file(name);
+        let (key, _) = KeyPair::load_or_create(&key_path).map_err(|e| e.to_string())?;
+        let resp: AddClientResp = bus
+            .request(
+                AUTH_SERVICE,
+                CAP_CLIENTS,
+                methods::ADD_CLIENT,
+                &AddClientReq {
+                    client_id: name.to_string(),
+                    client_type: Some(ClientType::Service),
+                    display_name: Some(name.to_string()),
+                    role: Role::Service,
+                    pub_key: key.public_key_b64(),
+                },
+            )
+            .await
+            .map_err(|e| format!("the auth service refused its credentials: {e}"))?;
+        let token_path = self.sh.home.token_file(name);
+        write_atomic(&token_path, resp.token.as_bytes(), SECRET_MODE)
+            .map_err(|e| format!("cannot write {}: {e}", token_path.display()))
+    }
+
+    fn env_for(&self, name: &str, pc: &PluginConfig) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                ENV_HOME.to_string(),
+                self.sh.home.root().display().to_string(),
+            ),
+            (ENV_CLIENT_ID.to_string(), name.to_string()),
+            (ENV_LOG_LEVEL.to_string(), self.sh.cfg.loglevel.clone()),
+        ];
+        if let Some(url) = lock(&self.sh.server_url).clone() {
+            env.push((ENV_SERVER.to_string(), url));
+        }
+        env.extend(pc.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
+    /// Starts a plugin. Starting a running plugin changes nothing and returns its info.
+    pub async fn start(&self, name: &str) -> Result<PluginInfo, LaunchError> {
+        let slot = self.slot(name)?;
+        let _op = slot.op.lock().await;
+        {
+            let st = lock(&slot.st);
+            if st.pid.is_some() {
+                drop(st);
+                return Ok(self.info_of(&slot));
+            }
+            if let Some(pid) = st.stale {
+                let reason = format!(
+                    "an instance started by an earlier launcher is still running (pid {pid}); stop it first"
+                );
+                drop(st);
+                return Err(self.fail(&slot, reason));
+            }
+        }
+        self.discover();
+        let (path, present) = {
+            let st = lock(&slot.st);
+            (st.path.clone(), st.present)
+        };
+        if !present {
+            let reason = format!("binary {} not found or not executable", path.display());
+            {
+                let mut st = lock(&slot.st);
+                st.state = PluginState::Missing;
+                st.status = reason.clone();
+            }
+            return Err(LaunchError::StartFailed {
+                name: name.to_string(),
+                reason,
+            });
+        }
+        let cfg = &self.sh.cfg;
+        let pc = cfg.plugin(name);
+        let log = {
+            let mut st = lock(&slot.st);
+            st.state = PluginState::Starting;
+            st.status = "starting".into();
+            st.log
+                .get_or_insert_with(|| {
+                    Arc::new(PluginLog::open(
+                        &self.sh.home.logs().join(format!("{name}.log")),
+                        cfg.logplugins,
+                        cfg.log_max_size,
+                        cfg.log_max_files,
+                        cfg.attachstdout,
+                        cfg.attachstderr,
+                    ))
+                })
+                .clone()
+        };
+        if !slot.is_core && cfg.create_plugin_cred {
+            if let Err(reason) = self.mint_credentials(name).await {
+                return Err(self.fail(&slot, reason));
+            }
+        }
+        let wait_ready = pc.wait_ready || slot.is_core;
+        let mut env = self.env_for(name, &pc);
+        let notify = if wait_ready {
+            match ReadyListener::bind(&self.sh.home.run(), name) {
+                Ok(l) => {
+                    env.push(("NOTIFY_SOCKET".into(), l.path.display().to_string()));
+                    Some(l)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        plugin = name,
+                        "cannot create readiness socket, not waiting: {e}"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let spec = SpawnSpec {
+            program: path.clone(),
+            args: pc.args.clone(),
+            env,
+            cwd: self.sh.home.root().to_path_buf(),
+        };
+        let mut exits = slot.exits.subscribe();
+        exits.borrow_and_update();
+        let spawned = match self.sh.spawner.spawn(spec) {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(self.fail(&slot, format!("cannot execute {}: {e}", path.display())))
+            }
+        };
+        let pid = spawned.pid;
+        if let Some(g) = &self.sh.guard {
+            g.watch(pid);
+        }
+        let count = {
+            let mut st = lock(&slot.st);
+            st.pid = Some(pid);
+            st.start_count += 1;
+            st.start_time = Some(SystemTime::now());
+            st.status = format!("started, pid {pid}");
+            st.start_count
+        };
+        lock(&self.sh.by_pid).insert(pid, slot.clone());
+        {
+            let mut order = lock(&self.sh.started_order);
+            order.retain(|n| n != name);
+            order.push(name.to_string());
+        }
+        if let Some(t) = process::start_time(pid) {
+            let _ = write_atomic(
+                &self.pid_file(name),
+                format!("{pid} {t}\n").as_bytes(),
+                0o644,
+            );
+        }
+        log.marker(&format!("started {name}: pid {pid}, start #{count}"));
+        tracing::info!(plugin = name, pid, "started");
+        let mut pumps = Vec::new();
+        for (fd, stream) in [(spawned.stdout, Stream::Out), (spawned.stderr, Stream::Err)] {
+            match process::async_pipe(fd) {
+                Ok(p) => pumps.push(tokio::spawn(pump(p, log.clone(), stream))),
+                Err(e) => tracing::warn!(plugin = name, "cannot read output: {e}"),
+            }
+        }
+        lock(&slot.st).pumps = pumps;
+        if let Some(listener) = notify {
+            let timeout = cfg.ready_timeout;
+            let ready = tokio::select! {
+                r = listener.wait_ready(timeout) => r,
+                _ = exits.changed() => Err("exited before it was ready".to_string()),
+            };
+            listener.remove();
+            if let Err(why) = ready {
+                let reason = match lock(&slot.st).last_exit.as_ref() {
+                    Some(e) if why.starts_with("exited") => format!("{why} ({})", describe_exit(e)),
+                    _ => why,
+                };
+                if lock(&slot.st).pid.is_some() {
+                    // Not ready in time: it must not linger half-started.
+                    drop(_op);
+                    let _ = self.stop_inner(&slot, false).await;
+                }
+                return Err(self.fail(&slot, reason));
+            }
+        }
+        {
+            let mut st = lock(&slot.st);
+            if st.pid == Some(pid) {
+                st.state = PluginState::Running;
+                st.status = if wait_ready {
+                    format!("running, pid {pid}, ready")
+                } else {
+                    format!("running, pid {pid}")
+                };
+            }
+        }
+        Ok(self.info_of(&slot))
+    }
+
+    /// Called by the reaper for every reaped child.
+    pub fn on_exit(&self, pid: u32, exit: Exit) {
+        let Some(slot) = lock(&self.sh.by_pid).remove(&pid) else {
+            tracing::debug!(pid, %exit, "reaped an orphaned descendant");
+            return;
+        };
+        let now = SystemTime::now();
+        {
+            let mut st = lock(&slot.st);
+            let uptime = st
+                .start_time
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            let info = ExitInfo {
+                code: match exit {
+                    Exit::Code(c) => Some(c),
+                    _ => None,
+                },
+                signal: match exit {
+                    Exit::Signal(s) => Some(s),
+                    _ => None,
+                },
+                time: now_ms(now),
+            };
+            st.pid = None;
+            st.stop_time = Some(now);
+            st.last_exit = Some(info);
+            if let Some(log) = st.log.clone() {
+                // Write the exit marker after the last output lines: let the pumps drain
+                // first (bounded, since a leftover descendant may hold the pipes open).
+                let pumps = std::mem::take(&mut st.pumps);
+                let text = format!(
+                    "{} exited: {exit} after {:.1}s",
+                    slot.name,
+                    uptime.as_secs_f64()
+                );
+                tokio::spawn(async move {
+                    let drained = async {
+                        for p in pumps {
+                            let _ = p.await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
+                    log.marker(&text);
+                });
+            }
+            if st.state != PluginState::Stopping {
+                st.state = if exit == Exit::Code(0) {
+                    PluginState::Stopped
+                } else {
+                    PluginState::Failed
+                };
+                st.status = format!("exited with {exit}");
+                tracing::warn!(plugin = %slot.name, pid, %exit, "plugin exited");
+            }
+        }
+        slot.exits.send_modify(|g| *g += 1);
+        if lock(&slot.st).state != PluginState::Stopping {
+            // An unexpected exit: clean up what the plugin left behind in its session.
+            let this = self.clone();
+            let name = slot.name.clone();
+            tokio::task::spawn_blocking(move || {
+                let left = process::kill_tree(pid, Duration::from_secs(5));
+                if !left.is_empty() {
+                    tracing::warn!(plugin = %name, ?left, "descendants survive after exit");
+                }
+                if let Some(g) = &this.sh.guard {
+                    g.forget(pid);
+                }
+                let _ = std::fs::remove_file(this.pid_file(&name));
+            });
+        }
+    }
+
+    /// Stops a plugin: its stop signal to the whole tree, SIGKILL after the stop timeout, and
+    /// success only once no descendant remains. Stopping a stopped plugin changes nothing.
+    pub async fn stop(&self, name: &str) -> Result<PluginInfo, LaunchError> {
+        let slot = self.slot(name)?;
+        let _op = slot.op.lock().await;
+        self.stop_inner(&slot, true).await?;
+        Ok(self.info_of(&slot))
+    }
+
+    async fn stop_inner(&self, slot: &Arc<Slot>, by_user: bool) -> Result<(), LaunchError> {
+        let pc = self.sh.cfg.plugin(&slot.name);
+        let mut exits = slot.exits.subscribe();
+        exits.borrow_and_update();
+        let (pid, stale) = {
+            let st = lock(&slot.st);
+            (st.pid, st.stale)
+        };
+        let Some(pid) = pid.or(stale) else {
+            let mut st = lock(&slot.st);
+            if by_user && st.state != PluginState::Missing {
+                st.state = PluginState::Disabled;
+                st.status = "stopped by user".into();
+            }
+            return Ok(());
+        };
+        {
+            let mut st = lock(&slot.st);
+            st.state = PluginState::Stopping;
+            st.status = format!("stopping, pid {pid}");
+        }
+        let own = stale.is_none();
+        let sig = pc.stop_signal;
+        tracing::info!(plugin = %slot.name, pid, signal = %sig, "stopping");
+        tokio::task::spawn_blocking(move || process::signal_tree(pid, sig))
+            .await
+            .ok();
+        let exited = |exits: &mut watch::Receiver<u64>, t: Duration| {
+            let mut rx = exits.clone();
+            async move {
+                if own {
+                    tokio::time::timeout(t, rx.changed()).await.is_ok()
+                } else {
+                    let end = tokio::time::Instant::now() + t;
+                    while tokio::time::Instant::now() < end {
+                        if !process::pid_alive(pid) {
+                            return true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    false
+                }
+            }
+        };
+        if !exited(&mut exits, pc.stop_timeout).await {
+            tracing::warn!(plugin = %slot.name, pid, "no exit after {:?}; killing", pc.stop_timeout);
+            tokio::task::spawn_blocking(move || process::signal_tree(pid, Signal::SIGKILL))
+                .await
+                .ok();
+            exited(&mut exits, Duration::from_secs(5)).await;
+        }
+        // The leader is gone; now nothing of its tree may remain.
+        let left =
+            tokio::task::spawn_blocking(move || process::kill_tree(pid, Duration::from_secs(5)))
+                .await
+                .unwrap_or_default();
+        if let Some(g) = &self.sh.guard {
+            g.forget(pid);
+        }
+        let _ = std::fs::remove_file(self.pid_file(&slot.name));
+        let mut st = lock(&slot.st);
+        st.stale = None;
+        if !left.is_empty() {
+            st.state = PluginState::Failed;
+            st.status = format!("processes {left:?} survived SIGKILL");
+            return Err(LaunchError::StopFailed {
+                name: slot.name.clone(),
+                reason: st.status.clone(),
+            });
+        }
+        if !own {
+            st.stop_time = Some(SystemTime::now());
+        }
+        st.state = if by_user {
+            PluginState::Disabled
+        } else {
+            PluginState::Stopped
+        };
+        st.status = if by_user {
+            "stopped by user".into()
+        } else {
+            "stopped".into()
+        };
+        Ok(())
+    }
+
+    /// Starts the autostart plugins in order, then every other plugin (the core is started
+    /// separately, first). Returns the result of each start.
+    pub async fn start_all(&self) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
+        let mut names: Vec<String> = self.sh.cfg.autostart.clone();
+        for n in lock(&self.sh.slots).keys() {
+            if !names.contains(n) && Some(n.as_str()) != self.core_name() {
+                names.push(n.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for n in names {
+            let r = self.start(&n).await;
+            out.push((n, r));
+        }
+        out
+    }
+
+    /// Starts the autostart list in order; failures are logged and do not stop the others.
+    pub async fn autostart(&self) {
+        for name in self.sh.cfg.autostart.clone() {
+            if let Err(e) = self.start(&name).await {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    /// Stops every running plugin in reverse start order; the core last, and only when
+    /// `include_core`.
+    pub async fn stop_all(
+        &self,
+        include_core: bool,
+    ) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
+        let core = self.core_name().map(str::to_string);
+        let mut order: Vec<String> = lock(&self.sh.started_order).clone();
+        for n in lock(&self.sh.slots).keys() {
+            if !order.contains(n) {
+                order.insert(0, n.clone());
+            }
+        }
+        order.reverse();
+        if let Some(c) = &core {
+            order.retain(|n| n != c);
+            if include_core {
+                order.push(c.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for n in order {
+            let Ok(slot) = self.slot(&n) else { continue };
+            let running = {
+                let st = lock(&slot.st);
+                st.pid.is_some() || st.stale.is_some()
+            };
+            if running {
+                let r = self.stop(&n).await;
+                out.push((n, r));
+            }
+        }
+        out
+    }
+
+    /// Reaps children on SIGCHLD (and every second, in case a signal was coalesced).
+    pub fn spawn_reaper(&self) -> std::io::Result<()> {
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = sigchld.recv() => {}
+                    _ = tick.tick() => {}
+                }
+                for (pid, exit) in process::reap() {
+                    this.on_exit(pid, exit);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Rescans `plugins/` every `every`.
+    pub fn spawn_watcher(&self, every: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                this.discover();
+            }
+        });
+    }
+
+    /// The URL the core wrote once ready (`run/hubcore.url`).
+    pub fn core_url(&self) -> Option<String> {
+        process::read_file(&self.sh.home.core_url_file()).map(|s| s.trim().to_string())
+    }
+
+    /// Releases the guard at a normal exit.
+    pub fn release_guard(&self) {
+        if let Some(g) = &self.sh.guard {
+            g.release();
+        }
+    }
+}
+
+fn describe_exit(e: &ExitInfo) -> String {
+    match (e.code, e.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (_, Some(s)) => Exit::Signal(s).to_string(),
+        _ => "unknown exit".into(),
+    }
+}
+
+/// A readiness socket: the plugin (through the SDK, or any sd_notify implementation) sends
+/// `READY=1` to `$NOTIFY_SOCKET`.
+struct ReadyListener {
+    sock: tokio::net::UnixDatagram,
+    path: PathBuf,
+}
+
+impl ReadyListener {
+    fn bind(run: &std::path::Path, name: &str) -> std::io::Result<ReadyListener> {
+        let dir = run.join("notify");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{name}.sock"));
+        let _ = std::fs::remove_file(&path);
+        let sock = tokio::net::UnixDatagram::bind(&path)?;
+        Ok(ReadyListener { sock, path })
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let mut buf = vec![0u8; 4096];
+        let fut = async {
+            loop {
+                match self.sock.recv(&mut buf).await {
+                    Ok(n) => {
+                        let msg = String::from_utf8_lossy(&buf[..n]);
+                        if msg.lines().any(|l| l.trim() == "READY=1") {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => return Err(format!("readiness socket failed: {e}")),
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .unwrap_or_else(|_| Err(format!("not ready after {}s", timeout.as_secs_f64())))
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,313 @@
+//! The launcher binary end to end: a real hubcore started by the launcher, real plugins, real
+//! signals to the launcher.
+
+use hivehub_home::Home;
+use hivehub_launcher::process::{pid_alive, tree_of};
+use hivehub_testkit::{wait_until, workspace_bin, Sub};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Hub {
+    _dir: tempfile::TempDir,
+    home: Home,
+    child: Option<Child>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn script(home: &Home, name: &str, body: &str) {
+    let p = home.plugins().join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A home with hubcore in bin/ (on a free port) and `extra` appended to launcher.yaml.
+fn home_with(extra: &str) -> (tempfile::TempDir, Home) {
+    home_with_plugins(extra, "")
+}
+
+/// Like [`home_with`], with more entries (indented by 2) under `plugins:`.
+fn home_with_plugins(extra: &str, plugins: &str) -> (tempfile::TempDir, Home) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::at(dir.path().join("home"));
+    home.ensure_dirs().unwrap();
+    std::fs::copy(workspace_bin("hubcore"), home.bin().join("hubcore")).unwrap();
+    std::fs::write(
+        home.config_file("launcher"),
+        format!("core: hubcore\nreadyTimeout: 30s\n{extra}plugins:\n  hubcore:\n    args: [\"--listen\", \"127.0.0.1:0\"]\n{plugins}"),
+    )
+    .unwrap();
+    (dir, home)
+}
+
+fn launch(dir: tempfile::TempDir, home: Home) -> Hub {
+    let log = std::fs::File::create(dir.path().join("launcher.out")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_launcher"))
+        .arg("--home")
+        .arg(home.root())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Hub {
+        _dir: dir,
+        home,
+        child: Some(child),
+    }
+}
+
+impl Hub {
+    fn out(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("launcher.out")).unwrap_or_default()
+    }
+    fn pid_of(&self, name: &str) -> Option<u32> {
+        std::fs::read_to_string(self.home.run().join(format!("{name}.pid")))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+    fn wait_running(&self, name: &str) -> u32 {
+        let ok = wait_until(Duration::from_secs(30), || {
+            self.pid_of(name).is_some_and(pid_alive)
+        });
+        assert!(ok, "{name} did not start; launcher output:\n{}", self.out());
+        self.pid_of(name).unwrap()
+    }
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+    }
+    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        let mut status = None;
+        wait_until(timeout, || {
+            status = c.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+}
+
+#[test]
+fn sigkill_of_the_launcher_leaves_no_plugin_or_grandchild() {
+    let (dir, home) = home_with("createPluginCred: false\nautostart: [forker]\n");
+    script(
+        &home,
+        "forker",
+        "sleep 1000 &\nsh -c 'sleep 1000 & sleep 1000' &\nwhile true; do sleep 1; done",
+    );
+    let mut hub = launch(dir, home);
+    let forker = hub.wait_running("forker");
+    let core = hub.wait_running("hubcore");
+    assert!(wait_until(Duration::from_secs(5), || tree_of(forker).len() >= 4));
+    let all: Vec<u32> = tree_of(forker).into_iter().chain(tree_of(core)).collect();
+    hub.signal(nix::sys::signal::Signal::SIGKILL);
+    hub.wait_exit(Duration::from_secs(5));
+    let gone = wait_until(Duration::from_secs(2), || {
+        all.iter().all(|p| !pid_alive(*p))
+    });
+    let left: Vec<u32> = all.iter().copied().filter(|p| pid_alive(*p)).collect();
+    assert!(gone, "still alive 2 s after SIGKILL: {left:?}");
+}
+
+#[test]
+fn sigterm_stops_plugins_then_the_core_and_exits_zero() {
+    let (dir, home) = home_with("createPluginCred: false\nautostart: [a, b]\n");
+    script(&home, "a", "exec sleep 1000");
+    script(&home, "b", "exec sleep 1000");
+    let mut hub = launch(dir, home);
+    let pids: Vec<u32> = ["hubcore", "a", "b"]
+        .iter()
+        .map(|n| hub.wait_running(n))
+        .collect();
+    hub.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = hub
+        .wait_exit(Duration::from_secs(30))
+        .expect("launcher exited");
+    assert!(status.success(), "{status:?}; {}", hub.out());
+    for p in pids {
+        assert!(!pid_alive(p), "pid {p} survived");
+    }
+    // The core started first and stopped last: compare the markers' timestamps.
+    let marker_time = |name: &str, what: &str| -> String {
+        let log = std::fs::read_to_string(hub.home.logs().join(format!("{name}.log"))).unwrap();
+        log.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no '{what}' in {name}.log:\n{log}"))[..24]
+            .to_string()
+    };
+    assert!(marker_time("hubcore", "=== started") <= marker_time("a", "=== started"));
+    assert!(marker_time("a", "=== started") <= marker_time("b", "=== started"));
+    assert!(marker_time("b", "exited:") <= marker_time("a", "exited:"));
+    assert!(marker_time("a", "exited:") <= marker_time("hubcore", "exited:"));
+}
+
+#[test]
+fn credentials_are_minted_before_start_and_the_plugin_connects() {
+    let (dir, home) = home_with_plugins(
+        "autostart: [credcheck, heartbeat]\n",
+        "  heartbeat:\n    args: [\"--interval\", \"200ms\"]\n    waitReady: true\n",
+    );
+    script(
+        &home,
+        "credcheck",
+        "stat -c 'mode %a' certs/credcheck.key certs/credcheck.token\nexec sleep 1000",
+    );
+    std::fs::copy(workspace_bin("heartbeat"), home.plugins().join("heartbeat")).unwrap();
+    let mut hub = launch(dir, home);
+    hub.wait_running("credcheck");
+    hub.wait_running("heartbeat");
+    let log = hub.home.logs().join("credcheck.log");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.matches("mode 400").count() == 2)
+        }),
+        "{:?}",
+        std::fs::read_to_string(&log)
+    );
+    let token = hub.home.token_file("heartbeat");
+    let inode = std::fs::metadata(&token).unwrap().ino();
+
+    // The heartbeat's events are on the bus, under its own identity.
+    let url = std::fs::read_to_string(hub.home.core_url_file()).unwrap();
+    let port = url.trim().rsplit(':').next().unwrap().to_string();
+    let admin_token = std::fs::read_to_string(hub.home.token_file("admin")).unwrap();
+    let sub = Sub::start(
+        &[
+            "-V",
+            "mqttv5",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--cafile",
+            &hub.home.ca_cert().display().to_string(),
+            "-u",
+            "admin",
+            "-P",
+            admin_token.trim(),
+            "-t",
+            "event/heartbeat/#",
+            "-v",
+        ]
+        .map(String::from),
+    );
+    assert!(
+        sub.wait_for(
+            "event/heartbeat/status/beat/heartbeat",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        sub.output()
+    );
+
+    // A restart of the launcher re-issues the plugin's token: the file is replaced.
+    hub.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(hub
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut hub2 = Hub {
+        _dir: dir2,
+        home: hub.home.clone(),
+        child: None,
+    };
+    let log2 = std::fs::File::create(hub2._dir.path().join("launcher.out")).unwrap();
+    hub2.child = Some(
+        Command::new(env!("CARGO_BIN_EXE_launcher"))
+            .arg("--home")
+            .arg(hub.home.root())
+            .stdout(log2.try_clone().unwrap())
+            .stderr(log2)
+            .spawn()
+            .unwrap(),
+    );
+    hub2.wait_running("heartbeat");
+    assert_ne!(
+        std::fs::metadata(&token).unwrap().ino(),
+        inode,
+        "token not re-issued"
+    );
+    assert_eq!(std::fs::metadata(&token).unwrap().mode() & 0o777, 0o400);
+    hub2.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(hub2
+        .wait_exit(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+}
+
+#[test]
+fn config_errors_stop_before_anything_starts() {
+    for (yaml, expect) in [
+        (
+            "autostrat: [x]\n",
+            vec!["launcher.yaml", ":1:", "autostrat", "autostart"],
+        ),
+        (
+            "logtofile: maybe\n",
+            vec!["launcher.yaml", ":1:", "logtofile"],
+        ),
+        (
+            "plugins:\n  x:\n    args: [a]\n   stopTimeout: 1s\n",
+            vec!["launcher.yaml", ":4"],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        home.ensure_dirs().unwrap();
+        std::fs::copy(workspace_bin("hubcore"), home.bin().join("hubcore")).unwrap();
+        std::fs::write(home.config_file("launcher"), yaml).unwrap();
+        for check in [true, false] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_launcher"));
+            cmd.arg("--home").arg(home.root());
+            if check {
+                cmd.arg("--check");
+            }
+            let out = cmd.stdin(Stdio::null()).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{yaml}");
+            for e in &expect {
+                assert!(err.contains(e), "{yaml:?}: expected '{e}' in: {err}");
+            }
+        }
+        assert!(
+            !home.core_url_file().exists(),
+            "the core was started despite a bad config"
+        );
+        assert!(!home.certs().join("caCert.pem").exists());
+    }
+}
+
+#[test]
+fn a_second_launcher_on_the_same_home_is_refused() {
+    let (dir, home) = home_with("createPluginCred: false\n");
+    let hub = launch(dir, home);
+    hub.wait_running("hubcore");
+    let out = Command::new(env!("CARGO_BIN_EXE_launcher"))
+        .arg("--home")
+        .arg(hub.home.root())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another launcher is already running"), "{err}");
+    let ok = Command::new(env!("CARGO_BIN_EXE_launcher"))
+        .arg("--home")
+        .arg(hub.home.root())
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "--check works while a launcher runs");
+}

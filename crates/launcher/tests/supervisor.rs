@@ -1,0 +1,251 @@
+//! The supervisor driven in-process against real child processes (shell scripts and copies of
+//! system binaries in a temporary home). Run under nextest, each test is its own process, so
+//! the supervisor's reaper and subreaper setting affect only that test.
+
+use hivehub_api::launcher::PluginState;
+use hivehub_home::Home;
+use hivehub_launcher::config::LauncherConfig;
+use hivehub_launcher::process::tree_of;
+use hivehub_launcher::{LaunchError, Supervisor};
+use hivehub_testkit::wait_until;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    home: Home,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::at(dir.path().join("home"));
+    home.ensure_dirs().unwrap();
+    Fixture { _dir: dir, home }
+}
+
+fn script(home: &Home, name: &str, body: &str) {
+    let p = home.plugins().join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn config(yaml: &str) -> LauncherConfig {
+    let full =
+        format!("core: \"\"\nserverURL: mqtts://127.0.0.1:1\ncreatePluginCred: false\n{yaml}");
+    hivehub_launcher::config::parse(&full, "test.yaml").unwrap()
+}
+
+fn supervisor(f: &Fixture, yaml: &str) -> Supervisor {
+    hivehub_launcher::process::become_subreaper().unwrap();
+    let s = Supervisor::new(f.home.clone(), config(yaml), None).unwrap();
+    s.spawn_reaper().unwrap();
+    s
+}
+
+fn log(f: &Fixture, name: &str) -> String {
+    std::fs::read_to_string(f.home.logs().join(format!("{name}.log"))).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatty_plugin_logs_with_timestamps_and_markers() {
+    let f = fixture();
+    std::fs::copy("/usr/bin/yes", f.home.plugins().join("yes")).unwrap();
+    let s = supervisor(&f, "");
+    let info = s.start("yes").await.unwrap();
+    let pid = info.pid.expect("a pid");
+    assert_eq!(info.state, PluginState::Running);
+    assert!(wait_until(Duration::from_secs(10), || log(&f, "yes").len() > 10_000));
+    let text = log(&f, "yes");
+    assert!(
+        text.contains(&format!("=== started yes: pid {pid}, start #1")),
+        "{}",
+        &text[..200]
+    );
+    let line = text.lines().nth(1).unwrap();
+    // 2026-11-26T08:00:00.123Z [out] y
+    assert!(
+        line.len() > 24 && line.as_bytes()[10] == b'T' && line.ends_with("[out] y"),
+        "{line}"
+    );
+
+    let info = s.stop("yes").await.unwrap();
+    assert_eq!(info.state, PluginState::Disabled);
+    assert!(info.pid.is_none());
+    assert!(tree_of(pid).is_empty(), "yes still runs");
+    assert!(wait_until(Duration::from_secs(5), || log(&f, "yes")
+        .contains("yes exited: signal 15 (SIGTERM)")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_and_stop_are_idempotent_and_names_are_checked() {
+    let f = fixture();
+    script(&f.home, "sleeper", "exec sleep 1000");
+    let s = supervisor(&f, "");
+    let a = s.start("sleeper").await.unwrap();
+    let b = s.start("sleeper").await.unwrap();
+    assert_eq!(a.pid, b.pid);
+    assert_eq!(b.start_count, 1);
+    s.stop("sleeper").await.unwrap();
+    let again = s.stop("sleeper").await.unwrap();
+    assert_eq!(again.state, PluginState::Disabled);
+    for r in [s.start("nope").await, s.stop("nope").await] {
+        match r {
+            Err(LaunchError::NotFound { name, available }) => {
+                assert_eq!(name, "nope");
+                assert!(available.contains("sleeper"));
+            }
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+    }
+    let e = s.start("nope").await.unwrap_err().to_string();
+    assert_eq!(e, "no plugin named 'nope'; available: sleeper");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_kills_a_tree_that_ignores_sigterm_after_the_timeout() {
+    let f = fixture();
+    // Ignored signals are inherited: the children and grandchildren ignore SIGTERM too.
+    script(
+        &f.home,
+        "stubborn",
+        "trap '' TERM\nsleep 1000 &\nsh -c 'sleep 1000 & sleep 1000' &\n(setsid sleep 1000 &)\nwhile true; do sleep 1; done",
+    );
+    let s = supervisor(&f, "plugins:\n  stubborn:\n    stopTimeout: 1s\n");
+    let pid = s.start("stubborn").await.unwrap().pid.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || tree_of(pid).len() >= 5),
+        "{:?}",
+        tree_of(pid)
+    );
+    let tree = tree_of(pid);
+    let t0 = Instant::now();
+    let info = s.stop("stubborn").await.unwrap();
+    let took = t0.elapsed();
+    assert_eq!(info.state, PluginState::Disabled);
+    for p in &tree {
+        assert!(
+            !hivehub_launcher::process::pid_alive(*p),
+            "pid {p} of {tree:?} survived"
+        );
+    }
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(4),
+        "stop took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_all_then_stop_all_leaves_nothing() {
+    let f = fixture();
+    for n in ["a", "b", "c"] {
+        script(&f.home, n, "sleep 1000 & exec sleep 1000");
+    }
+    let s = supervisor(&f, "autostart: [c, a]\n");
+    let results = s.start_all().await;
+    let order: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        order,
+        ["c", "a", "b"],
+        "autostart first, in order, then the rest"
+    );
+    let pids: Vec<u32> = results
+        .iter()
+        .map(|(_, r)| r.as_ref().unwrap().pid.unwrap())
+        .collect();
+    let stopped = s.stop_all(true).await;
+    let order: Vec<&str> = stopped.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(order, ["b", "a", "c"], "reverse start order");
+    for p in pids {
+        assert!(tree_of(p).is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_start_leaves_a_reason() {
+    let f = fixture();
+    script(&f.home, "crash", "echo 'cannot open device' >&2; exit 3");
+    script(&f.home, "notready", "exec sleep 1000");
+    let s = supervisor(&f, "readyTimeout: 500ms\nplugins:\n  crash:\n    waitReady: true\n  notready:\n    waitReady: true\n");
+    let e = s.start("crash").await.unwrap_err().to_string();
+    assert!(
+        e.contains("exited before it was ready") && e.contains("exit code 3"),
+        "{e}"
+    );
+    let info = s.info("crash").unwrap();
+    assert_eq!(info.state, PluginState::Failed);
+    assert_eq!(info.last_exit.as_ref().and_then(|x| x.code), Some(3));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let l = log(&f, "crash");
+            l.contains("[err] cannot open device")
+                && l.contains("start failed")
+                && l.contains("exited: exit code 3")
+        }),
+        "{}",
+        log(&f, "crash")
+    );
+
+    let e = s.start("notready").await.unwrap_err().to_string();
+    assert!(e.contains("not ready after 0.5s"), "{e}");
+    let info = s.info("notready").unwrap();
+    assert_eq!(info.state, PluginState::Failed);
+    assert!(
+        info.pid.is_none(),
+        "a plugin that never got ready is not left running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_rotation_caps_disk_use() {
+    let f = fixture();
+    std::fs::copy("/usr/bin/yes", f.home.plugins().join("yes")).unwrap();
+    let s = supervisor(&f, "logMaxSize: 64KiB\nlogMaxFiles: 2\n");
+    s.start("yes").await.unwrap();
+    let logs = f.home.logs();
+    assert!(wait_until(Duration::from_secs(20), || logs
+        .join("yes.log.2")
+        .exists()));
+    // Keep it writing a while longer, then measure.
+    let size = || -> u64 {
+        std::fs::read_dir(&logs)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(500) {
+        assert!(
+            size() < 4 * 64 * 1024 + 64 * 1024,
+            "logs use {} bytes",
+            size()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.stop("yes").await.unwrap();
+    // During a rotation a third old file exists for an instant before the oldest is deleted.
+    assert!(wait_until(Duration::from_secs(2), || !logs
+        .join("yes.log.3")
+        .exists()));
+    assert!(
+        size() <= 3 * (64 * 1024 + 64 * 1024),
+        "logs use {} bytes",
+        size()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_appear_and_disappear_without_restart() {
+    let f = fixture();
+    let s = supervisor(&f, "");
+    assert!(s.info("late").is_err());
+    script(&f.home, "late", "exec sleep 1000");
+    s.discover();
+    assert_eq!(s.info("late").unwrap().state, PluginState::Stopped);
+    std::fs::remove_file(f.home.plugins().join("late")).unwrap();
+    s.discover();
+    assert_eq!(s.info("late").unwrap().state, PluginState::Missing);
+    let e = s.start("late").await.unwrap_err().to_string();
+    assert!(e.contains("not found"), "{e}");
+}
