@@ -88,3 +88,142 @@ pub struct PluginInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss: Option<u64>,
 }
+
+/// Capability for reading the launcher's state: `list` and `status`. Granted to viewer,
+/// operator, manager and admin.
+pub const CAP_VIEW: &str = "view";
+
+/// Method names of the launcher service. `list` and `status` are under [`CAP_VIEW`]; the others
+/// under [`CAP_MANAGE`] (granted to manager and admin only).
+pub mod methods {
+    /// `view/list` [`super::ListReq`] → [`super::ListResp`]
+    pub const LIST: &str = "list";
+    /// `view/status` [`super::NameReq`] → [`super::StatusResp`]
+    pub const STATUS: &str = "status";
+    /// `manage/startPlugin` [`super::NameReq`] → [`super::PluginInfo`]
+    pub const START_PLUGIN: &str = "startPlugin";
+    /// `manage/stopPlugin` [`super::NameReq`] → [`super::PluginInfo`]
+    pub const STOP_PLUGIN: &str = "stopPlugin";
+    /// `manage/startAllPlugins` → [`super::BatchResp`]
+    pub const START_ALL: &str = "startAllPlugins";
+    /// `manage/stopAllPlugins` [`super::StopAllReq`] → [`super::BatchResp`]
+    pub const STOP_ALL: &str = "stopAllPlugins";
+}
+
+/// Request of `list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListReq {
+    /// Only plugins with a process.
+    #[serde(default)]
+    pub only_running: bool,
+}
+
+/// Result of `list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResp {
+    /// The answering launcher.
+    #[serde(rename = "launcherID")]
+    pub launcher_id: String,
+    /// Its plugins, sorted by name.
+    pub plugins: Vec<PluginInfo>,
+}
+
+/// A request naming one plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NameReq {
+    /// The plugin.
+    pub name: String,
+}
+
+/// Request of `stopAllPlugins`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StopAllReq {
+    /// Also stop the core (a full stop). Default false: the core keeps running.
+    #[serde(default)]
+    pub include_core: bool,
+}
+
+/// The outcome for one plugin of a batch operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItem {
+    /// The plugin.
+    pub name: String,
+    /// True if the operation succeeded.
+    pub ok: bool,
+    /// The error, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Result of `startAllPlugins` and `stopAllPlugins`, in the order the plugins were handled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResp {
+    /// One item per plugin handled.
+    pub results: Vec<BatchItem>,
+    /// Every plugin afterwards.
+    pub plugins: Vec<PluginInfo>,
+}
+
+/// Result of `status`: the plugin and its recent log lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResp {
+    /// The plugin.
+    pub info: PluginInfo,
+    /// Its last output lines, oldest first.
+    pub log_tail: Vec<String>,
+}
+
+/// Event names published by the launcher under `event/{launcherID}/{plugin}/{name}/{launcherID}`.
+pub mod events {
+    /// A process was spawned.
+    pub const STARTED: &str = "started";
+    /// The plugin signalled readiness (only when it is awaited).
+    pub const READY: &str = "ready";
+    /// The plugin was stopped on request.
+    pub const STOPPED: &str = "stopped";
+    /// The process ended without being asked to.
+    pub const EXITED: &str = "exited";
+    /// Retained: the plugin's current [`super::PluginInfo`].
+    pub const STATUS: &str = "status";
+}
+
+/// The payload of every launcher event except `status` (which is a [`PluginInfo`]).
+/// Versioned by `schemaVersion` ([`crate::SCHEMA_VERSION`]); new fields may be added, existing
+/// ones keep their meaning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LauncherEvent {
+    /// Schema version of this payload.
+    pub schema_version: u32,
+    /// The event name (one of [`events`]).
+    pub event: String,
+    /// The launcher that publishes it.
+    #[serde(rename = "launcherID")]
+    pub launcher_id: String,
+    /// The plugin concerned.
+    pub plugin: String,
+    /// When (unix milliseconds).
+    pub time: u64,
+    /// Process ID, for started/ready/stopped/exited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// How the process ended (stopped, exited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitInfo>,
+    /// Seconds the process ran (stopped, exited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_secs: Option<f64>,
+    /// Who asked (a login ID) or why (stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The plugin's last output lines (exited), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub log_tail: Vec<String>,
+}
