@@ -10,6 +10,7 @@
 pub mod config;
 pub mod logs;
 pub mod process;
+pub mod service;
 pub mod supervisor;
 
 use hivehub_client::{plugin::connect_patiently, ClientOptions};
@@ -131,18 +132,29 @@ pub async fn run(
         .map_err(io_err("cannot watch child processes"))?;
     sup.spawn_watcher(Duration::from_secs(2));
 
-    let result = start_hub(&sup, &home, &cfg, opts.server).await;
-    if let Err(e) = result {
-        sup.stop_all(true).await;
-        sup.release_guard();
-        return Err(e);
-    }
+    let bus = match start_hub(&sup, &home, &cfg, opts.server).await {
+        Ok(bus) => Some(bus),
+        Err(e) => {
+            sup.stop_all(true).await;
+            sup.release_guard();
+            return Err(e);
+        }
+    };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!("launcher ready");
     shutdown.await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping all plugins");
-    for (name, r) in sup.stop_all(true).await {
+    for (name, r) in sup.stop_all_by(false, "launcher shutdown").await {
+        if let Err(e) = r {
+            tracing::error!(plugin = %name, "{e}");
+        }
+    }
+    // Leave the bus cleanly before the core goes, so nothing tries to reconnect.
+    if let Some(bus) = bus {
+        bus.disconnect().await;
+    }
+    for (name, r) in sup.stop_all_by(true, "launcher shutdown").await {
         if let Err(e) = r {
             tracing::error!(plugin = %name, "{e}");
         }
@@ -156,7 +168,8 @@ async fn start_hub(
     home: &Home,
     cfg: &config::LauncherConfig,
     server: Option<String>,
-) -> Result<(), LauncherError> {
+) -> Result<hivehub_client::HubClient, LauncherError> {
+    let notices = sup.notices();
     let url = match sup.core_name() {
         Some(core) => {
             sup.start(core)
@@ -179,9 +192,14 @@ async fn start_hub(
         .await
         .map_err(|e| LauncherError::Bus(format!("the launcher cannot connect: {e}")))?;
     tracing::info!(%url, id = %cfg.id, "connected to the hub");
-    sup.set_bus(Some(bus), Some(url));
+    sup.set_bus(Some(bus.clone()), Some(url));
+    tokio::spawn(service::publish(bus.clone(), notices));
+    sup.publish_all_status();
+    service::serve(&bus, sup)
+        .await
+        .map_err(|e| LauncherError::Bus(format!("cannot serve the launcher service: {e}")))?;
     sup.autostart().await;
-    Ok(())
+    Ok(bus)
 }
 
 /// `config/launcher.yaml` of a home, or the given file.

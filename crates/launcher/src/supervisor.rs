@@ -11,7 +11,7 @@ use crate::config::{LauncherConfig, PluginConfig};
 use crate::logs::{pump, PluginLog, Stream};
 use crate::process::{self, Exit, Guard, SpawnSpec, Spawner};
 use hivehub_api::auth::{methods, AddClientReq, AddClientResp, AUTH_SERVICE, CAP_CLIENTS};
-use hivehub_api::launcher::{ExitInfo, PluginInfo, PluginState};
+use hivehub_api::launcher::{events, ExitInfo, LauncherEvent, PluginInfo, PluginState};
 use hivehub_api::{ClientType, Role};
 use hivehub_auth::KeyPair;
 use hivehub_client::{HubClient, ENV_CLIENT_ID, ENV_LOG_LEVEL, ENV_SERVER};
@@ -22,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Why an operation failed. The message is shown to users as is.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -102,6 +102,19 @@ struct Shared {
     started_order: Mutex<Vec<String>>,
     bus: Mutex<Option<HubClient>>,
     server_url: Mutex<Option<String>>,
+    notices: Mutex<Option<mpsc::UnboundedSender<Notice>>>,
+    /// Held around spawn-and-record and around `waitpid`, so no child is reaped before it is
+    /// known.
+    reap_lock: Mutex<()>,
+}
+
+/// What the supervisor reports for publication on the bus.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// A lifecycle event.
+    Event(LauncherEvent),
+    /// A plugin's current state (published retained).
+    Status(PluginInfo),
 }
 
 /// The plugin supervisor. Cheap to clone.
@@ -137,6 +150,8 @@ impl Supervisor {
                 started_order: Mutex::new(Vec::new()),
                 bus: Mutex::new(None),
                 server_url: Mutex::new(None),
+                notices: Mutex::new(None),
+                reap_lock: Mutex::new(()),
             }),
         };
         sup.discover();
@@ -151,6 +166,53 @@ impl Supervisor {
     /// The name of the core plugin, when one is configured.
     pub fn core_name(&self) -> Option<&str> {
         self.sh.cfg.core.as_deref()
+    }
+
+    /// Receives events and status changes from now on (the bus publisher).
+    pub fn notices(&self) -> mpsc::UnboundedReceiver<Notice> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *lock(&self.sh.notices) = Some(tx);
+        rx
+    }
+
+    fn notice(&self, n: Notice) {
+        if let Some(tx) = lock(&self.sh.notices).as_ref() {
+            let _ = tx.send(n);
+        }
+    }
+
+    fn event(&self, plugin: &str, name: &str) -> LauncherEvent {
+        LauncherEvent {
+            schema_version: hivehub_api::SCHEMA_VERSION,
+            event: name.to_string(),
+            launcher_id: self.sh.cfg.id.clone(),
+            plugin: plugin.to_string(),
+            time: now_ms(SystemTime::now()),
+            pid: None,
+            exit: None,
+            uptime_secs: None,
+            by: None,
+            log_tail: Vec::new(),
+        }
+    }
+
+    fn publish_status(&self, slot: &Slot) {
+        self.notice(Notice::Status(self.info_of(slot)));
+    }
+
+    /// Publishes the current status of every plugin (after (re)connecting to the bus).
+    pub fn publish_all_status(&self) {
+        let slots: Vec<Arc<Slot>> = lock(&self.sh.slots).values().cloned().collect();
+        for s in slots {
+            self.publish_status(&s);
+        }
+    }
+
+    /// The last output lines of a plugin.
+    pub fn log_tail(&self, name: &str) -> Result<Vec<String>, LaunchError> {
+        let slot = self.slot(name)?;
+        let log = lock(&slot.st).log.clone();
+        Ok(log.map(|l| l.tail()).unwrap_or_default())
     }
 
     /// Sets the bus connection used to mint plugin credentials, and the URL given to plugins.
@@ -348,6 +410,7 @@ impl Supervisor {
             }
         }
         tracing::error!(plugin = %slot.name, "start failed: {reason}");
+        self.publish_status(slot);
         LaunchError::StartFailed {
             name: slot.name.clone(),
             reason,
@@ -482,39 +545,25 @@ impl Supervisor {
         };
         let mut exits = slot.exits.subscribe();
         exits.borrow_and_update();
+        // Everything the reaper needs to recognise this child is recorded before it can be
+        // reaped: the reaper takes the same lock around `waitpid`.
+        let reap_guard = lock(&self.sh.reap_lock);
         let spawned = match self.sh.spawner.spawn(spec) {
             Ok(s) => s,
             Err(e) => {
-                return Err(self.fail(&slot, format!("cannot execute {}: {e}", path.display())))
+                drop(reap_guard);
+                return Err(self.fail(&slot, format!("cannot execute {}: {e}", path.display())));
             }
         };
         let pid = spawned.pid;
         if let Some(g) = &self.sh.guard {
             g.watch(pid);
         }
-        let count = {
-            let mut st = lock(&slot.st);
-            st.pid = Some(pid);
-            st.start_count += 1;
-            st.start_time = Some(SystemTime::now());
-            st.status = format!("started, pid {pid}");
-            st.start_count
-        };
-        lock(&self.sh.by_pid).insert(pid, slot.clone());
-        {
-            let mut order = lock(&self.sh.started_order);
-            order.retain(|n| n != name);
-            order.push(name.to_string());
-        }
-        if let Some(t) = process::start_time(pid) {
-            let _ = write_atomic(
-                &self.pid_file(name),
-                format!("{pid} {t}\n").as_bytes(),
-                0o644,
-            );
-        }
-        log.marker(&format!("started {name}: pid {pid}, start #{count}"));
-        tracing::info!(plugin = name, pid, "started");
+        // The marker goes before any output line.
+        log.marker(&format!(
+            "started {name}: pid {pid}, start #{}",
+            lock(&slot.st).start_count + 1
+        ));
         let mut pumps = Vec::new();
         for (fd, stream) in [(spawned.stdout, Stream::Out), (spawned.stderr, Stream::Err)] {
             match process::async_pipe(fd) {
@@ -522,7 +571,34 @@ impl Supervisor {
                 Err(e) => tracing::warn!(plugin = name, "cannot read output: {e}"),
             }
         }
-        lock(&slot.st).pumps = pumps;
+        {
+            let mut st = lock(&slot.st);
+            st.pid = Some(pid);
+            st.start_count += 1;
+            st.start_time = Some(SystemTime::now());
+            st.status = format!("started, pid {pid}");
+            st.pumps = pumps;
+        }
+        lock(&self.sh.by_pid).insert(pid, slot.clone());
+        if let Some(t) = process::start_time(pid) {
+            let _ = write_atomic(
+                &self.pid_file(name),
+                format!("{pid} {t}\n").as_bytes(),
+                0o644,
+            );
+        }
+        drop(reap_guard);
+        {
+            let mut order = lock(&self.sh.started_order);
+            order.retain(|n| n != name);
+            order.push(name.to_string());
+        }
+        tracing::info!(plugin = name, pid, "started");
+        self.notice(Notice::Event(LauncherEvent {
+            pid: Some(pid),
+            ..self.event(name, events::STARTED)
+        }));
+        self.publish_status(&slot);
         if let Some(listener) = notify {
             let timeout = cfg.ready_timeout;
             let ready = tokio::select! {
@@ -538,7 +614,7 @@ impl Supervisor {
                 if lock(&slot.st).pid.is_some() {
                     // Not ready in time: it must not linger half-started.
                     drop(_op);
-                    let _ = self.stop_inner(&slot, false).await;
+                    let _ = self.stop_inner(&slot, None).await;
                 }
                 return Err(self.fail(&slot, reason));
             }
@@ -554,6 +630,13 @@ impl Supervisor {
                 };
             }
         }
+        if wait_ready {
+            self.notice(Notice::Event(LauncherEvent {
+                pid: Some(pid),
+                ..self.event(name, events::READY)
+            }));
+        }
+        self.publish_status(&slot);
         Ok(self.info_of(&slot))
     }
 
@@ -584,10 +667,19 @@ impl Supervisor {
             st.pid = None;
             st.stop_time = Some(now);
             st.last_exit = Some(info);
+            let unexpected = st.state != PluginState::Stopping;
+            let exited_event = LauncherEvent {
+                pid: Some(pid),
+                exit: st.last_exit.clone(),
+                uptime_secs: Some(uptime.as_secs_f64()),
+                ..self.event(&slot.name, events::EXITED)
+            };
             if let Some(log) = st.log.clone() {
-                // Write the exit marker after the last output lines: let the pumps drain
-                // first (bounded, since a leftover descendant may hold the pipes open).
+                // Write the exit marker (and publish `exited` with the last lines) after the
+                // last output: let the pumps drain first (bounded, since a leftover
+                // descendant may hold the pipes open).
                 let pumps = std::mem::take(&mut st.pumps);
+                let this = self.clone();
                 let text = format!(
                     "{} exited: {exit} after {:.1}s",
                     slot.name,
@@ -601,6 +693,12 @@ impl Supervisor {
                     };
                     let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
                     log.marker(&text);
+                    if unexpected {
+                        this.notice(Notice::Event(LauncherEvent {
+                            log_tail: log.tail(),
+                            ..exited_event
+                        }));
+                    }
                 });
             }
             if st.state != PluginState::Stopping {
@@ -615,6 +713,7 @@ impl Supervisor {
         }
         slot.exits.send_modify(|g| *g += 1);
         if lock(&slot.st).state != PluginState::Stopping {
+            self.publish_status(&slot);
             // An unexpected exit: clean up what the plugin left behind in its session.
             let this = self.clone();
             let name = slot.name.clone();
@@ -634,13 +733,22 @@ impl Supervisor {
     /// Stops a plugin: its stop signal to the whole tree, SIGKILL after the stop timeout, and
     /// success only once no descendant remains. Stopping a stopped plugin changes nothing.
     pub async fn stop(&self, name: &str) -> Result<PluginInfo, LaunchError> {
+        self.stop_by(name, "launcher").await
+    }
+
+    /// Like [`Supervisor::stop`], recording who asked (a login ID, or a reason) in the
+    /// `stopped` event.
+    pub async fn stop_by(&self, name: &str, by: &str) -> Result<PluginInfo, LaunchError> {
         let slot = self.slot(name)?;
         let _op = slot.op.lock().await;
-        self.stop_inner(&slot, true).await?;
+        let r = self.stop_inner(&slot, Some(by.to_string())).await;
+        self.publish_status(&slot);
+        r?;
         Ok(self.info_of(&slot))
     }
 
-    async fn stop_inner(&self, slot: &Arc<Slot>, by_user: bool) -> Result<(), LaunchError> {
+    async fn stop_inner(&self, slot: &Arc<Slot>, by: Option<String>) -> Result<(), LaunchError> {
+        let by_user = by.is_some();
         let pc = self.sh.cfg.plugin(&slot.name);
         let mut exits = slot.exits.subscribe();
         exits.borrow_and_update();
@@ -650,9 +758,9 @@ impl Supervisor {
         };
         let Some(pid) = pid.or(stale) else {
             let mut st = lock(&slot.st);
-            if by_user && st.state != PluginState::Missing {
+            if let (Some(who), true) = (&by, st.state != PluginState::Missing) {
                 st.state = PluginState::Disabled;
-                st.status = "stopped by user".into();
+                st.status = format!("stopped by {who}");
             }
             return Ok(());
         };
@@ -718,11 +826,23 @@ impl Supervisor {
         } else {
             PluginState::Stopped
         };
-        st.status = if by_user {
-            "stopped by user".into()
-        } else {
-            "stopped".into()
+        st.status = match &by {
+            Some(who) => format!("stopped by {who}"),
+            None => "stopped".into(),
         };
+        let event = LauncherEvent {
+            pid: Some(pid),
+            exit: st.last_exit.clone(),
+            uptime_secs: st
+                .start_time
+                .zip(st.stop_time)
+                .and_then(|(a, b)| b.duration_since(a).ok())
+                .map(|d| d.as_secs_f64()),
+            by,
+            ..self.event(&slot.name, events::STOPPED)
+        };
+        drop(st);
+        self.notice(Notice::Event(event));
         Ok(())
     }
 
@@ -758,6 +878,15 @@ impl Supervisor {
         &self,
         include_core: bool,
     ) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
+        self.stop_all_by(include_core, "launcher").await
+    }
+
+    /// Like [`Supervisor::stop_all`], recording who asked.
+    pub async fn stop_all_by(
+        &self,
+        include_core: bool,
+        by: &str,
+    ) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
         let core = self.core_name().map(str::to_string);
         let mut order: Vec<String> = lock(&self.sh.started_order).clone();
         for n in lock(&self.sh.slots).keys() {
@@ -780,7 +909,7 @@ impl Supervisor {
                 st.pid.is_some() || st.stale.is_some()
             };
             if running {
-                let r = self.stop(&n).await;
+                let r = self.stop_by(&n, by).await;
                 out.push((n, r));
             }
         }
@@ -798,7 +927,11 @@ impl Supervisor {
                     _ = sigchld.recv() => {}
                     _ = tick.tick() => {}
                 }
-                for (pid, exit) in process::reap() {
+                let reaped = {
+                    let _g = lock(&this.sh.reap_lock);
+                    process::reap()
+                };
+                for (pid, exit) in reaped {
                     this.on_exit(pid, exit);
                 }
             }

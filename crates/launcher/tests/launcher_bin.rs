@@ -3,113 +3,37 @@
 
 use hivehub_home::Home;
 use hivehub_launcher::process::{pid_alive, tree_of};
-use hivehub_testkit::{wait_until, workspace_bin, Sub};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::{Child, Command, Stdio};
+use hivehub_testkit::{wait_until, workspace_bin, LauncherHub, Sub};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-struct Hub {
-    _dir: tempfile::TempDir,
-    home: Home,
-    child: Option<Child>,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn script(home: &Home, name: &str, body: &str) {
-    let p = home.plugins().join(name);
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hivehub_testkit::plugin_script(home, name, body)
 }
 
-/// A home with hubcore in bin/ (on a free port) and `extra` appended to launcher.yaml.
-fn home_with(extra: &str) -> (tempfile::TempDir, Home) {
+fn home_with(extra: &str) -> LauncherHub {
     home_with_plugins(extra, "")
 }
 
-/// Like [`home_with`], with more entries (indented by 2) under `plugins:`.
-fn home_with_plugins(extra: &str, plugins: &str) -> (tempfile::TempDir, Home) {
-    let dir = tempfile::tempdir().unwrap();
-    let home = Home::at(dir.path().join("home"));
-    home.ensure_dirs().unwrap();
-    std::fs::copy(workspace_bin("hubcore"), home.bin().join("hubcore")).unwrap();
-    std::fs::write(
-        home.config_file("launcher"),
-        format!("core: hubcore\nreadyTimeout: 30s\n{extra}plugins:\n  hubcore:\n    args: [\"--listen\", \"127.0.0.1:0\"]\n{plugins}"),
-    )
-    .unwrap();
-    (dir, home)
+fn home_with_plugins(extra: &str, plugins: &str) -> LauncherHub {
+    LauncherHub::new(env!("CARGO_BIN_EXE_launcher").as_ref(), extra, plugins)
 }
 
-fn launch(dir: tempfile::TempDir, home: Home) -> Hub {
-    let log = std::fs::File::create(dir.path().join("launcher.out")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_launcher"))
-        .arg("--home")
-        .arg(home.root())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Hub {
-        _dir: dir,
-        home,
-        child: Some(child),
-    }
-}
-
-impl Hub {
-    fn out(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("launcher.out")).unwrap_or_default()
-    }
-    fn pid_of(&self, name: &str) -> Option<u32> {
-        std::fs::read_to_string(self.home.run().join(format!("{name}.pid")))
-            .ok()?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    }
-    fn wait_running(&self, name: &str) -> u32 {
-        let ok = wait_until(Duration::from_secs(30), || {
-            self.pid_of(name).is_some_and(pid_alive)
-        });
-        assert!(ok, "{name} did not start; launcher output:\n{}", self.out());
-        self.pid_of(name).unwrap()
-    }
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = self.child.as_ref().unwrap().id() as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
-    }
-    fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let c = self.child.as_mut()?;
-        let mut status = None;
-        wait_until(timeout, || {
-            status = c.try_wait().ok().flatten();
-            status.is_some()
-        });
-        if status.is_some() {
-            self.child = None;
-        }
-        status
-    }
+fn launch(mut hub: LauncherHub) -> LauncherHub {
+    hub.start();
+    hub
 }
 
 #[test]
 fn sigkill_of_the_launcher_leaves_no_plugin_or_grandchild() {
-    let (dir, home) = home_with("createPluginCred: false\nautostart: [forker]\n");
+    let hub = home_with("createPluginCred: false\nautostart: [forker]\n");
     script(
-        &home,
+        &hub.home,
         "forker",
         "sleep 1000 &\nsh -c 'sleep 1000 & sleep 1000' &\nwhile true; do sleep 1; done",
     );
-    let mut hub = launch(dir, home);
+    let mut hub = launch(hub);
     let forker = hub.wait_running("forker");
     let core = hub.wait_running("hubcore");
     assert!(wait_until(Duration::from_secs(5), || tree_of(forker).len() >= 4));
@@ -125,10 +49,10 @@ fn sigkill_of_the_launcher_leaves_no_plugin_or_grandchild() {
 
 #[test]
 fn sigterm_stops_plugins_then_the_core_and_exits_zero() {
-    let (dir, home) = home_with("createPluginCred: false\nautostart: [a, b]\n");
-    script(&home, "a", "exec sleep 1000");
-    script(&home, "b", "exec sleep 1000");
-    let mut hub = launch(dir, home);
+    let hub = home_with("createPluginCred: false\nautostart: [a, b]\n");
+    script(&hub.home, "a", "exec sleep 1000");
+    script(&hub.home, "b", "exec sleep 1000");
+    let mut hub = launch(hub);
     let pids: Vec<u32> = ["hubcore", "a", "b"]
         .iter()
         .map(|n| hub.wait_running(n))
@@ -157,17 +81,21 @@ fn sigterm_stops_plugins_then_the_core_and_exits_zero() {
 
 #[test]
 fn credentials_are_minted_before_start_and_the_plugin_connects() {
-    let (dir, home) = home_with_plugins(
+    let hub = home_with_plugins(
         "autostart: [credcheck, heartbeat]\n",
         "  heartbeat:\n    args: [\"--interval\", \"200ms\"]\n    waitReady: true\n",
     );
     script(
-        &home,
+        &hub.home,
         "credcheck",
         "stat -c 'mode %a' certs/credcheck.key certs/credcheck.token\nexec sleep 1000",
     );
-    std::fs::copy(workspace_bin("heartbeat"), home.plugins().join("heartbeat")).unwrap();
-    let mut hub = launch(dir, home);
+    std::fs::copy(
+        workspace_bin("heartbeat"),
+        hub.home.plugins().join("heartbeat"),
+    )
+    .unwrap();
+    let mut hub = launch(hub);
     hub.wait_running("credcheck");
     hub.wait_running("heartbeat");
     let log = hub.home.logs().join("credcheck.log");
@@ -219,22 +147,8 @@ fn credentials_are_minted_before_start_and_the_plugin_connects() {
     assert!(hub
         .wait_exit(Duration::from_secs(30))
         .is_some_and(|s| s.success()));
-    let dir2 = tempfile::tempdir().unwrap();
-    let mut hub2 = Hub {
-        _dir: dir2,
-        home: hub.home.clone(),
-        child: None,
-    };
-    let log2 = std::fs::File::create(hub2._dir.path().join("launcher.out")).unwrap();
-    hub2.child = Some(
-        Command::new(env!("CARGO_BIN_EXE_launcher"))
-            .arg("--home")
-            .arg(hub.home.root())
-            .stdout(log2.try_clone().unwrap())
-            .stderr(log2)
-            .spawn()
-            .unwrap(),
-    );
+    hub.start();
+    let hub2 = &mut hub;
     hub2.wait_running("heartbeat");
     assert_ne!(
         std::fs::metadata(&token).unwrap().ino(),
@@ -292,8 +206,8 @@ fn config_errors_stop_before_anything_starts() {
 
 #[test]
 fn a_second_launcher_on_the_same_home_is_refused() {
-    let (dir, home) = home_with("createPluginCred: false\n");
-    let hub = launch(dir, home);
+    let hub = home_with("createPluginCred: false\n");
+    let hub = launch(hub);
     hub.wait_running("hubcore");
     let out = Command::new(env!("CARGO_BIN_EXE_launcher"))
         .arg("--home")

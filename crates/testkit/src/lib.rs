@@ -309,3 +309,162 @@ pub fn mosquitto_pub(args: &[String]) -> Output {
 pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
+
+/// Writes an executable shell script `plugins/{name}` in `home`.
+pub fn plugin_script(home: &Home, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = home.plugins().join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A launcher process (with the hubcore it starts) in a temporary home.
+pub struct LauncherHub {
+    /// The home.
+    pub home: Home,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    bin: PathBuf,
+}
+
+impl LauncherHub {
+    /// A home with hubcore in `bin/` (listening on a free port), `top` appended to the top level
+    /// of launcher.yaml and `plugins` (entries indented by 2) under `plugins:`. Not started yet.
+    pub fn new(launcher_bin: &Path, top: &str, plugins: &str) -> LauncherHub {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::at(dir.path().join("home"));
+        home.ensure_dirs().expect("home");
+        std::fs::copy(workspace_bin("hubcore"), home.bin().join("hubcore")).expect("copy hubcore");
+        std::fs::write(
+            home.config_file("launcher"),
+            format!(
+                "core: hubcore\nreadyTimeout: 30s\n{top}plugins:\n  hubcore:\n    args: [\"--listen\", \"127.0.0.1:0\"]\n{plugins}"
+            ),
+        )
+        .expect("config");
+        LauncherHub {
+            home,
+            dir,
+            child: None,
+            bin: launcher_bin.to_path_buf(),
+        }
+    }
+
+    /// Starts the launcher (again).
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("launcher.out"))
+            .expect("log");
+        let child = Command::new(&self.bin)
+            .arg("--home")
+            .arg(self.home.root())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn launcher");
+        self.child = Some(child);
+    }
+
+    /// The launcher's output so far.
+    pub fn out(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("launcher.out")).unwrap_or_default()
+    }
+
+    /// The launcher's PID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The PID recorded in `run/{name}.pid`.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        std::fs::read_to_string(self.home.run().join(format!("{name}.pid")))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Waits until `name` runs and returns its PID.
+    pub fn wait_running(&self, name: &str) -> u32 {
+        let alive = |p: u32| std::path::Path::new(&format!("/proc/{p}")).exists();
+        let ok = wait_until(Duration::from_secs(30), || {
+            self.pid_of(name).is_some_and(alive)
+        });
+        assert!(ok, "{name} did not start; launcher output:\n{}", self.out());
+        self.pid_of(name).unwrap_or_default()
+    }
+
+    /// Waits until the launcher is connected and ready (its service answers).
+    pub fn url(&self) -> String {
+        self.wait_running("hubcore");
+        let f = self.home.core_url_file();
+        assert!(
+            wait_until(Duration::from_secs(30), || f.exists()),
+            "no core url"
+        );
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// Sends `sig` to the launcher.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// Waits for the launcher to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        let mut status = None;
+        wait_until(timeout, || {
+            status = c.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
+    /// Client options for `id` against this hub.
+    pub fn options(&self, id: &str) -> ClientOptions {
+        let url = self.url();
+        ClientOptions::from_home(&self.home, id, Some(&url)).expect("options")
+    }
+
+    /// Mosquitto arguments for `id` (its token file) against this hub.
+    pub fn mosq_args(&self, id: &str) -> Vec<String> {
+        let url = self.url();
+        let port = url.rsplit(':').next().unwrap_or_default().to_string();
+        let token = std::fs::read_to_string(self.home.token_file(id)).unwrap_or_default();
+        args(&[
+            "-V",
+            "mqttv5",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--cafile",
+            &self.home.ca_cert().display().to_string(),
+            "-u",
+            id,
+            "-P",
+            token.trim(),
+        ])
+    }
+}
+
+impl Drop for LauncherHub {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The launcher's service on the bus: `view/list`, `view/status`, and `manage/startPlugin`,
+//! `stopPlugin`, `startAllPlugins`, `stopAllPlugins`. Every request gets a reply, a result or a
+//! typed error. Who may call what is enforced by the core's ACL from the grants registered here:
+//! `view` for viewer and up, `manage` for manager and admin only.
+//!
+//! Also the publisher: lifecycle events and a retained status message per plugin.
+
+use crate::supervisor::{LaunchError, Notice, Supervisor};
+use hivehub_api::launcher::{
+    events, methods, BatchItem, BatchResp, ListReq, ListResp, NameReq, PluginInfo, StatusResp,
+    StopAllReq, CAP_MANAGE, CAP_VIEW,
+};
+use hivehub_api::{ErrorCode, RemoteError, Role};
+use hivehub_client::{HubClient, Request, RpcError};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+fn to_value<T: Serialize>(v: T) -> Result<Value, RemoteError> {
+    serde_json::to_value(v).map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
+}
+
+fn remote(e: LaunchError) -> RemoteError {
+    let code = match e {
+        LaunchError::NotFound { .. } => ErrorCode::NotFound,
+        LaunchError::StartFailed { .. } => ErrorCode::Conflict,
+        LaunchError::StopFailed { .. } => ErrorCode::Internal,
+    };
+    RemoteError::new(code, e.to_string())
+}
+
+fn batch(sup: &Supervisor, results: Vec<(String, Result<PluginInfo, LaunchError>)>) -> BatchResp {
+    BatchResp {
+        results: results
+            .into_iter()
+            .map(|(name, r)| BatchItem {
+                name,
+                ok: r.is_ok(),
+                error: r.err().map(|e| e.to_string()),
+            })
+            .collect(),
+        plugins: sup.list(),
+    }
+}
+
+async fn view(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
+    match r.method.as_str() {
+        methods::LIST => {
+            let req: ListReq = r.json()?;
+            let plugins = sup
+                .list()
+                .into_iter()
+                .filter(|p| !req.only_running || p.running)
+                .collect();
+            to_value(ListResp {
+                launcher_id: sup.config().id.clone(),
+                plugins,
+            })
+        }
+        methods::STATUS => {
+            let req: NameReq = r.json()?;
+            let info = sup.info(&req.name).map_err(remote)?;
+            let log_tail = sup.log_tail(&req.name).map_err(remote)?;
+            to_value(StatusResp { info, log_tail })
+        }
+        _ => Err(r.unknown_method()),
+    }
+}
+
+async fn manage(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
+    let by = r.sender.clone();
+    match r.method.as_str() {
+        methods::START_PLUGIN => {
+            let req: NameReq = r.json()?;
+            tracing::info!(plugin = %req.name, %by, "start requested");
+            to_value(sup.start(&req.name).await.map_err(remote)?)
+        }
+        methods::STOP_PLUGIN => {
+            let req: NameReq = r.json()?;
+            if Some(req.name.as_str()) == sup.core_name() {
+                return Err(RemoteError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "'{}' is the core; stop it with stopAllPlugins with includeCore or by stopping the launcher",
+                        req.name
+                    ),
+                ));
+            }
+            tracing::info!(plugin = %req.name, %by, "stop requested");
+            to_value(sup.stop_by(&req.name, &by).await.map_err(remote)?)
+        }
+        methods::START_ALL => {
+            let _: hivehub_api::rpc::Ack = r.json()?;
+            to_value(batch(&sup, sup.start_all().await))
+        }
+        methods::STOP_ALL => {
+            let req: StopAllReq = r.json()?;
+            let mut results = sup.stop_all_by(false, &by).await;
+            if req.include_core {
+                if let Some(core) = sup.core_name().map(str::to_string) {
+                    // The reply travels through the core: stop it just after answering.
+                    let s2 = sup.clone();
+                    let by2 = by.clone();
+                    let c2 = core.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        if let Err(e) = s2.stop_by(&c2, &by2).await {
+                            tracing::error!("{e}");
+                        }
+                    });
+                    results.push((core.clone(), sup.info(&core)));
+                }
+            }
+            to_value(batch(&sup, results))
+        }
+        _ => Err(r.unknown_method()),
+    }
+}
+
+/// Serves the launcher's capabilities on `bus` and registers who may call them.
+pub async fn serve(bus: &HubClient, sup: &Supervisor) -> Result<(), RpcError> {
+    let s = sup.clone();
+    bus.serve(CAP_VIEW, move |r| view(s.clone(), r)).await?;
+    let s = sup.clone();
+    bus.serve(CAP_MANAGE, move |r| manage(s.clone(), r)).await?;
+    bus.set_permissions(
+        CAP_VIEW,
+        &[Role::Viewer, Role::Operator, Role::Manager, Role::Admin],
+    )
+    .await?;
+    bus.set_permissions(CAP_MANAGE, &[Role::Manager, Role::Admin])
+        .await?;
+    Ok(())
+}
+
+/// Publishes the supervisor's notices on the bus: events as they happen, and each plugin's
+/// status retained, so a late subscriber sees the current state at once.
+pub async fn publish(bus: HubClient, mut rx: mpsc::UnboundedReceiver<Notice>) {
+    while let Some(n) = rx.recv().await {
+        let r = match &n {
+            Notice::Event(e) => bus.publish_event(&e.plugin, &e.event, e, false).await,
+            Notice::Status(info) => {
+                bus.publish_event(&info.name, events::STATUS, info, true)
+                    .await
+            }
+        };
+        if let Err(e) = r {
+            tracing::warn!("cannot publish {n:?}: {e}");
+        }
+    }
+}
