@@ -87,6 +87,30 @@ pub struct PluginInfo {
     /// Resident memory of the whole process tree in bytes, once measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss: Option<u64>,
+    /// Failed restart attempts in a row (0 once the plugin has stayed up long enough).
+    #[serde(default)]
+    pub attempt: u32,
+    /// When the next automatic restart happens (unix milliseconds), in state `backoff`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_at: Option<u64>,
+    /// Automatic restarts so far (crashes and thresholds).
+    #[serde(default)]
+    pub restarts: u64,
+    /// Restarts caused by a resource threshold.
+    #[serde(default)]
+    pub threshold_restarts: u64,
+}
+
+/// One resource measurement of a plugin's process tree.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceSample {
+    /// When (unix milliseconds).
+    pub time: u64,
+    /// CPU in percent of one core.
+    pub cpu: f64,
+    /// Resident memory in bytes.
+    pub rss: u64,
 }
 
 /// Capability for reading the launcher's state: `list` and `status`. Granted to viewer,
@@ -178,6 +202,9 @@ pub struct StatusResp {
     pub info: PluginInfo,
     /// Its last output lines, oldest first.
     pub log_tail: Vec<String>,
+    /// Recent resource samples, oldest first (about the last 5 minutes).
+    #[serde(default)]
+    pub history: Vec<ResourceSample>,
 }
 
 /// Event names published by the launcher under `event/{launcherID}/{plugin}/{name}/{launcherID}`.
@@ -192,6 +219,10 @@ pub mod events {
     pub const EXITED: &str = "exited";
     /// Retained: the plugin's current [`super::PluginInfo`].
     pub const STATUS: &str = "status";
+    /// An automatic restart is scheduled (attempt, delay, reason).
+    pub const RESTARTING: &str = "restarting";
+    /// A resource stayed over its limit for the configured duration.
+    pub const RESOURCE_EXCEEDED: &str = "resourceExceeded";
 }
 
 /// The payload of every launcher event except `status` (which is a [`PluginInfo`]).
@@ -226,4 +257,28 @@ pub struct LauncherEvent {
     /// The plugin's last output lines (exited), oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub log_tail: Vec<String>,
+    /// Restart attempt number (restarting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Delay before the restart in milliseconds (restarting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Why (restarting: "exit code 1", "signal 9 (SIGKILL)", "threshold: rss").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The measure, `cpu` or `rss` (resourceExceeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<String>,
+    /// The measured value: percent of one core, or bytes (resourceExceeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The configured limit (resourceExceeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
+    /// How long it stayed over, in seconds (resourceExceeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_secs: Option<f64>,
+    /// The action taken: "restart" or "alert" (resourceExceeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }

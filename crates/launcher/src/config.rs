@@ -43,7 +43,10 @@ const STOP_SIGNALS: [(&str, Signal); 6] = [
     ("USR2", Signal::SIGUSR2),
 ];
 /// Top-level keys, for "belongs elsewhere" hints on unknown plugin keys.
-const LAUNCHER_KEYS: [&str; 15] = [
+const LAUNCHER_KEYS: [&str; 18] = [
+    "backoff",
+    "sampleInterval",
+    "restartConcurrency",
     "id",
     "loglevel",
     "logtofile",
@@ -61,7 +64,19 @@ const LAUNCHER_KEYS: [&str; 15] = [
     "plugins",
 ];
 /// Plugin keys, for "belongs elsewhere" hints on unknown top-level keys.
-const PLUGIN_KEYS: [&str; 5] = ["args", "env", "stopSignal", "stopTimeout", "waitReady"];
+const PLUGIN_KEYS: [&str; 11] = [
+    "args",
+    "env",
+    "stopSignal",
+    "stopTimeout",
+    "waitReady",
+    "restart",
+    "backoff",
+    "maxCpu",
+    "maxMemory",
+    "for",
+    "action",
+];
 
 /// What to do when a plugin exits without being asked to, so a flaky plugin need not take a
 /// feature down until someone notices.
@@ -108,8 +123,107 @@ impl<'de> Deserialize<'de> for RestartPolicy {
     }
 }
 
+/// How long to wait before restarting a crashed plugin: `base × factor^attempt`, ±`jitter`,
+/// capped at `max`. The attempt count decays to zero once a plugin has stayed up for `stable`
+/// (default: the larger of 60 s and the last delay). All of it is configurable so tests can
+/// scale time down.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backoff {
+    /// First delay.
+    #[serde(deserialize_with = "de_duration")]
+    pub base: Duration,
+    /// Growth per failed attempt.
+    pub factor: f64,
+    /// Longest delay; the launcher keeps retrying at this pace, it never gives up.
+    #[serde(deserialize_with = "de_duration")]
+    pub max: Duration,
+    /// Random spread, as a fraction (0.2 = ±20 %), so many restarts do not line up.
+    pub jitter: f64,
+    /// Uptime after which the attempt count resets.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub stable: Option<Duration>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(1),
+            factor: 2.0,
+            max: Duration::from_secs(3600),
+            jitter: 0.2,
+            stable: None,
+        }
+    }
+}
+
+/// Per-plugin backoff: any field given replaces the global one.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackoffOverride {
+    /// See [`Backoff::base`].
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub base: Option<Duration>,
+    /// See [`Backoff::factor`].
+    pub factor: Option<f64>,
+    /// See [`Backoff::max`].
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub max: Option<Duration>,
+    /// See [`Backoff::jitter`].
+    pub jitter: Option<f64>,
+    /// See [`Backoff::stable`].
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub stable: Option<Duration>,
+}
+
+impl Backoff {
+    /// This backoff with the fields of `o` that are set.
+    pub fn with(&self, o: &BackoffOverride) -> Backoff {
+        Backoff {
+            base: o.base.unwrap_or(self.base),
+            factor: o.factor.unwrap_or(self.factor),
+            max: o.max.unwrap_or(self.max),
+            jitter: o.jitter.unwrap_or(self.jitter),
+            stable: o.stable.or(self.stable),
+        }
+    }
+
+    fn check(&self, base: &str) -> Result<(), Issue> {
+        if !(self.factor >= 1.0 && self.factor.is_finite()) {
+            return Err(Issue::value(
+                &join_key(base, "factor"),
+                "must be at least 1",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.jitter) {
+            return Err(Issue::value(
+                &join_key(base, "jitter"),
+                "must be at least 0 and below 1 (a fraction, 0.2 = ±20 %)",
+            ));
+        }
+        if self.max < self.base {
+            return Err(Issue::value(
+                &join_key(base, "max"),
+                "must not be below base",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a resource threshold breach does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdAction {
+    /// Publish `resourceExceeded`, then restart the plugin gracefully.
+    #[default]
+    Restart,
+    /// Publish `resourceExceeded` only.
+    Alert,
+}
+
 /// Settings of one plugin; a plugin without an entry runs with the defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct PluginConfig {
     /// Command-line arguments, so one binary can be configured per home.
@@ -126,6 +240,21 @@ pub struct PluginConfig {
     pub stop_timeout: Duration,
     /// Hold back the next plugin until this one reports ready, for plugins others depend on.
     pub wait_ready: bool,
+    /// Restart policy; `None` means the global `autorestart`.
+    pub restart: Option<RestartPolicy>,
+    /// Overrides of the global `backoff`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub backoff: BackoffOverride,
+    /// CPU limit in percent of one core over the whole process tree.
+    pub max_cpu: Option<f64>,
+    /// Memory limit (RSS of the whole process tree), with units: "200MB".
+    #[serde(deserialize_with = "de_opt_size")]
+    pub max_memory: Option<u64>,
+    /// How long a measure must stay over its limit before the action is taken.
+    #[serde(rename = "for", deserialize_with = "de_duration")]
+    pub threshold_for: Duration,
+    /// What a sustained breach does.
+    pub action: ThresholdAction,
 }
 
 impl Default for PluginConfig {
@@ -136,13 +265,19 @@ impl Default for PluginConfig {
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_secs(10),
             wait_ready: false,
+            restart: None,
+            backoff: BackoffOverride::default(),
+            max_cpu: None,
+            max_memory: None,
+            threshold_for: Duration::from_secs(30),
+            action: ThresholdAction::Restart,
         }
     }
 }
 
 /// The launcher's settings. Every key is optional; keys follow HiveOT's launcher.yaml so that
 /// existing files keep working.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LauncherConfig {
     /// Client ID on the hub; launchers on other hosts need their own (`launcher-pi2`).
@@ -180,6 +315,16 @@ pub struct LauncherConfig {
     /// Rotated logs kept per plugin.
     #[serde(rename = "logMaxFiles")]
     pub log_max_files: usize,
+    /// Default backoff between restarts (per-plugin `backoff` overrides fields of it).
+    #[serde(deserialize_with = "null_as_default")]
+    pub backoff: Backoff,
+    /// How often each running plugin's CPU and memory are sampled.
+    #[serde(rename = "sampleInterval", deserialize_with = "de_duration")]
+    pub sample_interval: Duration,
+    /// Most automatic restarts in progress at once, so one failure does not become a
+    /// thundering herd on a small device.
+    #[serde(rename = "restartConcurrency")]
+    pub restart_concurrency: usize,
     /// Per-plugin settings by plugin name.
     #[serde(deserialize_with = "de_plugins")]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -202,6 +347,9 @@ impl Default for LauncherConfig {
             ready_timeout: Duration::from_secs(30),
             log_max_size: 10_000_000,
             log_max_files: 5,
+            backoff: Backoff::default(),
+            sample_interval: Duration::from_secs(2),
+            restart_concurrency: 2,
             plugins: BTreeMap::new(),
         }
     }
@@ -211,6 +359,22 @@ impl LauncherConfig {
     /// The plugin's settings, or the defaults, so callers need not care whether it has an entry.
     pub fn plugin(&self, name: &str) -> PluginConfig {
         self.plugins.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The restart policy of a plugin: its own, else the global `autorestart`.
+    pub fn restart_policy(&self, name: &str) -> RestartPolicy {
+        self.plugins
+            .get(name)
+            .and_then(|p| p.restart)
+            .unwrap_or(self.autorestart)
+    }
+
+    /// The backoff of a plugin: the global one with the plugin's overrides.
+    pub fn backoff_for(&self, name: &str) -> Backoff {
+        match self.plugins.get(name) {
+            Some(p) => self.backoff.with(&p.backoff),
+            None => self.backoff.clone(),
+        }
     }
 
     /// Checks the rules that types cannot express, for configs built in code as well as parsed
@@ -300,6 +464,13 @@ impl LauncherConfig {
                 ),
             ));
         }
+        self.backoff.check("backoff")?;
+        if self.sample_interval < Duration::from_millis(100) {
+            return Err(Issue::value("sampleInterval", "must be at least 100ms"));
+        }
+        if self.restart_concurrency < 1 {
+            return Err(Issue::value("restartConcurrency", "must be at least 1"));
+        }
         if self.log_max_files < 1 {
             return Err(Issue::value(
                 "logMaxFiles",
@@ -310,6 +481,9 @@ impl LauncherConfig {
             let base = join_key("plugins", name);
             check_id(name).map_err(|m| Issue::key(&base, format!("invalid plugin name: {m}")))?;
             plugin.check(&base)?;
+            self.backoff
+                .with(&plugin.backoff)
+                .check(&join_key(&base, "backoff"))?;
         }
         Ok(())
     }
@@ -353,6 +527,18 @@ impl PluginConfig {
             return Err(Issue::value(
                 &join_key(base, "stopTimeout"),
                 "must be greater than 0, or the plugin is killed before it can stop cleanly",
+            ));
+        }
+        if self.max_cpu.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+            return Err(Issue::value(
+                &join_key(base, "maxCpu"),
+                "must be a percentage above 0",
+            ));
+        }
+        if self.max_memory == Some(0) {
+            return Err(Issue::value(
+                &join_key(base, "maxMemory"),
+                "must be above 0",
             ));
         }
         Ok(())
@@ -646,6 +832,18 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         }
     }
     d.deserialize_any(V)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(deserialize_with = "de_duration")] Duration);
+    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+}
+
+fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(deserialize_with = "de_size")] u64);
+    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
 }
 
 fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

@@ -61,7 +61,12 @@ async fn view(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
             let req: NameReq = r.json()?;
             let info = sup.info(&req.name).map_err(remote)?;
             let log_tail = sup.log_tail(&req.name).map_err(remote)?;
-            to_value(StatusResp { info, log_tail })
+            let history = sup.history(&req.name).map_err(remote)?;
+            to_value(StatusResp {
+                info,
+                log_tail,
+                history,
+            })
         }
         _ => Err(r.unknown_method()),
     }

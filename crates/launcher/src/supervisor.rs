@@ -7,17 +7,20 @@
 //! progress; `disabled` after a user stop; `failed` when a start failed or the process exited
 //! with an error; `missing` when its binary is gone.
 
+use crate::config::{Backoff, RestartPolicy};
 use crate::config::{LauncherConfig, PluginConfig};
 use crate::logs::{pump, PluginLog, Stream};
 use crate::process::{self, Exit, Guard, SpawnSpec, Spawner};
 use hivehub_api::auth::{methods, AddClientReq, AddClientResp, AUTH_SERVICE, CAP_CLIENTS};
-use hivehub_api::launcher::{events, ExitInfo, LauncherEvent, PluginInfo, PluginState};
+use hivehub_api::launcher::{
+    events, ExitInfo, LauncherEvent, PluginInfo, PluginState, ResourceSample,
+};
 use hivehub_api::{ClientType, Role};
 use hivehub_auth::KeyPair;
 use hivehub_client::{HubClient, ENV_CLIENT_ID, ENV_LOG_LEVEL, ENV_SERVER};
 use hivehub_home::{write_atomic, Home, ENV_HOME, SECRET_MODE};
 use nix::sys::signal::Signal;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -81,6 +84,62 @@ struct Run {
     pumps: Vec<tokio::task::JoinHandle<()>>,
     /// A process started by an earlier launcher that is still alive (pid).
     stale: Option<u32>,
+    /// Failed restarts in a row; decays to 0 after a stable run.
+    attempt: u32,
+    /// The last backoff delay.
+    last_delay: Duration,
+    /// When the scheduled restart happens.
+    next_retry: Option<SystemTime>,
+    /// Bumped by every manual start or stop, cancelling a scheduled restart.
+    restart_gen: u64,
+    /// Waiting for the core before it can be restarted.
+    held: bool,
+    /// Automatic restarts so far.
+    restarts: u64,
+    /// Restarts caused by resource thresholds.
+    threshold_restarts: u64,
+    /// Latest CPU (percent of one core) and RSS (bytes) of the process tree.
+    cpu: Option<f64>,
+    rss: Option<u64>,
+    /// Recent resource samples.
+    history: VecDeque<ResourceSample>,
+}
+
+impl Run {
+    fn with_backoff(mut self, attempt: u32, last_delay: Duration) -> Run {
+        self.attempt = attempt;
+        self.last_delay = last_delay;
+        self
+    }
+
+    fn new(path: PathBuf, state: PluginState, status: String, stale: Option<u32>) -> Run {
+        Run {
+            path,
+            present: false,
+            size: None,
+            modified: None,
+            state,
+            pid: None,
+            start_count: 0,
+            start_time: None,
+            stop_time: None,
+            last_exit: None,
+            status,
+            log: None,
+            pumps: Vec::new(),
+            stale,
+            attempt: 0,
+            last_delay: Duration::ZERO,
+            next_retry: None,
+            restart_gen: 0,
+            held: false,
+            restarts: 0,
+            threshold_restarts: 0,
+            cpu: None,
+            rss: None,
+            history: VecDeque::new(),
+        }
+    }
 }
 
 struct Slot {
@@ -106,6 +165,10 @@ struct Shared {
     /// Held around spawn-and-record and around `waitpid`, so no child is reaped before it is
     /// known.
     reap_lock: Mutex<()>,
+    /// Limits automatic restarts in progress.
+    restart_sem: Arc<tokio::sync::Semaphore>,
+    /// The address the core listened on, kept for its restarts so clients find it again.
+    core_listen: Mutex<Option<String>>,
 }
 
 /// What the supervisor reports for publication on the bus.
@@ -139,6 +202,7 @@ impl Supervisor {
         cfg: LauncherConfig,
         guard: Option<Guard>,
     ) -> std::io::Result<Supervisor> {
+        let cfg_concurrency = cfg.restart_concurrency.max(1);
         let sup = Supervisor {
             sh: Arc::new(Shared {
                 home,
@@ -152,6 +216,8 @@ impl Supervisor {
                 server_url: Mutex::new(None),
                 notices: Mutex::new(None),
                 reap_lock: Mutex::new(()),
+                restart_sem: Arc::new(tokio::sync::Semaphore::new(cfg_concurrency)),
+                core_listen: Mutex::new(None),
             }),
         };
         sup.discover();
@@ -193,6 +259,14 @@ impl Supervisor {
             uptime_secs: None,
             by: None,
             log_tail: Vec::new(),
+            attempt: None,
+            delay_ms: None,
+            reason: None,
+            measure: None,
+            value: None,
+            limit: None,
+            for_secs: None,
+            action: None,
         }
     }
 
@@ -206,6 +280,13 @@ impl Supervisor {
         for s in slots {
             self.publish_status(&s);
         }
+    }
+
+    /// Recent resource samples of a plugin, oldest first.
+    pub fn history(&self, name: &str) -> Result<Vec<ResourceSample>, LaunchError> {
+        let slot = self.slot(name)?;
+        let h = lock(&slot.st).history.iter().copied().collect();
+        Ok(h)
     }
 
     /// The last output lines of a plugin.
@@ -240,6 +321,7 @@ impl Supervisor {
         for (name, (path, is_core)) in &found {
             if !slots.contains_key(name) {
                 let stale = self.stale_instance(name);
+                let (attempt, last_delay) = self.load_backoff(name);
                 let (tx, _) = watch::channel(0);
                 slots.insert(
                     name.clone(),
@@ -248,31 +330,22 @@ impl Supervisor {
                         is_core: *is_core,
                         op: tokio::sync::Mutex::new(()),
                         exits: tx,
-                        st: Mutex::new(Run {
-                            path: path.clone(),
-                            present: false,
-                            size: None,
-                            modified: None,
-                            state: if stale.is_some() {
+                        st: Mutex::new(Run::new(
+                            path.clone(),
+                            if stale.is_some() {
                                 PluginState::Failed
                             } else {
                                 PluginState::Stopped
                             },
-                            pid: None,
-                            start_count: 0,
-                            start_time: None,
-                            stop_time: None,
-                            last_exit: None,
-                            status: match stale {
+                            match stale {
                                 Some(pid) => format!(
                                     "an instance started by an earlier launcher is still running (pid {pid}); stop it first"
                                 ),
                                 None => String::new(),
                             },
-                            log: None,
-                            pumps: Vec::new(),
                             stale,
-                        }),
+                        )
+                        .with_backoff(attempt, last_delay)),
                     }),
                 );
             }
@@ -288,22 +361,12 @@ impl Supervisor {
                         is_core: false,
                         op: tokio::sync::Mutex::new(()),
                         exits: tx,
-                        st: Mutex::new(Run {
-                            path: self.sh.home.plugins().join(name),
-                            present: false,
-                            size: None,
-                            modified: None,
-                            state: PluginState::Missing,
-                            pid: None,
-                            start_count: 0,
-                            start_time: None,
-                            stop_time: None,
-                            last_exit: None,
-                            status: String::new(),
-                            log: None,
-                            pumps: Vec::new(),
-                            stale: None,
-                        }),
+                        st: Mutex::new(Run::new(
+                            self.sh.home.plugins().join(name),
+                            PluginState::Missing,
+                            String::new(),
+                            None,
+                        )),
                     }),
                 );
             }
@@ -383,8 +446,12 @@ impl Supervisor {
                 .map(|d| d.as_secs()),
             last_exit: st.last_exit.clone(),
             status: st.status.clone(),
-            cpu: None,
-            rss: None,
+            cpu: st.cpu,
+            rss: st.rss,
+            attempt: st.attempt,
+            next_retry_at: st.next_retry.map(now_ms),
+            restarts: st.restarts,
+            threshold_restarts: st.threshold_restarts,
         }
     }
 
@@ -459,9 +526,231 @@ impl Supervisor {
         env
     }
 
-    /// Starts a plugin. Starting a running plugin changes nothing and returns its info.
+    fn backoff_file(&self, name: &str) -> PathBuf {
+        self.sh.home.run().join(format!("{name}.backoff"))
+    }
+
+    /// Keeps the attempt count in `run/`, so a restarted launcher does not forget a crash loop.
+    fn save_backoff(&self, slot: &Slot) {
+        let (attempt, delay) = {
+            let st = lock(&slot.st);
+            (st.attempt, st.last_delay)
+        };
+        let path = self.backoff_file(&slot.name);
+        if attempt == 0 {
+            let _ = std::fs::remove_file(path);
+        } else {
+            let _ = write_atomic(
+                &path,
+                format!("{attempt} {}\n", delay.as_millis()).as_bytes(),
+                0o644,
+            );
+        }
+    }
+
+    fn load_backoff(&self, name: &str) -> (u32, Duration) {
+        process::read_file(&self.backoff_file(name))
+            .and_then(|t| {
+                let mut it = t.split_whitespace();
+                let a = it.next()?.parse().ok()?;
+                let d = it.next()?.parse().ok()?;
+                Some((a, Duration::from_millis(d)))
+            })
+            .unwrap_or((0, Duration::ZERO))
+    }
+
+    fn stable_after(&self, slot: &Slot, bo: &Backoff) -> Duration {
+        let last = lock(&slot.st).last_delay;
+        bo.stable
+            .unwrap_or_else(|| Duration::from_secs(60).max(last))
+    }
+
+    /// After a start, resets the attempt count once the plugin has stayed up for the stable
+    /// period.
+    fn watch_stability(&self, slot: &Arc<Slot>) {
+        let (pid, attempt) = {
+            let st = lock(&slot.st);
+            (st.pid, st.attempt)
+        };
+        let (Some(pid), true) = (pid, attempt > 0) else {
+            return;
+        };
+        let bo = self.backoff_policy(slot);
+        let wait = self.stable_after(slot, &bo);
+        let this = self.clone();
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let reset = {
+                let mut st = lock(&slot.st);
+                if st.pid == Some(pid) {
+                    st.attempt = 0;
+                    true
+                } else {
+                    false
+                }
+            };
+            if reset {
+                tracing::info!(plugin = %slot.name, "stable again; backoff reset");
+                this.save_backoff(&slot);
+                this.publish_status(&slot);
+            }
+        });
+    }
+
+    fn backoff_policy(&self, slot: &Slot) -> Backoff {
+        self.sh.cfg.backoff_for(&slot.name)
+    }
+
+    fn restart_policy(&self, slot: &Slot) -> RestartPolicy {
+        if slot.is_core {
+            // The hub cannot work without its core: always bring it back.
+            RestartPolicy::Always
+        } else {
+            self.sh.cfg.restart_policy(&slot.name)
+        }
+    }
+
+    fn core_down(&self) -> bool {
+        let Some(core) = self.core_name() else {
+            return false;
+        };
+        let slots = lock(&self.sh.slots);
+        slots.get(core).is_some_and(|c| lock(&c.st).pid.is_none())
+    }
+
+    /// Decides, after an exit nobody asked for, whether and when to restart, and schedules it.
+    fn schedule_restart(&self, slot: &Arc<Slot>, reason: String, uptime: Duration) {
+        let failure = {
+            let st = lock(&slot.st);
+            !matches!(st.last_exit.as_ref().and_then(|e| e.code), Some(0))
+        };
+        let wanted = match self.restart_policy(slot) {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => failure,
+            RestartPolicy::Always => true,
+        };
+        if !wanted {
+            return;
+        }
+        if !slot.is_core && self.core_down() {
+            let mut st = lock(&slot.st);
+            st.held = true;
+            st.state = PluginState::Backoff;
+            st.next_retry = None;
+            st.status = format!("{reason}; restart held until the core is back");
+            drop(st);
+            tracing::warn!(plugin = %slot.name, "restart held: the core is down");
+            self.publish_status(slot);
+            return;
+        }
+        let bo = self.backoff_policy(slot);
+        let stable = self.stable_after(slot, &bo);
+        let (attempt, delay, gen) = {
+            let mut st = lock(&slot.st);
+            if uptime >= stable {
+                st.attempt = 0;
+            }
+            let delay = backoff_delay(&bo, st.attempt, rand::random::<f64>());
+            st.attempt = st.attempt.saturating_add(1);
+            st.last_delay = delay;
+            st.next_retry = Some(SystemTime::now() + delay);
+            st.state = PluginState::Backoff;
+            st.status = format!(
+                "{reason}; restart #{} in {:.1}s",
+                st.attempt,
+                delay.as_secs_f64()
+            );
+            (st.attempt, delay, st.restart_gen)
+        };
+        self.save_backoff(slot);
+        tracing::warn!(plugin = %slot.name, attempt, ?delay, %reason, "restarting");
+        self.notice(Notice::Event(LauncherEvent {
+            attempt: Some(attempt),
+            delay_ms: Some(delay.as_millis() as u64),
+            reason: Some(reason),
+            ..self.event(&slot.name, events::RESTARTING)
+        }));
+        self.publish_status(slot);
+        let this = self.clone();
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            this.restart_now(slot, gen).await;
+        });
+    }
+
+    /// Performs a scheduled (or released) restart, unless a manual start or stop came first.
+    async fn restart_now(&self, slot: Arc<Slot>, gen: u64) {
+        let Ok(_permit) = self.sh.restart_sem.clone().acquire_owned().await else {
+            return;
+        };
+        let current = {
+            let st = lock(&slot.st);
+            st.restart_gen == gen && st.pid.is_none() && st.state == PluginState::Backoff
+        };
+        if !current {
+            return;
+        }
+        lock(&slot.st).next_retry = None;
+        match self.start_slot(&slot).await {
+            Ok(_) => {
+                lock(&slot.st).restarts += 1;
+                self.publish_status(&slot);
+                self.watch_stability(&slot);
+                if slot.is_core {
+                    self.release_held();
+                }
+            }
+            Err(e) => {
+                // Keep trying at the backoff pace; never give up silently.
+                self.schedule_restart(&slot, e.to_string(), Duration::ZERO);
+            }
+        }
+    }
+
+    /// Restarts the plugins whose restart waited for the core, without counting an attempt.
+    fn release_held(&self) {
+        let held: Vec<Arc<Slot>> = lock(&self.sh.slots)
+            .values()
+            .filter(|s| lock(&s.st).held)
+            .cloned()
+            .collect();
+        for slot in held {
+            let gen = {
+                let mut st = lock(&slot.st);
+                st.held = false;
+                st.restart_gen
+            };
+            let this = self.clone();
+            tokio::spawn(async move { this.restart_now(slot, gen).await });
+        }
+    }
+
+    /// Starts a plugin. Starting a running plugin changes nothing and returns its info. A manual
+    /// start resets the restart backoff and cancels a scheduled restart.
     pub async fn start(&self, name: &str) -> Result<PluginInfo, LaunchError> {
         let slot = self.slot(name)?;
+        {
+            let mut st = lock(&slot.st);
+            st.restart_gen += 1;
+            st.next_retry = None;
+            st.held = false;
+            if st.pid.is_none() {
+                st.attempt = 0;
+            }
+        }
+        self.save_backoff(&slot);
+        let r = self.start_slot(&slot).await;
+        if r.is_ok() {
+            self.watch_stability(&slot);
+        }
+        r
+    }
+
+    async fn start_slot(&self, slot: &Arc<Slot>) -> Result<PluginInfo, LaunchError> {
+        let slot = slot.clone();
+        let name = slot.name.as_str();
         let _op = slot.op.lock().await;
         {
             let st = lock(&slot.st);
@@ -537,9 +826,16 @@ impl Supervisor {
         } else {
             None
         };
+        let mut args = pc.args.clone();
+        if slot.is_core {
+            if let Some(addr) = lock(&self.sh.core_listen).clone() {
+                // A restarted core keeps its address, so clients and plugins find it again.
+                replace_flag_value(&mut args, "--listen", &addr);
+            }
+        }
         let spec = SpawnSpec {
             program: path.clone(),
-            args: pc.args.clone(),
+            args,
             env,
             cwd: self.sh.home.root().to_path_buf(),
         };
@@ -621,7 +917,15 @@ impl Supervisor {
         }
         {
             let mut st = lock(&slot.st);
-            if st.pid == Some(pid) {
+            if st.pid != Some(pid) {
+                let why = match st.last_exit.as_ref() {
+                    Some(e) => format!("exited during start ({})", describe_exit(e)),
+                    None => "exited during start".to_string(),
+                };
+                drop(st);
+                return Err(self.fail(&slot, why));
+            }
+            {
                 st.state = PluginState::Running;
                 st.status = if wait_ready {
                     format!("running, pid {pid}, ready")
@@ -636,6 +940,14 @@ impl Supervisor {
                 ..self.event(name, events::READY)
             }));
         }
+        if slot.is_core {
+            if let Some(addr) = self
+                .core_url()
+                .and_then(|u| u.split_once("://").map(|(_, a)| a.to_string()))
+            {
+                *lock(&self.sh.core_listen) = Some(addr);
+            }
+        }
         self.publish_status(&slot);
         Ok(self.info_of(&slot))
     }
@@ -647,6 +959,7 @@ impl Supervisor {
             return;
         };
         let now = SystemTime::now();
+        let was_starting;
         {
             let mut st = lock(&slot.st);
             let uptime = st
@@ -701,6 +1014,7 @@ impl Supervisor {
                     }
                 });
             }
+            was_starting = st.state == PluginState::Starting;
             if st.state != PluginState::Stopping {
                 st.state = if exit == Exit::Code(0) {
                     PluginState::Stopped
@@ -714,6 +1028,17 @@ impl Supervisor {
         slot.exits.send_modify(|g| *g += 1);
         if lock(&slot.st).state != PluginState::Stopping {
             self.publish_status(&slot);
+            let uptime = {
+                let st = lock(&slot.st);
+                st.start_time
+                    .zip(st.stop_time)
+                    .and_then(|(a, b)| b.duration_since(a).ok())
+                    .unwrap_or_default()
+            };
+            // An exit during a start is handled by whoever started it.
+            if !was_starting {
+                self.schedule_restart(&slot, format!("exited with {exit}"), uptime);
+            }
             // An unexpected exit: clean up what the plugin left behind in its session.
             let this = self.clone();
             let name = slot.name.clone();
@@ -749,6 +1074,12 @@ impl Supervisor {
 
     async fn stop_inner(&self, slot: &Arc<Slot>, by: Option<String>) -> Result<(), LaunchError> {
         let by_user = by.is_some();
+        if by_user {
+            let mut st = lock(&slot.st);
+            st.restart_gen += 1;
+            st.next_retry = None;
+            st.held = false;
+        }
         let pc = self.sh.cfg.plugin(&slot.name);
         let mut exits = slot.exits.subscribe();
         exits.borrow_and_update();
@@ -1011,5 +1342,48 @@ impl ReadyListener {
 
     fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Sets the value of `flag` in `args` (`--flag VALUE` or `--flag=VALUE`) if it is there.
+fn replace_flag_value(args: &mut [String], flag: &str, value: &str) {
+    let prefix = format!("{flag}=");
+    for i in 0..args.len() {
+        if args[i] == flag && i + 1 < args.len() {
+            args[i + 1] = value.to_string();
+        } else if args[i].starts_with(&prefix) {
+            args[i] = format!("{prefix}{value}");
+        }
+    }
+}
+
+/// The delay before restart attempt `attempt` (0-based): `base × factor^attempt`, capped at
+/// `max`, then spread by ±`jitter` using `unit` (a random number in [0, 1)), and capped again.
+pub fn backoff_delay(bo: &Backoff, attempt: u32, unit: f64) -> Duration {
+    let exp = bo.factor.powi(attempt.min(1000) as i32);
+    let raw = bo.base.as_secs_f64() * exp;
+    let capped = raw.min(bo.max.as_secs_f64());
+    let spread = 1.0 + bo.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+    let secs = (capped * spread).clamp(0.0, bo.max.as_secs_f64());
+    Duration::from_secs_f64(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps_at_max() {
+        let bo = Backoff::default();
+        let d: Vec<f64> = (0..15)
+            .map(|a| backoff_delay(&bo, a, 0.5).as_secs_f64())
+            .collect();
+        assert_eq!(&d[..4], &[1.0, 2.0, 4.0, 8.0]);
+        assert_eq!(d[12], 3600.0, "1 s × 2^12 is capped at 1 h");
+        assert_eq!(backoff_delay(&bo, 100_000, 0.5), Duration::from_secs(3600));
+        // ±20 % jitter, and never above the cap.
+        assert_eq!(backoff_delay(&bo, 3, 0.0), Duration::from_secs_f64(6.4));
+        assert_eq!(backoff_delay(&bo, 3, 1.0), Duration::from_secs_f64(9.6));
+        assert_eq!(backoff_delay(&bo, 20, 1.0), Duration::from_secs(3600));
     }
 }

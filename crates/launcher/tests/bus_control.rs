@@ -15,7 +15,7 @@ use std::time::Duration;
 fn hub(top: &str, plugins: &str) -> LauncherHub {
     let mut h = LauncherHub::new(env!("CARGO_BIN_EXE_launcher").as_ref(), top, plugins);
     plugin_script(&h.home, "sleeper", "exec sleep 1000");
-    plugin_script(&h.home, "crasher", "echo starting up\nfor i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22; do echo line $i; done\necho fatal: config missing >&2\nexit 3");
+    plugin_script(&h.home, "crasher", "echo starting up\nfor i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22; do echo line $i; done\nsleep 0.2\necho fatal: config missing >&2\nexit 3");
     std::fs::copy(
         workspace_bin("heartbeat"),
         h.home.plugins().join("heartbeat"),
@@ -390,4 +390,67 @@ async fn malformed_requests_get_error_replies() {
         assert_eq!(e.code(), Some(code), "{cap}/{method}: {e}");
     }
     assert!(list(&admin).await.is_ok(), "the launcher keeps serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_heals_its_core() {
+    let h = hub(
+        "autostart: [heartbeat, sleeper]\nbackoff: {base: 200ms, jitter: 0}\n",
+        "  heartbeat:\n    waitReady: true\n    args: [\"--interval\", \"200ms\"]\n",
+    );
+    let admin = admin(&h).await;
+    let core = h.wait_running("hubcore");
+    let beat = h.wait_running("heartbeat");
+    let sleeper = h.wait_running("sleeper");
+    let t0 = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(core as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The core is back, on the same address, and the launcher answers again: within 10 s.
+    let healed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(l) = admin
+                .request_raw(
+                    "launcher",
+                    "view",
+                    "list",
+                    b"{}".to_vec(),
+                    Duration::from_millis(500),
+                )
+                .await
+            {
+                let l: ListResp = serde_json::from_value(l).unwrap();
+                let c = find(&l.plugins, "hubcore");
+                if c.state == PluginState::Running && c.pid != Some(core) {
+                    return l;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let l = healed.unwrap_or_else(|_| panic!("not healed in 10 s; launcher output:\n{}", h.out()));
+    eprintln!("healed after {:?}", t0.elapsed());
+    assert_eq!(find(&l.plugins, "hubcore").restarts, 1);
+    // The plugins kept running: same PIDs.
+    assert_eq!(find(&l.plugins, "heartbeat").pid, Some(beat));
+    assert_eq!(find(&l.plugins, "sleeper").pid, Some(sleeper));
+    // And the heartbeat reconnected: its beats are on the bus again.
+    let sub = Sub::start(
+        &[
+            h.mosq_args("admin"),
+            args(&["-t", "event/heartbeat/status/beat/+", "-v"]),
+        ]
+        .concat(),
+    );
+    assert!(
+        sub.wait_for(
+            "event/heartbeat/status/beat/heartbeat {",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        sub.output()
+    );
 }

@@ -1,0 +1,147 @@
+//! Automatic restarts with backoff, in-process against real child processes, with time scaled
+//! down through the config.
+
+use hivehub_api::launcher::PluginState;
+use hivehub_home::Home;
+use hivehub_launcher::Supervisor;
+use hivehub_testkit::{plugin_script, wait_until};
+use std::time::Duration;
+
+fn home() -> (tempfile::TempDir, Home) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::at(dir.path().join("home"));
+    home.ensure_dirs().unwrap();
+    (dir, home)
+}
+
+fn supervisor(home: &Home, yaml: &str) -> Supervisor {
+    let full =
+        format!("core: \"\"\nserverURL: mqtts://127.0.0.1:1\ncreatePluginCred: false\n{yaml}");
+    let cfg = hivehub_launcher::config::parse(&full, "test.yaml").unwrap();
+    hivehub_launcher::process::become_subreaper().unwrap();
+    let s = Supervisor::new(home.clone(), cfg, None).unwrap();
+    s.spawn_reaper().unwrap();
+    s
+}
+
+/// Fails `fails` times (exit 1 after 50 ms), then stays up.
+fn flaky(home: &Home, fails: u32) {
+    plugin_script(
+        home,
+        "flaky",
+        &format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\nif [ $n -le {fails} ]; then sleep 0.05; exit 1; fi\nexec sleep 1000",
+            c = home.run().join("flaky.count").display()
+        ),
+    );
+}
+
+fn start_times(home: &Home) -> Vec<u64> {
+    let log = std::fs::read_to_string(home.logs().join("flaky.log")).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains("=== started flaky"))
+        .map(|l| {
+            // 2026-11-26T08:00:00.123Z → milliseconds of the day
+            let t = &l[11..23];
+            let h: u64 = t[0..2].parse().unwrap();
+            let m: u64 = t[3..5].parse().unwrap();
+            let s: u64 = t[6..8].parse().unwrap();
+            let ms: u64 = t[9..12].parse().unwrap();
+            ((h * 60 + m) * 60 + s) * 1000 + ms
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_backs_off_then_decays_after_a_stable_run() {
+    let (_d, home) = home();
+    flaky(&home, 4);
+    let s = supervisor(
+        &home,
+        "autorestart: on-failure\nbackoff: {base: 100ms, factor: 2, max: 10s, jitter: 0, stable: 1s}\n",
+    );
+    s.start("flaky").await.unwrap();
+    // While waiting for a retry, the state and the next retry time are visible.
+    assert!(wait_until(Duration::from_secs(5), || {
+        let i = s.info("flaky").unwrap();
+        i.state == PluginState::Backoff && i.next_retry_at.is_some() && i.attempt >= 1
+    }));
+    // 4 failures, then it stays up: 5 starts.
+    assert!(wait_until(Duration::from_secs(20), || start_times(&home)
+        .len()
+        == 5));
+    let t = start_times(&home);
+    let gaps: Vec<u64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    // Each gap is ~50 ms of run time plus the delay: 100, 200, 400, 800 ms.
+    for (gap, delay) in gaps.iter().zip([100u64, 200, 400, 800]) {
+        assert!(*gap >= delay && *gap < delay + 400, "gaps {gaps:?}");
+    }
+    assert!(gaps.windows(2).all(|w| w[1] > w[0]), "growing: {gaps:?}");
+    let i = s.info("flaky").unwrap();
+    assert_eq!(i.state, PluginState::Running);
+    assert_eq!(i.attempt, 4);
+    assert_eq!(i.restarts, 4);
+    // After the stable period the attempt count is back to 0.
+    assert!(wait_until(Duration::from_secs(5), || s
+        .info("flaky")
+        .unwrap()
+        .attempt
+        == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_stop_is_not_restarted_and_a_manual_start_resets() {
+    let (_d, home) = home();
+    plugin_script(&home, "svc", "exec sleep 1000");
+    let s = supervisor(
+        &home,
+        "autorestart: always\nbackoff: {base: 50ms, jitter: 0}\n",
+    );
+    let pid = s.start("svc").await.unwrap().pid.unwrap();
+    s.stop("svc").await.unwrap();
+    // Ten backoff periods without a restart.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let i = s.info("svc").unwrap();
+    assert_eq!(i.state, PluginState::Disabled);
+    assert_eq!(i.start_count, 1);
+    // A crash (not a user stop) is restarted, under `always`.
+    let pid2 = s.start("svc").await.unwrap().pid.unwrap();
+    assert_ne!(pid, pid2);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid2 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let i = s.info("svc").unwrap();
+        i.state == PluginState::Running && i.pid != Some(pid2)
+    }));
+    assert_eq!(s.info("svc").unwrap().restarts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attempt_count_survives_a_launcher_restart() {
+    let (_d, home) = home();
+    flaky(&home, 100);
+    let yaml = "autorestart: on-failure\nbackoff: {base: 100ms, factor: 2, max: 1h, jitter: 0}\n";
+    {
+        let s = supervisor(&home, yaml);
+        s.start("flaky").await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(wait_until(Duration::from_secs(10), || s
+            .info("flaky")
+            .unwrap()
+            .attempt
+            >= 3));
+        s.stop("flaky").await.unwrap();
+        // A stop does not forget the crash loop.
+        assert!(s.info("flaky").unwrap().attempt >= 3);
+    }
+    let s2 = supervisor(&home, yaml);
+    assert!(
+        s2.info("flaky").unwrap().attempt >= 3,
+        "attempt lost across restart"
+    );
+    // A manual start resets it.
+    let _ = s2.start("flaky").await;
+    assert!(s2.info("flaky").unwrap().attempt <= 1);
+}
