@@ -107,8 +107,9 @@ pub struct PluginInfo {
 pub struct ResourceSample {
     /// When (unix milliseconds).
     pub time: u64,
-    /// CPU in percent of one core.
-    pub cpu: f64,
+    /// CPU in percent of one core; absent on the first sample (no window yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
     /// Resident memory in bytes.
     pub rss: u64,
 }

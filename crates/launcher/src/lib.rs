@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod logs;
+pub mod monitor;
 pub mod process;
 pub mod service;
 pub mod supervisor;
@@ -131,6 +132,7 @@ pub async fn run(
     sup.spawn_reaper()
         .map_err(io_err("cannot watch child processes"))?;
     sup.spawn_watcher(Duration::from_secs(2));
+    sup.spawn_monitor();
 
     let bus = match start_hub(&sup, &home, &cfg, opts.server).await {
         Ok(bus) => Some(bus),

@@ -7,9 +7,13 @@
 //! progress; `disabled` after a user stop; `failed` when a start failed or the process exited
 //! with an error; `missing` when its binary is gone.
 
+use crate::config::ThresholdAction;
 use crate::config::{Backoff, RestartPolicy};
 use crate::config::{LauncherConfig, PluginConfig};
 use crate::logs::{pump, PluginLog, Stream};
+use crate::monitor::{
+    History, Measure, Monitor, TreeSample, DEFAULT_HISTORY_SPAN, DEFAULT_INTERVAL,
+};
 use crate::process::{self, Exit, Guard, SpawnSpec, Spawner};
 use hivehub_api::auth::{methods, AddClientReq, AddClientResp, AUTH_SERVICE, CAP_CLIENTS};
 use hivehub_api::launcher::{
@@ -20,7 +24,7 @@ use hivehub_auth::KeyPair;
 use hivehub_client::{HubClient, ENV_CLIENT_ID, ENV_LOG_LEVEL, ENV_SERVER};
 use hivehub_home::{write_atomic, Home, ENV_HOME, SECRET_MODE};
 use nix::sys::signal::Signal;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -102,7 +106,9 @@ struct Run {
     cpu: Option<f64>,
     rss: Option<u64>,
     /// Recent resource samples.
-    history: VecDeque<ResourceSample>,
+    history: History,
+    /// A breach is being acted on; no new one is raised until the samples start over.
+    breaching: bool,
 }
 
 impl Run {
@@ -137,7 +143,8 @@ impl Run {
             threshold_restarts: 0,
             cpu: None,
             rss: None,
-            history: VecDeque::new(),
+            history: History::for_span(DEFAULT_HISTORY_SPAN, DEFAULT_INTERVAL),
+            breaching: false,
         }
     }
 }
@@ -285,7 +292,15 @@ impl Supervisor {
     /// Recent resource samples of a plugin, oldest first.
     pub fn history(&self, name: &str) -> Result<Vec<ResourceSample>, LaunchError> {
         let slot = self.slot(name)?;
-        let h = lock(&slot.st).history.iter().copied().collect();
+        let h = lock(&slot.st)
+            .history
+            .iter()
+            .map(|t| ResourceSample {
+                time: t.time_ms,
+                cpu: t.cpu_percent,
+                rss: t.rss_bytes,
+            })
+            .collect();
         Ok(h)
     }
 
@@ -446,8 +461,8 @@ impl Supervisor {
                 .map(|d| d.as_secs()),
             last_exit: st.last_exit.clone(),
             status: st.status.clone(),
-            cpu: st.cpu,
-            rss: st.rss,
+            cpu: st.pid.and(st.cpu),
+            rss: st.pid.and(st.rss),
             attempt: st.attempt,
             next_retry_at: st.next_retry.map(now_ms),
             restarts: st.restarts,
@@ -874,6 +889,11 @@ impl Supervisor {
             st.start_time = Some(SystemTime::now());
             st.status = format!("started, pid {pid}");
             st.pumps = pumps;
+            // Measures and threshold windows start over with each process.
+            st.history = History::for_span(DEFAULT_HISTORY_SPAN, self.sh.cfg.sample_interval);
+            st.breaching = false;
+            st.cpu = None;
+            st.rss = None;
         }
         lock(&self.sh.by_pid).insert(pid, slot.clone());
         if let Some(t) = process::start_time(pid) {
@@ -1268,6 +1288,146 @@ impl Supervisor {
             }
         });
         Ok(())
+    }
+
+    /// Samples every running plugin's process tree at the configured interval (off the async
+    /// workers: procfs reads are blocking I/O), updates `cpu`/`rss` and the history, and acts on
+    /// resource thresholds.
+    pub fn spawn_monitor(&self) {
+        let this = self.clone();
+        let every = self.sh.cfg.sample_interval;
+        tokio::spawn(async move {
+            let mut mon = Monitor::new();
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let leaders: Vec<(String, u32)> = lock(&this.sh.slots)
+                    .values()
+                    .filter_map(|s| lock(&s.st).pid.map(|p| (s.name.clone(), p)))
+                    .collect();
+                let Ok((m, samples)) = tokio::task::spawn_blocking(move || {
+                    let samples = mon.sample(&leaders);
+                    (mon, samples)
+                })
+                .await
+                else {
+                    return;
+                };
+                mon = m;
+                for (name, sample) in samples {
+                    this.record_sample(&name, sample);
+                }
+            }
+        });
+    }
+
+    fn record_sample(&self, name: &str, sample: TreeSample) {
+        let Ok(slot) = self.slot(name) else { return };
+        let pc = self.sh.cfg.plugin(name);
+        let breach = {
+            let mut st = lock(&slot.st);
+            if st.pid.is_none() {
+                return;
+            }
+            if let Some(c) = sample.cpu_percent {
+                st.cpu = Some(c);
+            }
+            st.rss = Some(sample.rss_bytes);
+            st.history.push(sample);
+            if st.breaching {
+                None
+            } else {
+                let now = sample.time_ms;
+                let cpu = pc
+                    .max_cpu
+                    .filter(|l| {
+                        st.history
+                            .above_for(Measure::Cpu, *l, pc.threshold_for, now)
+                    })
+                    .map(|l| ("cpu", sample.cpu_percent.unwrap_or_default(), l));
+                let mem = pc
+                    .max_memory
+                    .map(|l| l as f64)
+                    .filter(|l| {
+                        st.history
+                            .above_for(Measure::Rss, *l, pc.threshold_for, now)
+                    })
+                    .map(|l| ("rss", sample.rss_bytes as f64, l));
+                let b = cpu.or(mem);
+                if b.is_some() {
+                    st.breaching = true;
+                }
+                b
+            }
+        };
+        if let Some((measure, value, limit)) = breach {
+            self.on_breach(&slot, measure, value, limit, pc.threshold_for, pc.action);
+        }
+    }
+
+    fn on_breach(
+        &self,
+        slot: &Arc<Slot>,
+        measure: &str,
+        value: f64,
+        limit: f64,
+        window: Duration,
+        action: ThresholdAction,
+    ) {
+        let act = match action {
+            ThresholdAction::Restart => "restart",
+            ThresholdAction::Alert => "alert",
+        };
+        tracing::warn!(plugin = %slot.name, measure, value, limit, ?window, act, "resource limit exceeded");
+        self.notice(Notice::Event(LauncherEvent {
+            pid: lock(&slot.st).pid,
+            measure: Some(measure.to_string()),
+            value: Some(value),
+            limit: Some(limit),
+            for_secs: Some(window.as_secs_f64()),
+            action: Some(act.to_string()),
+            ..self.event(&slot.name, events::RESOURCE_EXCEEDED)
+        }));
+        let this = self.clone();
+        let slot = slot.clone();
+        let measure = measure.to_string();
+        tokio::spawn(async move {
+            if action == ThresholdAction::Restart {
+                let gen = {
+                    let mut st = lock(&slot.st);
+                    st.restart_gen += 1;
+                    st.restart_gen
+                };
+                let _permit = this.sh.restart_sem.clone().acquire_owned().await;
+                {
+                    let _op = slot.op.lock().await;
+                    if lock(&slot.st).restart_gen != gen {
+                        return;
+                    }
+                    let _ = this.stop_inner(&slot, None).await;
+                }
+                {
+                    let mut st = lock(&slot.st);
+                    st.status = format!("restarting: {measure} over its limit");
+                }
+                match this.start_slot(&slot).await {
+                    Ok(_) => {
+                        let mut st = lock(&slot.st);
+                        st.restarts += 1;
+                        st.threshold_restarts += 1;
+                    }
+                    Err(e) => {
+                        this.schedule_restart(&slot, e.to_string(), Duration::ZERO);
+                    }
+                }
+                this.publish_status(&slot);
+            }
+            // Start over: the next breach needs a full window of new samples.
+            let mut st = lock(&slot.st);
+            st.history = History::for_span(DEFAULT_HISTORY_SPAN, this.sh.cfg.sample_interval);
+            st.breaching = false;
+        });
     }
 
     /// Rescans `plugins/` every `every`.

@@ -1,0 +1,166 @@
+//! Resource monitoring and thresholds, in-process against real child processes, with time
+//! scaled down through the config.
+
+use hivehub_api::launcher::PluginState;
+use hivehub_home::Home;
+use hivehub_launcher::supervisor::Notice;
+use hivehub_launcher::Supervisor;
+use hivehub_testkit::{plugin_script, wait_until};
+use std::time::{Duration, Instant};
+
+fn home() -> (tempfile::TempDir, Home) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::at(dir.path().join("home"));
+    home.ensure_dirs().unwrap();
+    (dir, home)
+}
+
+fn supervisor(home: &Home, yaml: &str) -> Supervisor {
+    let full =
+        format!("core: \"\"\nserverURL: mqtts://127.0.0.1:1\ncreatePluginCred: false\n{yaml}");
+    let cfg = hivehub_launcher::config::parse(&full, "test.yaml").unwrap();
+    hivehub_launcher::process::become_subreaper().unwrap();
+    let s = Supervisor::new(home.clone(), cfg, None).unwrap();
+    s.spawn_reaper().unwrap();
+    s.spawn_monitor();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_and_rss_of_the_whole_tree_are_reported() {
+    let (_d, home) = home();
+    plugin_script(&home, "busy", "while :; do :; done");
+    plugin_script(&home, "idle", "exec sleep 1000");
+    // The child, not the leader, holds 200 MB.
+    plugin_script(
+        &home,
+        "hog",
+        "python3 -c 'b = bytearray(200*1024*1024); import time; time.sleep(1000)' &\nwait",
+    );
+    let s = supervisor(&home, "sampleInterval: 500ms\n");
+    for n in ["busy", "idle", "hog"] {
+        s.start(n).await.unwrap();
+    }
+    // Not measured yet: absent, never a fake zero.
+    assert!(s.info("idle").unwrap().cpu.is_none());
+    assert!(wait_until(Duration::from_secs(15), || s
+        .history("busy")
+        .unwrap()
+        .len()
+        >= 6));
+    // Average over the last samples, each a 500 ms window.
+    let avg = |name: &str| {
+        let h = s.history(name).unwrap();
+        let v: Vec<f64> = h.iter().rev().take(4).filter_map(|x| x.cpu).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let busy = avg("busy");
+    assert!(
+        (90.0..=110.0).contains(&busy),
+        "busy loop reads {busy:.1} %"
+    );
+    assert!(avg("idle") < 2.0, "idle reads {:.1} %", avg("idle"));
+    assert!(
+        wait_until(Duration::from_secs(15), || s
+            .info("hog")
+            .unwrap()
+            .rss
+            .unwrap_or(0)
+            >= 200 * 1024 * 1024),
+        "rss {:?}",
+        s.info("hog").unwrap().rss
+    );
+    let st = s.info("busy").unwrap();
+    assert!(st.cpu.is_some() && st.rss.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_and_cpu_thresholds_restart_after_the_duration() {
+    let (_d, home) = home();
+    plugin_script(
+        &home,
+        "hog",
+        "python3 -c 'b = bytearray(100*1024*1024); import time; time.sleep(1000)' &\nwait",
+    );
+    plugin_script(&home, "spin", "while :; do :; done");
+    let s = supervisor(
+        &home,
+        "sampleInterval: 200ms\nplugins:\n  hog:\n    maxMemory: 50MB\n    for: 1s\n  spin:\n    maxCpu: 30\n    for: 2s\n    stopTimeout: 1s\n",
+    );
+    let mut notices = s.notices();
+    let hog1 = s.start("hog").await.unwrap().pid.unwrap();
+    let t0 = Instant::now();
+    let spin1 = s.start("spin").await.unwrap().pid.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let both = |seen: &Vec<(hivehub_api::launcher::LauncherEvent, Duration)>| {
+        ["hog", "spin"]
+            .iter()
+            .all(|p| seen.iter().any(|(e, _)| e.plugin == *p))
+    };
+    while !both(&seen) && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(Notice::Event(e))) =
+            tokio::time::timeout(Duration::from_secs(1), notices.recv()).await
+        {
+            if e.event == "resourceExceeded" {
+                seen.push((e, t0.elapsed()));
+            }
+        }
+    }
+    assert!(both(&seen), "{seen:?}");
+    let (mem, _) = seen
+        .iter()
+        .find(|(e, _)| e.plugin == "hog")
+        .expect("hog breach");
+    assert_eq!(mem.measure.as_deref(), Some("rss"));
+    assert!(mem.value.unwrap() > 50e6 && mem.limit == Some(50e6) && mem.for_secs == Some(1.0));
+    let (cpu, when) = seen
+        .iter()
+        .find(|(e, _)| e.plugin == "spin")
+        .expect("spin breach");
+    assert_eq!(cpu.measure.as_deref(), Some("cpu"));
+    assert!(
+        *when >= Duration::from_secs(2),
+        "raised after {when:?}, before the 2 s duration"
+    );
+    // Both are restarted gracefully, and the count shows in the status.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let h = s.info("hog").unwrap();
+            let c = s.info("spin").unwrap();
+            h.threshold_restarts >= 1
+                && c.threshold_restarts >= 1
+                && h.pid != Some(hog1)
+                && c.pid != Some(spin1)
+                && h.state == PluginState::Running
+                && c.state == PluginState::Running
+        }),
+        "{:?} {:?}",
+        s.info("hog"),
+        s.info("spin")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_only_publishes() {
+    let (_d, home) = home();
+    plugin_script(&home, "spin", "while :; do :; done");
+    let s = supervisor(&home, "sampleInterval: 200ms\nplugins:\n  spin:\n    maxCpu: 50\n    for: 600ms\n    action: alert\n");
+    let mut notices = s.notices();
+    let pid = s.start("spin").await.unwrap().pid.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(Notice::Event(e)) = notices.recv().await {
+                if e.event == "resourceExceeded" {
+                    return e;
+                }
+            }
+        }
+    })
+    .await
+    .expect("an alert");
+    assert_eq!(got.action.as_deref(), Some("alert"));
+    let i = s.info("spin").unwrap();
+    assert_eq!(i.pid, Some(pid));
+    assert_eq!(i.threshold_restarts, 0);
+}
