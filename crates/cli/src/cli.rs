@@ -1,0 +1,305 @@
+//! The command line, as clap parses it. Kept apart from the commands so that completions and
+//! the tests see exactly the same definition as the binary.
+
+use crate::duration::parse_duration;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hivehub_api::{ClientType, Role};
+use hivehub_client::ServerUrl;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The exit codes as `hubcli -h` lists them; the values are those of [`crate::error::exit`].
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the operation failed (the service answered with an error, e.g. not found; a batch had failures)
+  2  usage error (bad flags or arguments, no home found, bad server URL)
+  3  cannot reach the hub, or it refused the login
+  4  not permitted (the login's role may not do this)
+  5  timeout (no reply, e.g. no launcher with that ID is running)";
+
+const EVENTS_HELP: &str = "\
+Output: one line per message, `TIME LAUNCHER PLUGIN EVENT DETAILS` (TIME in UTC); for `exited`,
+the plugin's last output lines follow, indented.
+
+With --json, one JSON object per line:
+  started, ready, stopped, exited, restarting, resourceExceeded (and any later event):
+  the launcher's event payload as published, unknown fields included
+    {\"schemaVersion\":1,\"event\":\"exited\",\"launcherID\":\"launcher\",\"plugin\":\"heartbeat\",
+     \"time\":1764147321123,\"pid\":1234,\"exit\":{\"code\":1,\"time\":…},\"uptimeSecs\":2.5,\"logTail\":[…]}
+  status (the retained current state of a plugin):
+    {\"event\":\"status\",\"launcherID\":\"launcher\",\"plugin\":\"heartbeat\",\"status\":{PluginInfo}}
+so `jq 'select(.event==\"exited\")'` works on both kinds.
+
+Without --follow: prints the current status of each plugin (the retained status messages, waiting
+up to about 1 s for them) and exits. With --follow: prints every event until SIGINT or SIGTERM,
+then exits 0.";
+
+/// hubcli: administer a hivehub hub (its launcher and its clients) over the bus.
+#[derive(Debug, Parser)]
+#[command(name = "hubcli", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// Options that every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command; `global` so they may also follow the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Home folder (default: the parent of this binary's bin/ folder, else $HIVEHUB_HOME).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Hub URL (default: $HIVEHUB_SERVER, else HOME/run/hubcore.url, else mqtts://127.0.0.1:8883).
+    #[arg(long, global = true, value_name = "URL", value_parser = parse_server)]
+    pub server: Option<String>,
+    /// Log in as this client, with HOME/certs/{ID}.key and {ID}.token.
+    #[arg(long, global = true, value_name = "ID", default_value = "admin", value_parser = parse_id)]
+    pub login: String,
+    /// Print JSON instead of text (see each command's help for the shape).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Limit for connecting and for each request: 500ms, 5s, 2m or plain seconds.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Client ID of the launcher to talk to.
+    #[arg(long, global = true, value_name = "ID", default_value = "launcher", value_parser = parse_id)]
+    pub launcher: String,
+}
+
+/// The command groups.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Control the plugins of a launcher.
+    #[command(subcommand)]
+    Launcher(LauncherCmd),
+    /// Manage the clients that may log in to the hub.
+    #[command(subcommand)]
+    Auth(AuthCmd),
+    /// Print a shell completion script (no hub needed).
+    ///
+    /// For example: `hubcli completions bash > /etc/bash_completion.d/hubcli`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `hubcli launcher …`
+#[derive(Debug, Subcommand)]
+pub enum LauncherCmd {
+    /// List the plugins: state, PID, starts, CPU, memory, uptime and last error.
+    ///
+    /// With --json: a JSON array of PluginInfo objects.
+    Ls {
+        /// Only plugins that have a process.
+        #[arg(long)]
+        running: bool,
+    },
+    /// Start one plugin, or every plugin with `all`; then list the plugins.
+    ///
+    /// With --json: the PluginInfo of the plugin, or for `all` the batch result
+    /// {"results":[{"name","ok","error"}],"plugins":[PluginInfo]}.
+    Start {
+        /// A plugin name, or `all`.
+        #[arg(value_name = "NAME|all", value_parser = parse_id)]
+        target: String,
+    },
+    /// Stop one plugin, or every plugin with `all` (the core keeps running unless
+    /// --include-core); then list the plugins.
+    ///
+    /// With --json: as for `start`.
+    Stop {
+        /// A plugin name, or `all`.
+        #[arg(value_name = "NAME|all", value_parser = parse_id)]
+        target: String,
+        /// With `all`: also stop the hub core (a full stop; this connection ends with it).
+        #[arg(long)]
+        include_core: bool,
+    },
+    /// Show one plugin's details and its last output lines.
+    ///
+    /// With --json: {"info": PluginInfo, "logTail": [lines]}.
+    Status {
+        /// The plugin.
+        #[arg(value_parser = parse_id)]
+        name: String,
+    },
+    /// Print the launcher's events: status, started, ready, stopped, exited, restarting, …
+    #[command(after_help = EVENTS_HELP)]
+    Events {
+        /// Keep printing events until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this plugin's events.
+        #[arg(long, value_name = "NAME", value_parser = parse_id)]
+        plugin: Option<String>,
+    },
+}
+
+/// `hubcli auth …`
+#[derive(Debug, Subcommand)]
+pub enum AuthCmd {
+    /// Add a client (or replace its profile): creates HOME/certs/{ID}.key if missing, registers
+    /// its public key and writes HOME/certs/{ID}.token.
+    ///
+    /// With --json: {"profile", "expires", "keyFile", "keyCreated", "tokenFile"} (never the token).
+    Add {
+        /// The new client's login ID.
+        #[arg(value_name = "CLIENT_ID", value_parser = parse_id)]
+        client_id: String,
+        /// What the client may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Kind of client (default: the usual one for the role).
+        #[arg(long = "type", value_name = "TYPE", value_enum)]
+        client_type: Option<TypeArg>,
+        /// A name for people (default: the client ID).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the clients.
+    ///
+    /// With --json: a JSON array of client profiles.
+    Ls,
+    /// Remove a client and disconnect its sessions; its token stops working at once.
+    Rm {
+        /// The client's login ID.
+        #[arg(value_name = "CLIENT_ID", value_parser = parse_id)]
+        client_id: String,
+    },
+}
+
+/// A role, as clap sees it (so that `--role` gets possible values and completions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Reads events; calls capabilities granted to viewers.
+    Viewer,
+    /// Viewer, plus actions on things.
+    Operator,
+    /// Operator, plus configuration of things.
+    Manager,
+    /// Everything.
+    Admin,
+    /// A launcher.
+    Launcher,
+    /// A plugin.
+    Service,
+    /// An IoT device.
+    Device,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Viewer => Role::Viewer,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Manager => Role::Manager,
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Launcher => Role::Launcher,
+            RoleArg::Service => Role::Service,
+            RoleArg::Device => Role::Device,
+        }
+    }
+}
+
+/// A client type, as clap sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TypeArg {
+    /// A long-running program.
+    Service,
+    /// A person.
+    User,
+    /// An IoT device.
+    Device,
+}
+
+impl From<TypeArg> for ClientType {
+    fn from(t: TypeArg) -> ClientType {
+        match t {
+            TypeArg::Service => ClientType::Service,
+            TypeArg::User => ClientType::User,
+            TypeArg::Device => ClientType::Device,
+        }
+    }
+}
+
+/// Rejects IDs the bus would refuse, before connecting, so the mistake is a usage error.
+fn parse_id(s: &str) -> Result<String, String> {
+    hivehub_api::validate_id(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Rejects malformed server URLs as a usage error.
+fn parse_server(s: &str) -> Result<String, String> {
+    ServerUrl::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let c = Cli::try_parse_from([
+            "hubcli",
+            "launcher",
+            "ls",
+            "--json",
+            "--timeout",
+            "500ms",
+            "--login",
+            "op1",
+        ])
+        .unwrap();
+        assert!(c.global.json);
+        assert_eq!(c.global.timeout, Duration::from_millis(500));
+        assert_eq!(c.global.login, "op1");
+        assert_eq!(c.global.launcher, "launcher");
+        assert!(matches!(
+            c.command,
+            Command::Launcher(LauncherCmd::Ls { running: false })
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["hubcli", "--timeout", "soon", "launcher", "ls"][..],
+            &["hubcli", "--server", "http://x:1", "launcher", "ls"],
+            &["hubcli", "--login", "a/b", "launcher", "ls"],
+            &["hubcli", "launcher", "start", "a+b"],
+            &["hubcli", "auth", "add", "p9", "--role", "root"],
+            &["hubcli", "auth", "add", "p9"],
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn role_args_cover_every_role() {
+        for r in RoleArg::value_variants() {
+            let role = Role::from(*r);
+            let name = r.to_possible_value().unwrap();
+            assert_eq!(name.get_name(), role.as_str());
+        }
+        assert_eq!(RoleArg::value_variants().len(), Role::ALL.len());
+        for t in TypeArg::value_variants() {
+            let name = t.to_possible_value().unwrap();
+            assert_eq!(name.get_name(), ClientType::from(*t).as_str());
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! `hubcli launcher …`: requests to the launcher service (`view` and `manage` capabilities).
+
+use crate::cli::LauncherCmd;
+use crate::format::{self, Op};
+use crate::{events, json, line, now_ms, table_width, CliError, Ctx};
+use hivehub_api::launcher::{
+    methods, BatchResp, ListReq, ListResp, NameReq, PluginInfo, StatusResp, StopAllReq, CAP_MANAGE,
+    CAP_VIEW,
+};
+use hivehub_api::rpc::Ack;
+use hivehub_client::{ConnState, HubClient, RpcError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::Write;
+
+/// The name that means every plugin in `start` and `stop`.
+const ALL: &str = "all";
+
+/// Argument checks clap cannot express, done before connecting so they are usage errors.
+pub(crate) fn check(cmd: &LauncherCmd) -> Result<(), CliError> {
+    match cmd {
+        LauncherCmd::Stop {
+            target,
+            include_core: true,
+        } if target != ALL => Err(CliError::Usage(
+            "--include-core only applies to 'stop all'".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// One launcher, as seen through the bus.
+struct Launcher<'a> {
+    client: &'a HubClient,
+    id: &'a str,
+}
+
+impl Launcher<'_> {
+    /// A request to the launcher. A timeout names the launcher, since the usual cause is that
+    /// it is not running or `--launcher` names another one.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        capability: &str,
+        method: &str,
+        req: &Req,
+    ) -> Result<Resp, CliError> {
+        self.client
+            .request(self.id, capability, method, req)
+            .await
+            .map_err(|e| match e {
+                RpcError::Timeout { .. } => CliError::NoLauncher {
+                    launcher: self.id.to_string(),
+                    source: e,
+                },
+                e => CliError::Rpc(e),
+            })
+    }
+
+    async fn list(&self, only_running: bool) -> Result<Vec<PluginInfo>, CliError> {
+        let r: ListResp = self
+            .call(CAP_VIEW, methods::LIST, &ListReq { only_running })
+            .await?;
+        Ok(r.plugins)
+    }
+}
+
+pub(crate) async fn run(
+    ctx: &Ctx,
+    client: &HubClient,
+    cmd: LauncherCmd,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let l = Launcher {
+        client,
+        id: &ctx.g.launcher,
+    };
+    let as_json = ctx.g.json;
+    match cmd {
+        LauncherCmd::Ls { running } => {
+            let plugins = l.list(running).await?;
+            if as_json {
+                json(out, &plugins)
+            } else {
+                print_table(out, &plugins, running)
+            }
+        }
+        LauncherCmd::Start { target } if target == ALL => {
+            batch(&l, Op::Start, false, as_json, out).await
+        }
+        LauncherCmd::Start { target } => single(&l, Op::Start, &target, as_json, out).await,
+        LauncherCmd::Stop {
+            target,
+            include_core,
+        } if target == ALL => batch(&l, Op::Stop, include_core, as_json, out).await,
+        LauncherCmd::Stop { target, .. } => single(&l, Op::Stop, &target, as_json, out).await,
+        LauncherCmd::Status { name } => {
+            let s: StatusResp = l.call(CAP_VIEW, methods::STATUS, &NameReq { name }).await?;
+            if as_json {
+                json(out, &s)
+            } else {
+                write!(out, "{}", format::status_text(&s, now_ms())).map_err(crate::error::output)
+            }
+        }
+        LauncherCmd::Events { follow, plugin } => {
+            events::run(client, l.id, plugin.as_deref(), follow, as_json, out).await
+        }
+    }
+}
+
+fn print_table(
+    out: &mut dyn Write,
+    plugins: &[PluginInfo],
+    only_running: bool,
+) -> Result<(), CliError> {
+    if plugins.is_empty() {
+        return line(
+            out,
+            if only_running {
+                "no running plugins"
+            } else {
+                "no plugins"
+            },
+        );
+    }
+    line(out, &format::plugin_table(plugins, table_width(), now_ms()))
+}
+
+/// `start NAME` / `stop NAME`: what happened, then the list. The list before the operation tells
+/// "already running" from "started" (both succeed, with the same PluginInfo shape).
+async fn single(
+    l: &Launcher<'_>,
+    op: Op,
+    name: &str,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let method = match op {
+        Op::Start => methods::START_PLUGIN,
+        Op::Stop => methods::STOP_PLUGIN,
+    };
+    let req = NameReq { name: name.into() };
+    if as_json {
+        let info: PluginInfo = l.call(CAP_MANAGE, method, &req).await?;
+        return json(out, &info);
+    }
+    let before = l.list(false).await?;
+    let info: PluginInfo = l.call(CAP_MANAGE, method, &req).await?;
+    let was = before.iter().find(|p| p.name == name);
+    line(out, &format::outcome(op, name, was, Some(&info)))?;
+    line(out, "")?;
+    let after = l.list(false).await?;
+    print_table(out, &after, false)
+}
+
+/// `start all` / `stop all [--include-core]`: one line per plugin, then the list; fails (exit 1)
+/// when any plugin failed, after printing everything.
+async fn batch(
+    l: &Launcher<'_>,
+    op: Op,
+    include_core: bool,
+    as_json: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let before = if as_json {
+        Vec::new()
+    } else {
+        l.list(false).await?
+    };
+    let resp: BatchResp = match op {
+        Op::Start => l.call(CAP_MANAGE, methods::START_ALL, &Ack {}).await?,
+        Op::Stop if include_core => match stop_everything(l).await? {
+            Some(r) => r,
+            None => {
+                return line(
+                    out,
+                    "the hub went away before replying: the core is stopping with the plugins (--include-core)",
+                )
+            }
+        },
+        Op::Stop => {
+            l.call(CAP_MANAGE, methods::STOP_ALL, &StopAllReq { include_core: false })
+                .await?
+        }
+    };
+    if as_json {
+        json(out, &resp)?;
+    } else {
+        for s in format::batch_lines(op, &resp.results, &before, &resp.plugins) {
+            line(out, &s)?;
+        }
+        line(out, "")?;
+        print_table(out, &resp.plugins, false)?;
+        if include_core {
+            line(
+                out,
+                "\nThe core stops now: the hub is unreachable until it is started again.",
+            )?;
+        }
+    }
+    let failed = resp.results.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        return Err(CliError::BatchFailed {
+            op: op.verb(),
+            failed,
+            total: resp.results.len(),
+        });
+    }
+    Ok(())
+}
+
+/// `stopAllPlugins` with the core: the core may go down before its reply reaches us. The SDK
+/// then reconnects and the request would only time out, so a lost connection ends the wait and
+/// counts as success (`None`): it is the expected effect of the request.
+async fn stop_everything(l: &Launcher<'_>) -> Result<Option<BatchResp>, CliError> {
+    let mut state = l.client.state();
+    let call = l.call(
+        CAP_MANAGE,
+        methods::STOP_ALL,
+        &StopAllReq { include_core: true },
+    );
+    tokio::select! {
+        biased;
+        r = call => r.map(Some),
+        _ = state.wait_for(|s| matches!(s, ConnState::Disconnected(_) | ConnState::Closed)) => Ok(None),
+    }
+}

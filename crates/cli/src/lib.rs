@@ -1,0 +1,119 @@
+//! hubcli, the admin command line of hivehub: controls a launcher's plugins (`launcher ls`,
+//! `start`, `stop`, `status`, `events`) and the hub's clients (`auth add`, `ls`, `rm`) over the
+//! bus, through the SDK, like any other client.
+//!
+//! The binary (`src/main.rs`) only parses arguments and maps the result to an exit code; the
+//! commands live here so tests reach them. Text layout is in [`format`] (pure functions).
+//!
+//! Exit codes ([`error::exit`]): 0 success; 1 the operation failed (service error such as not
+//! found, or a batch with failures); 2 usage error; 3 cannot reach the hub or login refused;
+//! 4 not permitted; 5 timeout.
+
+pub mod cli;
+pub mod duration;
+pub mod error;
+pub mod format;
+
+mod auth;
+mod events;
+mod launcher;
+
+pub use cli::Cli;
+pub use error::{exit, CliError};
+
+use clap::CommandFactory;
+use cli::{Command, Global};
+use hivehub_client::{ClientOptions, HubClient};
+use hivehub_home::Home;
+use serde::Serialize;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Runs one parsed command, writing its output to `out`. Errors are returned, not printed, so
+/// the caller decides the message prefix and the exit code ([`CliError::exit_code`]).
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    match cli.command {
+        Command::Completions { shell } => completions(shell, out),
+        Command::Launcher(cmd) => {
+            launcher::check(&cmd)?;
+            let ctx = Ctx::new(cli.global)?;
+            let client = ctx.connect().await?;
+            let r = launcher::run(&ctx, &client, cmd, out).await;
+            client.disconnect().await;
+            r
+        }
+        Command::Auth(cmd) => {
+            let ctx = Ctx::new(cli.global)?;
+            let client = ctx.connect().await?;
+            let r = auth::run(&ctx, &client, cmd, out).await;
+            client.disconnect().await;
+            r
+        }
+    }
+}
+
+/// Writes the completion script into a buffer first: clap_complete panics on write errors, and
+/// `hubcli completions bash | head` must not panic.
+fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> Result<(), CliError> {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "hubcli", &mut buf);
+    out.write_all(&buf).map_err(error::output)
+}
+
+/// What every hub command needs: the global options and the resolved home.
+pub(crate) struct Ctx {
+    pub g: Global,
+    pub home: Home,
+}
+
+impl Ctx {
+    fn new(g: Global) -> Result<Ctx, CliError> {
+        let home = Home::resolve(g.home.as_deref())?;
+        Ok(Ctx { g, home })
+    }
+
+    fn options(&self) -> Result<ClientOptions, CliError> {
+        let mut o = ClientOptions::from_home(&self.home, &self.g.login, self.g.server.as_deref())?;
+        o.connect_timeout = self.g.timeout;
+        o.request_timeout = self.g.timeout;
+        // A one-shot command must not rewrite the login's token file as a side effect; an
+        // expired token is replaced by a key assertion at connect anyway.
+        o.refresh_token = false;
+        Ok(o)
+    }
+
+    async fn connect(&self) -> Result<HubClient, CliError> {
+        Ok(HubClient::connect(self.options()?).await?)
+    }
+}
+
+/// Writes one line of text.
+pub(crate) fn line(out: &mut dyn Write, s: &str) -> Result<(), CliError> {
+    writeln!(out, "{s}").map_err(error::output)
+}
+
+/// Writes a value as pretty JSON (one document; for `jq`).
+pub(crate) fn json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> Result<(), CliError> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Output(e.into()))?;
+    line(out, &s)
+}
+
+/// The current time in unix milliseconds, for "ago" and uptimes.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The width tables are fitted to: the terminal's when stdout is one, else `$COLUMNS`, else 80.
+pub(crate) fn table_width() -> u16 {
+    if let Some(w) = comfy_table::Table::new().width() {
+        return w.max(40);
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(80)
+}
