@@ -160,7 +160,7 @@ pub fn last_error(p: &PluginInfo, now_ms: u64) -> String {
         None => NONE.to_string(),
     };
     if let (PluginState::Backoff, Some(t)) = (p.state, p.next_retry_at) {
-        s.push_str(&format!("; retry in {}", ago(now_ms, t)));
+        s.push_str(&format!("; retry #{} in {}", p.attempt, ago(now_ms, t)));
     }
     s
 }
@@ -717,7 +717,8 @@ mod tests {
         p.state = PluginState::Backoff;
         assert_eq!(last_error(&p, NOW), "exit code 2 (1m00s ago)");
         p.next_retry_at = Some(NOW + 8000);
-        assert_eq!(last_error(&p, NOW), "exit code 2 (1m00s ago); retry in 8s");
+        p.attempt = 3;
+        assert_eq!(last_error(&p, NOW), "exit code 2 (1m00s ago); retry #3 in 8s");
         p.next_retry_at = None;
         p.last_exit = None;
         assert_eq!(last_error(&p, NOW), "-");
