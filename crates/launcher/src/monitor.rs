@@ -6,6 +6,7 @@
 //! it lists the numeric entries of `/proc` and reads each `/proc/[pid]/stat` once (one `open`, one
 //! `read`, one `close`, into a reused buffer, parsed without allocating). That single line gives
 //! everything needed: ppid, session, state, utime, stime, cutime, cstime, starttime and rss.
+//! Besides, `/proc/uptime` is read once per pass (to tell processes born since the previous pass).
 //! `status`, `smaps` and `cmdline` are never read and no process is spawned. Zombies are skipped.
 //! The parent→children and session→members indexes are then built in memory (sorted vectors,
 //! reused across calls), and each plugin's tree is collected with the same definition as
@@ -41,14 +42,16 @@
 //!
 //! RSS is the sum of the `rss` field (resident pages × page size) over the tree. Pages shared
 //! between processes of the tree (after `fork`, shared libraries) are counted once per process,
-//! so the sum can exceed the memory the tree really pins; it never under-reports.
+//! so the sum can exceed the memory the tree really pins: it errs high, which is the safe side
+//! for a memory threshold.
 //!
 //! # Cost
-//! One pass costs about one `stat` read per process on the host (≈ 1.2 ms per 100 pids measured
-//! in `DEPENDENCIES.md`), plus a sort and a walk in memory. The ignored test
-//! `cost_of_500_sleeping_plugins` measures it (see the figure in the test's doc comment); at the
-//! default 2 s interval it stays far below the 2 % of one core allowed. Sampling must run on its
-//! own timer (or `spawn_blocking`), never on a hot path: it does blocking file I/O.
+//! One pass costs one `stat` read per process on the host plus a sort and a walk in memory; the
+//! number of plugins hardly matters. Measured by the ignored test `cost_of_500_sleeping_plugins`
+//! on the 2-core dev host, busy with builds: 500 sleeping plugins (585 processes in all) take
+//! **7.4 ms per pass in a release build** (19 ms in a debug build), i.e. 0.37 % of one core at the
+//! default 2 s interval (≈ 1 % for a debug build), against the 2 % allowed. Sampling must run on
+//! its own timer (or `spawn_blocking`), never on a hot path: it does blocking file I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -772,30 +775,88 @@ mod tests {
         }
     }
 
+    /// Nanoseconds `pid` has run on a CPU (`/proc/[pid]/schedstat`): an independent,
+    /// tick-free reference for what the host really gave the process.
+    fn run_ns(pid: u32) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .expect("schedstat")
+    }
+
     #[test]
     fn busy_loop_reads_one_core() {
         let p = Plugin::sh("while :; do :; done");
         let leaders = p.leaders("busy");
+        // A new session is a new scheduler autogroup, which gets only a fair share against the
+        // builds running on this shared 2-core host whatever its nice value. Raise the group's
+        // weight when allowed (root); the kernel reference below covers the other case.
+        let _ = std::fs::write(format!("/proc/{}/autogroup", p.pid()), "-10");
         let mut m = Monitor::new();
         let first = one(m.sample(&leaders));
         assert_eq!(first.cpu_percent, None);
         assert_eq!(first.processes, 1);
-        // The host has 2 cores and tests run in parallel: allow a few windows for one that is
-        // not starved, but never accept a reading above 110 %.
+        // Every window must agree with the kernel's own run time (±10 points, never above
+        // 110 %). The host has 2 cores shared with parallel tests and builds, so a window in
+        // which the kernel really gave the loop a core must then read 100 ± 10 %.
         let mut readings = Vec::new();
-        for _ in 0..4 {
+        let (mut ns0, mut t0) = (run_ns(p.pid()), Instant::now());
+        for _ in 0..8 {
             std::thread::sleep(Duration::from_millis(2000));
             let cpu = one(m.sample(&leaders)).cpu_percent.expect("cpu figure");
-            readings.push(cpu);
+            let (ns1, t1) = (run_ns(p.pid()), Instant::now());
+            let truth = (ns1 - ns0) as f64 / t1.duration_since(t0).as_nanos() as f64 * 100.0;
+            (ns0, t0) = (ns1, t1);
+            readings.push((cpu, truth));
             assert!(cpu <= 110.0, "over one core: {readings:?}");
-            if cpu >= 90.0 {
-                break;
+            assert!(
+                (cpu - truth).abs() <= 10.0,
+                "(reading, kernel): {readings:?}"
+            );
+            if truth >= 90.0 {
+                println!("busy loop (reading, kernel): {readings:?}");
+                assert!(
+                    (90.0..=110.0).contains(&cpu),
+                    "(reading, kernel): {readings:?}"
+                );
+                return;
             }
         }
-        assert!(
-            readings.iter().any(|c| (90.0..=110.0).contains(c)),
-            "busy loop never read 100 ± 10 %: {readings:?}"
+        // Only reached when the host was saturated for 16 s: the readings still matched the
+        // kernel's accounting in every window, which is what this test is about.
+        eprintln!(
+            "host saturated, the loop never got a whole core; (reading, kernel): {readings:?}"
         );
+    }
+
+    #[test]
+    fn short_lived_children_count_through_cutime_without_spikes() {
+        // The shell itself uses a few % of a core; nearly all the CPU is spent by thousands of
+        // children that are born and reaped between two passes.
+        let p = Plugin::sh("while :; do /bin/true; done");
+        let _ = std::fs::write(format!("/proc/{}/autogroup", p.pid()), "-10");
+        let leaders = p.leaders("forker");
+        let mut m = Monitor::new();
+        one(m.sample(&leaders));
+        let tps = procfs::ticks_per_second() as f64;
+        let mut readings = Vec::new();
+        for _ in 0..3 {
+            let (own0, t0) = (
+                m.reader.stat(p.pid() as i32).expect("sh").own,
+                Instant::now(),
+            );
+            std::thread::sleep(Duration::from_millis(1500));
+            let cpu = one(m.sample(&leaders)).cpu_percent.expect("cpu figure");
+            let own1 = m.reader.stat(p.pid() as i32).expect("sh").own;
+            let shell = (own1 - own0) as f64 / tps / t0.elapsed().as_secs_f64() * 100.0;
+            readings.push((cpu, shell));
+            assert!(cpu <= 110.0, "spike: (tree, shell alone) {readings:?}");
+            assert!(
+                cpu > 3.0 * shell.max(1.0),
+                "(tree, shell alone) {readings:?}"
+            );
+        }
+        println!("fork loop (tree, shell alone): {readings:?}");
     }
 
     #[test]
@@ -871,8 +932,9 @@ mod tests {
         assert!(second.cpu_percent.is_some_and(|c| c >= 0.0), "{second:?}");
     }
 
-    /// Measured on the 2-core dev host with 500 sleeping plugins (≈ 1 300 processes in all):
-    /// see the report printed by `cargo test -- --ignored --nocapture cost_of`.
+    /// Prints the mean cost of `sample()` over 500 sleeping plugins, each in its own session:
+    /// `cargo test --release -p hivehub-launcher monitor::tests::cost_of -- --ignored --nocapture`.
+    /// 2-core dev host: 7.4 ms per pass in release, 19 ms in debug (585 processes in all).
     #[test]
     #[ignore = "spawns 500 processes; run by hand to measure"]
     fn cost_of_500_sleeping_plugins() {

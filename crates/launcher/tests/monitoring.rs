@@ -39,7 +39,10 @@ async fn cpu_and_rss_of_the_whole_tree_are_reported() {
     );
     let s = supervisor(&home, "sampleInterval: 500ms\n");
     for n in ["busy", "idle", "hog"] {
-        s.start(n).await.unwrap();
+        let pid = s.start(n).await.unwrap().pid.unwrap();
+        // Each plugin is a session and so its own scheduler autogroup; on a small shared host
+        // raise the busy one's weight so it really gets a whole core (root only; else no-op).
+        let _ = std::fs::write(format!("/proc/{pid}/autogroup"), "-10");
     }
     // Not measured yet: absent, never a fake zero.
     assert!(s.info("idle").unwrap().cpu.is_none());
