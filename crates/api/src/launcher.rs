@@ -264,7 +264,8 @@ pub struct LauncherEvent {
     /// Delay before the restart in milliseconds (restarting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
-    /// Why (restarting: "exit code 1", "signal 9 (SIGKILL)", "threshold: rss").
+    /// Why (restarting: e.g. "exited with exit code 1", "exited with signal 9 (SIGKILL)", or
+    /// the failed start's message). Threshold restarts are announced by `resourceExceeded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The measure, `cpu` or `rss` (resourceExceeded).

@@ -284,7 +284,7 @@ pub struct LauncherConfig {
     pub id: String,
     /// Log level of the launcher, also passed to plugins so one knob quietens everything.
     pub loglevel: String,
-    /// Also log to `logs/launcher.log`, for hosts without a journal.
+    /// Log to `logs/launcher.log` instead of stderr, for hosts without a journal.
     pub logtofile: bool,
     /// Binary in `bin/` started before any plugin; `None` when the hub runs elsewhere.
     #[serde(deserialize_with = "de_core")]

@@ -5,7 +5,9 @@
 //! * [`config`]: `config/launcher.yaml`, validated with file, line and key in every error.
 //! * [`process`]: spawn, signal, tree-kill, reap, and the guard process.
 //! * [`logs`]: per-plugin log files with timestamps, markers and rotation.
-//! * [`supervisor`]: the state of every plugin and the start/stop operations.
+//! * [`monitor`]: CPU and memory of every plugin's process tree, from one pass over /proc.
+//! * [`supervisor`]: the state of every plugin; start, stop, restart with backoff, thresholds.
+//! * [`service`]: the launcher's capabilities on the bus, and its events.
 
 pub mod config;
 pub mod logs;
@@ -197,6 +199,19 @@ async fn start_hub(
     sup.set_bus(Some(bus.clone()), Some(url));
     tokio::spawn(service::publish(bus.clone(), notices));
     sup.publish_all_status();
+    // Retained statuses live in the core's memory: after a core restart, publish them again.
+    let mut state = bus.state();
+    let s2 = sup.clone();
+    tokio::spawn(async move {
+        let mut was_connected = true;
+        while state.changed().await.is_ok() {
+            let connected = *state.borrow() == hivehub_client::ConnState::Connected;
+            if connected && !was_connected {
+                s2.publish_all_status();
+            }
+            was_connected = connected;
+        }
+    });
     service::serve(&bus, sup)
         .await
         .map_err(|e| LauncherError::Bus(format!("cannot serve the launcher service: {e}")))?;

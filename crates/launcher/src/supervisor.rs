@@ -890,7 +890,7 @@ impl Supervisor {
             st.status = format!("started, pid {pid}");
             st.pumps = pumps;
             // Measures and threshold windows start over with each process.
-            st.history = History::for_span(DEFAULT_HISTORY_SPAN, self.sh.cfg.sample_interval);
+            st.history = self.new_history(name);
             st.breaching = false;
             st.cpu = None;
             st.rss = None;
@@ -1215,10 +1215,24 @@ impl Supervisor {
     }
 
     /// Starts the autostart list in order; failures are logged and do not stop the others.
+    ///
+    /// Unlike a manual start, this keeps the backoff state saved by an earlier launcher, and a
+    /// plugin whose process ran but failed to start (e.g. crashed before it was ready) is
+    /// handed to its restart policy.
     pub async fn autostart(&self) {
         for name in self.sh.cfg.autostart.clone() {
-            if let Err(e) = self.start(&name).await {
-                tracing::error!("{e}");
+            let Ok(slot) = self.slot(&name) else {
+                tracing::error!("autostart: no plugin named '{name}'");
+                continue;
+            };
+            match self.start_slot(&slot).await {
+                Ok(_) => self.watch_stability(&slot),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    if lock(&slot.st).last_exit.is_some() {
+                        self.schedule_restart(&slot, e.to_string(), Duration::ZERO);
+                    }
+                }
             }
         }
     }
@@ -1322,6 +1336,14 @@ impl Supervisor {
         });
     }
 
+    /// A history long enough for the status view (5 minutes) and for the plugin's threshold
+    /// window, whichever is longer.
+    fn new_history(&self, name: &str) -> History {
+        let interval = self.sh.cfg.sample_interval;
+        let span = DEFAULT_HISTORY_SPAN.max(self.sh.cfg.plugin(name).threshold_for + 2 * interval);
+        History::for_span(span, interval)
+    }
+
     fn record_sample(&self, name: &str, sample: TreeSample) {
         let Ok(slot) = self.slot(name) else { return };
         let pc = self.sh.cfg.plugin(name);
@@ -1413,9 +1435,14 @@ impl Supervisor {
                 }
                 match this.start_slot(&slot).await {
                     Ok(_) => {
-                        let mut st = lock(&slot.st);
-                        st.restarts += 1;
-                        st.threshold_restarts += 1;
+                        {
+                            let mut st = lock(&slot.st);
+                            st.restarts += 1;
+                            st.threshold_restarts += 1;
+                        }
+                        if slot.is_core {
+                            this.release_held();
+                        }
                     }
                     Err(e) => {
                         this.schedule_restart(&slot, e.to_string(), Duration::ZERO);
@@ -1425,7 +1452,7 @@ impl Supervisor {
             }
             // Start over: the next breach needs a full window of new samples.
             let mut st = lock(&slot.st);
-            st.history = History::for_span(DEFAULT_HISTORY_SPAN, this.sh.cfg.sample_interval);
+            st.history = this.new_history(&slot.name);
             st.breaching = false;
         });
     }
