@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Installs hivehub into a home folder (default /opt/hivehub):
+#   bin/      hubcore, launcher, hubcli
+#   plugins/  the example plugins (heartbeat)
+#   config/   hubcore.yaml, launcher.yaml — an existing file is never overwritten
+#   certs/ logs/ stores/ run/  created empty (certs, stores and run private)
+# With --systemd it also installs init/hivehub.service with the home and user rewritten, and
+# runs `systemctl daemon-reload`. Run it again to upgrade: binaries are replaced, config kept.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+usage: scripts/install.sh [--prefix DIR] [--user USER] [--systemd] [--unit-dir DIR]
+                          [--no-build] [--bin-dir DIR]
+  --prefix DIR    home to install into (default /opt/hivehub)
+  --user USER     user (and group) the service runs as (default hivehub; created if missing
+                  when --systemd is given and we are root)
+  --systemd       install the systemd unit (default unit dir /etc/systemd/system)
+  --unit-dir DIR  where to put hivehub.service
+  --no-build      do not run cargo; take the binaries from --bin-dir
+  --bin-dir DIR   where the built binaries are (default target/release)
+USAGE
+}
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+prefix=/opt/hivehub
+user=hivehub
+systemd=0
+unit_dir=/etc/systemd/system
+build=1
+bin_dir="$root/target/release"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) prefix="$2"; shift 2 ;;
+    --user) user="$2"; shift 2 ;;
+    --systemd) systemd=1; shift ;;
+    --unit-dir) unit_dir="$2"; shift 2 ;;
+    --no-build) build=0; shift ;;
+    --bin-dir) bin_dir="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "install.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+case "$prefix" in /*) ;; *) prefix="$(pwd)/$prefix" ;; esac
+
+if [ "$build" = 1 ]; then
+  (cd "$root" && cargo build --release --workspace --bins)
+fi
+for b in hubcore launcher hubcli heartbeat; do
+  [ -x "$bin_dir/$b" ] || { echo "install.sh: $bin_dir/$b is missing; build first" >&2; exit 1; }
+done
+
+mkdir -p "$prefix"/{bin,plugins,config,logs}
+install -d -m 0700 "$prefix/certs" "$prefix/stores" "$prefix/run"
+for b in hubcore launcher hubcli; do install -m 0755 "$bin_dir/$b" "$prefix/bin/$b"; done
+install -m 0755 "$bin_dir/heartbeat" "$prefix/plugins/heartbeat"
+for f in "$root"/config/*.yaml; do
+  dest="$prefix/config/$(basename "$f")"
+  if [ -e "$dest" ]; then
+    echo "kept existing $dest"
+  else
+    install -m 0644 "$f" "$dest"
+  fi
+done
+
+if [ "$systemd" = 1 ]; then
+  if [ "$(id -u)" -eq 0 ] && ! id "$user" >/dev/null 2>&1; then
+    useradd --system --home-dir "$prefix" --no-create-home --shell /usr/sbin/nologin "$user"
+  fi
+  group="$user"
+  if id "$user" >/dev/null 2>&1; then
+    group="$(id -gn "$user")"
+    if [ "$(id -u)" -eq 0 ]; then
+      chown -R "$user:$group" "$prefix"/{certs,stores,run,logs,config}
+    fi
+  fi
+  mkdir -p "$unit_dir"
+  sed -e "s|/opt/hivehub|$prefix|g" \
+      -e "s|^User=.*|User=$user|" -e "s|^Group=.*|Group=$group|" \
+      "$root/init/hivehub.service" > "$unit_dir/hivehub.service"
+  chmod 0644 "$unit_dir/hivehub.service"
+  if [ "$unit_dir" = /etc/systemd/system ] && command -v systemctl >/dev/null; then
+    systemctl daemon-reload || true
+  fi
+  echo "installed $unit_dir/hivehub.service (enable with: systemctl enable --now hivehub)"
+fi
+echo "hivehub installed in $prefix"
