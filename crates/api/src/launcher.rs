@@ -99,6 +99,12 @@ pub struct PluginInfo {
     /// Restarts caused by a resource threshold.
     #[serde(default)]
     pub threshold_restarts: u64,
+    /// Resource threshold breaches (those that restarted the plugin and alert-only ones).
+    #[serde(default)]
+    pub breaches: u64,
+    /// The delay of the scheduled restart in milliseconds, in state `backoff`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_delay_ms: Option<u64>,
 }
 
 /// One resource measurement of a plugin's process tree.

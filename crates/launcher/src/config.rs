@@ -43,7 +43,8 @@ const STOP_SIGNALS: [(&str, Signal); 6] = [
     ("USR2", Signal::SIGUSR2),
 ];
 /// Top-level keys, for "belongs elsewhere" hints on unknown plugin keys.
-const LAUNCHER_KEYS: [&str; 18] = [
+const LAUNCHER_KEYS: [&str; 19] = [
+    "httpListen",
     "backoff",
     "sampleInterval",
     "restartConcurrency",
@@ -325,6 +326,10 @@ pub struct LauncherConfig {
     /// thundering herd on a small device.
     #[serde(rename = "restartConcurrency")]
     pub restart_concurrency: usize,
+    /// Address of the optional HTTP listener (`/metrics` and the status page); off when
+    /// absent. Loopback only: put a reverse proxy in front to publish it.
+    #[serde(rename = "httpListen")]
+    pub http_listen: Option<std::net::SocketAddr>,
     /// Per-plugin settings by plugin name.
     #[serde(deserialize_with = "de_plugins")]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -350,6 +355,7 @@ impl Default for LauncherConfig {
             backoff: Backoff::default(),
             sample_interval: Duration::from_secs(2),
             restart_concurrency: 2,
+            http_listen: None,
             plugins: BTreeMap::new(),
         }
     }
@@ -467,6 +473,14 @@ impl LauncherConfig {
         self.backoff.check("backoff")?;
         if self.sample_interval < Duration::from_millis(100) {
             return Err(Issue::value("sampleInterval", "must be at least 100ms"));
+        }
+        if let Some(a) = self.http_listen {
+            if !a.ip().is_loopback() {
+                return Err(Issue::value(
+                    "httpListen",
+                    format!("{a} is not a loopback address; the status page and metrics are only served on 127.0.0.1 or ::1"),
+                ));
+            }
         }
         if self.restart_concurrency < 1 {
             return Err(Issue::value("restartConcurrency", "must be at least 1"));

@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod process;
 pub mod service;
 pub mod supervisor;
+pub mod web;
 
 use hivehub_client::{plugin::connect_patiently, ClientOptions};
 use hivehub_home::Home;
@@ -144,6 +145,12 @@ pub async fn run(
             return Err(e);
         }
     };
+    if let Some(addr) = cfg.http_listen {
+        match web::serve(addr, sup.clone(), home.clone()).await {
+            Ok(bound) => tracing::info!(%bound, "status page and metrics at http://{bound}/"),
+            Err(e) => tracing::error!("cannot serve HTTP on {addr}: {e}"),
+        }
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!("launcher ready");
     shutdown.await;

@@ -102,6 +102,8 @@ struct Run {
     restarts: u64,
     /// Restarts caused by resource thresholds.
     threshold_restarts: u64,
+    /// Threshold breaches (restart and alert).
+    breaches: u64,
     /// Latest CPU (percent of one core) and RSS (bytes) of the process tree.
     cpu: Option<f64>,
     rss: Option<u64>,
@@ -141,6 +143,7 @@ impl Run {
             held: false,
             restarts: 0,
             threshold_restarts: 0,
+            breaches: 0,
             cpu: None,
             rss: None,
             history: History::for_span(DEFAULT_HISTORY_SPAN, DEFAULT_INTERVAL),
@@ -168,7 +171,9 @@ struct Shared {
     started_order: Mutex<Vec<String>>,
     bus: Mutex<Option<HubClient>>,
     server_url: Mutex<Option<String>>,
-    notices: Mutex<Option<mpsc::UnboundedSender<Notice>>>,
+    notices: Mutex<Vec<mpsc::UnboundedSender<Notice>>>,
+    /// The launcher's own CPU (percent of one core) and RSS, from the monitor.
+    self_usage: Mutex<Option<(f64, u64)>>,
     /// Held around spawn-and-record and around `waitpid`, so no child is reaped before it is
     /// known.
     reap_lock: Mutex<()>,
@@ -221,7 +226,8 @@ impl Supervisor {
                 started_order: Mutex::new(Vec::new()),
                 bus: Mutex::new(None),
                 server_url: Mutex::new(None),
-                notices: Mutex::new(None),
+                notices: Mutex::new(Vec::new()),
+                self_usage: Mutex::new(None),
                 reap_lock: Mutex::new(()),
                 restart_sem: Arc::new(tokio::sync::Semaphore::new(cfg_concurrency)),
                 core_listen: Mutex::new(None),
@@ -244,14 +250,26 @@ impl Supervisor {
     /// Receives events and status changes from now on (the bus publisher).
     pub fn notices(&self) -> mpsc::UnboundedReceiver<Notice> {
         let (tx, rx) = mpsc::unbounded_channel();
-        *lock(&self.sh.notices) = Some(tx);
+        lock(&self.sh.notices).push(tx);
         rx
     }
 
     fn notice(&self, n: Notice) {
-        if let Some(tx) = lock(&self.sh.notices).as_ref() {
-            let _ = tx.send(n);
-        }
+        // Every subscriber (the bus publisher, the web page) gets every notice; gone ones are
+        // dropped.
+        lock(&self.sh.notices).retain(|tx| tx.send(n.clone()).is_ok());
+    }
+
+    /// The launcher's own CPU use (percent of one core) and RSS in bytes, as last sampled.
+    pub fn self_usage(&self) -> Option<(f64, u64)> {
+        *lock(&self.sh.self_usage)
+    }
+
+    /// True while the launcher's bus connection is up.
+    pub fn bus_connected(&self) -> bool {
+        lock(&self.sh.bus)
+            .as_ref()
+            .is_some_and(|b| *b.state().borrow() == hivehub_client::ConnState::Connected)
     }
 
     fn event(&self, plugin: &str, name: &str) -> LauncherEvent {
@@ -467,6 +485,11 @@ impl Supervisor {
             next_retry_at: st.next_retry.map(now_ms),
             restarts: st.restarts,
             threshold_restarts: st.threshold_restarts,
+            breaches: st.breaches,
+            backoff_delay_ms: st
+                .next_retry
+                .is_some()
+                .then(|| st.last_delay.as_millis() as u64),
         }
     }
 
@@ -1320,15 +1343,21 @@ impl Supervisor {
                     .values()
                     .filter_map(|s| lock(&s.st).pid.map(|p| (s.name.clone(), p)))
                     .collect();
-                let Ok((m, samples)) = tokio::task::spawn_blocking(move || {
+                let Ok((m, (samples, me))) = tokio::task::spawn_blocking(move || {
                     let samples = mon.sample(&leaders);
-                    (mon, samples)
+                    let me = mon.self_usage();
+                    (mon, (samples, me))
                 })
                 .await
                 else {
                     return;
                 };
                 mon = m;
+                if let Some(me) = me {
+                    let prev = lock(&this.sh.self_usage).map(|u| u.0);
+                    let cpu = me.cpu_percent.or(prev).unwrap_or_default();
+                    *lock(&this.sh.self_usage) = Some((cpu, me.rss_bytes));
+                }
                 for (name, sample) in samples {
                     this.record_sample(&name, sample);
                 }
@@ -1379,6 +1408,7 @@ impl Supervisor {
                 let b = cpu.or(mem);
                 if b.is_some() {
                     st.breaching = true;
+                    st.breaches += 1;
                 }
                 b
             }

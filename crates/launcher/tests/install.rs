@@ -36,9 +36,25 @@ fn install_twice_keeps_config_and_uninstall_keeps_identity() {
     let units = dir.path().join("units");
     let h = home.to_str().unwrap();
     let b = bin_dir();
-    let args = ["--prefix", h, "--no-build", "--bin-dir", b.to_str().unwrap(), "--systemd", "--unit-dir", units.to_str().unwrap(), "--user", "nobody"];
+    let args = [
+        "--prefix",
+        h,
+        "--no-build",
+        "--bin-dir",
+        b.to_str().unwrap(),
+        "--systemd",
+        "--unit-dir",
+        units.to_str().unwrap(),
+        "--user",
+        "nobody",
+    ];
     run("install.sh", &args);
-    for f in ["bin/hubcore", "bin/launcher", "bin/hubcli", "plugins/heartbeat"] {
+    for f in [
+        "bin/hubcore",
+        "bin/launcher",
+        "bin/hubcli",
+        "plugins/heartbeat",
+    ] {
         let m = std::fs::metadata(home.join(f)).unwrap_or_else(|_| panic!("{f} missing"));
         assert!(m.permissions().mode() & 0o111 != 0, "{f} not executable");
     }
@@ -48,12 +64,25 @@ fn install_twice_keeps_config_and_uninstall_keeps_identity() {
     }
     assert!(home.join("logs").is_dir());
     // The config is valid as installed.
-    let check = Command::new(home.join("bin/launcher")).args(["--home", h, "--check"]).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let check = Command::new(home.join("bin/launcher"))
+        .args(["--home", h, "--check"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     // The unit points at this home and user.
     let unit = std::fs::read_to_string(units.join("hivehub.service")).unwrap();
-    assert!(unit.contains(&format!("ExecStart={h}/bin/launcher --home {h}")), "{unit}");
-    assert!(unit.contains("User=nobody") && !unit.contains("/opt/hivehub"), "{unit}");
+    assert!(
+        unit.contains(&format!("ExecStart={h}/bin/launcher --home {h}")),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("User=nobody") && !unit.contains("/opt/hivehub"),
+        "{unit}"
+    );
 
     // A second install keeps an edited config.
     let cfg = home.join("config/launcher.yaml");
@@ -64,9 +93,15 @@ fn install_twice_keeps_config_and_uninstall_keeps_identity() {
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "autostart: []\n");
 
     // Uninstall keeps certs, stores and config; --purge removes them.
-    run("uninstall.sh", &["--prefix", h, "--unit-dir", units.to_str().unwrap()]);
+    run(
+        "uninstall.sh",
+        &["--prefix", h, "--unit-dir", units.to_str().unwrap()],
+    );
     assert!(!home.join("bin").exists() && !units.join("hivehub.service").exists());
-    assert_eq!(std::fs::read_to_string(home.join("certs/admin.token")).unwrap(), "secret");
+    assert_eq!(
+        std::fs::read_to_string(home.join("certs/admin.token")).unwrap(),
+        "secret"
+    );
     assert!(cfg.exists());
     run("uninstall.sh", &["--prefix", h, "--purge"]);
     assert!(!home.exists());
