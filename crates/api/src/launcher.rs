@@ -139,6 +139,8 @@ pub mod methods {
     pub const START_ALL: &str = "startAllPlugins";
     /// `manage/stopAllPlugins` [`super::StopAllReq`] → [`super::BatchResp`]
     pub const STOP_ALL: &str = "stopAllPlugins";
+    /// `manage/reload` → [`super::ReloadResp`]: re-read launcher.yaml and apply the difference.
+    pub const RELOAD: &str = "reload";
 }
 
 /// Request of `list`.
@@ -199,6 +201,22 @@ pub struct BatchResp {
     pub results: Vec<BatchItem>,
     /// Every plugin afterwards.
     pub plugins: Vec<PluginInfo>,
+}
+
+/// Result of `reload`: what changed. Plugins in none of the lists kept running untouched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadResp {
+    /// New autostart plugins, started.
+    pub started: Vec<String>,
+    /// Plugins removed from autostart, stopped.
+    pub stopped: Vec<String>,
+    /// Running plugins whose settings changed, restarted.
+    pub restarted: Vec<String>,
+    /// Operations that failed, as "name: reason".
+    pub failed: Vec<String>,
+    /// Changed settings that only take effect when the launcher restarts.
+    pub needs_restart: Vec<String>,
 }
 
 /// Result of `status`: the plugin and its recent log lines.

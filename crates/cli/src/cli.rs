@@ -122,12 +122,18 @@ pub enum LauncherCmd {
     },
     /// Show one plugin's details and its last output lines.
     ///
-    /// With --json: {"info": PluginInfo, "logTail": [lines]}.
+    /// With --json: {"info": PluginInfo, "logTail": [lines], "history": [{time, cpu, rss}]}.
     Status {
         /// The plugin.
         #[arg(value_parser = parse_id)]
         name: String,
     },
+    /// Re-read the launcher's config file and apply only the difference (new autostart plugins
+    /// start, removed ones stop, changed ones restart; the rest keeps running). An invalid file
+    /// is rejected with its line and column, and nothing changes.
+    ///
+    /// With --json: {"started","stopped","restarted","failed","needsRestart"}.
+    Reload,
     /// Print the launcher's events: status, started, ready, stopped, exited, restarting, …
     #[command(after_help = EVENTS_HELP)]
     Events {

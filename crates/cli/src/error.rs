@@ -63,7 +63,7 @@ pub enum CliError {
         /// Why.
         source: io::Error,
     },
-    /// Some plugins of a `start all` / `stop all` failed (each is listed in the output).
+    /// Some plugins of a `start all` / `stop all` / `reload` failed (each is listed in the output).
     #[error("{failed} of {total} plugins failed to {op}")]
     BatchFailed {
         /// "start" or "stop".

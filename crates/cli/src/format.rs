@@ -718,7 +718,10 @@ mod tests {
         assert_eq!(last_error(&p, NOW), "exit code 2 (1m00s ago)");
         p.next_retry_at = Some(NOW + 8000);
         p.attempt = 3;
-        assert_eq!(last_error(&p, NOW), "exit code 2 (1m00s ago); retry #3 in 8s");
+        assert_eq!(
+            last_error(&p, NOW),
+            "exit code 2 (1m00s ago); retry #3 in 8s"
+        );
         p.next_retry_at = None;
         p.last_exit = None;
         assert_eq!(last_error(&p, NOW), "-");

@@ -4,8 +4,8 @@ use crate::cli::LauncherCmd;
 use crate::format::{self, Op};
 use crate::{events, json, line, now_ms, table_width, CliError, Ctx};
 use hivehub_api::launcher::{
-    methods, BatchResp, ListReq, ListResp, NameReq, PluginInfo, StatusResp, StopAllReq, CAP_MANAGE,
-    CAP_VIEW,
+    methods, BatchResp, ListReq, ListResp, NameReq, PluginInfo, ReloadResp, StatusResp, StopAllReq,
+    CAP_MANAGE, CAP_VIEW,
 };
 use hivehub_api::rpc::Ack;
 use hivehub_client::{ConnState, HubClient, RpcError};
@@ -93,6 +93,37 @@ pub(crate) async fn run(
             include_core,
         } if target == ALL => batch(&l, Op::Stop, include_core, as_json, out).await,
         LauncherCmd::Stop { target, .. } => single(&l, Op::Stop, &target, as_json, out).await,
+        LauncherCmd::Reload => {
+            let r: ReloadResp = l.call(CAP_MANAGE, methods::RELOAD, &Ack {}).await?;
+            if as_json {
+                return json(out, &r);
+            }
+            let mut text = String::new();
+            for (what, list) in [
+                ("started", &r.started),
+                ("stopped", &r.stopped),
+                ("restarted", &r.restarted),
+                ("failed", &r.failed),
+                ("needs a launcher restart", &r.needs_restart),
+            ] {
+                if !list.is_empty() {
+                    text.push_str(&format!("{what}: {}\n", list.join(", ")));
+                }
+            }
+            if text.is_empty() {
+                text.push_str("reloaded; nothing changed\n");
+            }
+            write!(out, "{text}").map_err(crate::error::output)?;
+            if r.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(CliError::BatchFailed {
+                    op: "reload",
+                    failed: r.failed.len(),
+                    total: r.failed.len() + r.started.len() + r.stopped.len() + r.restarted.len(),
+                })
+            }
+        }
         LauncherCmd::Status { name } => {
             let s: StatusResp = l.call(CAP_VIEW, methods::STATUS, &NameReq { name }).await?;
             if as_json {

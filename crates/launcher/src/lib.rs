@@ -109,6 +109,8 @@ pub struct LaunchOptions {
     pub config: config::LauncherConfig,
     /// `--server`, overriding `serverURL`.
     pub server: Option<String>,
+    /// The config file, re-read on reload.
+    pub config_path: PathBuf,
 }
 
 /// Runs the launcher until `shutdown` completes, then stops everything (plugins in reverse start
@@ -120,6 +122,10 @@ pub async fn run(
     let home = opts.home;
     home.ensure_dirs()?;
     let _lock = lock_home(&home)?;
+    // SIGHUP reloads the configuration, like `hubcli launcher reload`; handled from the start so
+    // an early SIGHUP cannot kill the launcher.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(io_err("cannot handle SIGHUP"))?;
     process::become_subreaper().map_err(io_err("cannot become a child subreaper"))?;
     let exe = std::env::current_exe().map_err(io_err("cannot find the launcher executable"))?;
     let guard = match process::Guard::start(&exe) {
@@ -151,6 +157,17 @@ pub async fn run(
             Err(e) => tracing::error!("cannot serve HTTP on {addr}: {e}"),
         }
     }
+    let s2 = sup.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+            match s2.reload("SIGHUP").await {
+                Ok(r) => tracing::info!(?r, "reload applied"),
+                Err(e) => tracing::error!("reload rejected, nothing changed: {e}"),
+            }
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        }
+    });
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!("launcher ready");
     shutdown.await;

@@ -118,6 +118,14 @@ async fn manage(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
             }
             to_value(batch(&sup, results))
         }
+        methods::RELOAD => {
+            let _: hivehub_api::rpc::Ack = r.json()?;
+            let resp = sup
+                .reload(&by)
+                .await
+                .map_err(|e| RemoteError::new(ErrorCode::BadRequest, e.to_string()))?;
+            to_value(resp)
+        }
         _ => Err(r.unknown_method()),
     }
 }

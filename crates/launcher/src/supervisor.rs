@@ -8,7 +8,7 @@
 //! with an error; `missing` when its binary is gone.
 
 use crate::config::ThresholdAction;
-use crate::config::{Backoff, RestartPolicy};
+use crate::config::{Backoff, ConfigError, RestartPolicy};
 use crate::config::{LauncherConfig, PluginConfig};
 use crate::logs::{pump, PluginLog, Stream};
 use crate::monitor::{
@@ -17,7 +17,7 @@ use crate::monitor::{
 use crate::process::{self, Exit, Guard, SpawnSpec, Spawner};
 use hivehub_api::auth::{methods, AddClientReq, AddClientResp, AUTH_SERVICE, CAP_CLIENTS};
 use hivehub_api::launcher::{
-    events, ExitInfo, LauncherEvent, PluginInfo, PluginState, ResourceSample,
+    events, ExitInfo, LauncherEvent, PluginInfo, PluginState, ReloadResp, ResourceSample,
 };
 use hivehub_api::{ClientType, Role};
 use hivehub_auth::KeyPair;
@@ -163,7 +163,10 @@ struct Slot {
 
 struct Shared {
     home: Home,
-    cfg: LauncherConfig,
+    cfg: std::sync::RwLock<Arc<LauncherConfig>>,
+    config_path: Mutex<Option<PathBuf>>,
+    /// The core's name; fixed for the launcher's life (a change needs a restart).
+    core: Option<String>,
     spawner: Spawner,
     guard: Option<Guard>,
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
@@ -218,7 +221,9 @@ impl Supervisor {
         let sup = Supervisor {
             sh: Arc::new(Shared {
                 home,
-                cfg,
+                core: cfg.core.clone(),
+                cfg: std::sync::RwLock::new(Arc::new(cfg)),
+                config_path: Mutex::new(None),
                 spawner: Spawner::new()?,
                 guard,
                 slots: Mutex::new(BTreeMap::new()),
@@ -238,13 +243,26 @@ impl Supervisor {
     }
 
     /// The launcher's configuration.
-    pub fn config(&self) -> &LauncherConfig {
-        &self.sh.cfg
+    pub fn config(&self) -> Arc<LauncherConfig> {
+        self.cfg()
+    }
+
+    fn cfg(&self) -> Arc<LauncherConfig> {
+        self.sh
+            .cfg
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The file `reload` reads (default: `config/launcher.yaml` of the home).
+    pub fn set_config_path(&self, path: PathBuf) {
+        *lock(&self.sh.config_path) = Some(path);
     }
 
     /// The name of the core plugin, when one is configured.
     pub fn core_name(&self) -> Option<&str> {
-        self.sh.cfg.core.as_deref()
+        self.sh.core.as_deref()
     }
 
     /// Receives events and status changes from now on (the bus publisher).
@@ -276,7 +294,7 @@ impl Supervisor {
         LauncherEvent {
             schema_version: hivehub_api::SCHEMA_VERSION,
             event: name.to_string(),
-            launcher_id: self.sh.cfg.id.clone(),
+            launcher_id: self.cfg().id.clone(),
             plugin: plugin.to_string(),
             time: now_ms(SystemTime::now()),
             pid: None,
@@ -347,7 +365,7 @@ impl Supervisor {
                 }
             }
         }
-        if let Some(core) = &self.sh.cfg.core {
+        if let Some(core) = &self.cfg().core {
             found.insert(core.clone(), (self.sh.home.bin().join(core), true));
         }
         let mut slots = lock(&self.sh.slots);
@@ -384,7 +402,7 @@ impl Supervisor {
             }
         }
         // Autostart names without a binary are listed as missing, so `ls` shows the problem.
-        for name in &self.sh.cfg.autostart {
+        for name in &self.cfg().autostart {
             if !slots.contains_key(name) {
                 let (tx, _) = watch::channel(0);
                 slots.insert(
@@ -462,7 +480,7 @@ impl Supervisor {
         let now = SystemTime::now();
         PluginInfo {
             name: slot.name.clone(),
-            launcher_id: self.sh.cfg.id.clone(),
+            launcher_id: self.cfg().id.clone(),
             path: st.path.display().to_string(),
             size: st.size,
             modified_time: st.modified,
@@ -555,7 +573,7 @@ impl Supervisor {
                 self.sh.home.root().display().to_string(),
             ),
             (ENV_CLIENT_ID.to_string(), name.to_string()),
-            (ENV_LOG_LEVEL.to_string(), self.sh.cfg.loglevel.clone()),
+            (ENV_LOG_LEVEL.to_string(), self.cfg().loglevel.clone()),
         ];
         if let Some(url) = lock(&self.sh.server_url).clone() {
             env.push((ENV_SERVER.to_string(), url));
@@ -637,7 +655,7 @@ impl Supervisor {
     }
 
     fn backoff_policy(&self, slot: &Slot) -> Backoff {
-        self.sh.cfg.backoff_for(&slot.name)
+        self.cfg().backoff_for(&slot.name)
     }
 
     fn restart_policy(&self, slot: &Slot) -> RestartPolicy {
@@ -645,7 +663,7 @@ impl Supervisor {
             // The hub cannot work without its core: always bring it back.
             RestartPolicy::Always
         } else {
-            self.sh.cfg.restart_policy(&slot.name)
+            self.cfg().restart_policy(&slot.name)
         }
     }
 
@@ -821,7 +839,7 @@ impl Supervisor {
                 reason,
             });
         }
-        let cfg = &self.sh.cfg;
+        let cfg = self.cfg();
         let pc = cfg.plugin(name);
         let log = {
             let mut st = lock(&slot.st);
@@ -1123,7 +1141,7 @@ impl Supervisor {
             st.next_retry = None;
             st.held = false;
         }
-        let pc = self.sh.cfg.plugin(&slot.name);
+        let pc = self.cfg().plugin(&slot.name);
         let mut exits = slot.exits.subscribe();
         exits.borrow_and_update();
         let (pid, stale) = {
@@ -1223,7 +1241,7 @@ impl Supervisor {
     /// Starts the autostart plugins in order, then every other plugin (the core is started
     /// separately, first). Returns the result of each start.
     pub async fn start_all(&self) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
-        let mut names: Vec<String> = self.sh.cfg.autostart.clone();
+        let mut names: Vec<String> = self.cfg().autostart.clone();
         for n in lock(&self.sh.slots).keys() {
             if !names.contains(n) && Some(n.as_str()) != self.core_name() {
                 names.push(n.clone());
@@ -1243,7 +1261,7 @@ impl Supervisor {
     /// plugin whose process ran but failed to start (e.g. crashed before it was ready) is
     /// handed to its restart policy.
     pub async fn autostart(&self) {
-        for name in self.sh.cfg.autostart.clone() {
+        for name in self.cfg().autostart.clone() {
             let Ok(slot) = self.slot(&name) else {
                 tracing::error!("autostart: no plugin named '{name}'");
                 continue;
@@ -1332,7 +1350,7 @@ impl Supervisor {
     /// resource thresholds.
     pub fn spawn_monitor(&self) {
         let this = self.clone();
-        let every = self.sh.cfg.sample_interval;
+        let every = self.cfg().sample_interval;
         tokio::spawn(async move {
             let mut mon = Monitor::new();
             let mut tick = tokio::time::interval(every);
@@ -1368,14 +1386,14 @@ impl Supervisor {
     /// A history long enough for the status view (5 minutes) and for the plugin's threshold
     /// window, whichever is longer.
     fn new_history(&self, name: &str) -> History {
-        let interval = self.sh.cfg.sample_interval;
-        let span = DEFAULT_HISTORY_SPAN.max(self.sh.cfg.plugin(name).threshold_for + 2 * interval);
+        let interval = self.cfg().sample_interval;
+        let span = DEFAULT_HISTORY_SPAN.max(self.cfg().plugin(name).threshold_for + 2 * interval);
         History::for_span(span, interval)
     }
 
     fn record_sample(&self, name: &str, sample: TreeSample) {
         let Ok(slot) = self.slot(name) else { return };
-        let pc = self.sh.cfg.plugin(name);
+        let pc = self.cfg().plugin(name);
         let breach = {
             let mut st = lock(&slot.st);
             if st.pid.is_none() {
@@ -1485,6 +1503,88 @@ impl Supervisor {
             st.history = this.new_history(&slot.name);
             st.breaching = false;
         });
+    }
+
+    /// Re-reads the config file and applies only the difference: new autostart plugins are
+    /// started, removed ones stopped, running plugins whose settings changed restarted (in the
+    /// new autostart order); everything else keeps running with the same PID. An invalid file is
+    /// rejected with its location and nothing changes.
+    pub async fn reload(&self, by: &str) -> Result<ReloadResp, ConfigError> {
+        let path = lock(&self.sh.config_path)
+            .clone()
+            .unwrap_or_else(|| self.sh.home.config_file("launcher"));
+        let new = crate::config::load(&path)?;
+        let old = self.cfg();
+        let mut resp = ReloadResp::default();
+        for (key, changed) in [
+            ("id", old.id != new.id),
+            ("core", old.core != new.core),
+            ("serverURL", old.server_url != new.server_url),
+            ("httpListen", old.http_listen != new.http_listen),
+            ("loglevel", old.loglevel != new.loglevel),
+            ("logtofile", old.logtofile != new.logtofile),
+            ("sampleInterval", old.sample_interval != new.sample_interval),
+            (
+                "restartConcurrency",
+                old.restart_concurrency != new.restart_concurrency,
+            ),
+        ] {
+            if changed {
+                resp.needs_restart.push(key.to_string());
+            }
+        }
+        let removed: Vec<String> = old
+            .autostart
+            .iter()
+            .filter(|n| !new.autostart.contains(n))
+            .cloned()
+            .collect();
+        let settings_changed =
+            |n: &str| old.plugin(n) != new.plugin(n) || old.backoff_for(n) != new.backoff_for(n);
+        *self.sh.cfg.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new.clone());
+        tracing::info!(file = %path.display(), %by, "configuration reloaded");
+        let mut failed = Vec::new();
+        let mut resp_failed = |name: &str, e: LaunchError| failed.push(format!("{name}: {e}"));
+        for name in removed.iter().rev() {
+            let running = self.slot(name).is_ok_and(|s| lock(&s.st).pid.is_some());
+            if running {
+                match self.stop_by(name, by).await {
+                    Ok(_) => resp.stopped.push(name.clone()),
+                    Err(e) => resp_failed(name, e),
+                }
+            }
+        }
+        self.discover();
+        let names: Vec<String> = lock(&self.sh.slots).keys().cloned().collect();
+        let mut order: Vec<String> = new.autostart.clone();
+        order.extend(names.into_iter().filter(|n| !new.autostart.contains(n)));
+        for name in order {
+            if Some(name.as_str()) == self.core_name() {
+                if settings_changed(&name) {
+                    resp.needs_restart.push(format!("plugins.{name}"));
+                }
+                continue;
+            }
+            let Ok(slot) = self.slot(&name) else { continue };
+            let running = lock(&slot.st).pid.is_some();
+            if running && settings_changed(&name) {
+                let r = match self.stop_by(&name, by).await {
+                    Ok(_) => self.start(&name).await,
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(_) => resp.restarted.push(name.clone()),
+                    Err(e) => resp_failed(&name, e),
+                }
+            } else if !running && new.autostart.contains(&name) && !old.autostart.contains(&name) {
+                match self.start(&name).await {
+                    Ok(_) => resp.started.push(name.clone()),
+                    Err(e) => resp_failed(&name, e),
+                }
+            }
+        }
+        resp.failed = failed;
+        Ok(resp)
     }
 
     /// Rescans `plugins/` every `every`.

@@ -66,14 +66,11 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
     init_logging(&home, &cfg, &filter)?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let shutdown = async move {
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT received"); break; }
-                // Without a handler SIGHUP would kill the launcher and with it every plugin.
-                _ = hup.recv() => tracing::warn!("SIGHUP received; configuration reload is not supported yet, ignoring it"),
             }
         }
     };
@@ -82,6 +79,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             home,
             config: cfg,
             server: args.server,
+            config_path: path,
         },
         shutdown,
     )
