@@ -121,7 +121,8 @@ fn client_code(e: &ClientError) -> u8 {
         ClientError::Unreachable { .. }
         | ClientError::LoginRefused { .. }
         | ClientError::File { .. }
-        | ClientError::Closed => exit::UNREACHABLE,
+        | ClientError::Closed
+        | ClientError::ConnectionLost(_) => exit::UNREACHABLE,
         ClientError::SubscribeDenied(_) => exit::DENIED,
         ClientError::Timeout(_) => exit::TIMEOUT,
         ClientError::Config(_) | ClientError::Id(_) => exit::USAGE,

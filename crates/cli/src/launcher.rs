@@ -251,7 +251,11 @@ async fn stop_everything(l: &Launcher<'_>) -> Result<Option<BatchResp>, CliError
     );
     tokio::select! {
         biased;
-        r = call => r.map(Some),
+        r = call => match r {
+            // The core went down with the reply in flight: that is the full stop we asked for.
+            Err(CliError::Rpc(RpcError::Client(hivehub_client::ClientError::ConnectionLost(_)))) => Ok(None),
+            other => other.map(Some),
+        },
         _ = state.wait_for(|s| matches!(s, ConnState::Disconnected(_) | ConnState::Closed)) => Ok(None),
     }
 }

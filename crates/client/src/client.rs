@@ -419,8 +419,8 @@ impl HubClient {
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(reply))) => reply.into_result().map_err(RpcError::Remote),
             Ok(Ok(Err(decode))) => Err(RpcError::Decode(decode)),
-            // The connection closed while waiting: say so instead of reporting a timeout.
-            Ok(Err(_)) => Err(ClientError::Closed.into()),
+            // The connection dropped while waiting: say so instead of reporting a timeout.
+            Ok(Err(_)) => Err(ClientError::ConnectionLost(self.server_url()).into()),
             Err(_) => {
                 lock(&self.inner.pending).remove(&corr[..]);
                 Err(RpcError::Timeout {
@@ -733,6 +733,9 @@ async fn drive(
                 }
                 tracing::warn!(url = %inner.url(), "connection to the hub lost: {reason}; retrying in {backoff:?}");
                 inner.set_state(ConnState::Disconnected(reason));
+                // Replies to requests in flight will never come (clean sessions): fail them now
+                // instead of letting each wait out its timeout.
+                lock(&inner.pending).clear();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 if let Ok(pw) = inner.password() {

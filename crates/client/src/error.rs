@@ -43,6 +43,10 @@ pub enum ClientError {
     /// The connection closed (disconnect was called).
     #[error("the client is disconnected")]
     Closed,
+    /// The connection to the hub dropped while a request was waiting for its reply; the client
+    /// reconnects by itself, so the request may be retried.
+    #[error("the connection to the hub at {0} dropped before the reply came")]
+    ConnectionLost(String),
     /// The operation did not finish in time.
     #[error("{0} timed out")]
     Timeout(String),
