@@ -449,6 +449,16 @@ impl Supervisor {
         self.sh.home.run().join(format!("{name}.pid"))
     }
 
+    fn remove_pid_file_of(&self, name: &str, pid: u32) {
+        let path = self.pid_file(name);
+        let ours = process::read_file(&path)
+            .and_then(|t| t.split_whitespace().next().map(|p| p == pid.to_string()))
+            .unwrap_or(false);
+        if ours {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// A live process recorded in `run/{name}.pid` by an earlier launcher (pid and start time
     /// must both match, so a reused PID is not mistaken for the plugin).
     fn stale_instance(&self, name: &str) -> Option<u32> {
@@ -1111,7 +1121,8 @@ impl Supervisor {
                 if let Some(g) = &this.sh.guard {
                     g.forget(pid);
                 }
-                let _ = std::fs::remove_file(this.pid_file(&name));
+                // A quick restart may already have recorded its new process: only remove our own.
+                this.remove_pid_file_of(&name, pid);
             });
         }
     }
@@ -1199,7 +1210,7 @@ impl Supervisor {
         if let Some(g) = &self.sh.guard {
             g.forget(pid);
         }
-        let _ = std::fs::remove_file(self.pid_file(&slot.name));
+        self.remove_pid_file_of(&slot.name, pid);
         let mut st = lock(&slot.st);
         st.stale = None;
         if !left.is_empty() {

@@ -1,0 +1,648 @@
+//! The launcher's HTTP listener, end to end: a real launcher (with a real hubcore) serving
+//! `/metrics`, checked with the Python Prometheus text parser; the status page's API with real
+//! logins through the hub; and the page itself driven in headless Chromium by playwright-core.
+
+use hivehub_api::launcher::PluginInfo;
+use hivehub_api::Role;
+use hivehub_client::HubClient;
+use hivehub_testkit::{plugin_script, wait_until, LauncherHub};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// A launcher with `httpListen` on a free port (when `http`), a `sleeper` plugin, and fast
+/// sampling; started.
+fn launcher(http: bool, top: &str, plugins: &str) -> (LauncherHub, u16) {
+    let port = free_port();
+    let listen = if http {
+        format!("httpListen: 127.0.0.1:{port}\n")
+    } else {
+        String::new()
+    };
+    let mut h = LauncherHub::new(
+        env!("CARGO_BIN_EXE_launcher").as_ref(),
+        &format!("{listen}sampleInterval: 200ms\n{top}"),
+        plugins,
+    );
+    plugin_script(&h.home, "sleeper", "exec sleep 1000");
+    plugin_script(&h.home, "napper", "exec sleep 1000");
+    h.start();
+    if http {
+        let up = wait_until(Duration::from_secs(30), || {
+            get(port, "/metrics").is_ok_and(|r| r.status == 200)
+        });
+        assert!(
+            up,
+            "no HTTP listener on {port}; launcher output:\n{}",
+            h.out()
+        );
+    }
+    (h, port)
+}
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The session cookie (`name=value`) set by this response.
+    fn cookie(&self) -> String {
+        let c = self.header("set-cookie").expect("a Set-Cookie header");
+        assert!(c.contains("HttpOnly"), "{c}");
+        assert!(c.contains("SameSite=Strict"), "{c}");
+        c.split(';').next().unwrap_or_default().to_string()
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A plain HTTP/1.1 request on loopback.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn get(port: u16, path: &str) -> std::io::Result<Resp> {
+    http(port, "GET", path, &[], "")
+}
+
+/// A POST as the page makes it (with the CSRF header), with an optional cookie.
+fn post(port: u16, path: &str, cookie: Option<&str>, ctype: &str, body: &str) -> Resp {
+    let mut h = vec![("X-Hivehub", "1"), ("Content-Type", ctype)];
+    if let Some(c) = cookie {
+        h.push(("Cookie", c));
+    }
+    http(port, "POST", path, &h, body).expect("POST")
+}
+
+/// One parsed sample: family name, family type, sample name, labels, value.
+#[derive(Debug, Clone)]
+struct Sample {
+    family: String,
+    kind: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A sample as the parser script prints it.
+type Row = (String, String, String, BTreeMap<String, String>, f64);
+
+const PARSER: &str = r#"
+import json, sys
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    sys.exit("the Python package prometheus-client is missing: pip install prometheus-client")
+out = []
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        out.append([fam.name, fam.type, s.name, s.labels, s.value])
+print(json.dumps(out))
+"#;
+
+/// Parses `/metrics` output with the Python client's Prometheus text parser.
+fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut child = Command::new("python3")
+        .args(["-c", PARSER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed to parse the metrics");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to python3");
+    let out = child.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "the Prometheus parser rejected the metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Row> = serde_json::from_slice(&out.stdout).expect("parser output");
+    rows.into_iter()
+        .map(|(family, kind, name, labels, value)| Sample {
+            family,
+            kind,
+            name,
+            labels,
+            value,
+        })
+        .collect()
+}
+
+/// The value of `name` for `plugin` (and `extra` labels) in raw metrics text, without the
+/// Python parser (for polling).
+fn raw_value(text: &str, name: &str, plugin: &str, extra: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| l.contains(&format!("plugin=\"{plugin}\"")) && l.contains(extra))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn find<'a>(s: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> &'a Sample {
+    s.iter()
+        .find(|x| {
+            x.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| x.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .unwrap_or_else(|| panic!("no {name}{labels:?} in {s:#?}"))
+}
+
+/// TCP ports the process `pid` listens on (from /proc).
+fn listening_ports(pid: u32) -> BTreeSet<u16> {
+    let mut inodes = BTreeSet::new();
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            if let Ok(t) = std::fs::read_link(fd.path()) {
+                let t = t.display().to_string();
+                if let Some(i) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    inodes.insert(i.to_string());
+                }
+            }
+        }
+    }
+    let mut ports = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                if let Some(p) = f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|h| u16::from_str_radix(h, 16).ok())
+                {
+                    ports.insert(p);
+                }
+            }
+        }
+    }
+    ports
+}
+
+#[test]
+fn metrics_parse_and_follow_a_restart() {
+    let (h, port) = launcher(
+        true,
+        "autostart: [sleeper]\n",
+        "  sleeper:\n    restart: always\n    backoff: {base: 100ms}\n",
+    );
+    let pid = h.wait_running("sleeper");
+    // Wait for the first resource samples (of the plugin and of the launcher itself).
+    let mut text = String::new();
+    let sampled = wait_until(Duration::from_secs(20), || {
+        text = get(port, "/metrics").map(|r| r.body).unwrap_or_default();
+        raw_value(&text, "hivehub_plugin_cpu_percent", "sleeper", "").is_some()
+            && text.contains("hivehub_launcher_rss_bytes{")
+    });
+    assert!(sampled, "no samples in:\n{text}");
+
+    let r = get(port, "/metrics").expect("GET /metrics");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        r.headers
+    );
+    let s = parse_metrics(&r.body);
+    let sleeper = [("plugin", "sleeper"), ("launcher", "launcher")];
+    let kind = |family: &str| {
+        s.iter()
+            .find(|x| x.family == family)
+            .map(|x| x.kind.clone())
+            .unwrap_or_else(|| panic!("no family {family}"))
+    };
+    assert_eq!(kind("hivehub_plugin_cpu_percent"), "gauge");
+    assert_eq!(kind("hivehub_plugin_rss_bytes"), "gauge");
+    assert_eq!(kind("hivehub_plugin_state"), "gauge");
+    assert_eq!(kind("hivehub_plugin_starts"), "counter");
+    assert_eq!(kind("hivehub_plugin_restarts"), "counter");
+    assert_eq!(kind("hivehub_plugin_threshold_breaches"), "counter");
+    assert_eq!(kind("hivehub_plugin_backoff_delay_seconds"), "gauge");
+    assert!(find(&s, "hivehub_plugin_rss_bytes", &sleeper).value > 0.0);
+    assert!(find(&s, "hivehub_plugin_cpu_percent", &sleeper).value >= 0.0);
+    let state = |s: &[Sample], plugin: &str, st: &str| {
+        find(
+            s,
+            "hivehub_plugin_state",
+            &[("plugin", plugin), ("state", st)],
+        )
+        .value
+    };
+    assert_eq!(state(&s, "sleeper", "running"), 1.0);
+    assert_eq!(state(&s, "sleeper", "stopped"), 0.0);
+    assert_eq!(state(&s, "sleeper", "backoff"), 0.0);
+    assert_eq!(state(&s, "hubcore", "running"), 1.0);
+    assert_eq!(state(&s, "napper", "stopped"), 1.0);
+    let states: f64 = s
+        .iter()
+        .filter(|x| x.name == "hivehub_plugin_state" && x.labels["plugin"] == "sleeper")
+        .map(|x| x.value)
+        .sum();
+    assert_eq!(states, 1.0, "exactly one current state");
+    assert_eq!(find(&s, "hivehub_plugin_starts_total", &sleeper).value, 1.0);
+    let restarts = |s: &[Sample], reason: &str| {
+        find(
+            s,
+            "hivehub_plugin_restarts_total",
+            &[("plugin", "sleeper"), ("reason", reason)],
+        )
+        .value
+    };
+    assert_eq!(restarts(&s, "crash"), 0.0);
+    assert_eq!(restarts(&s, "threshold"), 0.0);
+    assert_eq!(
+        find(&s, "hivehub_plugin_threshold_breaches_total", &sleeper).value,
+        0.0
+    );
+    assert_eq!(
+        find(&s, "hivehub_plugin_backoff_delay_seconds", &sleeper).value,
+        0.0
+    );
+    assert!(find(&s, "hivehub_plugin_uptime_seconds", &sleeper).value >= 0.0);
+    assert!(
+        !s.iter()
+            .any(|x| x.name == "hivehub_plugin_cpu_percent" && x.labels["plugin"] == "napper"),
+        "a stopped plugin has no CPU sample, not a fake zero"
+    );
+    let launcher = [("launcher", "launcher")];
+    assert_eq!(
+        find(&s, "hivehub_launcher_bus_connected", &launcher).value,
+        1.0
+    );
+    assert!(find(&s, "hivehub_launcher_rss_bytes", &launcher).value > 0.0);
+    assert!(find(&s, "hivehub_launcher_cpu_percent", &launcher).value >= 0.0);
+    // The launcher listens on the configured port and nothing else.
+    let lpid = h.pid().expect("launcher pid");
+    assert_eq!(listening_ports(lpid), BTreeSet::from([port]));
+
+    // A crash: the plugin is restarted and the counters follow.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the sleeper");
+    let restarted = wait_until(Duration::from_secs(20), || {
+        text = get(port, "/metrics").map(|r| r.body).unwrap_or_default();
+        raw_value(
+            &text,
+            "hivehub_plugin_restarts_total",
+            "sleeper",
+            "reason=\"crash\"",
+        ) == Some(1.0)
+            && raw_value(
+                &text,
+                "hivehub_plugin_state",
+                "sleeper",
+                "state=\"running\"",
+            ) == Some(1.0)
+    });
+    assert!(restarted, "no restart counted:\n{text}\n{}", h.out());
+    let s = parse_metrics(&text);
+    assert_eq!(restarts(&s, "crash"), 1.0);
+    assert_eq!(restarts(&s, "threshold"), 0.0);
+    assert_eq!(find(&s, "hivehub_plugin_starts_total", &sleeper).value, 2.0);
+    let st = get(port, "/api/status").expect("GET /api/status").json();
+    let now = plugin(&st, "sleeper");
+    assert!(now.pid.is_some_and(|p| p != pid), "{now:?}");
+}
+
+#[test]
+fn nothing_listens_without_http_listen() {
+    let (h, port) = launcher(false, "autostart: [sleeper]\n", "");
+    h.wait_running("sleeper");
+    let ready = wait_until(Duration::from_secs(30), || {
+        h.out().contains("launcher ready")
+    });
+    assert!(ready, "launcher not ready:\n{}", h.out());
+    let e = TcpStream::connect(("127.0.0.1", port)).expect_err("nothing listens");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    let lpid = h.pid().expect("launcher pid");
+    assert_eq!(listening_ports(lpid), BTreeSet::new());
+    assert!(!h.out().contains("status page and metrics at"));
+}
+
+fn plugin(status: &Value, name: &str) -> PluginInfo {
+    let list = status["plugins"].as_array().expect("plugins");
+    let p = list
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed"));
+    serde_json::from_value(p.clone()).expect("a PluginInfo")
+}
+
+fn wait_token(h: &LauncherHub, id: &str) -> String {
+    let f = h.home.token_file(id);
+    assert!(
+        wait_until(Duration::from_secs(30), || f.exists()),
+        "no {}",
+        f.display()
+    );
+    std::fs::read_to_string(&f)
+        .expect("read the token")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_api_logins_follow_the_acl() {
+    let (h, port) = launcher(true, "autostart: [sleeper]\n", "");
+    let pid = h.wait_running("sleeper");
+    let admin_token = wait_token(&h, "admin");
+
+    let page = get(port, "/").expect("GET /");
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/html")));
+    assert!(page.header("content-security-policy").is_some());
+    assert!(page.body.contains("<table"), "{}", page.body);
+    // Self-contained: nothing loaded from elsewhere.
+    assert!(!page.body.contains(" src=") && !page.body.contains("https://"));
+    assert!(!page.body.contains("rel=\"stylesheet\""));
+    assert!(!page.body.contains(&admin_token));
+    assert!(page.body.len() < 64 * 1024, "the page stays small");
+
+    let st = get(port, "/api/status").expect("GET /api/status").json();
+    assert_eq!(st["launcherID"], "launcher");
+    assert_eq!(st["user"], Value::Null);
+    assert_eq!(plugin(&st, "sleeper").pid, Some(pid));
+    assert!(st["history"]["sleeper"].is_array());
+    assert_eq!(get(port, "/nope").expect("GET").status, 404);
+
+    // Without a login, or without the CSRF header, nothing is done.
+    let json_t = "application/json";
+    assert_eq!(
+        post(port, "/api/stop/sleeper", None, json_t, "").status,
+        401
+    );
+    let login = json!({"clientID": "admin", "token": admin_token}).to_string();
+    let r = http(port, "POST", "/login", &[("Content-Type", json_t)], &login).expect("POST");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.header("set-cookie").is_none());
+    let bad = json!({"clientID": "admin", "token": "not-a-token"}).to_string();
+    let r = post(port, "/login", None, json_t, &bad);
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = post(port, "/login", None, json_t, "{\"clientID\": \"admin\"}");
+    assert!((400..500).contains(&r.status), "{}", r.status);
+
+    // A viewer logs in but may not stop anything: the core's ACL says so.
+    let admin = HubClient::connect(h.options("admin"))
+        .await
+        .expect("admin connects");
+    let key = hivehub_auth::KeyPair::load_or_create(&h.home.key_file("vera"))
+        .expect("key")
+        .0;
+    let added: hivehub_api::auth::AddClientResp = admin
+        .request(
+            "auth",
+            "clients",
+            "addClient",
+            &json!({"clientID": "vera", "role": Role::Viewer, "pubKey": key.public_key_b64()}),
+        )
+        .await
+        .expect("addClient");
+    let vera_login = json!({"clientID": "vera", "token": added.token}).to_string();
+    let r = post(port, "/login", None, json_t, &vera_login);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let vera = r.cookie();
+    let st = http(port, "GET", "/api/status", &[("Cookie", &vera)], "")
+        .expect("GET")
+        .json();
+    assert_eq!(st["user"], "vera");
+    let r = post(port, "/api/stop/sleeper", Some(&vera), json_t, "");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("not permitted"), "{}", r.body);
+    assert!(hivehub_launcher::process::pid_alive(pid));
+
+    // The admin, with a form body, may.
+    let form = format!(
+        "clientID=admin&token={}",
+        admin_token
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    );
+    let r = post(
+        port,
+        "/login",
+        None,
+        "application/x-www-form-urlencoded",
+        &form,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains(&admin_token));
+    let adm = r.cookie();
+    let r = post(port, "/api/stop/sleeper", Some(&adm), json_t, "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "disabled");
+    assert!(!hivehub_launcher::process::pid_alive(pid));
+    let r = post(port, "/api/start/nosuch", Some(&adm), json_t, "");
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = post(port, "/api/start/sleeper", Some(&adm), json_t, "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "running");
+
+    // Logging out ends the session.
+    let r = post(port, "/logout", Some(&adm), json_t, "");
+    assert_eq!(r.status, 204);
+    assert!(r
+        .header("set-cookie")
+        .is_some_and(|c| c.contains("Max-Age=0")));
+    assert_eq!(
+        post(port, "/api/stop/sleeper", Some(&adm), json_t, "").status,
+        401
+    );
+    admin.disconnect().await;
+}
+
+#[test]
+fn events_stream_snapshots_and_changes() {
+    let (h, port) = launcher(true, "autostart: [sleeper]\n", "");
+    h.wait_running("sleeper");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .expect("request");
+    let mut seen = String::new();
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    let mut killed = false;
+    while Instant::now() < end {
+        if let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        if seen.contains("event: snapshot") && !killed {
+            // A change of state arrives as it happens.
+            let pid = h.wait_running("sleeper");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed = true;
+        }
+        if killed && seen.contains("event: status") && seen.contains("\"event\":\"exited\"") {
+            break;
+        }
+    }
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    assert!(seen.contains("event: snapshot"), "{seen}");
+    assert!(seen.contains("event: status"), "{seen}");
+    assert!(seen.contains("\"event\":\"exited\""), "{seen}");
+}
+
+/// `target/test-artifacts/`, from the test executable's path (`target/<profile>/deps/<test>`).
+fn artifacts_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
+    dir
+}
+
+#[test]
+fn status_page_in_headless_chromium() {
+    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: install Debian's Chromium with `apt-get install chromium` \
+         (or set CHROMIUM to a Chromium binary)"
+    );
+    assert!(
+        browser_dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run `npm ci --prefix crates/launcher/tests/browser` \
+         (needs node and npm: `apt-get install nodejs npm`)"
+    );
+    let (h, port) = launcher(
+        true,
+        "autostart: [sleeper, napper]\n",
+        "  napper:\n    restart: always\n",
+    );
+    h.wait_running("sleeper");
+    h.wait_running("napper");
+    let token = wait_token(&h, "admin");
+    let shot = artifacts_dir().join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = Command::new("node")
+        .arg(browser_dir.join("status_page.mjs"))
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(&token)
+        .arg("sleeper")
+        .arg(&shot)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node is needed for the browser test: apt-get install nodejs npm");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{stderr}\nlauncher:\n{}",
+        h.out()
+    );
+    assert!(stdout.contains("status page ok"), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(&token));
+    assert!(shot.exists(), "no screenshot at {}", shot.display());
+    eprintln!("screenshot: {}", shot.display());
+    // The stop went through the launcher as the admin.
+    assert!(h
+        .pid_of("sleeper")
+        .is_none_or(|p| !hivehub_launcher::process::pid_alive(p)));
+}
