@@ -128,7 +128,7 @@ pub async fn run(
         .map_err(io_err("cannot handle SIGHUP"))?;
     process::become_subreaper().map_err(io_err("cannot become a child subreaper"))?;
     let exe = std::env::current_exe().map_err(io_err("cannot find the launcher executable"))?;
-    let guard = match process::Guard::start(&exe) {
+    let guard = match process::Guard::start_for(&exe, Some(home.root())) {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::warn!("cannot start the guard process ({e}); plugins' children may outlive a killed launcher");

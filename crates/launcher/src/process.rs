@@ -225,6 +225,62 @@ pub fn signal_tree(leader: u32, sig: Signal) {
     }
 }
 
+/// Processes that carry a plugin's identity in their environment: `HIVEHUB_HOME=home` and
+/// `HIVEHUB_CLIENT_ID=name` (any name when `None`). The launcher sets both for every plugin and
+/// children inherit them, so this finds a descendant that escaped the plugin's session and
+/// process tree (a daemon that called `setsid` and was re-parented). A process that clears its
+/// environment is not found this way.
+pub fn marked_processes(home: &std::path::Path, name: Option<&str>) -> Vec<u32> {
+    let home_var = format!("HIVEHUB_HOME={}", home.display());
+    let me = std::process::id();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let mut home_ok = false;
+        let mut id_ok = false;
+        for var in env.split(|b| *b == 0) {
+            if var == home_var.as_bytes() {
+                home_ok = true;
+            } else if let Some(id) = var.strip_prefix(b"HIVEHUB_CLIENT_ID=") {
+                id_ok = name.is_none_or(|n| id == n.as_bytes());
+            }
+        }
+        if home_ok && id_ok && pid_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Like [`kill_tree`], and also every process marked with the plugin's identity
+/// ([`marked_processes`]), so a descendant that daemonized does not survive the stop.
+pub fn kill_plugin(leader: u32, home: &std::path::Path, name: &str, timeout: Duration) -> Vec<u32> {
+    let end = Instant::now() + timeout;
+    let mut left = kill_tree(leader, timeout);
+    loop {
+        let marked = marked_processes(home, Some(name));
+        for p in &marked {
+            let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
+        }
+        if marked.is_empty() || Instant::now() >= end {
+            left.extend(marked);
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// SIGKILLs the plugin's tree until nothing of it remains, or `timeout` passes. Returns the PIDs
 /// still alive (empty on success). Loops because a dying process may still fork.
 pub fn kill_tree(leader: u32, timeout: Duration) -> Vec<u32> {
@@ -269,8 +325,18 @@ pub struct Guard {
 impl Guard {
     /// Starts the guard from the executable `exe`.
     pub fn start(exe: &std::path::Path) -> io::Result<Guard> {
-        let mut child = Command::new(exe)
-            .arg("__guard")
+        Guard::start_for(exe, None)
+    }
+
+    /// Starts the guard for the plugins of `home`: at the end it also kills processes marked
+    /// with that home (see [`marked_processes`]).
+    pub fn start_for(exe: &std::path::Path, home: Option<&std::path::Path>) -> io::Result<Guard> {
+        let mut cmd = Command::new(exe);
+        cmd.arg("__guard");
+        if let Some(h) = home {
+            cmd.arg(h);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -338,6 +404,19 @@ pub fn guard_main() -> i32 {
     // The launcher died without saying goodbye: nothing of its plugins may remain.
     for s in sessions {
         kill_tree(s, Duration::from_secs(5));
+    }
+    if let Some(home) = std::env::args_os().nth(2) {
+        let home = std::path::PathBuf::from(home);
+        for _ in 0..100 {
+            let marked = marked_processes(&home, None);
+            if marked.is_empty() {
+                break;
+            }
+            for p in marked {
+                let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     0
 }

@@ -1113,8 +1113,9 @@ impl Supervisor {
             // An unexpected exit: clean up what the plugin left behind in its session.
             let this = self.clone();
             let name = slot.name.clone();
+            let home = self.sh.home.root().to_path_buf();
             tokio::task::spawn_blocking(move || {
-                let left = process::kill_tree(pid, Duration::from_secs(5));
+                let left = process::kill_plugin(pid, &home, &name, Duration::from_secs(5));
                 if !left.is_empty() {
                     tracing::warn!(plugin = %name, ?left, "descendants survive after exit");
                 }
@@ -1203,10 +1204,13 @@ impl Supervisor {
             exited(&mut exits, Duration::from_secs(5)).await;
         }
         // The leader is gone; now nothing of its tree may remain.
-        let left =
-            tokio::task::spawn_blocking(move || process::kill_tree(pid, Duration::from_secs(5)))
-                .await
-                .unwrap_or_default();
+        let home = self.sh.home.root().to_path_buf();
+        let name = slot.name.clone();
+        let left = tokio::task::spawn_blocking(move || {
+            process::kill_plugin(pid, &home, &name, Duration::from_secs(5))
+        })
+        .await
+        .unwrap_or_default();
         if let Some(g) = &self.sh.guard {
             g.forget(pid);
         }

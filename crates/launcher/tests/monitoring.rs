@@ -20,7 +20,13 @@ fn supervisor(home: &Home, yaml: &str) -> Supervisor {
         format!("core: \"\"\nserverURL: mqtts://127.0.0.1:1\ncreatePluginCred: false\n{yaml}");
     let cfg = hivehub_launcher::config::parse(&full, "test.yaml").unwrap();
     hivehub_launcher::process::become_subreaper().unwrap();
-    let s = Supervisor::new(home.clone(), cfg, None).unwrap();
+    // The guard kills every plugin session when this test process ends, even on a panic.
+    let guard = hivehub_launcher::process::Guard::start_for(
+        &hivehub_testkit::workspace_bin("launcher"),
+        Some(home.root()),
+    )
+    .ok();
+    let s = Supervisor::new(home.clone(), cfg, guard).unwrap();
     s.spawn_reaper().unwrap();
     s.spawn_monitor();
     s
@@ -88,12 +94,13 @@ async fn memory_and_cpu_thresholds_restart_after_the_duration() {
     plugin_script(&home, "spin", "while :; do :; done");
     let s = supervisor(
         &home,
-        "sampleInterval: 200ms\nplugins:\n  hog:\n    maxMemory: 50MB\n    for: 1s\n  spin:\n    maxCpu: 30\n    for: 2s\n    stopTimeout: 1s\n",
+        "sampleInterval: 200ms\nplugins:\n  hog:\n    maxMemory: 50MB\n    for: 1s\n  spin:\n    maxCpu: 20\n    for: 2s\n    stopTimeout: 1s\n",
     );
     let mut notices = s.notices();
     let hog1 = s.start("hog").await.unwrap().pid.unwrap();
     let t0 = Instant::now();
     let spin1 = s.start("spin").await.unwrap().pid.unwrap();
+    let _ = std::fs::write(format!("/proc/{spin1}/autogroup"), "-10");
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let both = |seen: &Vec<(hivehub_api::launcher::LauncherEvent, Duration)>| {
@@ -148,9 +155,10 @@ async fn memory_and_cpu_thresholds_restart_after_the_duration() {
 async fn alert_only_publishes() {
     let (_d, home) = home();
     plugin_script(&home, "spin", "while :; do :; done");
-    let s = supervisor(&home, "sampleInterval: 200ms\nplugins:\n  spin:\n    maxCpu: 50\n    for: 600ms\n    action: alert\n");
+    let s = supervisor(&home, "sampleInterval: 200ms\nplugins:\n  spin:\n    maxCpu: 20\n    for: 600ms\n    action: alert\n");
     let mut notices = s.notices();
     let pid = s.start("spin").await.unwrap().pid.unwrap();
+    let _ = std::fs::write(format!("/proc/{pid}/autogroup"), "-10");
     let got = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Some(Notice::Event(e)) = notices.recv().await {

@@ -19,7 +19,13 @@ fn supervisor(home: &Home, yaml: &str) -> Supervisor {
         format!("core: \"\"\nserverURL: mqtts://127.0.0.1:1\ncreatePluginCred: false\n{yaml}");
     let cfg = hivehub_launcher::config::parse(&full, "test.yaml").unwrap();
     hivehub_launcher::process::become_subreaper().unwrap();
-    let s = Supervisor::new(home.clone(), cfg, None).unwrap();
+    // The guard kills every plugin session when this test process ends, even on a panic.
+    let guard = hivehub_launcher::process::Guard::start_for(
+        &hivehub_testkit::workspace_bin("launcher"),
+        Some(home.root()),
+    )
+    .ok();
+    let s = Supervisor::new(home.clone(), cfg, guard).unwrap();
     s.spawn_reaper().unwrap();
     s
 }

@@ -37,7 +37,13 @@ fn config(yaml: &str) -> LauncherConfig {
 
 fn supervisor(f: &Fixture, yaml: &str) -> Supervisor {
     hivehub_launcher::process::become_subreaper().unwrap();
-    let s = Supervisor::new(f.home.clone(), config(yaml), None).unwrap();
+    // The guard kills every plugin session when this test process ends, even on a panic.
+    let guard = hivehub_launcher::process::Guard::start_for(
+        &hivehub_testkit::workspace_bin("launcher"),
+        Some(f.home.root()),
+    )
+    .ok();
+    let s = Supervisor::new(f.home.clone(), config(yaml), guard).unwrap();
     s.spawn_reaper().unwrap();
     s
 }
