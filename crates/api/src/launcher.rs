@@ -27,6 +27,34 @@ pub enum PluginState {
     Disabled,
 }
 
+impl PluginState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [PluginState; 8] = [
+        PluginState::Stopped,
+        PluginState::Starting,
+        PluginState::Running,
+        PluginState::Stopping,
+        PluginState::Backoff,
+        PluginState::Failed,
+        PluginState::Missing,
+        PluginState::Disabled,
+    ];
+
+    /// The wire name ("running", "backoff", …), as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginState::Stopped => "stopped",
+            PluginState::Starting => "starting",
+            PluginState::Running => "running",
+            PluginState::Stopping => "stopping",
+            PluginState::Backoff => "backoff",
+            PluginState::Failed => "failed",
+            PluginState::Missing => "missing",
+            PluginState::Disabled => "disabled",
+        }
+    }
+}
+
 /// How a plugin process ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -118,20 +118,6 @@ pub fn ago(then_ms: u64, now_ms: u64) -> String {
     uptime(now_ms.saturating_sub(then_ms) / 1000)
 }
 
-/// The wire name of a state ("running", "backoff", …).
-pub fn state_name(s: PluginState) -> &'static str {
-    match s {
-        PluginState::Stopped => "stopped",
-        PluginState::Starting => "starting",
-        PluginState::Running => "running",
-        PluginState::Stopping => "stopping",
-        PluginState::Backoff => "backoff",
-        PluginState::Failed => "failed",
-        PluginState::Missing => "missing",
-        PluginState::Disabled => "disabled",
-    }
-}
-
 /// A signal's name ("SIGTERM"), or its number when unknown.
 pub fn signal_name(sig: i32) -> String {
     match nix::sys::signal::Signal::try_from(sig) {
@@ -257,7 +243,7 @@ pub fn plugin_table(plugins: &[PluginInfo], width: u16, now_ms: u64) -> String {
         .map(|p| {
             vec![
                 p.name.clone(),
-                state_name(p.state).to_string(),
+                p.state.as_str().to_string(),
                 or_none(p.pid, |v| v.to_string()),
                 p.start_count.to_string(),
                 or_none(p.cpu, cpu),
@@ -335,7 +321,7 @@ pub fn status_text(s: &StatusResp, now_ms: u64) -> String {
     let fields: Vec<(&str, String)> = vec![
         ("name", p.name.clone()),
         ("launcher", p.launcher_id.clone()),
-        ("state", state_name(p.state).to_string()),
+        ("state", p.state.as_str().to_string()),
         (
             "status",
             if p.status.is_empty() {
@@ -494,7 +480,7 @@ pub fn event_line(e: &LauncherEvent) -> String {
 
 /// A plugin's retained status as an event line, stamped with the time it was received.
 pub fn status_event_line(time_ms: u64, launcher: &str, plugin: &str, p: &PluginInfo) -> String {
-    let mut details = vec![state_name(p.state).to_string()];
+    let mut details = vec![p.state.as_str().to_string()];
     if let Some(pid) = p.pid {
         details.push(format!("pid {pid}"));
     }
@@ -567,13 +553,13 @@ pub fn outcome(
             (Some(a), Some(b)) if a == b => format!("{name}: already running (pid {b})"),
             (_, Some(pid)) => match after.map(|p| p.state) {
                 Some(PluginState::Running) | None => format!("started {name} (pid {pid})"),
-                Some(s) => format!("started {name} (pid {pid}, {})", state_name(s)),
+                Some(s) => format!("started {name} (pid {pid}, {})", s.as_str()),
             },
             (_, None) => match after {
                 Some(p) if !p.status.is_empty() => {
-                    format!("{name}: {}: {}", state_name(p.state), p.status)
+                    format!("{name}: {}: {}", p.state.as_str(), p.status)
                 }
-                Some(p) => format!("{name}: {}", state_name(p.state)),
+                Some(p) => format!("{name}: {}", p.state.as_str()),
                 None => format!("started {name}"),
             },
         },

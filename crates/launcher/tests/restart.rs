@@ -7,26 +7,11 @@ use hivehub_launcher::Supervisor;
 use hivehub_testkit::{plugin_script, wait_until};
 use std::time::Duration;
 
-fn home() -> (tempfile::TempDir, Home) {
-    let dir = tempfile::tempdir().unwrap();
-    let home = Home::at(dir.path().join("home"));
-    home.ensure_dirs().unwrap();
-    (dir, home)
-}
+mod common;
+use common::home;
 
 fn supervisor(home: &Home, yaml: &str) -> Supervisor {
-    let full =
-        format!("core: \"\"\nserverURL: mqtts://127.0.0.1:1\ncreatePluginCred: false\n{yaml}");
-    let cfg = hivehub_launcher::config::parse(&full, "test.yaml").unwrap();
-    hivehub_launcher::process::become_subreaper().unwrap();
-    // The guard kills every plugin session when this test process ends, even on a panic.
-    let guard = hivehub_launcher::process::Guard::start_for(
-        &hivehub_testkit::workspace_bin("launcher"),
-        Some(home.root()),
-    )
-    .ok();
-    let s = Supervisor::new(home.clone(), cfg, guard).unwrap();
-    s.spawn_reaper().unwrap();
+    let s = common::supervisor(home, yaml);
     s
 }
 

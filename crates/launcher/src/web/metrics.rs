@@ -20,32 +20,6 @@ type FGauge = Family<Labels, Gauge<f64, AtomicU64>>;
 type IGauge = Family<Labels, Gauge>;
 type ICounter = Family<Labels, Counter>;
 
-/// Every state, in the order of the `state` gauge's series.
-const STATES: [PluginState; 8] = [
-    PluginState::Stopped,
-    PluginState::Starting,
-    PluginState::Running,
-    PluginState::Stopping,
-    PluginState::Backoff,
-    PluginState::Failed,
-    PluginState::Missing,
-    PluginState::Disabled,
-];
-
-/// The state's name as the API spells it.
-pub fn state_name(s: PluginState) -> &'static str {
-    match s {
-        PluginState::Stopped => "stopped",
-        PluginState::Starting => "starting",
-        PluginState::Running => "running",
-        PluginState::Stopping => "stopping",
-        PluginState::Backoff => "backoff",
-        PluginState::Failed => "failed",
-        PluginState::Missing => "missing",
-        PluginState::Disabled => "disabled",
-    }
-}
-
 fn gauge_f(reg: &mut Registry, name: &str, help: &str) -> FGauge {
     let f = FGauge::default();
     reg.register(name, help, f.clone());
@@ -137,9 +111,9 @@ impl PluginMetrics {
         if let Some(rss) = p.rss {
             self.rss.get_or_create(&base).set(i64_of(rss));
         }
-        for s in STATES {
+        for s in PluginState::ALL {
             self.state
-                .get_or_create(&with("state", state_name(s)))
+                .get_or_create(&with("state", s.as_str()))
                 .set(i64::from(s == p.state));
         }
         if let Some(up) = p.uptime.filter(|_| p.running) {
