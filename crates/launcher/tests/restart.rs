@@ -3,17 +3,11 @@
 
 use hivehub_api::launcher::PluginState;
 use hivehub_home::Home;
-use hivehub_launcher::Supervisor;
 use hivehub_testkit::{plugin_script, wait_until};
 use std::time::Duration;
 
 mod common;
-use common::home;
-
-fn supervisor(home: &Home, yaml: &str) -> Supervisor {
-    let s = common::supervisor(home, yaml);
-    s
-}
+use common::{home, supervisor};
 
 /// Fails `fails` times (exit 1 after 50 ms), then stays up.
 fn flaky(home: &Home, fails: u32) {
