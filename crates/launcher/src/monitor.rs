@@ -796,8 +796,8 @@ mod tests {
         let first = one(m.sample(&leaders));
         assert_eq!(first.cpu_percent, None);
         assert_eq!(first.processes, 1);
-        // Every window must agree with the kernel's own run time (±10 points, never above
-        // 110 %). The host has 2 cores shared with parallel tests and builds, so a window in
+        // Every window must agree with the kernel's own run time (±15 points per window, ±5 on
+        // average, never above 110 %). The host has 2 cores shared with parallel tests and builds, so a window in
         // which the kernel really gave the loop a core must then read 100 ± 10 %.
         let mut readings = Vec::new();
         let (mut ns0, mut t0) = (run_ns(p.pid()), Instant::now());
@@ -809,9 +809,19 @@ mod tests {
             (ns0, t0) = (ns1, t1);
             readings.push((cpu, truth));
             assert!(cpu <= 110.0, "over one core: {readings:?}");
+            // Per window the two clocks are read a moment apart and ticks are 10 ms, so a
+            // window may differ by a few points; over all windows they must agree closely.
             assert!(
-                (cpu - truth).abs() <= 10.0,
+                (cpu - truth).abs() <= 15.0,
                 "(reading, kernel): {readings:?}"
+            );
+            let n = readings.len() as f64;
+            let (sum_cpu, sum_truth) = readings
+                .iter()
+                .fold((0.0, 0.0), |(a, b), (c, t)| (a + c, b + t));
+            assert!(
+                ((sum_cpu - sum_truth) / n).abs() <= 5.0,
+                "mean (reading, kernel) differ: {readings:?}"
             );
             if truth >= 90.0 {
                 println!("busy loop (reading, kernel): {readings:?}");

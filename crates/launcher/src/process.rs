@@ -336,10 +336,12 @@ impl Guard {
         if let Some(h) = home {
             cmd.arg(h);
         }
+        // No inherited stdout/stderr: the guard may outlive the launcher, and must not hold
+        // its caller's pipes open.
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()?;
         let stdin = child.stdin.take();
         Ok(Guard {
