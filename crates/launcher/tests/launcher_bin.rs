@@ -110,28 +110,12 @@ fn credentials_are_minted_before_start_and_the_plugin_connects() {
     let inode = std::fs::metadata(&token).unwrap().ino();
 
     // The heartbeat's events are on the bus, under its own identity.
-    let url = std::fs::read_to_string(hub.home.core_url_file()).unwrap();
-    let port = url.trim().rsplit(':').next().unwrap().to_string();
-    let admin_token = std::fs::read_to_string(hub.home.token_file("admin")).unwrap();
     let sub = Sub::start(
         &[
-            "-V",
-            "mqttv5",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "--cafile",
-            &hub.home.ca_cert().display().to_string(),
-            "-u",
-            "admin",
-            "-P",
-            admin_token.trim(),
-            "-t",
-            "event/heartbeat/#",
-            "-v",
+            hub.mosq_args("admin"),
+            hivehub_testkit::args(&["-t", "event/heartbeat/#", "-v"]),
         ]
-        .map(String::from),
+        .concat(),
     );
     assert!(
         sub.wait_for(
