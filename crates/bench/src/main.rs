@@ -2,11 +2,22 @@
 //!
 //! ```text
 //! cargo build --release --workspace && target/release/hivehub-bench bus
+//! cargo build --release -p hivehub-bench -p hivehub-launcher -p hivehub-core --bins \
+//!     && target/release/hivehub-bench launcher
 //! ```
 //!
 //! `bus` measures, through `hubcore` (TLS, token auth and ACL active) and through a plain Debian
 //! `mosquitto` (TLS, anonymous, no ACL) in the same run and with the same SDK client:
 //! the request/reply round-trip latency (median and p99) and the QoS 0 event throughput.
+//!
+//! `launcher` measures, for N trivial plugins under the hivehub launcher (plugin credentials off
+//! and on) and under Debian's `supervisord` in the same run: the cold start until all N run, the
+//! stop-all after SIGTERM, and the supervisor's idle RSS and CPU (see [`launcher`]).
+
+mod control;
+mod launcher;
+mod procobs;
+mod restart;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -40,6 +51,79 @@ enum Cmd {
         /// Rounds per broker (the median round is reported).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+    },
+    /// Cold start, stop-all and idle cost of N trivial plugins: launcher vs supervisord.
+    Launcher {
+        /// Plugin counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,500")]
+        n: Vec<usize>,
+        /// Rounds per case (the median round is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Interval of the /proc observer, in milliseconds.
+        #[arg(long, default_value_t = 5)]
+        poll_ms: u64,
+        /// Leave supervisord out even when it is installed.
+        #[arg(long)]
+        no_supervisord: bool,
+        /// Run a round again when other processes used more than this many cores on average
+        /// during it (builds on a shared machine).
+        #[arg(long, default_value_t = 0.15)]
+        max_foreign: f64,
+        /// Times a disturbed round is run again before it is kept anyway (and flagged).
+        #[arg(long, default_value_t = 3)]
+        retries: usize,
+        /// Seconds to wait for a quiet machine before each round.
+        #[arg(long, default_value_t = 600)]
+        quiet_wait: u64,
+    },
+    /// `hubcli launcher ls` round trip with N running plugins (whole process and in process)
+    /// vs `supervisorctl status` (see `control.rs`).
+    Control {
+        /// Running plugins.
+        #[arg(long, default_value_t = 100)]
+        n: usize,
+        /// Timed runs of each whole-process command (after 2 warm-up runs).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Timed in-process `view/list` requests.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Leave supervisord out even when it is installed.
+        #[arg(long)]
+        no_supervisord: bool,
+    },
+    /// Crash-to-restart latency (SIGKILL until the replacement runs), backoff base 0:
+    /// launcher (credentials off and on) vs supervisord (see `restart.rs`).
+    Restart {
+        /// Running plugins.
+        #[arg(long, default_value_t = 100)]
+        n: usize,
+        /// Trials per supervisor, a different plugin each.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// Interval of the restart observer, in microseconds.
+        #[arg(long, default_value_t = 200)]
+        poll_us: u64,
+        /// Leave supervisord out even when it is installed.
+        #[arg(long)]
+        no_supervisord: bool,
+    },
+    /// The launcher's own CPU while monitoring N idle plugins at a 2 s interval (N = 0 added as
+    /// the baseline; see `restart.rs`).
+    Monitor {
+        /// Plugin counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,500")]
+        n: Vec<usize>,
+        /// Rounds (every case once per round; the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds between "all plugins run" and the CPU window.
+        #[arg(long, default_value_t = 5)]
+        settle_secs: u64,
+        /// Length of the CPU window in seconds.
+        #[arg(long, default_value_t = 20)]
+        window_secs: u64,
     },
 }
 
@@ -300,5 +384,58 @@ async fn main() -> Result<()> {
             events,
             rounds,
         } => bus(requests, events, rounds).await,
+        Cmd::Launcher {
+            n,
+            rounds,
+            poll_ms,
+            no_supervisord,
+            max_foreign,
+            retries,
+            quiet_wait,
+        } => launcher::run(launcher::Opts {
+            ns: n,
+            rounds,
+            poll: Duration::from_millis(poll_ms),
+            no_supervisord,
+            max_foreign,
+            retries,
+            quiet_wait: Duration::from_secs(quiet_wait),
+        }),
+        Cmd::Control {
+            n,
+            runs,
+            requests,
+            no_supervisord,
+        } => {
+            control::run(control::Opts {
+                n,
+                runs,
+                requests,
+                no_supervisord,
+            })
+            .await
+        }
+        Cmd::Restart {
+            n,
+            trials,
+            poll_us,
+            no_supervisord,
+        } => restart::run_restart(restart::RestartOpts {
+            n,
+            trials,
+            poll: Duration::from_micros(poll_us),
+            no_supervisord,
+        }),
+        Cmd::Monitor {
+            n,
+            rounds,
+            settle_secs,
+            window_secs,
+        } => restart::run_monitor(restart::MonitorOpts {
+            ns: n,
+            rounds,
+            settle: Duration::from_secs(settle_secs),
+            window: Duration::from_secs(window_secs),
+        }),
     }
 }

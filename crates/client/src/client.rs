@@ -280,6 +280,8 @@ impl HubClient {
         mo.set_network_options(net);
         mo.set_clean_start(true);
         mo.set_max_packet_size(Some(MAX_PACKET_BYTES));
+        // rumqttc sizes its in-flight table by this limit (65 535 entries, ~14 MB, by default).
+        mo.set_outgoing_inflight_upper_limit(256);
         mo.set_connection_timeout(opts.connect_timeout.as_secs().max(1));
         if opts.server.tls {
             mo.set_transport(tls_config(&opts)?);

@@ -265,11 +265,20 @@ pub fn marked_processes(home: &std::path::Path, name: Option<&str>) -> Vec<u32> 
 
 /// Like [`kill_tree`], and also every process marked with the plugin's identity
 /// ([`marked_processes`]), so a descendant that daemonized does not survive the stop.
-pub fn kill_plugin(leader: u32, home: &std::path::Path, name: &str, timeout: Duration) -> Vec<u32> {
+///
+/// `spare` filters the marked processes just before they are killed: a plugin that was already
+/// restarted carries the same identity, and its new process must be spared.
+pub fn kill_plugin(
+    leader: u32,
+    home: &std::path::Path,
+    name: &str,
+    timeout: Duration,
+    spare: &dyn Fn(Vec<u32>) -> Vec<u32>,
+) -> Vec<u32> {
     let end = Instant::now() + timeout;
     let mut left = kill_tree(leader, timeout);
     loop {
-        let marked = marked_processes(home, Some(name));
+        let marked = spare(marked_processes(home, Some(name)));
         for p in &marked {
             let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
         }

@@ -606,7 +606,7 @@ impl Supervisor {
         if attempt == 0 {
             let _ = std::fs::remove_file(path);
         } else {
-            let _ = write_atomic(
+            let _ = hivehub_home::write_replace(
                 &path,
                 format!("{attempt} {}\n", delay.as_millis()).as_bytes(),
                 0o644,
@@ -741,7 +741,9 @@ impl Supervisor {
         let this = self.clone();
         let slot = slot.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             this.restart_now(slot, gen).await;
         });
     }
@@ -832,7 +834,10 @@ impl Supervisor {
                 return Err(self.fail(&slot, reason));
             }
         }
-        self.discover();
+        // Rescan only when the binary is not known to be there (a restart need not pay for it).
+        if !lock(&slot.st).present {
+            self.discover();
+        }
         let (path, present) = {
             let st = lock(&slot.st);
             (st.path.clone(), st.present)
@@ -948,7 +953,7 @@ impl Supervisor {
         }
         lock(&self.sh.by_pid).insert(pid, slot.clone());
         if let Some(t) = process::start_time(pid) {
-            let _ = write_atomic(
+            let _ = hivehub_home::write_replace(
                 &self.pid_file(name),
                 format!("{pid} {t}\n").as_bytes(),
                 0o644,
@@ -1114,8 +1119,19 @@ impl Supervisor {
             let this = self.clone();
             let name = slot.name.clone();
             let home = self.sh.home.root().to_path_buf();
+            let current = slot.clone();
             tokio::task::spawn_blocking(move || {
-                let left = process::kill_plugin(pid, &home, &name, Duration::from_secs(5));
+                // Spare the plugin's new process if it was already restarted: decided under the
+                // reap lock, which is held from spawn until the new PID is recorded.
+                let spare = |marked: Vec<u32>| -> Vec<u32> {
+                    let _g = lock(&this.sh.reap_lock);
+                    let keep = lock(&current.st)
+                        .pid
+                        .map(process::tree_of)
+                        .unwrap_or_default();
+                    marked.into_iter().filter(|p| !keep.contains(p)).collect()
+                };
+                let left = process::kill_plugin(pid, &home, &name, Duration::from_secs(5), &spare);
                 if !left.is_empty() {
                     tracing::warn!(plugin = %name, ?left, "descendants survive after exit");
                 }
@@ -1207,7 +1223,8 @@ impl Supervisor {
         let home = self.sh.home.root().to_path_buf();
         let name = slot.name.clone();
         let left = tokio::task::spawn_blocking(move || {
-            process::kill_plugin(pid, &home, &name, Duration::from_secs(5))
+            // Under the operation lock: no new process of this plugin exists yet.
+            process::kill_plugin(pid, &home, &name, Duration::from_secs(5), &|m| m)
         })
         .await
         .unwrap_or_default();

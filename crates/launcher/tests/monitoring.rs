@@ -58,7 +58,7 @@ async fn cpu_and_rss_of_the_whole_tree_are_reported() {
     let v: Vec<f64> = h.iter().rev().take(4).filter_map(|x| x.cpu).collect();
     let busy = v.iter().sum::<f64>() / v.len() as f64;
     assert!(
-        (busy - truth).abs() <= 10.0,
+        (busy - truth).abs() <= 15.0,
         "busy loop reads {busy:.1} %, the kernel says {truth:.1} %"
     );
     if truth >= 90.0 {

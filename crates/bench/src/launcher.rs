@@ -1,0 +1,1054 @@
+//! `hivehub-bench launcher`: cold start, stop-all and idle cost of N trivial plugins under the
+//! hivehub launcher (credentials off and on) and under Debian's supervisord, observed the same
+//! way for both.
+//!
+//! * Plugin: the shell script [`PLUGIN_SCRIPT`], copied as N distinct executables
+//!   `plugins/plugin001`.. in a fresh temporary folder per round.
+//! * Observer: every `--poll-ms` the benchmark reads `/proc/*/cmdline` and counts the distinct
+//!   plugins with a live process (command line containing the round's unique `plugins/` path).
+//! * Cold start: from spawning the supervisor until all N plugins are alive. For the launcher this
+//!   includes starting hubcore (fresh home: CA and keys are created) and connecting to it; the
+//!   time until `run/hubcore.url` appears is reported separately.
+//! * Stop-all: from SIGTERM to the supervisor until no plugin process is left; exit: until the
+//!   supervisor process has exited (the launcher also stops hubcore after the plugins).
+//! * Idle: 2 s after the cold start, the supervisor's own VmRSS and its CPU time over 5 s.
+//!
+//! Each supervisor is started in its own session, as a service manager would start it: with the
+//! kernel's autogroup scheduling it then gets its own CPU share instead of sharing the benchmark's
+//! (the observer's) share. SIGINT, SIGTERM and SIGHUP to the benchmark end the round cleanly.
+
+use crate::procobs::{self, Observer, Supervised};
+use crate::sibling_binary;
+use anyhow::{bail, Context, Result};
+use hivehub_home::Home;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The trivial plugin, the same for both supervisors.
+pub const PLUGIN_SCRIPT: &str = "#!/bin/sh\nwhile :; do sleep 1; done\n";
+
+/// Time allowed for the supervisor to settle after the cold start.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Window over which the idle CPU is measured.
+const CPU_WINDOW: Duration = Duration::from_secs(5);
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Turns SIGINT, SIGTERM and SIGHUP into a flag, so a round in progress is abandoned through
+/// its guards (which kill what it started) instead of leaving its supervisor running.
+fn catch_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Sleeps `d`, in short slices so an interruption is noticed quickly.
+fn nap(d: Duration) -> Result<()> {
+    let end = Instant::now() + d;
+    loop {
+        check_interrupted()?;
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// System-wide CPU time from the first line of `/proc/stat`: (busy, total) in clock ticks.
+/// Busy is everything but idle and iowait (steal counts as busy: the host took the CPU).
+fn system_cpu() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = s
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// CPU time of this process (the observer included) and of every descendant it has reaped.
+/// Reaped processes pass on their children's time, so after a round this covers the supervisor,
+/// the plugins, their `sleep`s and hubcore.
+fn own_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let of = |who| {
+        getrusage(who)
+            .map(|u| {
+                let t = |tv: nix::sys::time::TimeVal| {
+                    Duration::new(
+                        tv.tv_sec().max(0) as u64,
+                        (tv.tv_usec().max(0) as u32) * 1000,
+                    )
+                };
+                t(u.user_time()) + t(u.system_time())
+            })
+            .unwrap_or_default()
+    };
+    of(UsageWho::RUSAGE_SELF) + of(UsageWho::RUSAGE_CHILDREN)
+}
+
+/// Measures the CPU used on the machine by everything that is not this benchmark's own tree.
+struct ForeignMeter {
+    sys: (u64, u64),
+    own: Duration,
+    wall: Instant,
+}
+
+impl ForeignMeter {
+    fn start() -> ForeignMeter {
+        ForeignMeter {
+            sys: system_cpu().unwrap_or((0, 0)),
+            own: own_cpu(),
+            wall: Instant::now(),
+        }
+    }
+
+    /// Foreign CPU since `start`, in cores on average.
+    fn cores(&self) -> f64 {
+        let (busy, _) = system_cpu().unwrap_or(self.sys);
+        let busy = (busy.saturating_sub(self.sys.0)) as f64 / procobs::ticks_per_second() as f64;
+        let own = own_cpu().saturating_sub(self.own).as_secs_f64();
+        let wall = self.wall.elapsed().as_secs_f64().max(1e-3);
+        ((busy - own) / wall).max(0.0)
+    }
+}
+
+/// Waits until the rest of the machine has used less than `max` cores for 3 s in a row, at most
+/// `limit`. Returns false if it never got that quiet.
+fn wait_quiet(max: f64, limit: Duration) -> Result<bool> {
+    let end = Instant::now() + limit;
+    let mut quiet = 0;
+    let mut said = false;
+    while Instant::now() < end {
+        let m = ForeignMeter::start();
+        nap(Duration::from_secs(1))?;
+        let c = m.cores();
+        if c < max {
+            quiet += 1;
+            if quiet >= 3 {
+                return Ok(true);
+            }
+        } else {
+            quiet = 0;
+            if !said {
+                eprintln!(
+                    "{} waiting for a quiet machine (other processes use {c:.2} cores)",
+                    clock()
+                );
+                said = true;
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The command-line options of `hivehub-bench launcher`.
+pub struct Opts {
+    /// Plugin counts.
+    pub ns: Vec<usize>,
+    /// Rounds per case.
+    pub rounds: usize,
+    /// Observer polling interval.
+    pub poll: Duration,
+    /// Do not run supervisord even when installed.
+    pub no_supervisord: bool,
+    /// A round during which other processes used more than this many cores on average is run
+    /// again.
+    pub max_foreign: f64,
+    /// How many times a disturbed round is run again before its result is kept anyway.
+    pub retries: usize,
+    /// How long to wait for a quiet machine before each round.
+    pub quiet_wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    LauncherOff,
+    LauncherOn,
+    Supervisord,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::LauncherOff => "launcher (creds off)",
+            Kind::LauncherOn => "launcher (creds on)",
+            Kind::Supervisord => "supervisord",
+        }
+    }
+}
+
+/// One round of one case.
+#[derive(Debug, Clone)]
+struct Round {
+    cold: Duration,
+    core_ready: Option<Duration>,
+    stop_all: Duration,
+    exit: Duration,
+    exit_status: ExitStatus,
+    /// Bytes.
+    rss: u64,
+    /// Anonymous part of `rss` (heap, stacks), bytes.
+    rss_anon: u64,
+    /// Percent of one core.
+    cpu: f64,
+    core_rss: Option<u64>,
+    core_cpu: Option<f64>,
+    guard_rss: Option<u64>,
+    /// Plugins that died between the cold start and the stop.
+    lost_while_idle: usize,
+    /// Processes of the round still alive after the supervisor exited.
+    leftovers: usize,
+    /// Mean duration of one observer pass over /proc during the start and the stop.
+    scan_ms: f64,
+    /// CPU time (user + system) the supervisor process used from spawn until all N ran.
+    cold_cpu: Duration,
+    /// CPU time the supervisor process used from SIGTERM until its last sample before exit.
+    stop_cpu: Duration,
+    /// CPU used by processes outside the round (other work on the machine, kernel threads)
+    /// during the round, in cores on average.
+    foreign: f64,
+    /// Times this round was discarded and run again because of foreign CPU.
+    retried: usize,
+}
+
+struct Bins {
+    launcher: PathBuf,
+    hubcore: PathBuf,
+    supervisord: Option<PathBuf>,
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Raises the soft open-files limit (inherited by both supervisors) so N = 500 fits: each
+/// launcher plugin costs two pipe ends and a log file, each supervisord program three pipe ends
+/// and two log files.
+fn raise_nofile(max_n: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = (max_n as u64) * 8 + 1024;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= want {
+        return;
+    }
+    let new_hard = hard.max(want);
+    if setrlimit(Resource::RLIMIT_NOFILE, want, new_hard).is_err() {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(want), hard);
+    }
+    if let Ok((s, _)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if s < want {
+            eprintln!("note: open-files limit is {s}, below the {want} wanted for N = {max_n}");
+        }
+    }
+}
+
+/// Other supervisord processes on the machine would skew the numbers.
+fn warn_about_other_supervisords() {
+    let others: Vec<String> = procobs::descendants(1)
+        .into_iter()
+        .filter_map(|p| Some((p, procobs::cmdline(p)?)))
+        .filter(|(_, c)| c.contains("supervisord"))
+        .map(|(p, c)| format!("{p} ({c})"))
+        .collect();
+    if !others.is_empty() {
+        eprintln!(
+            "warning: other supervisord processes are running and may skew the numbers: {}\n\
+             (stop them, e.g. `service supervisor stop`)",
+            others.join(", ")
+        );
+    }
+}
+
+/// The UTC time of day, to match rounds against other activity on the machine.
+fn clock() -> String {
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        % 86_400;
+    format!("{:02}:{:02}:{:02}Z", s / 3600, (s % 3600) / 60, s % 60)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn plugin_names(n: usize) -> Vec<String> {
+    let width = n.to_string().len().max(3);
+    (1..=n).map(|i| format!("plugin{i:0width$}")).collect()
+}
+
+fn write_plugins(dir: &Path, names: &[String]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for name in names {
+        let p = dir.join(name);
+        std::fs::write(&p, PLUGIN_SCRIPT)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn launcher_yaml(names: &[String], creds: bool) -> String {
+    let mut y = String::new();
+    y.push_str("# written by hivehub-bench launcher\n");
+    y.push_str("core: hubcore\nloglevel: info\nlogtofile: false\nlogplugins: true\n");
+    y.push_str("autorestart: never\n");
+    let _ = writeln!(y, "createPluginCred: {creds}");
+    y.push_str("autostart:\n");
+    for n in names {
+        let _ = writeln!(y, "  - {n}");
+    }
+    y.push_str("plugins:\n  hubcore:\n    args: [\"--listen\", \"127.0.0.1:0\"]\n");
+    y
+}
+
+fn supervisord_conf(dir: &Path, plugins: &Path, names: &[String]) -> String {
+    let d = dir.display();
+    // supervisord needs 3 pipe ends and 2 log files per program; minfds is raised only as far
+    // as N needs (the default is 1024), since every spawn closes fds up to minfds.
+    let minfds = (names.len() * 6 + 256).max(1024);
+    let minprocs = (names.len() * 3 + 200).max(200);
+    let mut c = format!(
+        "; written by hivehub-bench launcher\n\
+         [unix_http_server]\nfile={d}/supervisor.sock\nchmod=0700\n\n\
+         [supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\nlogfile_maxbytes=10MB\n\
+         logfile_backups=5\nloglevel=info\npidfile={d}/supervisord.pid\nchildlogdir={d}/logs\n\
+         minfds={minfds}\nminprocs={minprocs}\n\n\
+         [rpcinterface:supervisor]\n\
+         supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n\
+         [supervisorctl]\nserverurl=unix://{d}/supervisor.sock\n"
+    );
+    for n in names {
+        let _ = write!(
+            c,
+            "\n[program:{n}]\ncommand={p}/{n}\nautostart=true\nstartsecs=0\nautorestart=false\n\
+             stopsignal=TERM\nstopwaitsecs=10\nstopasgroup=true\nkillasgroup=true\n\
+             stdout_logfile={d}/logs/{n}.log\nstdout_logfile_maxbytes=10MB\nstdout_logfile_backups=5\n\
+             stderr_logfile={d}/logs/{n}.err.log\nstderr_logfile_maxbytes=10MB\nstderr_logfile_backups=5\n",
+            p = plugins.display()
+        );
+    }
+    c
+}
+
+fn pid_from_file(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Runs one round of one case in a fresh temporary folder; every process is gone on return.
+fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round> {
+    let tmp = tempfile::Builder::new()
+        .prefix("hivehub-bench-launcher-")
+        .tempdir()?;
+    let root = tmp.path().canonicalize()?;
+    let names = plugin_names(n);
+    let out = root.join("supervisor.out");
+    let (mut cmd, plugins, url_file, core_pid_file) = match kind {
+        Kind::LauncherOff | Kind::LauncherOn => {
+            let home = Home::at(root.join("home"));
+            home.ensure_dirs()?;
+            std::fs::copy(&bins.hubcore, home.bin().join("hubcore"))
+                .context("cannot copy hubcore")?;
+            write_plugins(&home.plugins(), &names)?;
+            std::fs::write(
+                home.config_file("launcher"),
+                launcher_yaml(&names, kind == Kind::LauncherOn),
+            )?;
+            let mut cmd = Command::new(&bins.launcher);
+            cmd.arg("--home").arg(home.root());
+            (
+                cmd,
+                home.plugins(),
+                Some(home.core_url_file()),
+                Some(home.run().join("hubcore.pid")),
+            )
+        }
+        Kind::Supervisord => {
+            let sv = root.join("sv");
+            let plugins = sv.join("plugins");
+            std::fs::create_dir_all(sv.join("logs"))?;
+            write_plugins(&plugins, &names)?;
+            let conf = sv.join("supervisord.conf");
+            std::fs::write(&conf, supervisord_conf(&sv, &plugins, &names))?;
+            let bin = bins
+                .supervisord
+                .as_ref()
+                .context("supervisord is not installed")?;
+            let mut cmd = Command::new(bin);
+            cmd.arg("-n").arg("-c").arg(&conf);
+            (cmd, plugins, None, None)
+        }
+    };
+    let log = std::fs::File::create(&out)?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: only setsid, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut obs = Observer::new(&plugins);
+    let what = kind.label();
+
+    // Cold start.
+    let meter = ForeignMeter::start();
+    let t0 = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {what}"))?;
+    let mut sup = Supervised {
+        child: Some(child),
+        dir: root.clone(),
+    };
+    let pid = sup.pid();
+    let deadline = Duration::from_secs(60) + Duration::from_millis(200) * n as u32;
+    let mut core_ready = None;
+    let ticks = |t: u64| Duration::from_secs_f64(t as f64 / procobs::ticks_per_second() as f64);
+    let cold = loop {
+        let c = obs.census();
+        let now = t0.elapsed();
+        if core_ready.is_none() && url_file.as_ref().is_some_and(|f| f.exists()) {
+            core_ready = Some(now);
+        }
+        if c.plugins >= n {
+            break now;
+        }
+        if let Some(st) = sup.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            bail!(
+                "{what} exited during the start ({st}) with {}/{n} plugins running; its output:\n{}",
+                c.plugins,
+                tail(&out, 20)
+            );
+        }
+        if now > deadline {
+            bail!(
+                "only {}/{n} plugins running after {:.1} s under {what}; its output:\n{}",
+                c.plugins,
+                now.as_secs_f64(),
+                tail(&out, 20)
+            );
+        }
+        nap(poll)?;
+    };
+
+    let cold_cpu = ticks(procobs::cpu_ticks(pid).unwrap_or(0));
+
+    // Idle cost.
+    nap(SETTLE)?;
+    let core_pid = core_pid_file.as_deref().and_then(pid_from_file);
+    let guard_pid = match kind {
+        Kind::Supervisord => None,
+        _ => procobs::descendants(pid)
+            .into_iter()
+            .find(|p| procobs::cmdline(*p).is_some_and(|c| c.split(' ').nth(1) == Some("__guard"))),
+    };
+    let rss0 = procobs::rss_bytes(pid).context("cannot read the supervisor's RSS")?;
+    let core_rss0 = core_pid.and_then(procobs::rss_bytes);
+    let cpu0 = procobs::cpu_ticks(pid).context("cannot read the supervisor's CPU time")?;
+    let core_cpu0 = core_pid.and_then(procobs::cpu_ticks);
+    let w0 = Instant::now();
+    nap(CPU_WINDOW)?;
+    let cpu1 = procobs::cpu_ticks(pid).context("cannot read the supervisor's CPU time")?;
+    let core_cpu1 = core_pid.and_then(procobs::cpu_ticks);
+    let wall = w0.elapsed().as_secs_f64();
+    let rss1 = procobs::rss_bytes(pid).unwrap_or(0);
+    let rss_anon = procobs::status_bytes(pid, "RssAnon").unwrap_or(0);
+    let tps = procobs::ticks_per_second() as f64;
+    let pct = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / tps / wall * 100.0;
+    let cpu = pct(cpu0, cpu1);
+    let core_cpu = match (core_cpu0, core_cpu1) {
+        (Some(a), Some(b)) => Some(pct(a, b)),
+        _ => None,
+    };
+    let core_rss = match (core_rss0, core_pid.and_then(procobs::rss_bytes)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let guard_rss = guard_pid.and_then(procobs::rss_bytes);
+    let lost_while_idle = n.saturating_sub(obs.census().plugins);
+
+    // Stop-all.
+    let before_stop = procobs::cpu_ticks(pid).unwrap_or(0);
+    let mut last_ticks = before_stop;
+    let t1 = Instant::now();
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).context("cannot signal the supervisor")?;
+    let limit = Duration::from_secs(120) + Duration::from_millis(500) * n as u32;
+    let mut stop_all = None;
+    let mut exited: Option<(Duration, ExitStatus)> = None;
+    loop {
+        let now = t1.elapsed();
+        if stop_all.is_none() && obs.census().processes == 0 {
+            stop_all = Some(t1.elapsed());
+        }
+        if exited.is_none() {
+            if let Some(t) = procobs::cpu_ticks(pid) {
+                last_ticks = last_ticks.max(t);
+            }
+            if let Some(st) = sup.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                exited = Some((t1.elapsed(), st));
+                sup.child = None;
+            }
+        }
+        if let (Some(s), Some((e, st))) = (stop_all, exited) {
+            let leftovers = procobs::sweep(&root, Duration::from_secs(5));
+            return Ok(Round {
+                cold,
+                core_ready,
+                stop_all: s,
+                exit: e,
+                exit_status: st,
+                rss: rss0.max(rss1),
+                rss_anon,
+                cpu,
+                core_rss,
+                core_cpu,
+                guard_rss,
+                lost_while_idle,
+                leftovers,
+                scan_ms: obs.mean_scan_ms(),
+                cold_cpu,
+                stop_cpu: ticks(last_ticks - before_stop),
+                foreign: meter.cores(),
+                retried: 0,
+            });
+        }
+        if let Some((e, _)) = exited {
+            if now > e + Duration::from_secs(5) {
+                bail!(
+                    "{what} exited but {} plugin processes remain",
+                    obs.census().processes
+                );
+            }
+        }
+        if now > limit {
+            bail!(
+                "{what} did not stop within {:.0} s ({} plugin processes left); its output:\n{}",
+                limit.as_secs_f64(),
+                obs.census().processes,
+                tail(&out, 20)
+            );
+        }
+        nap(poll)?;
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+type Results = BTreeMap<(usize, Kind), Vec<Round>>;
+
+fn med(res: &Results, n: usize, k: Kind, f: impl Fn(&Round) -> Option<f64>) -> Option<f64> {
+    median(res.get(&(n, k))?.iter().filter_map(f).collect())
+}
+
+fn cell(v: Option<f64>, unit: &str, decimals: usize) -> String {
+    match v {
+        Some(v) => format!("{v:.decimals$}{unit}"),
+        None => "—".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "—".into(),
+    }
+}
+
+fn table(
+    res: &Results,
+    ns: &[usize],
+    title: &str,
+    unit: &str,
+    decimals: usize,
+    f: impl Fn(&Round) -> Option<f64> + Copy,
+) {
+    println!("\n**{title}** (median)\n");
+    println!(
+        "| N | launcher (creds off) | launcher (creds on) | supervisord | ratio launcher(off)/supervisord |"
+    );
+    println!("|---|---|---|---|---|");
+    for &n in ns {
+        let off = med(res, n, Kind::LauncherOff, f);
+        let on = med(res, n, Kind::LauncherOn, f);
+        let sv = med(res, n, Kind::Supervisord, f);
+        println!(
+            "| {n} | {} | {} | {} | {} |",
+            cell(off, unit, decimals),
+            cell(on, unit, decimals),
+            cell(sv, unit, decimals),
+            ratio(off, sv)
+        );
+    }
+}
+
+fn report(
+    res: &Results,
+    ns: &[usize],
+    rounds: usize,
+    poll: Duration,
+    have_sv: bool,
+    max_foreign: f64,
+) {
+    let some = |x: f64| Some(x);
+    table(
+        res,
+        ns,
+        "Cold start until all N plugins run",
+        " ms",
+        1,
+        |r| some(ms(r.cold)),
+    );
+    table(
+        res,
+        ns,
+        "Launcher: hubcore ready (`run/hubcore.url` written), part of the cold start",
+        " ms",
+        1,
+        |r| r.core_ready.map(ms),
+    );
+    table(
+        res,
+        ns,
+        "Stop-all: SIGTERM until no plugin process is left",
+        " ms",
+        1,
+        |r| some(ms(r.stop_all)),
+    );
+    table(
+        res,
+        ns,
+        "SIGTERM until the supervisor process has exited (launcher: plugins, then hubcore)",
+        " ms",
+        1,
+        |r| some(ms(r.exit)),
+    );
+
+    table(
+        res,
+        ns,
+        "CPU time used by the supervisor process itself during the cold start (user + system)",
+        " ms",
+        0,
+        |r| some(ms(r.cold_cpu)),
+    );
+    table(
+        res,
+        ns,
+        "CPU time used by the supervisor process itself during the stop (user + system, until its last sample before exit)",
+        " ms",
+        0,
+        |r| some(ms(r.stop_cpu)),
+    );
+
+    println!("\n**Idle cost with N running** (median; RSS = VmRSS of the supervisor process itself, MB = 10^6 bytes; CPU = % of one core over {} s)\n", CPU_WINDOW.as_secs());
+    println!(
+        "| N | launcher RSS (creds off) | launcher RSS (creds on) | supervisord RSS | RSS ratio launcher(off)/supervisord | launcher CPU (creds off) | launcher CPU (creds on) | supervisord CPU | CPU ratio launcher(off)/supervisord |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &n in ns {
+        let rss = |k| med(res, n, k, |r| some(mb(r.rss)));
+        let cpu = |k| med(res, n, k, |r| some(r.cpu));
+        println!(
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(rss(Kind::LauncherOff), " MB", 1),
+            cell(rss(Kind::LauncherOn), " MB", 1),
+            cell(rss(Kind::Supervisord), " MB", 1),
+            ratio(rss(Kind::LauncherOff), rss(Kind::Supervisord)),
+            cell(cpu(Kind::LauncherOff), " %", 2),
+            cell(cpu(Kind::LauncherOn), " %", 2),
+            cell(cpu(Kind::Supervisord), " %", 2),
+            ratio(cpu(Kind::LauncherOff), cpu(Kind::Supervisord)),
+        );
+    }
+    println!();
+    for &n in ns {
+        println!(
+            "- N = {n}: anonymous part of the RSS (heap, stacks; the rest is mapped binary and libraries): launcher {} (creds off), {} (creds on), supervisord {}.",
+            cell(med(res, n, Kind::LauncherOff, |r| some(mb(r.rss_anon))), " MB", 1),
+            cell(med(res, n, Kind::LauncherOn, |r| some(mb(r.rss_anon))), " MB", 1),
+            cell(med(res, n, Kind::Supervisord, |r| some(mb(r.rss_anon))), " MB", 1),
+        );
+        println!(
+            "- N = {n}, not counted above: hubcore started by the launcher RSS {} / CPU {} (creds off), {} / {} (creds on); launcher guard process RSS {}.",
+            cell(med(res, n, Kind::LauncherOff, |r| r.core_rss.map(mb)), " MB", 1),
+            cell(med(res, n, Kind::LauncherOff, |r| r.core_cpu), " %", 2),
+            cell(med(res, n, Kind::LauncherOn, |r| r.core_rss.map(mb)), " MB", 1),
+            cell(med(res, n, Kind::LauncherOn, |r| r.core_cpu), " %", 2),
+            cell(med(res, n, Kind::LauncherOff, |r| r.guard_rss.map(mb)), " MB", 1),
+        );
+    }
+
+    println!("\n**Targets**\n");
+    let cmp = |name: &str, f: fn(&Round) -> f64| {
+        let mut parts = Vec::new();
+        let mut all = true;
+        for &n in ns {
+            let off = med(res, n, Kind::LauncherOff, |r| some(f(r)));
+            let sv = med(res, n, Kind::Supervisord, |r| some(f(r)));
+            match (off, sv) {
+                (Some(a), Some(b)) => {
+                    all &= a <= b;
+                    parts.push(format!(
+                        "N={n}: {a:.1} vs {b:.1} ms ({})",
+                        if a <= b { "met" } else { "MISSED" }
+                    ));
+                }
+                _ => {
+                    all = false;
+                    parts.push(format!("N={n}: no data"));
+                }
+            }
+        }
+        println!(
+            "- {name} (creds off) no slower than supervisord at every N: {} — {}",
+            if all { "met" } else { "NOT met" },
+            parts.join("; ")
+        );
+    };
+    if have_sv {
+        cmp("Cold start", |r| ms(r.cold));
+        cmp("Stop-all", |r| ms(r.stop_all));
+    } else {
+        println!("- Cold start and stop-all vs supervisord: not checked, supervisord is not installed (apt-get install supervisor).");
+    }
+    match med(res, 100, Kind::LauncherOff, |r| some(mb(r.rss))) {
+        Some(v) => println!(
+            "- Launcher RSS < 15 MB at N = 100 (creds off): {v:.1} MB, {}; creds on: {}",
+            if v < 15.0 { "met" } else { "MISSED" },
+            cell(
+                med(res, 100, Kind::LauncherOn, |r| some(mb(r.rss))),
+                " MB",
+                1
+            )
+        ),
+        None => println!("- Launcher RSS < 15 MB at N = 100: not measured (N = 100 not in --n)."),
+    }
+
+    let mut notes = Vec::new();
+    for ((n, k), rs) in res {
+        let failed = rounds - rs.len();
+        if failed > 0 {
+            notes.push(format!(
+                "N = {n}, {}: {failed} of {rounds} rounds failed (see stderr); median of the others",
+                k.label()
+            ));
+        }
+        let lost: usize = rs.iter().map(|r| r.lost_while_idle).sum();
+        if lost > 0 {
+            notes.push(format!(
+                "N = {n}, {}: {lost} plugins died while idle",
+                k.label()
+            ));
+        }
+        let over: Vec<String> = rs
+            .iter()
+            .filter(|r| r.foreign > max_foreign)
+            .map(|r| format!("{:.2}", r.foreign))
+            .collect();
+        if !over.is_empty() {
+            notes.push(format!(
+                "N = {n}, {}: {} round(s) kept although other processes used more than {max_foreign} cores during them ({} cores): read with care",
+                k.label(),
+                over.len(),
+                over.join(", ")
+            ));
+        }
+        let left: usize = rs.iter().map(|r| r.leftovers).sum();
+        if left > 0 {
+            notes.push(format!(
+                "N = {n}, {}: {left} processes left behind after the supervisor exited (killed by the benchmark)",
+                k.label()
+            ));
+        }
+        let bad: Vec<String> = rs
+            .iter()
+            .filter(|r| !r.exit_status.success())
+            .map(|r| r.exit_status.to_string())
+            .collect();
+        if !bad.is_empty() {
+            notes.push(format!(
+                "N = {n}, {}: exit status after SIGTERM: {}",
+                k.label(),
+                bad.join(", ")
+            ));
+        }
+    }
+    let scan = median(res.values().flatten().map(|r| r.scan_ms).collect());
+    let scan_at = |n: usize| {
+        cell(
+            median(
+                res.iter()
+                    .filter(|((m, _), _)| *m == n)
+                    .flat_map(|(_, v)| v.iter().map(|r| r.scan_ms))
+                    .collect(),
+            ),
+            " ms",
+            2,
+        )
+    };
+    println!(
+        "\n{rounds} rounds per case, medians; a fresh temporary home per round; /proc observer every {} ms \
+         (one pass took {} overall; {}); plugin `{}`.",
+        poll.as_millis(),
+        cell(scan, " ms", 2),
+        ns.iter()
+            .map(|&n| format!("N = {n}: {}", scan_at(n)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        PLUGIN_SCRIPT.lines().nth(1).unwrap_or_default()
+    );
+    let retried: usize = res.values().flatten().map(|r| r.retried).sum();
+    let foreign = median(res.values().flatten().map(|r| r.foreign).collect());
+    println!(
+        "\nEach round started on a quiet machine (other processes below {max_foreign} cores for 3 s); \
+         a round during which other processes used more than that on average was discarded and run again \
+         ({retried} discarded in all). CPU used by other processes during the kept rounds: median {} cores.",
+        cell(foreign, "", 3)
+    );
+    for n in notes {
+        println!("- {n}");
+    }
+}
+
+fn describe(r: &Round) -> String {
+    let mut s = format!("cold {:.1} ms (cpu {:.0} ms)", ms(r.cold), ms(r.cold_cpu));
+    if let Some(c) = r.core_ready {
+        let _ = write!(s, " (core ready {:.1} ms)", ms(c));
+    }
+    let _ = write!(
+        s,
+        ", stop-all {:.1} ms (cpu {:.0} ms), exit {:.1} ms ({}), RSS {:.1} MB, CPU {:.2} %",
+        ms(r.stop_all),
+        ms(r.stop_cpu),
+        ms(r.exit),
+        r.exit_status,
+        mb(r.rss),
+        r.cpu
+    );
+    let _ = write!(
+        s,
+        ", RssAnon {:.1} MB, observer pass {:.2} ms, foreign CPU {:.2} cores",
+        mb(r.rss_anon),
+        r.scan_ms,
+        r.foreign
+    );
+    if let Some(c) = r.core_rss {
+        let _ = write!(s, ", hubcore RSS {:.1} MB", mb(c));
+    }
+    s
+}
+
+/// Runs the benchmark and prints the markdown tables.
+pub fn run(opts: Opts) -> Result<()> {
+    if opts.ns.is_empty() || opts.rounds == 0 {
+        bail!("nothing to do: give at least one N and one round");
+    }
+    let bins = Bins {
+        launcher: sibling_binary("launcher")?,
+        hubcore: sibling_binary("hubcore")?,
+        supervisord: if opts.no_supervisord {
+            None
+        } else {
+            find_in_path("supervisord")
+        },
+    };
+    match &bins.supervisord {
+        Some(p) => {
+            eprintln!("supervisord: {}", p.display());
+            warn_about_other_supervisords();
+        }
+        None if opts.no_supervisord => eprintln!("note: supervisord skipped (--no-supervisord)"),
+        None => eprintln!(
+            "note: supervisord not found in PATH (Debian: apt-get install supervisor); its rows are skipped"
+        ),
+    }
+    catch_signals();
+    eprintln!("{} load average at start: {}", clock(), loadavg());
+    let max_n = opts.ns.iter().copied().max().unwrap_or(0);
+    raise_nofile(max_n);
+    let mut kinds = vec![Kind::LauncherOff, Kind::LauncherOn];
+    if bins.supervisord.is_some() {
+        kinds.push(Kind::Supervisord);
+    }
+
+    // One untimed round of each at the smallest N warms the page cache and the binaries.
+    let warm_n = opts.ns.iter().copied().min().unwrap_or(10);
+    for &k in &kinds {
+        if let Err(e) = run_round(k, warm_n, &bins, opts.poll) {
+            check_interrupted()?;
+            eprintln!("warm-up, {}: failed: {e:#}", k.label());
+        }
+    }
+
+    let mut res: Results = BTreeMap::new();
+    for &n in &opts.ns {
+        for round in 1..=opts.rounds {
+            // Cases interleaved within a round, so drift on the machine hits all of them alike.
+            for &k in &kinds {
+                let mut retried = 0;
+                loop {
+                    if !wait_quiet(opts.max_foreign, opts.quiet_wait)? {
+                        eprintln!(
+                            "{} the machine did not get quiet within {} s; running anyway",
+                            clock(),
+                            opts.quiet_wait.as_secs()
+                        );
+                    }
+                    match run_round(k, n, &bins, opts.poll) {
+                        Ok(r) if r.foreign > opts.max_foreign && retried < opts.retries => {
+                            retried += 1;
+                            eprintln!(
+                                "{} N={n} {} round {round}/{}: discarded, other processes used {:.2} cores on average ({})",
+                                clock(),
+                                k.label(),
+                                opts.rounds,
+                                r.foreign,
+                                describe(&r)
+                            );
+                        }
+                        Ok(mut r) => {
+                            r.retried = retried;
+                            eprintln!(
+                                "{} N={n} {} round {round}/{}: {}",
+                                clock(),
+                                k.label(),
+                                opts.rounds,
+                                describe(&r)
+                            );
+                            res.entry((n, k)).or_default().push(r);
+                            break;
+                        }
+                        Err(e) => {
+                            check_interrupted()?;
+                            eprintln!(
+                                "{} N={n} {} round {round}/{}: FAILED: {e:#}",
+                                clock(),
+                                k.label(),
+                                opts.rounds
+                            );
+                            res.entry((n, k)).or_default();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{} load average at end: {}", clock(), loadavg());
+    report(
+        &res,
+        &opts.ns,
+        opts.rounds,
+        opts.poll,
+        bins.supervisord.is_some(),
+        opts.max_foreign,
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_distinct_and_padded() {
+        let v = plugin_names(500);
+        assert_eq!(v[0], "plugin001");
+        assert_eq!(v[499], "plugin500");
+        assert_eq!(plugin_names(1000)[0], "plugin0001");
+    }
+
+    #[test]
+    fn median_odd_and_even() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn configs_list_every_plugin() {
+        let names = plugin_names(3);
+        let y = launcher_yaml(&names, false);
+        assert!(y.contains("createPluginCred: false\n"));
+        assert!(y.contains("  - plugin003\n"));
+        let c = supervisord_conf(Path::new("/x"), Path::new("/x/plugins"), &names);
+        assert_eq!(c.matches("[program:").count(), 3);
+        assert!(c.contains("command=/x/plugins/plugin002\n"));
+        assert!(c.contains("minfds=1024\n"));
+    }
+}
