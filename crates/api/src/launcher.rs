@@ -132,7 +132,13 @@ pub struct PluginInfo {
     pub breaches: u64,
     /// The delay of the scheduled restart in milliseconds, in state `backoff`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_delay_ms: Option<u64>,
+    pub backoff_delay_ms: Option<u64>,    /// True for a movable plugin (`placement: movable`), which runs on one launcher of the hub
+    /// at a time, under a lease from the core.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub movable: bool,
+    /// For a movable plugin not running here: the launcher that holds its lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 /// One resource measurement of a plugin's process tree.
@@ -169,6 +175,9 @@ pub mod methods {
     pub const STOP_ALL: &str = "stopAllPlugins";
     /// `manage/reload` → [`super::ReloadResp`]: re-read launcher.yaml and apply the difference.
     pub const RELOAD: &str = "reload";
+    /// Hand a movable plugin to another launcher ([`crate::cluster::MoveReq`] →
+    /// [`super::PluginInfo`] on the target); sent to the launcher running it.
+    pub const MOVE: &str = "move";
 }
 
 /// Request of `list`.
@@ -334,5 +343,10 @@ pub struct LauncherEvent {
     pub for_secs: Option<f64>,
     /// The action taken: "restart" or "alert" (resourceExceeded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
+    pub action: Option<String>,    /// The launcher a movable plugin left (moved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The launcher a movable plugin now runs on (moved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }

@@ -3,6 +3,7 @@
 //! this crate, so the wire format has a single definition. This crate does no I/O.
 
 pub mod auth;
+pub mod cluster;
 pub mod ids;
 pub mod launcher;
 pub mod roles;

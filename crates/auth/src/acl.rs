@@ -18,6 +18,7 @@
 //! core's auth service. Nothing else is allowed.
 
 use hivehub_api::auth::{AUTH_SERVICE, CAP_AUTHZ, CAP_CLIENTS, CAP_PROFILE};
+use hivehub_api::cluster::CAP_LEASES;
 use hivehub_api::topic::filter::{self, covers};
 use hivehub_api::topic::{InboxTopic, MsgType, Topic, INBOX_PREFIX};
 use hivehub_api::Role;
@@ -47,6 +48,7 @@ pub fn builtin_grant(service: &str, capability: &str, role: Role) -> bool {
         CAP_CLIENTS => matches!(role, Role::Admin | Role::Launcher),
         CAP_PROFILE => true,
         CAP_AUTHZ => matches!(role, Role::Admin | Role::Launcher | Role::Service),
+        CAP_LEASES => matches!(role, Role::Admin | Role::Launcher),
         _ => false,
     }
 }

@@ -98,6 +98,25 @@ pub enum LauncherCmd {
         /// Only plugins that have a process.
         #[arg(long)]
         running: bool,
+        /// Every launcher of the hub, with a LAUNCHER column; offline launchers are listed as
+        /// such (from the statuses the launchers share). With --json: an array of launcher
+        /// statuses {"launcherID", "online", "host", "cpus", "load1", "memFree", "memTotal",
+        /// "labels", "eligible", "plugins": [PluginInfo], "time", "reason"}.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Move a movable plugin to another launcher: the target prepares, the plugin stops where
+    /// it runs, the lease passes to the target at the core, and the target starts it. It never
+    /// runs twice.
+    ///
+    /// With --json: the PluginInfo on the target.
+    Move {
+        /// The plugin (placement: movable).
+        #[arg(value_parser = parse_id)]
+        name: String,
+        /// The launcher that should run it.
+        #[arg(value_name = "LAUNCHER_ID", value_parser = parse_id)]
+        to: String,
     },
     /// Start one plugin, or every plugin with `all`; then list the plugins.
     ///

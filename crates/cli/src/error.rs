@@ -73,6 +73,9 @@ pub enum CliError {
         /// How many were handled.
         total: usize,
     },
+    /// The operation cannot be done; the message says why.
+    #[error("{0}")]
+    Failed(String),
     /// `auth rm` of a client the hub does not know.
     #[error("no client named '{0}'")]
     NoSuchClient(String),
@@ -105,6 +108,7 @@ impl CliError {
             | CliError::Write { .. }
             | CliError::BatchFailed { .. }
             | CliError::NoSuchClient(_)
+            | CliError::Failed(_)
             | CliError::Output(_)
             | CliError::Setup { .. } => exit::FAILED,
         }

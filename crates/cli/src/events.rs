@@ -120,6 +120,10 @@ async fn snapshot(
 fn render(m: &EventMessage, as_json: bool) -> Option<String> {
     let launcher = &m.topic.agent;
     let plugin = &m.topic.thing;
+    if plugin == hivehub_api::cluster::LAUNCHER_THING {
+        // The launcher's own shared status (see `ls --all`), not a plugin's.
+        return None;
+    }
     let warn = |e: &dyn std::fmt::Display| {
         eprintln!(
             "hubcli: warning: cannot decode the message on {}: {e}",

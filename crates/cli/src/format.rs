@@ -3,6 +3,7 @@
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Row, Table};
 use hivehub_api::auth::ClientProfile;
+use hivehub_api::cluster::LauncherStatus;
 use hivehub_api::launcher::{
     BatchItem, ExitInfo, LauncherEvent, PluginInfo, PluginState, ResourceSample, StatusResp,
 };
@@ -272,6 +273,70 @@ pub fn plugin_table(plugins: &[PluginInfo], width: u16, now_ms: u64) -> String {
         ],
         &[2, 3, 4, 5, 6],
         &[(7, 16), (0, 16), (7, 8), (0, 8)],
+        rows,
+    )
+}
+
+/// The `launcher ls --all` table: one row per plugin with its launcher; an offline launcher
+/// gets a row of its own saying so.
+pub fn launchers_table(all: &[LauncherStatus], width: u16, now_ms: u64) -> String {
+    let mut rows = Vec::new();
+    for s in all {
+        if !s.online {
+            let why = s.reason.as_deref().unwrap_or("offline");
+            rows.push(vec![
+                s.launcher_id.clone(),
+                "-".into(),
+                "offline".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("{why}, {} ago", ago(s.time, now_ms)),
+            ]);
+            continue;
+        }
+        if s.plugins.is_empty() {
+            rows.push(vec![
+                s.launcher_id.clone(),
+                "-".into(),
+                "online".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "no plugins".into(),
+            ]);
+        }
+        for p in &s.plugins {
+            rows.push(vec![
+                s.launcher_id.clone(),
+                if p.movable {
+                    format!("{} (movable)", p.name)
+                } else {
+                    p.name.clone()
+                },
+                p.state.as_str().to_string(),
+                or_none(p.pid, |v| v.to_string()),
+                or_none(p.cpu, cpu),
+                or_none(p.rss, memory),
+                or_none(
+                    p.uptime
+                        .filter(|_| p.running)
+                        .or_else(|| uptime_at(p, now_ms)),
+                    uptime,
+                ),
+                last_error(p, now_ms),
+            ]);
+        }
+    }
+    table(
+        width,
+        &[
+            "LAUNCHER", "NAME", "STATE", "PID", "CPU", "MEMORY", "UPTIME", "LAST ERROR",
+        ],
+        &[3, 4, 5, 6],
+        &[(7, 16), (1, 16), (0, 12), (7, 8)],
         rows,
     )
 }

@@ -7,6 +7,11 @@ use hivehub_api::launcher::{
     methods, BatchResp, ListReq, ListResp, NameReq, PluginInfo, ReloadResp, StatusResp, StopAllReq,
     CAP_MANAGE, CAP_VIEW,
 };
+use hivehub_api::auth::AUTH_SERVICE;
+use hivehub_api::cluster::{
+    events as cluster_events, lease_methods, LauncherStatus, LeaseList, MoveReq, CAP_LEASES,
+    LAUNCHER_THING,
+};
 use hivehub_api::rpc::Ack;
 use hivehub_client::{ConnState, HubClient, RpcError};
 use serde::de::DeserializeOwned;
@@ -76,7 +81,34 @@ pub(crate) async fn run(
     };
     let as_json = ctx.g.json;
     match cmd {
-        LauncherCmd::Ls { running } => {
+        LauncherCmd::Ls { running, all: true } => {
+            let all = all_launchers(client, running).await?;
+            if as_json {
+                json(out, &all)
+            } else if all.is_empty() {
+                line(out, "no launcher has shared its status")
+            } else {
+                line(out, &format::launchers_table(&all, table_width(), now_ms()))
+            }
+        }
+        LauncherCmd::Move { name, to } => {
+            let holder = holder_of(client, &name).await?;
+            let from = Launcher { client, id: &holder };
+            let info: PluginInfo = from
+                .call(CAP_MANAGE, methods::MOVE, &MoveReq { name: name.clone(), to: to.clone() })
+                .await?;
+            if as_json {
+                return json(out, &info);
+            }
+            line(
+                out,
+                &format!(
+                    "moved {name} from {holder} to {to}{}",
+                    info.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                ),
+            )
+        }
+        LauncherCmd::Ls { running, .. } => {
             let plugins = l.list(running).await?;
             if as_json {
                 json(out, &plugins)
@@ -136,6 +168,77 @@ pub(crate) async fn run(
             events::run(client, l.id, plugin.as_deref(), follow, as_json, out).await
         }
     }
+}
+
+/// How long `ls --all` waits for the retained launcher statuses, and for a pause in them.
+const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const STATUS_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Every launcher's shared status; online launchers' plugin lists are asked for live, so the
+/// table is current (the shared one may be a few seconds old).
+async fn all_launchers(
+    client: &HubClient,
+    only_running: bool,
+) -> Result<Vec<LauncherStatus>, CliError> {
+    let mut rx = client
+        .subscribe_events(None, Some(LAUNCHER_THING), Some(cluster_events::STATUS))
+        .await?;
+    let deadline = tokio::time::Instant::now() + STATUS_WAIT;
+    let mut last = None;
+    let mut seen: std::collections::BTreeMap<String, LauncherStatus> = Default::default();
+    loop {
+        let until = match last {
+            Some(t) => deadline.min(t + STATUS_QUIET),
+            None => deadline,
+        };
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(m)) => match m.json::<LauncherStatus>() {
+                Ok(s) if s.launcher_id == m.topic.agent => {
+                    seen.insert(s.launcher_id.clone(), s);
+                    last = Some(tokio::time::Instant::now());
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("hubcli: warning: bad launcher status on {}: {e}", m.topic),
+            },
+            Ok(None) => return Err(hivehub_client::ClientError::Closed.into()),
+            Err(_) => break,
+        }
+    }
+    let mut all: Vec<LauncherStatus> = seen.into_values().collect();
+    let lists = futures_util::future::join_all(all.iter().map(|s| async move {
+        if !s.online {
+            return None;
+        }
+        let l = Launcher {
+            client,
+            id: &s.launcher_id,
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(2), l.list(false))
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }))
+    .await;
+    for (s, live) in all.iter_mut().zip(lists) {
+        if let Some(p) = live {
+            s.plugins = p;
+        }
+        // A movable plugin shows on the launcher that runs it only.
+        s.plugins.retain(|p| p.held_by.is_none() && (!only_running || p.running));
+    }
+    Ok(all)
+}
+
+/// The launcher holding a movable plugin's lease, from the core.
+async fn holder_of(client: &HubClient, name: &str) -> Result<String, CliError> {
+    let list: LeaseList = client
+        .request(AUTH_SERVICE, CAP_LEASES, lease_methods::LIST, &Ack {})
+        .await?;
+    list.leases
+        .into_iter()
+        .find(|l| l.name == name)
+        .and_then(|l| l.holder)
+        .ok_or_else(|| CliError::Failed(format!("{name} runs on no launcher (not movable, stopped, or not placed yet)")))
 }
 
 fn print_table(

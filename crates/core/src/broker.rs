@@ -199,8 +199,22 @@ impl Handler for Hooks {
                 }
             }
             Parameter::ClientConnected(s) => {
-                if let Some(e) = self.state.sessions().get_mut(&*s.id.client_id) {
+                let mut sessions = self.state.sessions();
+                let mut launcher = None;
+                if let Some(e) = sessions.get_mut(&*s.id.client_id) {
                     e.id = Some(s.id.clone());
+                    if e.role == Role::Launcher && !e.internal {
+                        launcher = Some(e.login.clone());
+                    }
+                }
+                if let Some(login) = launcher {
+                    let live = sessions
+                        .values()
+                        .filter(|e| e.login == login && e.id.is_some())
+                        .count();
+                    if live == 1 {
+                        let _ = self.state.presence_tx.send((login, true));
+                    }
                 }
                 (true, acc)
             }
@@ -211,7 +225,15 @@ impl Handler for Hooks {
                     .get(&key)
                     .is_some_and(|e| e.id.as_ref().is_some_and(|id| same_session(id, &s.id)))
                 {
-                    sessions.remove(&key);
+                    if let Some(e) = sessions.remove(&key) {
+                        let live = sessions
+                            .values()
+                            .filter(|o| o.login == e.login && o.id.is_some())
+                            .count();
+                        if e.role == Role::Launcher && !e.internal && live == 0 {
+                            let _ = self.state.presence_tx.send((e.login, false));
+                        }
+                    }
                 }
                 (true, acc)
             }

@@ -9,6 +9,7 @@
 //! [`start`] runs it in the current tokio runtime; the `hubcore` binary is a thin wrapper.
 
 mod broker;
+pub mod lease;
 pub mod certs;
 pub mod config;
 mod service;
@@ -216,6 +217,12 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
         .await
         .map_err(|e| CoreError::Internal(format!("retainer plugin: {e}")))?;
     let (denied_tx, denied_rx) = tokio::sync::mpsc::channel(1024);
+    let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
+    let leases = lease::LeaseTable::open(
+        Some(&home.stores().join("leases.json")),
+        std::time::Instant::now(),
+    )
+    .map_err(|e| CoreError::Internal(format!("lease store: {e}")))?;
     let state = Arc::new(CoreState::new(
         cfg.clone(),
         issuer,
@@ -226,6 +233,7 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
         },
         denied_tx,
         scx.clone(),
+        presence_tx,
     ));
     ensure_builtin_client(&state, home, ADMIN_ID, Role::Admin, "Administrator")?;
     ensure_builtin_client(&state, home, LAUNCHER_ID, Role::Launcher, "Launcher")?;
@@ -279,7 +287,11 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
     service::serve(&client, state.clone())
         .await
         .map_err(|e| CoreError::Internal(e.to_string()))?;
+    service::serve_leases(&client, state.clone(), leases)
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
     tokio::spawn(answer_denied_calls(client.clone(), denied_rx));
+    tokio::spawn(publish_presence(client.clone(), presence_rx));
     tokio::spawn(expire_sessions(state.clone()));
 
     let url = url.to_string();
@@ -313,6 +325,38 @@ async fn answer_denied_calls(client: HubClient, mut rx: tokio::sync::mpsc::Recei
             .await
         {
             tracing::warn!("cannot answer denied call: {e}");
+        }
+    }
+}
+
+/// Publishes `launcherOnline` / `launcherOffline` as launchers' sessions start and end: the
+/// core sees every session, so the event comes once, from one place.
+async fn publish_presence(
+    client: HubClient,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, bool)>,
+) {
+    use hivehub_api::cluster::{events, PresenceEvent, LAUNCHERS_THING};
+    while let Some((login, online)) = rx.recv().await {
+        let event = if online {
+            events::LAUNCHER_ONLINE
+        } else {
+            events::LAUNCHER_OFFLINE
+        };
+        tracing::info!(launcher = %login, event, "launcher presence");
+        let ev = PresenceEvent {
+            schema_version: hivehub_api::SCHEMA_VERSION,
+            event: event.to_string(),
+            launcher_id: login,
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        };
+        if let Err(e) = client
+            .publish_event(LAUNCHERS_THING, event, &ev, false)
+            .await
+        {
+            tracing::warn!("cannot publish presence: {e}");
         }
     }
 }

@@ -6,6 +6,11 @@ use hivehub_api::auth::{
     PermissionsResp, RemoveClientResp, SetPermissionsReq, TokenResp, CAP_AUTHZ, CAP_CLIENTS,
     CAP_PROFILE,
 };
+use crate::lease::LeaseTable;
+use hivehub_api::cluster::{
+    lease_methods, LeaseInfo, LeaseList, LeaseReq, ReleaseReq, TransferReq, CAP_LEASES,
+    LEASES_THING,
+};
 use hivehub_api::rpc::Ack;
 use hivehub_api::{validate_id, ErrorCode, RemoteError, Role};
 use hivehub_auth::keys::public_key_b64_to_pem;
@@ -14,6 +19,7 @@ use hivehub_client::{ClientError, HubClient, Request};
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Instant;
 
 fn err(code: ErrorCode, msg: impl Into<String>) -> RemoteError {
     RemoteError::new(code, msg)
@@ -206,4 +212,125 @@ fn authz(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
         }),
         _ => Err(r.unknown_method()),
     }
+}
+
+/// Registers the lease capability: the arbiter that keeps each movable plugin to one launcher.
+/// Every change is published retained under `event/auth/_leases/{plugin}`, and a sweeper
+/// publishes expiries, so launchers react to a freed lease at once.
+pub(crate) async fn serve_leases(
+    client: &HubClient,
+    state: Arc<CoreState>,
+    table: LeaseTable,
+) -> Result<(), ClientError> {
+    let table = Arc::new(std::sync::Mutex::new(table));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<LeaseInfo>();
+    tokio::spawn(publish_leases(client.clone(), rx));
+    let (t, tx2) = (table.clone(), tx.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let changed = {
+                let mut t = lock_table(&t);
+                let c = t.expire(Instant::now());
+                if !c.is_empty() {
+                    if let Err(e) = t.save() {
+                        tracing::error!("lease store: {e}");
+                    }
+                }
+                c
+            };
+            for info in changed {
+                tracing::info!(plugin = %info.name, previous = ?info.previous, "lease expired");
+                let _ = tx2.send(info);
+            }
+        }
+    });
+    client
+        .serve(CAP_LEASES, move |r| {
+            let (s, t, tx) = (state.clone(), table.clone(), tx.clone());
+            async move { leases(&s, &t, &tx, r) }
+        })
+        .await
+}
+
+fn lock_table(t: &std::sync::Mutex<LeaseTable>) -> std::sync::MutexGuard<'_, LeaseTable> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn publish_leases(client: HubClient, mut rx: tokio::sync::mpsc::UnboundedReceiver<LeaseInfo>) {
+    while let Some(info) = rx.recv().await {
+        if let Err(e) = client
+            .publish_event(LEASES_THING, &info.name, &info, true)
+            .await
+        {
+            tracing::warn!(plugin = %info.name, "cannot publish lease: {e}");
+        }
+    }
+}
+
+fn leases(
+    s: &CoreState,
+    table: &std::sync::Mutex<LeaseTable>,
+    tx: &tokio::sync::mpsc::UnboundedSender<LeaseInfo>,
+    r: Request,
+) -> Result<Value, RemoteError> {
+    let me = caller(s, &r)?;
+    if !matches!(me.role, Role::Launcher | Role::Admin) {
+        return Err(err(ErrorCode::Denied, "only launchers and admins use leases"));
+    }
+    let now = Instant::now();
+    let bad = |e: String| err(ErrorCode::BadRequest, e);
+    let check = |name: &str| validate_id(name).map_err(|e| bad(e.to_string()));
+    let who = me.client_id.as_str();
+    let mut t = lock_table(table);
+    let (info, publish) = match r.method.as_str() {
+        lease_methods::ACQUIRE => {
+            let q: LeaseReq = r.json()?;
+            check(&q.name)?;
+            let before = t.get(&q.name, now);
+            let i = t.acquire(who, &q.name, q.ttl_ms, q.enable, now)?;
+            let changed = before.holder != i.holder || before.disabled != i.disabled;
+            (i, changed)
+        }
+        lease_methods::RENEW => {
+            let q: LeaseReq = r.json()?;
+            check(&q.name)?;
+            let before = t.get(&q.name, now);
+            let i = t.renew(who, &q.name, q.ttl_ms, now)?;
+            let changed = before.holder != i.holder;
+            (i, changed)
+        }
+        lease_methods::RELEASE => {
+            let q: ReleaseReq = r.json()?;
+            check(&q.name)?;
+            (t.release(who, &q.name, q.disable, now)?, true)
+        }
+        lease_methods::TRANSFER => {
+            let q: TransferReq = r.json()?;
+            check(&q.name)?;
+            match s.store.get(&q.to) {
+                Some(p) if p.role == Role::Launcher => {}
+                _ => {
+                    return Err(err(
+                        ErrorCode::BadRequest,
+                        format!("{} is not a launcher", q.to),
+                    ))
+                }
+            }
+            (t.transfer(who, &q.name, &q.to, q.ttl_ms, now)?, true)
+        }
+        lease_methods::LIST => {
+            return to_value(LeaseList { leases: t.list(now) });
+        }
+        _ => return Err(r.unknown_method()),
+    };
+    if publish {
+        tracing::info!(plugin = %info.name, holder = ?info.holder, by = who, method = %r.method, "lease changed");
+        if let Err(e) = t.save() {
+            tracing::error!("lease store: {e}");
+        }
+        let _ = tx.send(info.clone());
+    }
+    to_value(info)
 }

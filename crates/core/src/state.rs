@@ -34,6 +34,8 @@ pub(crate) struct CoreState {
     pub internal: Internal,
     pub denied_tx: mpsc::Sender<DeniedCall>,
     pub scx: ServerContext,
+    /// Launcher logins whose first session started (true) or last session ended (false).
+    pub presence_tx: mpsc::UnboundedSender<(String, bool)>,
     sessions: Mutex<HashMap<String, SessionEntry>>,
 }
 
@@ -45,6 +47,7 @@ impl CoreState {
         internal: Internal,
         denied_tx: mpsc::Sender<DeniedCall>,
         scx: ServerContext,
+        presence_tx: mpsc::UnboundedSender<(String, bool)>,
     ) -> CoreState {
         CoreState {
             cfg,
@@ -53,6 +56,7 @@ impl CoreState {
             internal,
             denied_tx,
             scx,
+            presence_tx,
             sessions: Mutex::new(HashMap::new()),
         }
     }

@@ -43,7 +43,9 @@ const STOP_SIGNALS: [(&str, Signal); 6] = [
     ("USR2", Signal::SIGUSR2),
 ];
 /// Top-level keys, for "belongs elsewhere" hints on unknown plugin keys.
-const LAUNCHER_KEYS: [&str; 19] = [
+const LAUNCHER_KEYS: [&str; 21] = [
+    "labels",
+    "cluster",
     "httpListen",
     "backoff",
     "sampleInterval",
@@ -65,7 +67,9 @@ const LAUNCHER_KEYS: [&str; 19] = [
     "plugins",
 ];
 /// Plugin keys, for "belongs elsewhere" hints on unknown top-level keys.
-const PLUGIN_KEYS: [&str; 11] = [
+const PLUGIN_KEYS: [&str; 13] = [
+    "placement",
+    "requires",
     "args",
     "env",
     "stopSignal",
@@ -212,6 +216,49 @@ impl Backoff {
     }
 }
 
+/// Where a plugin may run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// On this launcher only (started by autostart or by hand).
+    #[default]
+    Local,
+    /// On exactly one eligible launcher of the hub at a time, chosen by fitness, under a lease
+    /// from the core; it fails over when its launcher goes offline.
+    Movable,
+}
+
+/// Settings shared by the launchers of one hub, for movable plugins.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterConfig {
+    /// Lease time of a movable plugin. A launcher that cannot renew stops the plugin before it
+    /// runs out; another launcher can take over only after it. Failover takes at most about this
+    /// long after a launcher dies.
+    #[serde(deserialize_with = "de_duration")]
+    pub lease_ttl: Duration,
+    /// How often this launcher refreshes its shared status (host load, memory, plugins).
+    #[serde(deserialize_with = "de_duration")]
+    pub status_interval: Duration,
+    /// How much fitter (0..1) another launcher must be before a movable plugin moves there by
+    /// itself, so plugins do not hop between similar hosts.
+    pub margin: f64,
+    /// How long a movable plugin stays on a launcher before it may move for fitness.
+    #[serde(deserialize_with = "de_duration")]
+    pub min_residence: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            lease_ttl: Duration::from_secs(8),
+            status_interval: Duration::from_secs(2),
+            margin: 0.15,
+            min_residence: Duration::from_secs(300),
+        }
+    }
+}
+
 /// What a resource threshold breach does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -256,6 +303,12 @@ pub struct PluginConfig {
     pub threshold_for: Duration,
     /// What a sustained breach does.
     pub action: ThresholdAction,
+    /// `movable` plugins run on one eligible launcher of the hub at a time.
+    pub placement: Placement,
+    /// Labels a launcher must have (top-level `labels`) to run this movable plugin, such as
+    /// the hardware it needs.
+    #[serde(deserialize_with = "null_as_default")]
+    pub requires: Vec<String>,
 }
 
 impl Default for PluginConfig {
@@ -272,6 +325,8 @@ impl Default for PluginConfig {
             max_memory: None,
             threshold_for: Duration::from_secs(30),
             action: ThresholdAction::Restart,
+            placement: Placement::Local,
+            requires: Vec::new(),
         }
     }
 }
@@ -330,6 +385,13 @@ pub struct LauncherConfig {
     /// absent. Loopback only: put a reverse proxy in front to publish it.
     #[serde(rename = "httpListen")]
     pub http_listen: Option<std::net::SocketAddr>,
+    /// What this launcher's host offers movable plugins (`zwave-stick`), matched against
+    /// their `requires`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub labels: Vec<String>,
+    /// Lease and placement settings for movable plugins.
+    #[serde(deserialize_with = "null_as_default")]
+    pub cluster: ClusterConfig,
     /// Per-plugin settings by plugin name.
     #[serde(deserialize_with = "de_plugins")]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -356,6 +418,8 @@ impl Default for LauncherConfig {
             sample_interval: Duration::from_secs(2),
             restart_concurrency: 2,
             http_listen: None,
+            labels: Vec::new(),
+            cluster: ClusterConfig::default(),
             plugins: BTreeMap::new(),
         }
     }
@@ -373,6 +437,20 @@ impl LauncherConfig {
             .get(name)
             .and_then(|p| p.restart)
             .unwrap_or(self.autorestart)
+    }
+
+    /// True for a plugin with `placement: movable`.
+    pub fn is_movable(&self, name: &str) -> bool {
+        self.plugins
+            .get(name)
+            .is_some_and(|p| p.placement == Placement::Movable)
+    }
+
+    /// True if this launcher has every label the plugin requires.
+    pub fn meets_requirements(&self, name: &str) -> bool {
+        self.plugins
+            .get(name)
+            .is_none_or(|p| p.requires.iter().all(|l| self.labels.contains(l)))
     }
 
     /// The backoff of a plugin: the global one with the plugin's overrides.
@@ -403,6 +481,14 @@ impl LauncherConfig {
             .is_some_and(|u| u.trim().is_empty())
         {
             self.server_url = None;
+        }
+        // A movable plugin must be gone before its lease can pass to another launcher, so
+        // its stop escalates to SIGKILL within a quarter of the lease time.
+        let most = self.cluster.lease_ttl / 4;
+        for p in self.plugins.values_mut() {
+            if p.placement == Placement::Movable && p.stop_timeout > most {
+                p.stop_timeout = most;
+            }
         }
     }
 
@@ -491,8 +577,40 @@ impl LauncherConfig {
                 "must be at least 1 (the number of rotated files kept per plugin)",
             ));
         }
+        for (i, label) in self.labels.iter().enumerate() {
+            check_id(label).map_err(|m| Issue::value(&format!("labels[{i}]"), m))?;
+        }
+        let c = &self.cluster;
+        if c.lease_ttl < Duration::from_secs(2) || c.lease_ttl > Duration::from_secs(20) {
+            return Err(Issue::value(
+                "cluster.leaseTtl",
+                "must be between 2s and 20s (the core grants at most 30s)",
+            ));
+        }
+        if c.status_interval.is_zero() || c.status_interval > c.lease_ttl {
+            return Err(Issue::value(
+                "cluster.statusInterval",
+                "must be above 0 and at most cluster.leaseTtl",
+            ));
+        }
+        if !(0.0..=1.0).contains(&c.margin) {
+            return Err(Issue::value("cluster.margin", "must be between 0 and 1"));
+        }
         for (name, plugin) in &self.plugins {
             let base = join_key("plugins", name);
+            if name == hivehub_api::cluster::LAUNCHER_THING {
+                return Err(Issue::key(&base, format!("{} is reserved", quote(name))));
+            }
+            if plugin.placement == Placement::Movable && self.core.as_deref() == Some(name) {
+                return Err(Issue::value(
+                    &join_key(&base, "placement"),
+                    "the core cannot be movable; it runs on the hub's own host",
+                ));
+            }
+            for (i, label) in plugin.requires.iter().enumerate() {
+                check_id(label)
+                    .map_err(|m| Issue::value(&format!("{}[{i}]", join_key(&base, "requires")), m))?;
+            }
             check_id(name).map_err(|m| Issue::key(&base, format!("invalid plugin name: {m}")))?;
             plugin.check(&base)?;
             self.backoff

@@ -9,6 +9,7 @@
 //! * [`supervisor`]: the state of every plugin; start, stop, restart with backoff, thresholds.
 //! * [`service`]: the launcher's capabilities on the bus, and its events.
 
+pub mod cluster;
 pub mod config;
 pub mod logs;
 pub mod monitor;
@@ -172,6 +173,10 @@ pub async fn run(
     tracing::info!("launcher ready");
     shutdown.await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some((_, cluster)) = &bus {
+        // Movable plugins go first, with their leases released, so others take them at once.
+        cluster.shutdown().await;
+    }
     tracing::info!("stopping all plugins");
     for (name, r) in sup.stop_all_by(false, "launcher shutdown").await {
         if let Err(e) = r {
@@ -179,7 +184,7 @@ pub async fn run(
         }
     }
     // Leave the bus cleanly before the core goes, so nothing tries to reconnect.
-    if let Some(bus) = bus {
+    if let Some((bus, _)) = bus {
         bus.disconnect().await;
     }
     for (name, r) in sup.stop_all_by(true, "launcher shutdown").await {
@@ -196,7 +201,7 @@ async fn start_hub(
     home: &Home,
     cfg: &config::LauncherConfig,
     server: Option<String>,
-) -> Result<hivehub_client::HubClient, LauncherError> {
+) -> Result<(hivehub_client::HubClient, cluster::Cluster), LauncherError> {
     let notices = sup.notices();
     let url = match sup.core_name() {
         Some(core) => {
@@ -214,8 +219,10 @@ async fn start_hub(
             LauncherError::Bus("no core is configured and no serverURL is set".into())
         })?,
     };
-    let opts = ClientOptions::from_home(home, &cfg.id, Some(&url))
+    let mut opts = ClientOptions::from_home(home, &cfg.id, Some(&url))
         .map_err(|e| LauncherError::Bus(e.to_string()))?;
+    // Other launchers and `ls --all` see this launcher offline as soon as its connection dies.
+    opts.last_will = cluster::last_will(sup);
     let bus = connect_patiently(opts)
         .await
         .map_err(|e| LauncherError::Bus(format!("the launcher cannot connect: {e}")))?;
@@ -236,11 +243,14 @@ async fn start_hub(
             was_connected = connected;
         }
     });
-    service::serve(&bus, sup)
+    let cluster = cluster::Cluster::start(sup.clone(), bus.clone())
+        .await
+        .map_err(|e| LauncherError::Bus(format!("cannot join the hub's launchers: {e}")))?;
+    service::serve(&bus, sup, &cluster)
         .await
         .map_err(|e| LauncherError::Bus(format!("cannot serve the launcher service: {e}")))?;
     sup.autostart().await;
-    Ok(bus)
+    Ok((bus, cluster))
 }
 
 /// `config/launcher.yaml` of a home, or the given file.

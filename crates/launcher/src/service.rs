@@ -12,6 +12,8 @@ use hivehub_api::launcher::{
 };
 use hivehub_api::{ErrorCode, RemoteError, Role};
 use hivehub_client::{HubClient, Request, RpcError};
+use crate::cluster::Cluster;
+use hivehub_api::cluster::MoveReq;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -25,6 +27,7 @@ fn remote(e: LaunchError) -> RemoteError {
         LaunchError::NotFound { .. } => ErrorCode::NotFound,
         LaunchError::StartFailed { .. } => ErrorCode::Conflict,
         LaunchError::StopFailed { .. } => ErrorCode::Internal,
+        LaunchError::NotPlaced { .. } => ErrorCode::Conflict,
     };
     RemoteError::new(code, e.to_string())
 }
@@ -72,13 +75,29 @@ async fn view(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
     }
 }
 
-async fn manage(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
+async fn manage(sup: Supervisor, cluster: Cluster, r: Request) -> Result<Value, RemoteError> {
     let by = r.sender.clone();
     match r.method.as_str() {
         methods::START_PLUGIN => {
             let req: NameReq = r.json()?;
             tracing::info!(plugin = %req.name, %by, "start requested");
+            if sup.config().is_movable(&req.name) {
+                sup.info(&req.name).map_err(remote)?;
+                return to_value(cluster.user_start(&req.name).await?);
+            }
             to_value(sup.start(&req.name).await.map_err(remote)?)
+        }
+        methods::MOVE => {
+            let req: MoveReq = r.json()?;
+            tracing::info!(plugin = %req.name, to = %req.to, %by, "move requested");
+            sup.info(&req.name).map_err(remote)?;
+            if !sup.config().is_movable(&req.name) {
+                return Err(RemoteError::new(
+                    ErrorCode::Conflict,
+                    format!("'{}' is not movable (set plugins.{}.placement: movable)", req.name, req.name),
+                ));
+            }
+            to_value(cluster.move_to(&req.name, &req.to).await?)
         }
         methods::STOP_PLUGIN => {
             let req: NameReq = r.json()?;
@@ -92,6 +111,10 @@ async fn manage(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
                 ));
             }
             tracing::info!(plugin = %req.name, %by, "stop requested");
+            if sup.config().is_movable(&req.name) {
+                sup.info(&req.name).map_err(remote)?;
+                return to_value(cluster.user_stop(&req.name, &by).await?);
+            }
             to_value(sup.stop_by(&req.name, &by).await.map_err(remote)?)
         }
         methods::START_ALL => {
@@ -131,11 +154,13 @@ async fn manage(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
 }
 
 /// Serves the launcher's capabilities on `bus` and registers who may call them.
-pub async fn serve(bus: &HubClient, sup: &Supervisor) -> Result<(), RpcError> {
+pub async fn serve(bus: &HubClient, sup: &Supervisor, cluster: &Cluster) -> Result<(), RpcError> {
     let s = sup.clone();
     bus.serve(CAP_VIEW, move |r| view(s.clone(), r)).await?;
     let s = sup.clone();
-    bus.serve(CAP_MANAGE, move |r| manage(s.clone(), r)).await?;
+    let c = cluster.clone();
+    bus.serve(CAP_MANAGE, move |r| manage(s.clone(), c.clone(), r))
+        .await?;
     bus.set_permissions(
         CAP_VIEW,
         &[Role::Viewer, Role::Operator, Role::Manager, Role::Admin],

@@ -50,6 +50,14 @@ pub enum LaunchError {
         /// Why.
         reason: String,
     },
+    /// A movable plugin may not run here now (its lease is elsewhere or lost).
+    #[error("'{name}' does not run here: {reason}")]
+    NotPlaced {
+        /// The plugin.
+        name: String,
+        /// Why, e.g. "held by launcher-b".
+        reason: String,
+    },
     /// The plugin could not be stopped completely.
     #[error("cannot stop '{name}': {reason}")]
     StopFailed {
@@ -111,6 +119,9 @@ struct Run {
     history: History,
     /// A breach is being acted on; no new one is raised until the samples start over.
     breaching: bool,
+    /// Credentials were minted for the next start already (a hand-over prepares them before
+    /// the source stops, so the gap is only the spawn).
+    creds_fresh: bool,
 }
 
 impl Run {
@@ -148,6 +159,7 @@ impl Run {
             rss: None,
             history: History::for_span(DEFAULT_HISTORY_SPAN, DEFAULT_INTERVAL),
             breaching: false,
+            creds_fresh: false,
         }
     }
 }
@@ -184,6 +196,17 @@ struct Shared {
     restart_sem: Arc<tokio::sync::Semaphore>,
     /// The address the core listened on, kept for its restarts so clients find it again.
     core_listen: Mutex<Option<String>>,
+    /// Decides whether a movable plugin may run here (the cluster's leases).
+    gate: Mutex<Option<Arc<dyn PlacementGate>>>,
+}
+
+/// The cluster's say over movable plugins, consulted before each spawn so that not even an
+/// automatic restart can run a movable plugin without its lease.
+pub trait PlacementGate: Send + Sync {
+    /// `Ok` if `name` may be spawned here now, else why not.
+    fn may_spawn(&self, name: &str) -> Result<(), String>;
+    /// The launcher holding `name`'s lease, when it is not this one.
+    fn held_elsewhere(&self, name: &str) -> Option<String>;
 }
 
 /// What the supervisor reports for publication on the bus.
@@ -236,6 +259,7 @@ impl Supervisor {
                 reap_lock: Mutex::new(()),
                 restart_sem: Arc::new(tokio::sync::Semaphore::new(cfg_concurrency)),
                 core_listen: Mutex::new(None),
+                gate: Mutex::new(None),
             }),
         };
         sup.discover();
@@ -310,7 +334,40 @@ impl Supervisor {
             limit: None,
             for_secs: None,
             action: None,
+            from: None,
+            to: None,
         }
+    }
+
+    /// Lets the cluster decide where movable plugins run.
+    pub fn set_gate(&self, gate: Arc<dyn PlacementGate>) {
+        *lock(&self.sh.gate) = Some(gate);
+    }
+
+    /// Publishes an event about a plugin (the cluster's `moved`).
+    pub fn publish_event(&self, e: LauncherEvent) {
+        self.notice(Notice::Event(e));
+    }
+
+    /// A blank event of this launcher, to fill in.
+    pub fn new_event(&self, plugin: &str, name: &str) -> LauncherEvent {
+        self.event(plugin, name)
+    }
+
+    /// Mints the plugin's credentials now, so its next start skips that step.
+    pub async fn prepare_credentials(&self, name: &str) -> Result<(), LaunchError> {
+        let slot = self.slot(name)?;
+        if !self.cfg().create_plugin_cred {
+            return Ok(());
+        }
+        self.mint_credentials(name)
+            .await
+            .map_err(|reason| LaunchError::StartFailed {
+                name: name.to_string(),
+                reason,
+            })?;
+        lock(&slot.st).creds_fresh = true;
+        Ok(())
     }
 
     fn publish_status(&self, slot: &Slot) {
@@ -486,6 +543,14 @@ impl Supervisor {
     }
 
     fn info_of(&self, slot: &Slot) -> PluginInfo {
+        let movable = self.cfg().is_movable(&slot.name);
+        let held_by = if movable {
+            lock(&self.sh.gate)
+                .clone()
+                .and_then(|g| g.held_elsewhere(&slot.name))
+        } else {
+            None
+        };
         let st = lock(&slot.st);
         let now = SystemTime::now();
         PluginInfo {
@@ -518,6 +583,8 @@ impl Supervisor {
                 .next_retry
                 .is_some()
                 .then(|| st.last_delay.as_millis() as u64),
+            movable,
+            held_by,
         }
     }
 
@@ -770,6 +837,9 @@ impl Supervisor {
                     self.release_held();
                 }
             }
+            Err(LaunchError::NotPlaced { reason, .. }) => {
+                tracing::info!(plugin = %slot.name, "not restarted here: {reason}");
+            }
             Err(e) => {
                 // Keep trying at the backoff pace; never give up silently.
                 self.schedule_restart(&slot, e.to_string(), Duration::ZERO);
@@ -834,6 +904,26 @@ impl Supervisor {
                 return Err(self.fail(&slot, reason));
             }
         }
+        if !slot.is_core && self.cfg().is_movable(name) {
+            let gate = lock(&self.sh.gate).clone();
+            let verdict = match gate {
+                Some(g) => g.may_spawn(name),
+                None => Err("movable plugins run only when the launcher is on the bus".into()),
+            };
+            if let Err(reason) = verdict {
+                {
+                    let mut st = lock(&slot.st);
+                    st.state = PluginState::Stopped;
+                    st.next_retry = None;
+                    st.status = reason.clone();
+                }
+                self.publish_status(&slot);
+                return Err(LaunchError::NotPlaced {
+                    name: name.to_string(),
+                    reason,
+                });
+            }
+        }
         // Rescan only when the binary is not known to be there (a restart need not pay for it).
         if !lock(&slot.st).present {
             self.discover();
@@ -873,7 +963,8 @@ impl Supervisor {
                 })
                 .clone()
         };
-        if !slot.is_core && cfg.create_plugin_cred {
+        let fresh = std::mem::take(&mut lock(&slot.st).creds_fresh);
+        if !slot.is_core && cfg.create_plugin_cred && !fresh {
             if let Err(reason) = self.mint_credentials(name).await {
                 return Err(self.fail(&slot, reason));
             }
@@ -1273,12 +1364,15 @@ impl Supervisor {
     /// Starts the autostart plugins in order, then every other plugin (the core is started
     /// separately, first). Returns the result of each start.
     pub async fn start_all(&self) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
-        let mut names: Vec<String> = self.cfg().autostart.clone();
+        let cfg = self.cfg();
+        let mut names: Vec<String> = cfg.autostart.clone();
         for n in lock(&self.sh.slots).keys() {
             if !names.contains(n) && Some(n.as_str()) != self.core_name() {
                 names.push(n.clone());
             }
         }
+        // Movable plugins are placed by the cluster, not started on every launcher.
+        names.retain(|n| !cfg.is_movable(n));
         let mut out = Vec::new();
         for n in names {
             let r = self.start(&n).await;
@@ -1293,7 +1387,8 @@ impl Supervisor {
     /// plugin whose process ran but failed to start (e.g. crashed before it was ready) is
     /// handed to its restart policy.
     pub async fn autostart(&self) {
-        for name in self.cfg().autostart.clone() {
+        let cfg = self.cfg();
+        for name in cfg.autostart.iter().filter(|n| !cfg.is_movable(n)).cloned() {
             let Ok(slot) = self.slot(&name) else {
                 tracing::error!("autostart: no plugin named '{name}'");
                 continue;

@@ -1,0 +1,768 @@
+//! Several launchers, one hub: this launcher's shared status, and the placement of movable
+//! plugins under leases from the core.
+//!
+//! - Every `statusInterval` the launcher publishes its [`LauncherStatus`] retained; its Last
+//!   Will is the same message with `online: false`.
+//! - For each movable plugin it can run, it follows the core's lease (retained lease events,
+//!   plus a `list` at start). A free lease is taken by the fittest eligible launcher: each
+//!   launcher waits one second per launcher ranked above it before it asks, and the core's
+//!   single lock decides any race.
+//! - The holder renews every eighth of the lease time. It counts its lease from the moment it
+//!   *sent* the last successful renewal, and starts stopping the plugin a stop timeout (at most
+//!   a quarter lease) plus one second before that count runs out, whether or not it is
+//!   connected. Before every spawn the supervisor asks [`Gate::may_spawn`], so not even an
+//!   automatic restart runs a movable plugin without a valid lease.
+//! - `move` prepares the target (credentials), stops the plugin here, transfers the lease in
+//!   one step at the core, then asks the target to adopt it.
+
+use crate::config::LauncherConfig;
+use crate::supervisor::{LaunchError, PlacementGate, Supervisor};
+use hivehub_api::auth::AUTH_SERVICE;
+use hivehub_api::cluster::{
+    cluster_methods, events, lease_methods, rank, AdoptReq, LauncherStatus, LeaseInfo, LeaseList,
+    LeaseReq, ReleaseReq, TransferReq, CAP_CLUSTER, CAP_LEASES, LAUNCHER_THING, LEASES_THING,
+};
+use hivehub_api::launcher::{NameReq, PluginInfo, PluginState};
+use hivehub_api::rpc::Ack;
+use hivehub_api::{ErrorCode, RemoteError, Role};
+use hivehub_client::{ConnState, HubClient, Request, RpcError};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+/// How long a lower-ranked launcher waits per launcher ranked above it before it asks for a
+/// free lease, so the fittest one normally wins without a race.
+const RANK_STEP: Duration = Duration::from_millis(1000);
+/// Safety margin on top of the stop timeout when a lease cannot be renewed.
+const STOP_MARGIN: Duration = Duration::from_secs(1);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A lease this launcher holds.
+#[derive(Debug, Clone)]
+struct Held {
+    /// Conservative local expiry: send time of the last successful renewal + its lease time.
+    expires: Instant,
+    /// Since when the plugin lives here (for the minimum residence).
+    since: Instant,
+}
+
+struct Inner {
+    sup: Supervisor,
+    bus: HubClient,
+    id: String,
+    held: Mutex<HashMap<String, Held>>,
+    /// The core's leases as last heard.
+    leases: Mutex<HashMap<String, LeaseInfo>>,
+    /// Every launcher's last status, this one included.
+    peers: Mutex<BTreeMap<String, LauncherStatus>>,
+    /// Plugins this module is stopping itself (move, lost lease, shutdown), so such a stop is
+    /// not mistaken for a user's.
+    own_stops: Mutex<HashSet<String>>,
+    /// Plugins being handed over right now; placement leaves them alone.
+    moving: Mutex<HashSet<String>>,
+    /// When each free lease was first seen free.
+    free_since: Mutex<HashMap<String, Instant>>,
+    wake: Notify,
+    shutting_down: AtomicBool,
+}
+
+/// The cluster side of one launcher. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Gate(std::sync::Weak<Inner>);
+
+impl PlacementGate for Gate {
+    fn may_spawn(&self, name: &str) -> Result<(), String> {
+        let Some(inner) = self.0.upgrade() else {
+            return Err("the launcher is shutting down".into());
+        };
+        if inner.shutting_down.load(Ordering::SeqCst) {
+            return Err("the launcher is shutting down".into());
+        }
+        let cfg = inner.sup.config();
+        let budget = stop_budget(&cfg, name);
+        let expires = lock(&inner.held).get(name).map(|h| h.expires);
+        let holder = lock(&inner.leases).get(name).and_then(|l| l.holder.clone());
+        match expires {
+            Some(e) if e > Instant::now() + budget => Ok(()),
+            Some(_) => Err("its lease is about to expire (the hub cannot be reached)".into()),
+            None => Err(match holder {
+                Some(h) if h != inner.id => format!("it runs on {h}"),
+                _ => "this launcher does not hold its lease".into(),
+            }),
+        }
+    }
+
+    fn held_elsewhere(&self, name: &str) -> Option<String> {
+        let inner = self.0.upgrade()?;
+        let holder = lock(&inner.leases).get(name).and_then(|l| l.holder.clone());
+        holder.filter(|h| *h != inner.id)
+    }
+}
+
+/// Time the plugin needs to be gone once a stop begins, plus the margin.
+fn stop_budget(cfg: &LauncherConfig, name: &str) -> Duration {
+    cfg.plugin(name).stop_timeout + STOP_MARGIN
+}
+
+fn remote(code: ErrorCode, msg: impl Into<String>) -> RemoteError {
+    RemoteError::new(code, msg)
+}
+
+fn to_value<T: Serialize>(v: T) -> Result<Value, RemoteError> {
+    serde_json::to_value(v).map_err(|e| remote(ErrorCode::Internal, e.to_string()))
+}
+
+fn rpc_remote(e: RpcError) -> RemoteError {
+    match e {
+        RpcError::Remote(r) => r,
+        other => remote(ErrorCode::Unavailable, other.to_string()),
+    }
+}
+
+fn launch_remote(e: LaunchError) -> RemoteError {
+    let code = match e {
+        LaunchError::NotFound { .. } => ErrorCode::NotFound,
+        LaunchError::StopFailed { .. } => ErrorCode::Internal,
+        _ => ErrorCode::Conflict,
+    };
+    remote(code, e.to_string())
+}
+
+/// Host facts for the shared status.
+fn host_facts() -> (String, u32, f64, u64, u64) {
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let load1 = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0);
+    let (mut free, mut total) = (0, 0);
+    if let Ok(s) = std::fs::read_to_string("/proc/meminfo") {
+        for line in s.lines() {
+            let kb = |l: &str| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024
+            };
+            if line.starts_with("MemAvailable:") {
+                free = kb(line);
+            } else if line.starts_with("MemTotal:") {
+                total = kb(line);
+            }
+        }
+    }
+    (host, cpus, load1, free, total)
+}
+
+/// Movable plugins this launcher can run: configured movable, binary present, labels met.
+fn eligible(sup: &Supervisor, cfg: &LauncherConfig) -> Vec<String> {
+    sup.list()
+        .into_iter()
+        .filter(|p| {
+            cfg.is_movable(&p.name)
+                && p.state != PluginState::Missing
+                && cfg.meets_requirements(&p.name)
+        })
+        .map(|p| p.name)
+        .collect()
+}
+
+/// This launcher's status as others see it.
+pub fn status_of(sup: &Supervisor, online: bool, reason: Option<&str>) -> LauncherStatus {
+    let cfg = sup.config();
+    let (host, cpus, load1, mem_free, mem_total) = host_facts();
+    LauncherStatus {
+        schema_version: hivehub_api::SCHEMA_VERSION,
+        launcher_id: cfg.id.clone(),
+        online,
+        host,
+        cpus,
+        load1,
+        mem_free,
+        mem_total,
+        labels: cfg.labels.clone(),
+        eligible: if online { eligible(sup, &cfg) } else { Vec::new() },
+        plugins: if online { sup.list() } else { Vec::new() },
+        time: now_ms(),
+        reason: reason.map(str::to_string),
+    }
+}
+
+/// The Last Will for this launcher's connection: its status marked offline, retained.
+pub fn last_will(sup: &Supervisor) -> Option<(String, Vec<u8>, bool)> {
+    let cfg = sup.config();
+    let topic = hivehub_api::cluster::status_topic(&cfg.id).ok()?;
+    let body = serde_json::to_vec(&status_of(sup, false, Some("connection lost"))).ok()?;
+    Some((topic.to_string(), body, true))
+}
+
+impl Cluster {
+    /// Joins the hub's cluster on `bus`: follows statuses and leases, publishes this launcher's
+    /// status, and places movable plugins. Installs the supervisor's placement gate.
+    pub async fn start(sup: Supervisor, bus: HubClient) -> Result<Cluster, RpcError> {
+        let id = sup.config().id.clone();
+        let inner = Arc::new(Inner {
+            sup: sup.clone(),
+            bus: bus.clone(),
+            id,
+            held: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
+            peers: Mutex::new(BTreeMap::new()),
+            own_stops: Mutex::new(HashSet::new()),
+            moving: Mutex::new(HashSet::new()),
+            free_since: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+        });
+        sup.set_gate(Arc::new(Gate(Arc::downgrade(&inner))));
+        let c = Cluster { inner };
+        let mut statuses = bus
+            .subscribe_events(None, Some(LAUNCHER_THING), Some(events::STATUS))
+            .await?;
+        let mut leases = bus
+            .subscribe_events(Some(AUTH_SERVICE), Some(LEASES_THING), None)
+            .await?;
+        let c2 = c.clone();
+        tokio::spawn(async move {
+            while let Some(m) = statuses.recv().await {
+                match m.json::<LauncherStatus>() {
+                    Ok(s) if s.launcher_id == m.topic.agent => {
+                        lock(&c2.inner.peers).insert(s.launcher_id.clone(), s);
+                        c2.inner.wake.notify_one();
+                    }
+                    Ok(_) => tracing::warn!(topic = %m.topic, "status names another launcher; ignored"),
+                    Err(e) => tracing::warn!(topic = %m.topic, "bad launcher status: {e}"),
+                }
+            }
+        });
+        let c2 = c.clone();
+        tokio::spawn(async move {
+            while let Some(m) = leases.recv().await {
+                match m.json::<LeaseInfo>() {
+                    Ok(l) => {
+                        c2.on_lease(l);
+                    }
+                    Err(e) => tracing::warn!(topic = %m.topic, "bad lease event: {e}"),
+                }
+            }
+        });
+        c.refresh_leases().await;
+        c.publish_status().await;
+        tokio::spawn(c.clone().status_loop());
+        tokio::spawn(c.clone().renew_loop());
+        tokio::spawn(c.clone().placement_loop());
+        c.serve().await?;
+        Ok(c)
+    }
+
+    fn on_lease(&self, l: LeaseInfo) {
+        let me = &self.inner.id;
+        if l.holder.as_deref() != Some(me.as_str()) && lock(&self.inner.held).contains_key(&l.name)
+        {
+            // The core gave it to someone else: our lease is gone, whatever our clock says.
+            tracing::warn!(plugin = %l.name, holder = ?l.holder, "lease no longer ours");
+            lock(&self.inner.held).remove(&l.name);
+        }
+        lock(&self.inner.leases).insert(l.name.clone(), l);
+        self.inner.wake.notify_one();
+    }
+
+    async fn refresh_leases(&self) {
+        match self
+            .inner
+            .bus
+            .request::<_, LeaseList>(AUTH_SERVICE, CAP_LEASES, lease_methods::LIST, &Ack {})
+            .await
+        {
+            Ok(list) => {
+                for l in list.leases {
+                    self.on_lease(l);
+                }
+            }
+            Err(e) => tracing::warn!("cannot list leases: {e}"),
+        }
+    }
+
+    /// Publishes this launcher's status now (retained).
+    pub async fn publish_status(&self) {
+        let s = status_of(&self.inner.sup, true, None);
+        lock(&self.inner.peers).insert(s.launcher_id.clone(), s.clone());
+        if let Err(e) = self
+            .inner
+            .bus
+            .publish_event(LAUNCHER_THING, events::STATUS, &s, true)
+            .await
+        {
+            tracing::debug!("cannot publish launcher status: {e}");
+        }
+    }
+
+    async fn status_loop(self) {
+        let mut state = self.inner.bus.state();
+        loop {
+            let every = self.inner.sup.config().cluster.status_interval;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                r = state.changed() => {
+                    if r.is_err() { return; }
+                    if *state.borrow() != ConnState::Connected { continue; }
+                    // Back on the bus: our retained status may be the Last Will now.
+                    self.refresh_leases().await;
+                }
+            }
+            if self.inner.shutting_down.load(Ordering::SeqCst) {
+                return;
+            }
+            self.publish_status().await;
+        }
+    }
+
+    fn ttl(&self) -> Duration {
+        self.inner.sup.config().cluster.lease_ttl
+    }
+
+    async fn lease_call<Q: Serialize>(
+        &self,
+        method: &str,
+        req: &Q,
+        timeout: Duration,
+    ) -> Result<LeaseInfo, RpcError> {
+        let payload = serde_json::to_vec(req)
+            .map_err(|e| RpcError::Client(hivehub_client::ClientError::Encode(e.to_string())))?;
+        let v = self
+            .inner
+            .bus
+            .request_raw(AUTH_SERVICE, CAP_LEASES, method, payload, timeout)
+            .await?;
+        serde_json::from_value(v).map_err(|e| RpcError::Decode(e.to_string()))
+    }
+
+    /// Acquires or renews; on success records the conservative local expiry.
+    async fn take(&self, name: &str, method: &str, enable: bool) -> Result<LeaseInfo, RpcError> {
+        let ttl = self.ttl();
+        let sent = Instant::now();
+        let info = self
+            .lease_call(
+                method,
+                &LeaseReq {
+                    name: name.to_string(),
+                    ttl_ms: ttl.as_millis() as u64,
+                    enable,
+                },
+                ttl / 4,
+            )
+            .await?;
+        if info.holder.as_deref() == Some(self.inner.id.as_str()) {
+            let granted = Duration::from_millis(info.expires_in_ms.unwrap_or(0)).min(ttl);
+            let mut held = lock(&self.inner.held);
+            let since = held.get(name).map(|h| h.since).unwrap_or(sent);
+            held.insert(
+                name.to_string(),
+                Held {
+                    expires: sent + granted,
+                    since,
+                },
+            );
+        }
+        lock(&self.inner.leases).insert(name.to_string(), info.clone());
+        Ok(info)
+    }
+
+    async fn renew_loop(self) {
+        loop {
+            let ttl = self.ttl();
+            tokio::time::sleep(ttl / 8).await;
+            let names: Vec<String> = lock(&self.inner.held).keys().cloned().collect();
+            for name in names {
+                match self.take(&name, lease_methods::RENEW, false).await {
+                    Ok(_) => {}
+                    Err(RpcError::Remote(e)) => {
+                        tracing::warn!(plugin = %name, "lease lost: {}", e.message);
+                        lock(&self.inner.held).remove(&name);
+                        self.stop_here(&name, "lease lost").await;
+                    }
+                    Err(e) => tracing::warn!(plugin = %name, "cannot renew lease: {e}"),
+                }
+            }
+            self.enforce_expiry().await;
+        }
+    }
+
+    /// Stops movable plugins whose lease could run out before they are gone, so the core
+    /// can never hand it to another launcher while the plugin still runs here.
+    async fn enforce_expiry(&self) {
+        let cfg = self.inner.sup.config();
+        let now = Instant::now();
+        let expiring: Vec<String> = lock(&self.inner.held)
+            .iter()
+            .filter(|(n, h)| h.expires <= now + stop_budget(&cfg, n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in expiring {
+            tracing::warn!(plugin = %name, "cannot renew its lease in time; stopping it before the lease expires");
+            lock(&self.inner.held).remove(&name);
+            self.stop_here(&name, "lease expiring (hub unreachable)").await;
+        }
+    }
+
+    /// Stops a plugin here on the cluster's own behalf.
+    async fn stop_here(&self, name: &str, why: &str) {
+        lock(&self.inner.own_stops).insert(name.to_string());
+        if let Err(e) = self.inner.sup.stop_by(name, why).await {
+            tracing::error!(plugin = name, "{e}");
+        }
+    }
+
+    fn is_user_stopped(&self, info: &PluginInfo) -> bool {
+        info.state == PluginState::Disabled && !lock(&self.inner.own_stops).contains(&info.name)
+    }
+
+    async fn placement_loop(self) {
+        loop {
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            if self.inner.shutting_down.load(Ordering::SeqCst) {
+                return;
+            }
+            self.enforce_expiry().await;
+            if *self.inner.bus.state().borrow() != ConnState::Connected {
+                continue;
+            }
+            let cfg = self.inner.sup.config();
+            for name in eligible(&self.inner.sup, &cfg) {
+                if lock(&self.inner.moving).contains(&name) {
+                    continue;
+                }
+                self.place(&cfg, &name).await;
+            }
+        }
+    }
+
+    async fn place(&self, cfg: &LauncherConfig, name: &str) {
+        let me = self.inner.id.clone();
+        let Ok(info) = self.inner.sup.info(name) else {
+            return;
+        };
+        let held = lock(&self.inner.held).get(name).cloned();
+        if let Some(h) = held {
+            lock(&self.inner.free_since).remove(name);
+            if self.is_user_stopped(&info) {
+                tracing::info!(plugin = name, "stopped by a user: released and disabled hub-wide");
+                self.release(name, true).await;
+                return;
+            }
+            if info.pid.is_none() && matches!(info.state, PluginState::Stopped | PluginState::Disabled)
+            {
+                lock(&self.inner.own_stops).remove(name);
+                if let Err(e) = self.inner.sup.start(name).await {
+                    tracing::warn!(plugin = name, "{e}");
+                }
+                return;
+            }
+            // Fitness moves, with hysteresis.
+            if h.since.elapsed() >= cfg.cluster.min_residence && info.pid.is_some() {
+                let peers = lock(&self.inner.peers).clone();
+                let ranked = rank(peers.values(), name);
+                let mine = peers.get(&me).map(|s| s.fitness()).unwrap_or(0.0);
+                if let Some(best) = ranked.first() {
+                    if best.launcher_id != me && best.fitness() - mine > cfg.cluster.margin {
+                        let to = best.launcher_id.clone();
+                        tracing::info!(plugin = name, %to, "moving to a fitter launcher");
+                        let c = self.clone();
+                        let n = name.to_string();
+                        tokio::spawn(async move {
+                            if let Err(e) = c.move_to(&n, &to).await {
+                                tracing::warn!(plugin = %n, "move failed: {}", e.message);
+                            }
+                        });
+                    }
+                }
+            }
+            return;
+        }
+        let lease = lock(&self.inner.leases).get(name).cloned();
+        if let Some(l) = &lease {
+            if l.disabled || l.holder.is_some() {
+                lock(&self.inner.free_since).remove(name);
+                if info.pid.is_some() && l.holder.as_deref() != Some(me.as_str()) {
+                    // Never run without the lease.
+                    self.stop_here(name, "its lease is held elsewhere").await;
+                }
+                return;
+            }
+        }
+        // Free: the fittest eligible launcher asks first.
+        let peers = lock(&self.inner.peers).clone();
+        let ranked = rank(peers.values(), name);
+        let k = ranked
+            .iter()
+            .position(|s| s.launcher_id == me)
+            .unwrap_or(ranked.len());
+        let first_seen = *lock(&self.inner.free_since)
+            .entry(name.to_string())
+            .or_insert_with(Instant::now);
+        if first_seen.elapsed() < RANK_STEP * k as u32 {
+            return;
+        }
+        match self.take(name, lease_methods::ACQUIRE, false).await {
+            Ok(l) => {
+                lock(&self.inner.free_since).remove(name);
+                lock(&self.inner.own_stops).remove(name);
+                tracing::info!(plugin = name, generation = l.generation, "lease acquired");
+                match self.inner.sup.start(name).await {
+                    Ok(_) => {
+                        if let Some(prev) = l.previous.filter(|p| *p != me) {
+                            self.announce_moved(name, &prev, "failover");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(plugin = name, "{e}; releasing its lease");
+                        self.release(name, false).await;
+                    }
+                }
+            }
+            Err(RpcError::Remote(e)) => {
+                tracing::debug!(plugin = name, "lease not taken: {}", e.message)
+            }
+            Err(e) => tracing::warn!(plugin = name, "cannot ask for lease: {e}"),
+        }
+    }
+
+    fn announce_moved(&self, name: &str, from: &str, why: &str) {
+        let sup = &self.inner.sup;
+        tracing::info!(plugin = name, from, why, "moved here");
+        sup.publish_event(hivehub_api::launcher::LauncherEvent {
+            from: Some(from.to_string()),
+            to: Some(self.inner.id.clone()),
+            reason: Some(why.to_string()),
+            pid: sup.info(name).ok().and_then(|i| i.pid),
+            ..sup.new_event(name, events::MOVED)
+        });
+    }
+
+    async fn release(&self, name: &str, disable: bool) {
+        lock(&self.inner.held).remove(name);
+        let req = ReleaseReq {
+            name: name.to_string(),
+            disable,
+        };
+        match self
+            .lease_call(lease_methods::RELEASE, &req, Duration::from_secs(5))
+            .await
+        {
+            Ok(l) => {
+                lock(&self.inner.leases).insert(name.to_string(), l);
+            }
+            Err(e) => tracing::warn!(plugin = name, "cannot release lease: {e}"),
+        }
+    }
+
+    /// A user's start of a movable plugin: enables it hub-wide and runs it here if its lease
+    /// is free; if it runs elsewhere, says where.
+    pub async fn user_start(&self, name: &str) -> Result<PluginInfo, RemoteError> {
+        let cfg = self.inner.sup.config();
+        if !cfg.meets_requirements(name) {
+            return Err(remote(
+                ErrorCode::Conflict,
+                format!("{name} requires labels {:?}, which this launcher lacks", cfg.plugin(name).requires),
+            ));
+        }
+        match self.take(name, lease_methods::ACQUIRE, true).await {
+            Ok(_) => {
+                lock(&self.inner.own_stops).remove(name);
+                self.inner.sup.start(name).await.map_err(launch_remote)
+            }
+            Err(RpcError::Remote(e)) if e.code == ErrorCode::Conflict => Err(remote(
+                ErrorCode::Conflict,
+                format!("{}; use `hubcli launcher move {name} {}` to bring it here", e.message, self.inner.id),
+            )),
+            Err(e) => Err(rpc_remote(e)),
+        }
+    }
+
+    /// A user's stop of a movable plugin: stops it and disables it hub-wide, so no other
+    /// launcher takes it over.
+    pub async fn user_stop(&self, name: &str, by: &str) -> Result<PluginInfo, RemoteError> {
+        let holder = lock(&self.inner.leases).get(name).and_then(|l| l.holder.clone());
+        if let Some(h) = holder.filter(|h| *h != self.inner.id) {
+            return Err(remote(
+                ErrorCode::Conflict,
+                format!("{name} runs on {h}; stop it there (hubcli launcher --launcher {h} stop {name})"),
+            ));
+        }
+        lock(&self.inner.own_stops).insert(name.to_string());
+        let r = self.inner.sup.stop_by(name, by).await.map_err(launch_remote);
+        self.release(name, true).await;
+        lock(&self.inner.own_stops).remove(name);
+        r
+    }
+
+    /// Hands `name` to launcher `to`: prepare the target, stop here, transfer the lease at the
+    /// core, then the target adopts it. Never two instances: the target spawns only once it
+    /// holds the lease, which happens after the plugin is gone here.
+    pub async fn move_to(&self, name: &str, to: &str) -> Result<PluginInfo, RemoteError> {
+        let me = self.inner.id.clone();
+        if to == me {
+            return Err(remote(ErrorCode::BadRequest, format!("{name} already runs on {me}")));
+        }
+        if !lock(&self.inner.held).contains_key(name) {
+            let where_ = lock(&self.inner.leases).get(name).and_then(|l| l.holder.clone());
+            return Err(remote(
+                ErrorCode::Conflict,
+                match where_ {
+                    Some(h) => format!("{name} runs on {h}; send the move there (hubcli launcher --launcher {h} move {name} {to})"),
+                    None => format!("{me} does not run {name}"),
+                },
+            ));
+        }
+        if !lock(&self.inner.moving).insert(name.to_string()) {
+            return Err(remote(ErrorCode::Conflict, format!("{name} is already being moved")));
+        }
+        let r = self.hand_over(name, to).await;
+        lock(&self.inner.moving).remove(name);
+        r
+    }
+
+    async fn hand_over(&self, name: &str, to: &str) -> Result<PluginInfo, RemoteError> {
+        let bus = &self.inner.bus;
+        let req = NameReq {
+            name: name.to_string(),
+        };
+        bus.request::<_, Ack>(to, CAP_CLUSTER, cluster_methods::CHECK, &req)
+            .await
+            .map_err(rpc_remote)?;
+        self.stop_here(name, &format!("moving to {to}")).await;
+        let ttl = self.ttl();
+        let t = TransferReq {
+            name: name.to_string(),
+            to: to.to_string(),
+            ttl_ms: ttl.as_millis() as u64,
+        };
+        if let Err(e) = self
+            .lease_call(lease_methods::TRANSFER, &t, Duration::from_secs(5))
+            .await
+        {
+            // Still ours: run it here again.
+            lock(&self.inner.own_stops).remove(name);
+            let _ = self.inner.sup.start(name).await;
+            return Err(rpc_remote(e));
+        }
+        lock(&self.inner.held).remove(name);
+        lock(&self.inner.own_stops).remove(name);
+        let adopt = AdoptReq {
+            name: name.to_string(),
+            from: self.inner.id.clone(),
+        };
+        bus.request::<_, PluginInfo>(to, CAP_CLUSTER, cluster_methods::ADOPT, &adopt)
+            .await
+            .map_err(rpc_remote)
+    }
+
+    async fn serve(&self) -> Result<(), RpcError> {
+        let c = self.clone();
+        self.inner
+            .bus
+            .serve(CAP_CLUSTER, move |r| {
+                let c = c.clone();
+                async move { c.handle(r).await }
+            })
+            .await?;
+        self.inner
+            .bus
+            .set_permissions(CAP_CLUSTER, &[Role::Launcher])
+            .await
+    }
+
+    async fn handle(&self, r: Request) -> Result<Value, RemoteError> {
+        let cfg = self.inner.sup.config();
+        match r.method.as_str() {
+            cluster_methods::CHECK => {
+                let q: NameReq = r.json()?;
+                if !eligible(&self.inner.sup, &cfg).contains(&q.name) {
+                    return Err(remote(
+                        ErrorCode::Conflict,
+                        format!("{} cannot run {} (not movable here, binary missing, or labels {:?} not met)", self.inner.id, q.name, cfg.plugin(&q.name).requires),
+                    ));
+                }
+                self.inner
+                    .sup
+                    .prepare_credentials(&q.name)
+                    .await
+                    .map_err(launch_remote)?;
+                to_value(Ack {})
+            }
+            cluster_methods::ADOPT => {
+                let q: AdoptReq = r.json()?;
+                lock(&self.inner.moving).insert(q.name.clone());
+                let r = self.adopt(&q).await;
+                lock(&self.inner.moving).remove(&q.name);
+                r
+            }
+            _ => Err(r.unknown_method()),
+        }
+    }
+
+    async fn adopt(&self, q: &AdoptReq) -> Result<Value, RemoteError> {
+        // Trust only the core: confirm the lease is ours before spawning.
+        self.take(&q.name, lease_methods::RENEW, false)
+            .await
+            .map_err(rpc_remote)?;
+        lock(&self.inner.own_stops).remove(&q.name);
+        match self.inner.sup.start(&q.name).await {
+            Ok(info) => {
+                self.announce_moved(&q.name, &q.from, "move");
+                to_value(info)
+            }
+            Err(e) => {
+                self.release(&q.name, false).await;
+                Err(launch_remote(e))
+            }
+        }
+    }
+
+    /// Leaves the cluster at shutdown: stops the movable plugins here, releases their leases
+    /// (not disabled, so others take them over at once) and marks this launcher offline.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let names: Vec<String> = lock(&self.inner.held).keys().cloned().collect();
+        for name in names {
+            self.stop_here(&name, "launcher shutdown").await;
+            self.release(&name, false).await;
+        }
+        let s = status_of(&self.inner.sup, false, Some("shut down"));
+        if let Err(e) = self
+            .inner
+            .bus
+            .publish_event(LAUNCHER_THING, events::STATUS, &s, true)
+            .await
+        {
+            tracing::debug!("cannot publish offline status: {e}");
+        }
+    }
+}
