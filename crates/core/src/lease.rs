@@ -141,7 +141,7 @@ impl LeaseTable {
         let e = self.entries.entry(name.to_string()).or_insert_with(Entry::free);
         if e.held_by(now) != Some(who) {
             e.generation += 1;
-            if e.holder.as_deref() != Some(who) {
+            if e.holder.is_some() && e.holder.as_deref() != Some(who) {
                 e.previous = e.holder.take();
             }
         }

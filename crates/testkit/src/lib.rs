@@ -468,3 +468,156 @@ impl Drop for LauncherHub {
         }
     }
 }
+
+/// A launcher without its own core, as on another host: its own home and ID, connected to a
+/// shared [`Core`] with credentials made by `hubcli auth add ID --role launcher` in the core's
+/// home and copied over (with the hub CA), as an admin would.
+pub struct Member {
+    /// Its home.
+    pub home: Home,
+    /// Its launcher ID.
+    pub id: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Member {
+    /// Prepares a member launcher `id` for `core` with `top` added to the top level of its
+    /// launcher.yaml and `plugins` (entries indented by 2) under `plugins:`. Not started yet.
+    pub fn new(core: &Core, id: &str, top: &str, plugins: &str) -> Member {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::at(dir.path().join("home"));
+        home.ensure_dirs().expect("home");
+        let out = Command::new(workspace_bin("hubcli"))
+            .arg("--home")
+            .arg(core.home.root())
+            .args(["auth", "add", id, "--role", "launcher"])
+            .output()
+            .expect("run hubcli auth add");
+        assert!(
+            out.status.success(),
+            "hubcli auth add {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (from, to) in [
+            (core.home.key_file(id), home.key_file(id)),
+            (core.home.token_file(id), home.token_file(id)),
+            (core.home.ca_cert(), home.ca_cert()),
+        ] {
+            let bytes = std::fs::read(&from).expect("read credential");
+            write_atomic(&to, &bytes, SECRET_MODE).expect("copy credential");
+        }
+        std::fs::write(
+            home.config_file("launcher"),
+            format!(
+                "id: {id}\ncore: \"\"\nserverURL: {}\nreadyTimeout: 30s\n{top}plugins:\n{plugins}",
+                core.url
+            ),
+        )
+        .expect("config");
+        Member {
+            home,
+            id: id.to_string(),
+            dir,
+            child: None,
+        }
+    }
+
+    /// Starts the launcher process.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("launcher.out"))
+            .expect("log");
+        let child = Command::new(workspace_bin("launcher"))
+            .arg("--home")
+            .arg(self.home.root())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn launcher");
+        self.child = Some(child);
+    }
+
+    /// The launcher's output so far.
+    pub fn out(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("launcher.out")).unwrap_or_default()
+    }
+
+    /// The launcher's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILLs the launcher and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERMs the launcher and waits up to `timeout` for it to exit (then SIGKILL).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > end {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// PIDs of processes running `plugins/{name}` of this home (by their command line).
+    pub fn instances(&self, name: &str) -> Vec<u32> {
+        processes_running(&self.home.plugins().join(name))
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// PIDs of the live processes whose command line names `path` (the program, or the script a
+/// shell runs), leaving out a shell's forked copies of itself: one PID per running instance.
+pub fn processes_running(path: &Path) -> Vec<u32> {
+    let needle = path.as_os_str().as_encoded_bytes();
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        // A zombie has an empty command line; it no longer runs.
+        if cmd.split(|b| *b == 0).take(2).any(|arg| arg == needle) {
+            out.push(pid);
+        }
+    }
+    // A shell forks copies of itself to run commands (`sleep 1`); those are not instances.
+    let ppid = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+    };
+    let all = out.clone();
+    out.retain(|p| ppid(*p).is_none_or(|pp| !all.contains(&pp)));
+    out
+}
