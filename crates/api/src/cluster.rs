@@ -128,10 +128,7 @@ pub struct LauncherStatus {
 impl LauncherStatus {
     /// Number of plugins running or starting.
     pub fn active_plugins(&self) -> usize {
-        self.plugins
-            .iter()
-            .filter(|p| p.pid.is_some())
-            .count()
+        self.plugins.iter().filter(|p| p.pid.is_some()).count()
     }
 
     /// Fitness for placing one more plugin: higher is better, in \[0, 1\]. Free memory weighs

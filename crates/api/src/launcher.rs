@@ -132,7 +132,8 @@ pub struct PluginInfo {
     pub breaches: u64,
     /// The delay of the scheduled restart in milliseconds, in state `backoff`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_delay_ms: Option<u64>,    /// True for a movable plugin (`placement: movable`), which runs on one launcher of the hub
+    pub backoff_delay_ms: Option<u64>,
+    /// True for a movable plugin (`placement: movable`), which runs on one launcher of the hub
     /// at a time, under a lease from the core.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub movable: bool,
@@ -343,7 +344,8 @@ pub struct LauncherEvent {
     pub for_secs: Option<f64>,
     /// The action taken: "restart" or "alert" (resourceExceeded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,    /// The launcher a movable plugin left (moved).
+    pub action: Option<String>,
+    /// The launcher a movable plugin left (moved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// The launcher a movable plugin now runs on (moved).

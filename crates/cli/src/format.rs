@@ -333,7 +333,14 @@ pub fn launchers_table(all: &[LauncherStatus], width: u16, now_ms: u64) -> Strin
     table(
         width,
         &[
-            "LAUNCHER", "NAME", "STATE", "PID", "CPU", "MEMORY", "UPTIME", "LAST ERROR",
+            "LAUNCHER",
+            "NAME",
+            "STATE",
+            "PID",
+            "CPU",
+            "MEMORY",
+            "UPTIME",
+            "LAST ERROR",
         ],
         &[3, 4, 5, 6],
         &[(7, 16), (1, 16), (0, 12), (7, 8)],

@@ -3,14 +3,14 @@
 use crate::cli::LauncherCmd;
 use crate::format::{self, Op};
 use crate::{events, json, line, now_ms, table_width, CliError, Ctx};
-use hivehub_api::launcher::{
-    methods, BatchResp, ListReq, ListResp, NameReq, PluginInfo, ReloadResp, StatusResp, StopAllReq,
-    CAP_MANAGE, CAP_VIEW,
-};
 use hivehub_api::auth::AUTH_SERVICE;
 use hivehub_api::cluster::{
     events as cluster_events, lease_methods, LauncherStatus, LeaseList, MoveReq, CAP_LEASES,
     LAUNCHER_THING,
+};
+use hivehub_api::launcher::{
+    methods, BatchResp, ListReq, ListResp, NameReq, PluginInfo, ReloadResp, StatusResp, StopAllReq,
+    CAP_MANAGE, CAP_VIEW,
 };
 use hivehub_api::rpc::Ack;
 use hivehub_client::{ConnState, HubClient, RpcError};
@@ -93,9 +93,19 @@ pub(crate) async fn run(
         }
         LauncherCmd::Move { name, to } => {
             let holder = holder_of(client, &name).await?;
-            let from = Launcher { client, id: &holder };
+            let from = Launcher {
+                client,
+                id: &holder,
+            };
             let info: PluginInfo = from
-                .call(CAP_MANAGE, methods::MOVE, &MoveReq { name: name.clone(), to: to.clone() })
+                .call(
+                    CAP_MANAGE,
+                    methods::MOVE,
+                    &MoveReq {
+                        name: name.clone(),
+                        to: to.clone(),
+                    },
+                )
                 .await?;
             if as_json {
                 return json(out, &info);
@@ -224,7 +234,8 @@ async fn all_launchers(
             s.plugins = p;
         }
         // A movable plugin shows on the launcher that runs it only.
-        s.plugins.retain(|p| p.held_by.is_none() && (!only_running || p.running));
+        s.plugins
+            .retain(|p| p.held_by.is_none() && (!only_running || p.running));
     }
     Ok(all)
 }
@@ -238,7 +249,11 @@ async fn holder_of(client: &HubClient, name: &str) -> Result<String, CliError> {
         .into_iter()
         .find(|l| l.name == name)
         .and_then(|l| l.holder)
-        .ok_or_else(|| CliError::Failed(format!("{name} runs on no launcher (not movable, stopped, or not placed yet)")))
+        .ok_or_else(|| {
+            CliError::Failed(format!(
+                "{name} runs on no launcher (not movable, stopped, or not placed yet)"
+            ))
+        })
 }
 
 fn print_table(

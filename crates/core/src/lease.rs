@@ -88,8 +88,12 @@ impl LeaseTable {
     /// what it holds.
     pub fn open(file: Option<&Path>, now: Instant) -> Result<LeaseTable, String> {
         let data: LeaseFile = match file.map(std::fs::read) {
-            Some(Ok(bytes)) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is corrupt: {e}", file.map(|f| f.display().to_string()).unwrap_or_default()))?,
+            Some(Ok(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "{} is corrupt: {e}",
+                    file.map(|f| f.display().to_string()).unwrap_or_default()
+                )
+            })?,
             Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => LeaseFile::default(),
             Some(Err(e)) => return Err(e.to_string()),
             None => LeaseFile::default(),
@@ -138,7 +142,10 @@ impl LeaseTable {
     }
 
     fn grant(&mut self, name: &str, who: &str, ttl: Duration, now: Instant) -> LeaseInfo {
-        let e = self.entries.entry(name.to_string()).or_insert_with(Entry::free);
+        let e = self
+            .entries
+            .entry(name.to_string())
+            .or_insert_with(Entry::free);
         if e.held_by(now) != Some(who) {
             e.generation += 1;
             if e.holder.is_some() && e.holder.as_deref() != Some(who) {
@@ -162,7 +169,10 @@ impl LeaseTable {
         now: Instant,
     ) -> Result<LeaseInfo, RemoteError> {
         let grace = self.in_grace(name, now);
-        let e = self.entries.entry(name.to_string()).or_insert_with(Entry::free);
+        let e = self
+            .entries
+            .entry(name.to_string())
+            .or_insert_with(Entry::free);
         if enable {
             e.disabled = false;
         }
@@ -199,11 +209,17 @@ impl LeaseTable {
         match e.held_by(now) {
             Some(h) if h == who => Ok(self.grant(name, who, clamp_ttl(ttl_ms), now)),
             None if self.in_grace(name, now) && !e.disabled => {
-                tracing::info!(plugin = name, launcher = who, "lease reclaimed after a core restart");
+                tracing::info!(
+                    plugin = name,
+                    launcher = who,
+                    "lease reclaimed after a core restart"
+                );
                 Ok(self.grant(name, who, clamp_ttl(ttl_ms), now))
             }
             Some(h) => Err(conflict(format!("{name} is held by {h}, not {who}"))),
-            None => Err(conflict(format!("{who} does not hold the lease of {name} (it expired or was released)"))),
+            None => Err(conflict(format!(
+                "{who} does not hold the lease of {name} (it expired or was released)"
+            ))),
         }
     }
 
@@ -216,10 +232,15 @@ impl LeaseTable {
         disable: bool,
         now: Instant,
     ) -> Result<LeaseInfo, RemoteError> {
-        let e = self.entries.entry(name.to_string()).or_insert_with(Entry::free);
+        let e = self
+            .entries
+            .entry(name.to_string())
+            .or_insert_with(Entry::free);
         match e.held_by(now) {
             Some(h) if h != who => {
-                return Err(conflict(format!("{name} is held by {h}; only it may release it")))
+                return Err(conflict(format!(
+                    "{name} is held by {h}; only it may release it"
+                )))
             }
             Some(_) => {
                 e.previous = e.holder.take();
@@ -241,7 +262,10 @@ impl LeaseTable {
         ttl_ms: u64,
         now: Instant,
     ) -> Result<LeaseInfo, RemoteError> {
-        let held = self.entries.get(name).and_then(|e| e.held_by(now).map(str::to_string));
+        let held = self
+            .entries
+            .get(name)
+            .and_then(|e| e.held_by(now).map(str::to_string));
         if held.as_deref() != Some(who) {
             return Err(conflict(format!("{who} does not hold the lease of {name}")));
         }
@@ -343,7 +367,10 @@ mod tests {
         let t0 = Instant::now();
         let mut t = LeaseTable::open(None, t0).unwrap();
         t.acquire("a", "p", 1000, false, t0).unwrap();
-        assert!(t.release("b", "p", true, t0).is_err(), "only the holder releases");
+        assert!(
+            t.release("b", "p", true, t0).is_err(),
+            "only the holder releases"
+        );
         let r = t.release("a", "p", true, t0).unwrap();
         assert!(r.disabled && r.holder.is_none());
         assert!(t.acquire("b", "p", 1000, false, t0).is_err());
@@ -382,7 +409,8 @@ mod tests {
         t.acquire("a", "p", 5000, false, t0).unwrap();
         t.release("a", "q", true, t0).unwrap();
         t.save().unwrap();
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&f).unwrap().permissions());
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&f).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
         // "Restart": a new table from the file.
         let t1 = t0 + ms(10);

@@ -9,9 +9,9 @@
 //! [`start`] runs it in the current tokio runtime; the `hubcore` binary is a thin wrapper.
 
 mod broker;
-pub mod lease;
 pub mod certs;
 pub mod config;
+pub mod lease;
 mod service;
 mod state;
 pub mod store;

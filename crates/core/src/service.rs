@@ -1,12 +1,12 @@
 //! The auth service: the core's own capabilities on the bus (see `hivehub_api::auth`).
 
+use crate::lease::LeaseTable;
 use crate::state::CoreState;
 use hivehub_api::auth::{
     methods, AddClientReq, AddClientResp, ClientIdReq, ClientProfile, ListClientsResp,
     PermissionsResp, RemoveClientResp, SetPermissionsReq, TokenResp, CAP_AUTHZ, CAP_CLIENTS,
     CAP_PROFILE,
 };
-use crate::lease::LeaseTable;
 use hivehub_api::cluster::{
     lease_methods, LeaseInfo, LeaseList, LeaseReq, ReleaseReq, TransferReq, CAP_LEASES,
     LEASES_THING,
@@ -258,7 +258,10 @@ fn lock_table(t: &std::sync::Mutex<LeaseTable>) -> std::sync::MutexGuard<'_, Lea
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn publish_leases(client: HubClient, mut rx: tokio::sync::mpsc::UnboundedReceiver<LeaseInfo>) {
+async fn publish_leases(
+    client: HubClient,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<LeaseInfo>,
+) {
     while let Some(info) = rx.recv().await {
         if let Err(e) = client
             .publish_event(LEASES_THING, &info.name, &info, true)
@@ -277,7 +280,10 @@ fn leases(
 ) -> Result<Value, RemoteError> {
     let me = caller(s, &r)?;
     if !matches!(me.role, Role::Launcher | Role::Admin) {
-        return Err(err(ErrorCode::Denied, "only launchers and admins use leases"));
+        return Err(err(
+            ErrorCode::Denied,
+            "only launchers and admins use leases",
+        ));
     }
     let now = Instant::now();
     let bad = |e: String| err(ErrorCode::BadRequest, e);
@@ -321,7 +327,9 @@ fn leases(
             (t.transfer(who, &q.name, &q.to, q.ttl_ms, now)?, true)
         }
         lease_methods::LIST => {
-            return to_value(LeaseList { leases: t.list(now) });
+            return to_value(LeaseList {
+                leases: t.list(now),
+            });
         }
         _ => return Err(r.unknown_method()),
     };

@@ -205,7 +205,11 @@ pub fn status_of(sup: &Supervisor, online: bool, reason: Option<&str>) -> Launch
         mem_free,
         mem_total,
         labels: cfg.labels.clone(),
-        eligible: if online { eligible(sup, &cfg) } else { Vec::new() },
+        eligible: if online {
+            eligible(sup, &cfg)
+        } else {
+            Vec::new()
+        },
         plugins: if online { sup.list() } else { Vec::new() },
         time: now_ms(),
         reason: reason.map(str::to_string),
@@ -254,7 +258,9 @@ impl Cluster {
                         lock(&c2.inner.peers).insert(s.launcher_id.clone(), s);
                         c2.inner.wake.notify_one();
                     }
-                    Ok(_) => tracing::warn!(topic = %m.topic, "status names another launcher; ignored"),
+                    Ok(_) => {
+                        tracing::warn!(topic = %m.topic, "status names another launcher; ignored")
+                    }
                     Err(e) => tracing::warn!(topic = %m.topic, "bad launcher status: {e}"),
                 }
             }
@@ -425,7 +431,8 @@ impl Cluster {
         for name in expiring {
             tracing::warn!(plugin = %name, "cannot renew its lease in time; stopping it before the lease expires");
             lock(&self.inner.held).remove(&name);
-            self.stop_here(&name, "lease expiring (hub unreachable)").await;
+            self.stop_here(&name, "lease expiring (hub unreachable)")
+                .await;
         }
     }
 
@@ -473,11 +480,15 @@ impl Cluster {
         if let Some(h) = held {
             lock(&self.inner.free_since).remove(name);
             if self.is_user_stopped(&info) {
-                tracing::info!(plugin = name, "stopped by a user: released and disabled hub-wide");
+                tracing::info!(
+                    plugin = name,
+                    "stopped by a user: released and disabled hub-wide"
+                );
                 self.release(name, true).await;
                 return;
             }
-            if info.pid.is_none() && matches!(info.state, PluginState::Stopped | PluginState::Disabled)
+            if info.pid.is_none()
+                && matches!(info.state, PluginState::Stopped | PluginState::Disabled)
             {
                 lock(&self.inner.own_stops).remove(name);
                 if let Err(e) = self.inner.sup.start(name).await {
@@ -590,7 +601,10 @@ impl Cluster {
         if !cfg.meets_requirements(name) {
             return Err(remote(
                 ErrorCode::Conflict,
-                format!("{name} requires labels {:?}, which this launcher lacks", cfg.plugin(name).requires),
+                format!(
+                    "{name} requires labels {:?}, which this launcher lacks",
+                    cfg.plugin(name).requires
+                ),
             ));
         }
         match self.take(name, lease_methods::ACQUIRE, true).await {
@@ -600,7 +614,10 @@ impl Cluster {
             }
             Err(RpcError::Remote(e)) if e.code == ErrorCode::Conflict => Err(remote(
                 ErrorCode::Conflict,
-                format!("{}; use `hubcli launcher move {name} {}` to bring it here", e.message, self.inner.id),
+                format!(
+                    "{}; use `hubcli launcher move {name} {}` to bring it here",
+                    e.message, self.inner.id
+                ),
             )),
             Err(e) => Err(rpc_remote(e)),
         }
@@ -609,7 +626,9 @@ impl Cluster {
     /// A user's stop of a movable plugin: stops it and disables it hub-wide, so no other
     /// launcher takes it over.
     pub async fn user_stop(&self, name: &str, by: &str) -> Result<PluginInfo, RemoteError> {
-        let holder = lock(&self.inner.leases).get(name).and_then(|l| l.holder.clone());
+        let holder = lock(&self.inner.leases)
+            .get(name)
+            .and_then(|l| l.holder.clone());
         if let Some(h) = holder.filter(|h| *h != self.inner.id) {
             return Err(remote(
                 ErrorCode::Conflict,
@@ -617,7 +636,12 @@ impl Cluster {
             ));
         }
         lock(&self.inner.own_stops).insert(name.to_string());
-        let r = self.inner.sup.stop_by(name, by).await.map_err(launch_remote);
+        let r = self
+            .inner
+            .sup
+            .stop_by(name, by)
+            .await
+            .map_err(launch_remote);
         self.release(name, true).await;
         lock(&self.inner.own_stops).remove(name);
         r
@@ -629,10 +653,15 @@ impl Cluster {
     pub async fn move_to(&self, name: &str, to: &str) -> Result<PluginInfo, RemoteError> {
         let me = self.inner.id.clone();
         if to == me {
-            return Err(remote(ErrorCode::BadRequest, format!("{name} already runs on {me}")));
+            return Err(remote(
+                ErrorCode::BadRequest,
+                format!("{name} already runs on {me}"),
+            ));
         }
         if !lock(&self.inner.held).contains_key(name) {
-            let where_ = lock(&self.inner.leases).get(name).and_then(|l| l.holder.clone());
+            let where_ = lock(&self.inner.leases)
+                .get(name)
+                .and_then(|l| l.holder.clone());
             return Err(remote(
                 ErrorCode::Conflict,
                 match where_ {
@@ -642,7 +671,10 @@ impl Cluster {
             ));
         }
         if !lock(&self.inner.moving).insert(name.to_string()) {
-            return Err(remote(ErrorCode::Conflict, format!("{name} is already being moved")));
+            return Err(remote(
+                ErrorCode::Conflict,
+                format!("{name} is already being moved"),
+            ));
         }
         let r = self.hand_over(name, to).await;
         lock(&self.inner.moving).remove(name);

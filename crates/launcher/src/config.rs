@@ -608,8 +608,9 @@ impl LauncherConfig {
                 ));
             }
             for (i, label) in plugin.requires.iter().enumerate() {
-                check_id(label)
-                    .map_err(|m| Issue::value(&format!("{}[{i}]", join_key(&base, "requires")), m))?;
+                check_id(label).map_err(|m| {
+                    Issue::value(&format!("{}[{i}]", join_key(&base, "requires")), m)
+                })?;
             }
             check_id(name).map_err(|m| Issue::key(&base, format!("invalid plugin name: {m}")))?;
             plugin.check(&base)?;

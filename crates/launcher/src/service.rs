@@ -5,15 +5,15 @@
 //!
 //! Also the publisher: lifecycle events and a retained status message per plugin.
 
+use crate::cluster::Cluster;
 use crate::supervisor::{LaunchError, Notice, Supervisor};
+use hivehub_api::cluster::MoveReq;
 use hivehub_api::launcher::{
     events, methods, BatchItem, BatchResp, ListReq, ListResp, NameReq, PluginInfo, StatusResp,
     StopAllReq, CAP_MANAGE, CAP_VIEW,
 };
 use hivehub_api::{ErrorCode, RemoteError, Role};
 use hivehub_client::{HubClient, Request, RpcError};
-use crate::cluster::Cluster;
-use hivehub_api::cluster::MoveReq;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -94,7 +94,10 @@ async fn manage(sup: Supervisor, cluster: Cluster, r: Request) -> Result<Value, 
             if !sup.config().is_movable(&req.name) {
                 return Err(RemoteError::new(
                     ErrorCode::Conflict,
-                    format!("'{}' is not movable (set plugins.{}.placement: movable)", req.name, req.name),
+                    format!(
+                        "'{}' is not movable (set plugins.{}.placement: movable)",
+                        req.name, req.name
+                    ),
                 ));
             }
             to_value(cluster.move_to(&req.name, &req.to).await?)

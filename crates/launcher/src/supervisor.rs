@@ -1388,8 +1388,8 @@ impl Supervisor {
     /// handed to its restart policy.
     pub async fn autostart(&self) {
         let cfg = self.cfg();
-        for name in cfg.autostart.iter().filter(|n| !cfg.is_movable(n)).cloned() {
-            let Ok(slot) = self.slot(&name) else {
+        for name in cfg.autostart.iter().filter(|n| !cfg.is_movable(n)) {
+            let Ok(slot) = self.slot(name) else {
                 tracing::error!("autostart: no plugin named '{name}'");
                 continue;
             };

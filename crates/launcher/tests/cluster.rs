@@ -90,7 +90,13 @@ impl Drop for Sampler {
     }
 }
 
-fn members(core: &Core, ids: &[&str], top: &str, plugins: &str, bodies: &[(&str, &str)]) -> Vec<Member> {
+fn members(
+    core: &Core,
+    ids: &[&str],
+    top: &str,
+    plugins: &str,
+    bodies: &[(&str, &str)],
+) -> Vec<Member> {
     ids.iter()
         .map(|id| {
             let m = Member::new(core, id, top, plugins);
@@ -120,7 +126,11 @@ fn hubcli(core: &Core, args: &[&str]) -> std::process::Output {
 
 fn ls_all(core: &Core) -> Vec<LauncherStatus> {
     let out = hubcli(core, &["--json", "launcher", "ls", "--all"]);
-    assert!(out.status.success(), "ls --all: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ls --all: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("ls --all --json")
 }
 
@@ -130,7 +140,13 @@ async fn movable_plugin_runs_once_and_fails_over_after_kill9() {
     let top = "cluster:\n  leaseTtl: 3s\n  statusInterval: 500ms\nautostart: [local]\n";
     let plugins = "  mover:\n    placement: movable\n  local: {}\n";
     let ids = ["launcher-a", "launcher-b", "launcher-c"];
-    let mut ms = members(&core, &ids, top, plugins, &[("mover", LOOP), ("local", LOOP)]);
+    let mut ms = members(
+        &core,
+        &ids,
+        top,
+        plugins,
+        &[("mover", LOOP), ("local", LOOP)],
+    );
     let admin = core.client("admin").await;
     let mut presence = admin
         .subscribe_events(Some(AUTH_SERVICE), Some(LAUNCHERS_THING), None)
@@ -148,12 +164,20 @@ async fn movable_plugin_runs_once_and_fails_over_after_kill9() {
         m.start();
     }
     let placed = wait_until(Duration::from_secs(30), || holder(&ms, "mover").is_some());
-    assert!(placed, "mover not placed; outputs:\n{}", ms.iter().map(|m| m.out()).collect::<Vec<_>>().join("\n----\n"));
+    assert!(
+        placed,
+        "mover not placed; outputs:\n{}",
+        ms.iter()
+            .map(|m| m.out())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    );
     let h = holder(&ms, "mover").expect("holder");
     for m in &ms {
         let local = m.home.plugins().join("local");
         assert!(
-            wait_until(Duration::from_secs(20), || !processes_running(&local).is_empty()),
+            wait_until(Duration::from_secs(20), || !processes_running(&local)
+                .is_empty()),
             "{}'s local plugin runs",
             m.id
         );
@@ -171,10 +195,15 @@ async fn movable_plugin_runs_once_and_fails_over_after_kill9() {
         .map(|s| s.launcher_id.as_str())
         .collect();
     assert_eq!(with_mover, [ids[h]], "{all:?}");
-    assert!(all.iter().all(|s| s.plugins.iter().any(|p| p.name == "local" && p.running)));
+    assert!(all
+        .iter()
+        .all(|s| s.plugins.iter().any(|p| p.name == "local" && p.running)));
     let text = hubcli(&core, &["launcher", "ls", "--all"]);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("LAUNCHER") && text.contains("launcher-b"), "{text}");
+    assert!(
+        text.contains("LAUNCHER") && text.contains("launcher-b"),
+        "{text}"
+    );
 
     // kill -9 the holder: offline within 10 s, and the plugin runs elsewhere within 10 s of that.
     let killed_at = Instant::now();
@@ -196,7 +225,10 @@ async fn movable_plugin_runs_once_and_fails_over_after_kill9() {
     assert!(
         failed_over,
         "no failover within 10 s of the offline event; outputs:\n{}",
-        ms.iter().map(|m| m.out()).collect::<Vec<_>>().join("\n----\n")
+        ms.iter()
+            .map(|m| m.out())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
     );
     let m = tokio::time::timeout(Duration::from_secs(5), moved.recv())
         .await
@@ -230,7 +262,12 @@ async fn fifty_races_never_run_two_instances() {
         ms.iter().map(|m| m.home.plugins().join("mover")).collect(),
         Duration::from_millis(2),
     );
-    let out = |ms: &[Member]| ms.iter().map(|m| m.out()).collect::<Vec<_>>().join("\n----\n");
+    let out = |ms: &[Member]| {
+        ms.iter()
+            .map(|m| m.out())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
     // 35 trials: all three start at the same moment, before any knows the others.
     for trial in 0..35 {
         for m in ms.iter_mut() {
@@ -273,7 +310,8 @@ async fn fifty_races_never_run_two_instances() {
         let h = holder(&ms, "mover").expect("holder");
         ms[h].kill();
         assert!(
-            wait_until(Duration::from_secs(10), || holder(&ms, "mover").is_some_and(|i| i != h)),
+            wait_until(Duration::from_secs(10), || holder(&ms, "mover")
+                .is_some_and(|i| i != h)),
             "orphan trial {trial}: no failover\n{}",
             out(&ms)
         );
@@ -290,17 +328,26 @@ async fn move_hands_off_with_a_gap_shorter_than_a_start() {
     let ids = ["move-a", "move-b"];
     let mut ms = members(&core, &ids, top, plugins, &[]);
     for m in &ms {
-        std::fs::copy(workspace_bin("heartbeat"), m.home.plugins().join("heartbeat"))
-            .expect("copy heartbeat");
+        std::fs::copy(
+            workspace_bin("heartbeat"),
+            m.home.plugins().join("heartbeat"),
+        )
+        .expect("copy heartbeat");
     }
     let sampler = Sampler::start(
-        ms.iter().map(|m| m.home.plugins().join("heartbeat")).collect(),
+        ms.iter()
+            .map(|m| m.home.plugins().join("heartbeat"))
+            .collect(),
         Duration::from_millis(1),
     );
     for m in ms.iter_mut() {
         m.start();
     }
-    assert!(wait_until(Duration::from_secs(30), || holder(&ms, "heartbeat").is_some()));
+    assert!(wait_until(Duration::from_secs(30), || holder(
+        &ms,
+        "heartbeat"
+    )
+    .is_some()));
     let h = holder(&ms, "heartbeat").expect("holder");
     let admin = core.client("admin").await;
     // The plugin's start time, as a user sees it: stop, then time the start until it is ready.
@@ -331,15 +378,25 @@ async fn move_hands_off_with_a_gap_shorter_than_a_start() {
         out.status.success(),
         "move: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        ms.iter().map(|m| m.out()).collect::<Vec<_>>().join("\n----\n")
+        ms.iter()
+            .map(|m| m.out())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("to {to}")), "{text}");
-    assert_eq!(holder(&ms, "heartbeat"), Some(1 - h), "runs on the target now");
+    assert_eq!(
+        holder(&ms, "heartbeat"),
+        Some(1 - h),
+        "runs on the target now"
+    );
     let gap = sampler.longest_gap(before, after);
     eprintln!("start time {start_time:?} (of {starts:?}); hand-off gap {gap:?}");
     assert!(gap > Duration::ZERO, "the sampler saw the hand-off");
-    assert!(gap < start_time, "gap {gap:?} longer than a start {start_time:?}");
+    assert!(
+        gap < start_time,
+        "gap {gap:?} longer than a start {start_time:?}"
+    );
     // Moving it to where it runs, or a local plugin, is refused with a reason.
     let out = hubcli(&core, &["launcher", "move", "heartbeat", to]);
     assert!(!out.status.success());
@@ -352,30 +409,53 @@ async fn cut_off_launcher_keeps_local_plugins_and_reconnects() {
     let mut core = Core::start(&workspace_bin("hubcore"));
     let top = "cluster:\n  leaseTtl: 2s\n  statusInterval: 500ms\nautostart: [local]\n";
     let plugins = "  mover:\n    placement: movable\n  local: {}\n";
-    let mut ms = members(&core, &["cut-a"], top, plugins, &[("mover", LOOP), ("local", LOOP)]);
+    let mut ms = members(
+        &core,
+        &["cut-a"],
+        top,
+        plugins,
+        &[("mover", LOOP), ("local", LOOP)],
+    );
     ms[0].start();
-    assert!(wait_until(Duration::from_secs(30), || {
-        ms[0].instances("mover").len() == 1 && ms[0].instances("local").len() == 1
-    }), "{}", ms[0].out());
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            ms[0].instances("mover").len() == 1 && ms[0].instances("local").len() == 1
+        }),
+        "{}",
+        ms[0].out()
+    );
     let local = ms[0].instances("local")[0];
     // Cut the bus: the core dies.
     core.kill();
     // The movable plugin stops once its lease can no longer be renewed; the local one stays.
     assert!(
-        wait_until(Duration::from_secs(10), || ms[0].instances("mover").is_empty()),
+        wait_until(Duration::from_secs(10), || ms[0]
+            .instances("mover")
+            .is_empty()),
         "movable plugin still running without a lease\n{}",
         ms[0].out()
     );
-    assert_eq!(ms[0].instances("local"), [local], "local plugin kept running");
+    assert_eq!(
+        ms[0].instances("local"),
+        [local],
+        "local plugin kept running"
+    );
     // The core comes back on the same port: the launcher reconnects, the plugin comes back.
     core.restart();
     assert!(
-        wait_until(Duration::from_secs(30), || ms[0].instances("mover").len() == 1),
+        wait_until(Duration::from_secs(30), || ms[0].instances("mover").len()
+            == 1),
         "movable plugin not back after the core returned\n{}",
         ms[0].out()
     );
     assert!(wait_until(Duration::from_secs(10), || {
-        ls_all(&core).iter().any(|s| s.launcher_id == "cut-a" && s.online)
+        ls_all(&core)
+            .iter()
+            .any(|s| s.launcher_id == "cut-a" && s.online)
     }));
-    assert_eq!(ms[0].instances("local"), [local], "local plugin never restarted");
+    assert_eq!(
+        ms[0].instances("local"),
+        [local],
+        "local plugin never restarted"
+    );
 }
