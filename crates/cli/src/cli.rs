@@ -295,7 +295,10 @@ mod tests {
         assert_eq!(c.global.launcher, "launcher");
         assert!(matches!(
             c.command,
-            Command::Launcher(LauncherCmd::Ls { running: false, all: false })
+            Command::Launcher(LauncherCmd::Ls {
+                running: false,
+                all: false
+            })
         ));
     }
 

@@ -1804,6 +1804,70 @@ mod tests {
     }
 
     #[test]
+    fn movable_plugins_labels_and_cluster_settings() {
+        let cfg = parse(
+            "labels: [zwave-stick, cam]\ncluster:\n  leaseTtl: 4s\n  statusInterval: 1s\n  margin: 0.2\n  minResidence: 1m\nplugins:\n  zwave:\n    placement: movable\n    requires: [zwave-stick]\n  lamp:\n    requires: [nope]\n",
+            FILE,
+        )
+        .expect("valid");
+        assert!(cfg.is_movable("zwave"));
+        assert!(!cfg.is_movable("lamp"));
+        assert!(!cfg.is_movable("unknown"));
+        assert!(cfg.meets_requirements("zwave"));
+        assert!(!cfg.meets_requirements("lamp"));
+        assert!(cfg.meets_requirements("unknown"));
+        assert_eq!(cfg.cluster.lease_ttl, Duration::from_secs(4));
+        assert_eq!(cfg.cluster.min_residence, Duration::from_secs(60));
+        // A movable plugin's stop escalates to SIGKILL within a quarter lease.
+        assert_eq!(cfg.plugin("zwave").stop_timeout, Duration::from_secs(1));
+        assert_eq!(cfg.plugin("lamp").stop_timeout, Duration::from_secs(10));
+        let d = LauncherConfig::default();
+        assert_eq!(d.cluster.lease_ttl, Duration::from_secs(8));
+        assert!(d.labels.is_empty());
+    }
+
+    #[test]
+    fn cluster_errors_name_the_key() {
+        assert_err(
+            "cluster:\n  leaseTtl: 1s\n",
+            2,
+            "cluster.leaseTtl",
+            &["between 2s and 20s"],
+        );
+        assert_err(
+            "cluster:\n  margin: 3\n",
+            2,
+            "cluster.margin",
+            &["between 0 and 1"],
+        );
+        assert_err(
+            "cluster:\n  leaseTTL: 5s\n",
+            2,
+            "cluster.leaseTTL",
+            &["leaseTtl"],
+        );
+        assert_err(
+            "plugins:\n  x:\n    placement: roaming\n",
+            3,
+            "plugins.x.placement",
+            &["roaming"],
+        );
+        assert_err(
+            "plugins:\n  hubcore:\n    placement: movable\n",
+            3,
+            "plugins.hubcore.placement",
+            &["core cannot be movable"],
+        );
+        assert_err("labels: [\"bad label\"]\n", 1, "labels[0]", &[]);
+        assert_err(
+            "plugins:\n  _launcher: {}\n",
+            2,
+            "plugins._launcher",
+            &["reserved"],
+        );
+    }
+
+    #[test]
     fn defaults() {
         let d = LauncherConfig::default();
         assert_eq!(d.id, "launcher");
