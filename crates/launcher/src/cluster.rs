@@ -58,6 +58,9 @@ struct Held {
     expires: Instant,
     /// Since when the plugin lives here (for the minimum residence).
     since: Instant,
+    /// Started once under this lease; from then on its restart policy decides, so a plugin
+    /// that keeps failing is not restarted here without backoff.
+    started: bool,
 }
 
 struct Inner {
@@ -385,12 +388,16 @@ impl Cluster {
         if info.holder.as_deref() == Some(self.inner.id.as_str()) {
             let granted = Duration::from_millis(info.expires_in_ms.unwrap_or(0)).min(ttl);
             let mut held = lock(&self.inner.held);
-            let since = held.get(name).map(|h| h.since).unwrap_or(sent);
+            let (since, started) = held
+                .get(name)
+                .map(|h| (h.since, h.started))
+                .unwrap_or((sent, false));
             held.insert(
                 name.to_string(),
                 Held {
                     expires: sent + granted,
                     since,
+                    started,
                 },
             );
         }
@@ -487,13 +494,8 @@ impl Cluster {
                 self.release(name, true).await;
                 return;
             }
-            if info.pid.is_none()
-                && matches!(info.state, PluginState::Stopped | PluginState::Disabled)
-            {
-                lock(&self.inner.own_stops).remove(name);
-                if let Err(e) = self.inner.sup.start(name).await {
-                    tracing::warn!(plugin = name, "{e}");
-                }
+            if !h.started && info.pid.is_none() {
+                self.start_held(name).await;
                 return;
             }
             // Fitness moves, with hysteresis.
@@ -546,15 +548,9 @@ impl Cluster {
                 lock(&self.inner.free_since).remove(name);
                 lock(&self.inner.own_stops).remove(name);
                 tracing::info!(plugin = name, generation = l.generation, "lease acquired");
-                match self.inner.sup.start(name).await {
-                    Ok(_) => {
-                        if let Some(prev) = l.previous.filter(|p| *p != me) {
-                            self.announce_moved(name, &prev, "failover");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(plugin = name, "{e}; releasing its lease");
-                        self.release(name, false).await;
+                if self.start_held(name).await.is_some() {
+                    if let Some(prev) = l.previous.filter(|p| *p != me) {
+                        self.announce_moved(name, &prev, "failover");
                     }
                 }
             }
@@ -562,6 +558,23 @@ impl Cluster {
                 tracing::debug!(plugin = name, "lease not taken: {}", e.message)
             }
             Err(e) => tracing::warn!(plugin = name, "cannot ask for lease: {e}"),
+        }
+    }
+
+    /// Starts a plugin whose lease this launcher holds, once; a failed start gives the lease up
+    /// (not disabled), so another eligible launcher may try.
+    async fn start_held(&self, name: &str) -> Option<PluginInfo> {
+        lock(&self.inner.own_stops).remove(name);
+        if let Some(h) = lock(&self.inner.held).get_mut(name) {
+            h.started = true;
+        }
+        match self.inner.sup.start(name).await {
+            Ok(info) => Some(info),
+            Err(e) => {
+                tracing::warn!(plugin = name, "{e}; releasing its lease");
+                self.release(name, false).await;
+                None
+            }
         }
     }
 
@@ -610,6 +623,9 @@ impl Cluster {
         match self.take(name, lease_methods::ACQUIRE, true).await {
             Ok(_) => {
                 lock(&self.inner.own_stops).remove(name);
+                if let Some(h) = lock(&self.inner.held).get_mut(name) {
+                    h.started = true;
+                }
                 self.inner.sup.start(name).await.map_err(launch_remote)
             }
             Err(RpcError::Remote(e)) if e.code == ErrorCode::Conflict => Err(remote(
@@ -765,16 +781,24 @@ impl Cluster {
         self.take(&q.name, lease_methods::RENEW, false)
             .await
             .map_err(rpc_remote)?;
-        lock(&self.inner.own_stops).remove(&q.name);
-        match self.inner.sup.start(&q.name).await {
-            Ok(info) => {
+        match self.start_held(&q.name).await {
+            Some(info) => {
                 self.announce_moved(&q.name, &q.from, "move");
                 to_value(info)
             }
-            Err(e) => {
-                self.release(&q.name, false).await;
-                Err(launch_remote(e))
-            }
+            None => Err(remote(
+                ErrorCode::Conflict,
+                format!(
+                    "{} could not start {}; its lease was released: {}",
+                    self.inner.id,
+                    q.name,
+                    self.inner
+                        .sup
+                        .info(&q.name)
+                        .map(|i| i.status)
+                        .unwrap_or_default()
+                ),
+            )),
         }
     }
 
