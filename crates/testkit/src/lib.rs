@@ -60,6 +60,11 @@ pub struct Core {
 impl Core {
     /// Starts `bin` (the hubcore binary) in a new temporary home on a free port.
     pub fn start(bin: &Path) -> Core {
+        Core::start_on(bin, "127.0.0.1")
+    }
+
+    /// Starts `bin` listening on a free port of `ip` (its server certificate names `ip`).
+    pub fn start_on(bin: &Path, ip: &str) -> Core {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = Home::at(dir.path().join("home"));
         let mut c = Core {
@@ -70,7 +75,7 @@ impl Core {
             bin: bin.to_path_buf(),
             child: None,
         };
-        c.spawn("127.0.0.1:0");
+        c.spawn(&format!("{ip}:0"));
         c
     }
 
@@ -157,7 +162,13 @@ impl Core {
     /// Starts the core again in the same home on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        let listen = format!("127.0.0.1:{}", self.port);
+        let ip = self
+            .url
+            .split_once("://")
+            .and_then(|(_, a)| a.rsplit_once(':'))
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let listen = format!("{ip}:{}", self.port);
         self.spawn(&listen);
     }
 
@@ -525,12 +536,26 @@ impl Member {
 
     /// Starts the launcher process.
     pub fn start(&mut self) {
+        self.start_in(None);
+    }
+
+    /// Starts the launcher process inside the network namespace `netns` (`ip netns exec`,
+    /// which execs, so the PID is the launcher's), or in this one.
+    pub fn start_in(&mut self, netns: Option<&str>) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("launcher.out"))
             .expect("log");
-        let child = Command::new(workspace_bin("launcher"))
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(workspace_bin("launcher"));
+                c
+            }
+            None => Command::new(workspace_bin("launcher")),
+        };
+        let child = cmd
             .arg("--home")
             .arg(self.home.root())
             .stdout(log.try_clone().expect("dup"))
