@@ -337,7 +337,12 @@ impl Default for PluginConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LauncherConfig {
     /// Client ID on the hub; launchers on other hosts need their own (`launcher-pi2`).
+    /// Default: `launcher` with a local core, else `launcher-{hostname}`.
+    #[serde(skip)]
     pub id: String,
+    /// `id` as written in the file, if it is.
+    #[serde(rename = "id", default, deserialize_with = "de_some_string")]
+    id_set: Option<String>,
     /// Log level of the launcher, also passed to plugins so one knob quietens everything.
     pub loglevel: String,
     /// Log to `logs/launcher.log` instead of stderr, for hosts without a journal.
@@ -401,6 +406,7 @@ impl Default for LauncherConfig {
     fn default() -> Self {
         LauncherConfig {
             id: "launcher".into(),
+            id_set: None,
             loglevel: "info".into(),
             logtofile: false,
             core: Some(DEFAULT_CORE.into()),
@@ -469,6 +475,12 @@ impl LauncherConfig {
 
     /// Canonical spellings, so the rest of the launcher compares against one form only.
     fn normalise(&mut self) {
+        self.id = match (&self.id_set, &self.core) {
+            (Some(id), _) => id.clone(),
+            (None, Some(_)) => "launcher".into(),
+            // A launcher without a core runs on another host than the hub's own.
+            (None, None) => remote_id(),
+        };
         if let Some(level) = canonical_level(&self.loglevel) {
             self.loglevel = level.to_string();
         }
@@ -926,6 +938,11 @@ where
 }
 
 /// `core: ""` and `core: null` both mean "no local core", as in HiveOT.
+/// A string that must be there when its key is (null is an error, not "unset").
+fn de_some_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
 fn de_core<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
@@ -1102,6 +1119,29 @@ impl Issue {
 
 /// Identifiers become MQTT topic segments and file names, so they keep to the shared API
 /// crate's rule: 1..=64 of `[A-Za-z0-9_.-]`, starting with a letter, digit or `_`.
+/// `launcher-{hostname}`, with characters an ID cannot hold replaced by `-`.
+fn remote_id() -> String {
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_ID_LEN - "launcher-".len())
+        .collect();
+    if clean.is_empty() {
+        "launcher-remote".into()
+    } else {
+        format!("launcher-{clean}")
+    }
+}
+
 fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("must not be empty".into());
@@ -1824,6 +1864,17 @@ mod tests {
         let d = LauncherConfig::default();
         assert_eq!(d.cluster.lease_ttl, Duration::from_secs(8));
         assert!(d.labels.is_empty());
+    }
+
+    #[test]
+    fn a_launcher_without_a_core_defaults_to_launcher_hostname() {
+        let remote = parse("core: \"\"\nserverURL: mqtts://hub:8883\n", FILE).expect("valid");
+        assert!(remote.id.starts_with("launcher-"), "{}", remote.id);
+        assert_eq!(remote.id, remote_id());
+        check_id(&remote.id).expect("a valid ID");
+        let set = parse("id: pi2\ncore: \"\"\nserverURL: mqtts://hub:8883\n", FILE).expect("valid");
+        assert_eq!(set.id, "pi2");
+        assert_eq!(parse("", FILE).expect("valid").id, "launcher");
     }
 
     #[test]
