@@ -244,7 +244,11 @@ pub fn plugin_table(plugins: &[PluginInfo], width: u16, now_ms: u64) -> String {
         .map(|p| {
             vec![
                 p.name.clone(),
-                p.state.as_str().to_string(),
+                match (&p.held_by, p.pid) {
+                    // A movable plugin that runs on another launcher.
+                    (Some(h), None) => format!("on {h}"),
+                    _ => p.state.as_str().to_string(),
+                },
                 or_none(p.pid, |v| v.to_string()),
                 p.start_count.to_string(),
                 or_none(p.cpu, cpu),
@@ -699,6 +703,46 @@ mod tests {
     fn status(info: PluginInfo, log: &[&str]) -> StatusResp {
         serde_json::from_value(serde_json::json!({"info": info, "logTail": log}))
             .expect("StatusResp fixture")
+    }
+
+    #[test]
+    fn movable_plugins_show_where_they_run() {
+        let mut p = plugin("zwave", PluginState::Stopped);
+        p.movable = true;
+        p.held_by = Some("launcher-pi2".into());
+        let t = plugin_table(&[p.clone()], 100, 0);
+        assert!(t.contains("on launcher-pi2"), "{t}");
+        let mut off = LauncherStatus {
+            schema_version: 1,
+            launcher_id: "launcher-pi2".into(),
+            online: true,
+            host: "pi2".into(),
+            cpus: 4,
+            load1: 0.1,
+            mem_free: 1,
+            mem_total: 2,
+            labels: vec![],
+            eligible: vec![],
+            plugins: vec![],
+            time: 1_000,
+            reason: None,
+        };
+        p.held_by = None;
+        p.pid = Some(42);
+        p.running = true;
+        p.state = PluginState::Running;
+        off.plugins = vec![p];
+        let mut gone = off.clone();
+        gone.launcher_id = "launcher-pi3".into();
+        gone.online = false;
+        gone.reason = Some("connection lost".into());
+        let t = launchers_table(&[off, gone], 120, 61_000);
+        assert!(t.contains("LAUNCHER"), "{t}");
+        assert!(t.contains("zwave (movable)") && t.contains("42"), "{t}");
+        assert!(
+            t.contains("offline") && t.contains("connection lost, 1m"),
+            "{t}"
+        );
     }
 
     #[test]
