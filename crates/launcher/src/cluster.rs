@@ -289,6 +289,14 @@ impl Cluster {
     }
 
     fn on_lease(&self, l: LeaseInfo) {
+        let known = lock(&self.inner.leases)
+            .get(&l.name)
+            .map(|k| k.generation)
+            .unwrap_or(0);
+        if l.generation < known {
+            // An event older than a reply we already had (they travel separately).
+            return;
+        }
         let me = &self.inner.id;
         if l.holder.as_deref() != Some(me.as_str()) && lock(&self.inner.held).contains_key(&l.name)
         {
@@ -308,9 +316,21 @@ impl Cluster {
             .await
         {
             Ok(list) => {
-                for l in list.leases {
-                    self.on_lease(l);
-                }
+                // The core's whole table replaces ours: after a core restart its generations
+                // start again, so older numbers must not hide newer events.
+                let me = self.inner.id.clone();
+                let theirs: HashMap<String, LeaseInfo> = list
+                    .leases
+                    .into_iter()
+                    .map(|l| (l.name.clone(), l))
+                    .collect();
+                lock(&self.inner.held).retain(|n, _| {
+                    theirs.get(n).is_none_or(|l| {
+                        l.holder.is_none() || l.holder.as_deref() == Some(me.as_str())
+                    })
+                });
+                *lock(&self.inner.leases) = theirs;
+                self.inner.wake.notify_one();
             }
             Err(e) => tracing::warn!("cannot list leases: {e}"),
         }
