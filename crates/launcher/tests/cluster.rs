@@ -205,6 +205,19 @@ async fn movable_plugin_runs_once_and_fails_over_after_kill9() {
         "{text}"
     );
 
+    // The core announced each launcher's arrival once.
+    let mut online = std::collections::BTreeSet::new();
+    while online.len() < 3 {
+        let m = tokio::time::timeout(Duration::from_secs(10), presence.recv())
+            .await
+            .expect("launcherOnline for each launcher")
+            .expect("presence stream");
+        let e: PresenceEvent = m.json().expect("presence payload");
+        assert_eq!(e.event, cluster_events::LAUNCHER_ONLINE, "{e:?}");
+        assert!(online.insert(e.launcher_id.clone()), "twice: {e:?}");
+    }
+    assert!(ids.iter().all(|id| online.contains(*id)), "{online:?}");
+
     // kill -9 the holder: offline within 10 s, and the plugin runs elsewhere within 10 s of that.
     let killed_at = Instant::now();
     ms[h].kill();
@@ -401,6 +414,35 @@ async fn move_hands_off_with_a_gap_shorter_than_a_start() {
     let out = hubcli(&core, &["launcher", "move", "heartbeat", to]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already runs"));
+
+    // A user's stop holds hub-wide: no launcher takes it over; a start elsewhere runs it there.
+    let out = hubcli(&core, &["launcher", "--launcher", to, "stop", "heartbeat"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sampler.count(), 0);
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < quiet_until {
+        assert_eq!(
+            sampler.count(),
+            0,
+            "a stopped movable plugin was taken over"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let back = ids[h];
+    let out = hubcli(
+        &core,
+        &["launcher", "--launcher", back, "start", "heartbeat"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(holder(&ms, "heartbeat"), Some(h));
     assert_eq!(sampler.max(), 1, "two instances ran at once");
 }
 
