@@ -181,6 +181,24 @@ fn host_facts() -> (String, u32, f64, u64, u64) {
     (host, cpus, load1, free, total)
 }
 
+/// Where a plugin running on `me` for `resident` should move by itself, if anywhere: to the
+/// fittest eligible launcher, once the minimum residence has passed and only when it is fitter
+/// by more than the margin, so plugins do not hop between similar hosts.
+fn rebalance_target(
+    peers: &BTreeMap<String, LauncherStatus>,
+    me: &str,
+    name: &str,
+    resident: Duration,
+    cfg: &crate::config::ClusterConfig,
+) -> Option<String> {
+    if resident < cfg.min_residence {
+        return None;
+    }
+    let mine = peers.get(me)?.fitness();
+    let best = rank(peers.values(), name).into_iter().next()?;
+    (best.launcher_id != me && best.fitness() - mine > cfg.margin).then(|| best.launcher_id.clone())
+}
+
 /// Movable plugins this launcher can run: configured movable, binary present, labels met.
 fn eligible(sup: &Supervisor, cfg: &LauncherConfig) -> Vec<String> {
     sup.list()
@@ -519,22 +537,19 @@ impl Cluster {
                 return;
             }
             // Fitness moves, with hysteresis.
-            if h.since.elapsed() >= cfg.cluster.min_residence && info.pid.is_some() {
+            if info.pid.is_some() {
                 let peers = lock(&self.inner.peers).clone();
-                let ranked = rank(peers.values(), name);
-                let mine = peers.get(&me).map(|s| s.fitness()).unwrap_or(0.0);
-                if let Some(best) = ranked.first() {
-                    if best.launcher_id != me && best.fitness() - mine > cfg.cluster.margin {
-                        let to = best.launcher_id.clone();
-                        tracing::info!(plugin = name, %to, "moving to a fitter launcher");
-                        let c = self.clone();
-                        let n = name.to_string();
-                        tokio::spawn(async move {
-                            if let Err(e) = c.move_to(&n, &to).await {
-                                tracing::warn!(plugin = %n, "move failed: {}", e.message);
-                            }
-                        });
-                    }
+                if let Some(to) =
+                    rebalance_target(&peers, &me, name, h.since.elapsed(), &cfg.cluster)
+                {
+                    tracing::info!(plugin = name, %to, "moving to a fitter launcher");
+                    let c = self.clone();
+                    let n = name.to_string();
+                    tokio::spawn(async move {
+                        if let Err(e) = c.move_to(&n, &to).await {
+                            tracing::warn!(plugin = %n, "move failed: {}", e.message);
+                        }
+                    });
                 }
             }
             return;
@@ -840,5 +855,67 @@ impl Cluster {
         {
             tracing::debug!("cannot publish offline status: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClusterConfig;
+
+    fn status(id: &str, free: u64, eligible: bool) -> LauncherStatus {
+        LauncherStatus {
+            schema_version: 1,
+            launcher_id: id.into(),
+            online: true,
+            host: id.into(),
+            cpus: 2,
+            load1: 0.0,
+            mem_free: free,
+            mem_total: 100,
+            labels: vec![],
+            eligible: if eligible { vec!["p".into()] } else { vec![] },
+            plugins: vec![],
+            time: 0,
+            reason: None,
+        }
+    }
+
+    fn peers(list: Vec<LauncherStatus>) -> BTreeMap<String, LauncherStatus> {
+        list.into_iter()
+            .map(|s| (s.launcher_id.clone(), s))
+            .collect()
+    }
+
+    #[test]
+    fn moves_only_for_a_clear_gain_after_the_residence() {
+        let cfg = ClusterConfig {
+            margin: 0.15,
+            min_residence: Duration::from_secs(300),
+            ..ClusterConfig::default()
+        };
+        let long = Duration::from_secs(301);
+        // b has 50 % more free memory: fitness +0.25, above the margin.
+        let p = peers(vec![status("a", 20, true), status("b", 70, true)]);
+        assert_eq!(
+            rebalance_target(&p, "a", "p", long, &cfg).as_deref(),
+            Some("b")
+        );
+        // Not before the minimum residence.
+        assert_eq!(
+            rebalance_target(&p, "a", "p", Duration::from_secs(10), &cfg),
+            None
+        );
+        // A small gain (+0.1) is not worth a move.
+        let p = peers(vec![status("a", 50, true), status("b", 70, true)]);
+        assert_eq!(rebalance_target(&p, "a", "p", long, &cfg), None);
+        // Never to a launcher that cannot run it, or an offline one.
+        let mut off = status("c", 99, true);
+        off.online = false;
+        let p = peers(vec![status("a", 10, true), status("b", 99, false), off]);
+        assert_eq!(rebalance_target(&p, "a", "p", long, &cfg), None);
+        // Already on the best one.
+        let p = peers(vec![status("a", 90, true), status("b", 10, true)]);
+        assert_eq!(rebalance_target(&p, "a", "p", long, &cfg), None);
     }
 }
