@@ -237,30 +237,42 @@ fn table(
     t.trim_fmt()
 }
 
+/// The STATE cell: the state, or where a movable plugin runs when that is another launcher.
+fn state_cell(p: &PluginInfo) -> String {
+    match (&p.held_by, p.pid) {
+        (Some(h), None) => format!("on {h}"),
+        _ => p.state.as_str().to_string(),
+    }
+}
+
+/// The CPU, MEMORY, UPTIME and LAST ERROR cells of a plugin row.
+fn usage_cells(p: &PluginInfo, now_ms: u64) -> [String; 4] {
+    [
+        or_none(p.cpu, cpu),
+        or_none(p.rss, memory),
+        or_none(
+            p.uptime
+                .filter(|_| p.running)
+                .or_else(|| uptime_at(p, now_ms)),
+            uptime,
+        ),
+        last_error(p, now_ms),
+    ]
+}
+
 /// The `launcher ls` table.
 pub fn plugin_table(plugins: &[PluginInfo], width: u16, now_ms: u64) -> String {
     let rows = plugins
         .iter()
         .map(|p| {
-            vec![
+            let mut row = vec![
                 p.name.clone(),
-                match (&p.held_by, p.pid) {
-                    // A movable plugin that runs on another launcher.
-                    (Some(h), None) => format!("on {h}"),
-                    _ => p.state.as_str().to_string(),
-                },
+                state_cell(p),
                 or_none(p.pid, |v| v.to_string()),
                 p.start_count.to_string(),
-                or_none(p.cpu, cpu),
-                or_none(p.rss, memory),
-                or_none(
-                    p.uptime
-                        .filter(|_| p.running)
-                        .or_else(|| uptime_at(p, now_ms)),
-                    uptime,
-                ),
-                last_error(p, now_ms),
-            ]
+            ];
+            row.extend(usage_cells(p, now_ms));
+            row
         })
         .collect();
     table(
@@ -313,25 +325,18 @@ pub fn launchers_table(all: &[LauncherStatus], width: u16, now_ms: u64) -> Strin
             ]);
         }
         for p in &s.plugins {
-            rows.push(vec![
+            let mut row = vec![
                 s.launcher_id.clone(),
                 if p.movable {
                     format!("{} (movable)", p.name)
                 } else {
                     p.name.clone()
                 },
-                p.state.as_str().to_string(),
+                state_cell(p),
                 or_none(p.pid, |v| v.to_string()),
-                or_none(p.cpu, cpu),
-                or_none(p.rss, memory),
-                or_none(
-                    p.uptime
-                        .filter(|_| p.running)
-                        .or_else(|| uptime_at(p, now_ms)),
-                    uptime,
-                ),
-                last_error(p, now_ms),
-            ]);
+            ];
+            row.extend(usage_cells(p, now_ms));
+            rows.push(row);
         }
     }
     table(

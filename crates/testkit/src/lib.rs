@@ -329,6 +329,22 @@ pub fn plugin_script(home: &Home, name: &str, body: &str) {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
+/// Runs `cmd` (the launcher, or a wrapper that execs it) on `home`, with its output appended to
+/// `dir/launcher.out`.
+fn spawn_launcher(mut cmd: Command, home: &Home, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("launcher.out"))
+        .expect("log");
+    cmd.arg("--home")
+        .arg(home.root())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn launcher")
+}
+
 /// A launcher process (with the hubcore it starts) in a temporary home.
 pub struct LauncherHub {
     /// The home.
@@ -363,19 +379,11 @@ impl LauncherHub {
 
     /// Starts the launcher (again).
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("launcher.out"))
-            .expect("log");
-        let child = Command::new(&self.bin)
-            .arg("--home")
-            .arg(self.home.root())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn launcher");
-        self.child = Some(child);
+        self.child = Some(spawn_launcher(
+            Command::new(&self.bin),
+            &self.home,
+            self.dir.path(),
+        ));
     }
 
     /// The launcher's output so far.
@@ -542,12 +550,7 @@ impl Member {
     /// Starts the launcher process inside the network namespace `netns` (`ip netns exec`,
     /// which execs, so the PID is the launcher's), or in this one.
     pub fn start_in(&mut self, netns: Option<&str>) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("launcher.out"))
-            .expect("log");
-        let mut cmd = match netns {
+        let cmd = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(workspace_bin("launcher"));
@@ -555,14 +558,7 @@ impl Member {
             }
             None => Command::new(workspace_bin("launcher")),
         };
-        let child = cmd
-            .arg("--home")
-            .arg(self.home.root())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn launcher");
-        self.child = Some(child);
+        self.child = Some(spawn_launcher(cmd, &self.home, self.dir.path()));
     }
 
     /// The launcher's output so far.
