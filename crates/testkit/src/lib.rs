@@ -141,22 +141,7 @@ impl Core {
 
     /// Stops with SIGTERM and returns the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(s)) = c.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() > end {
-                let _ = c.kill();
-                return c.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate_child(self.child.take()?, Duration::from_secs(10))
     }
 
     /// Starts the core again in the same home on the same port.
@@ -327,6 +312,25 @@ pub fn plugin_script(home: &Home, name: &str, body: &str) {
     let p = home.plugins().join(name);
     std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// SIGTERM, then up to `timeout` for the exit, then SIGKILL; the exit status.
+fn terminate_child(mut c: Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let end = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(s)) = c.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > end {
+            let _ = c.kill();
+            return c.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Runs `cmd` (the launcher, or a wrapper that execs it) on `home`, with its output appended to
@@ -581,23 +585,7 @@ impl Member {
 
     /// SIGTERMs the launcher and waits up to `timeout` for it to exit (then SIGKILL).
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let end = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(s)) = c.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() > end {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        terminate_child(self.child.take()?, timeout)
     }
 
     /// PIDs of processes running `plugins/{name}` of this home (by their command line).
