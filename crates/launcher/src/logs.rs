@@ -10,7 +10,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::io::AsyncReadExt;
 
 /// How many recent output lines are kept in memory per plugin.
 pub const TAIL_LINES: usize = 20;
@@ -166,33 +165,51 @@ impl PluginLog {
     }
 }
 
+/// Size of the buffer a pump reads into.
+const READ_CHUNK: usize = 16 * 1024;
+
 /// Copies one output pipe of a plugin into its log until the pipe closes.
+///
+/// The read buffer exists only while output is waiting: a quiet plugin costs no buffer (with
+/// hundreds of plugins, two idle 64 KiB buffers each were most of the launcher's heap).
 pub async fn pump(
-    mut pipe: tokio::net::unix::pipe::Receiver,
+    pipe: tokio::net::unix::pipe::Receiver,
     log: std::sync::Arc<PluginLog>,
     stream: Stream,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
     let mut carry: Vec<u8> = Vec::new();
-    loop {
-        let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        carry.extend_from_slice(&buf[..n]);
-        let mut lines: Vec<&[u8]> = Vec::new();
-        let mut start = 0;
-        for (i, b) in carry.iter().enumerate() {
-            if *b == b'\n' {
-                lines.push(&carry[start..i]);
-                start = i + 1;
-            } else if i - start >= MAX_LINE {
-                lines.push(&carry[start..i]);
-                start = i;
-            }
+    'wait: loop {
+        if pipe.readable().await.is_err() {
+            break;
         }
-        log.lines(stream, &lines);
-        carry.drain(..start);
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let n = match pipe.try_read(&mut buf) {
+                Ok(0) => break 'wait,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break 'wait,
+            };
+            carry.extend_from_slice(&buf[..n]);
+            let mut lines: Vec<&[u8]> = Vec::new();
+            let mut start = 0;
+            for (i, b) in carry.iter().enumerate() {
+                if *b == b'\n' {
+                    lines.push(&carry[start..i]);
+                    start = i + 1;
+                } else if i - start >= MAX_LINE {
+                    lines.push(&carry[start..i]);
+                    start = i;
+                }
+            }
+            log.lines(stream, &lines);
+            carry.drain(..start);
+        }
+        if carry.is_empty() {
+            // Do not keep a large partial-line buffer around while idle.
+            carry = Vec::new();
+        }
     }
     if !carry.is_empty() {
         log.lines(stream, &[&carry]);
