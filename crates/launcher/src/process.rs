@@ -166,8 +166,10 @@ extern "C" fn vfork_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         // SAFETY: reading errno and exiting are async-signal-safe.
         unsafe {
             let e = *libc::__errno_location();
-            a.err
-                .store(if e == 0 { libc::EIO } else { e }, std::sync::atomic::Ordering::SeqCst);
+            a.err.store(
+                if e == 0 { libc::EIO } else { e },
+                std::sync::atomic::Ordering::SeqCst,
+            );
             libc::_exit(127)
         }
     };
@@ -189,7 +191,14 @@ extern "C" fn vfork_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         if libc::setsid() < 0 {
             return fail(a);
         }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) < 0
+        {
             return fail(a);
         }
         for (i, fd) in a.fds.iter().enumerate() {
@@ -545,6 +554,9 @@ pub fn marked_processes(home: &std::path::Path, name: Option<&str>) -> Vec<u32> 
         .collect()
 }
 
+/// Filters the marked processes of a target (its name) before they are killed, given the pass.
+pub type SpareFn<'a> = dyn Fn(&ProcTable, &str, Vec<u32>) -> Vec<u32> + 'a;
+
 /// One plugin to kill with [`kill_plugins`].
 #[derive(Debug, Clone)]
 pub struct KillTarget {
@@ -575,7 +587,7 @@ pub fn kill_plugins(
     home: &std::path::Path,
     timeout: Duration,
     others: &dyn Fn() -> Vec<u32>,
-    spare: &dyn Fn(&ProcTable, &str, Vec<u32>) -> Vec<u32>,
+    spare: &SpareFn<'_>,
 ) -> Vec<Vec<u32>> {
     let end = Instant::now() + timeout;
     let home_var = format!("HIVEHUB_HOME={}", home.display());

@@ -1339,7 +1339,13 @@ impl Supervisor {
             // Under the operation locks: no new process of these plugins exists yet.
             let leaders: Vec<u32> = targets.iter().map(|t| t.leader).collect();
             let others = || this.live_leaders(&leaders);
-            process::kill_plugins(&targets, &home, Duration::from_secs(5), &others, &|_, _, m| m)
+            process::kill_plugins(
+                &targets,
+                &home,
+                Duration::from_secs(5),
+                &others,
+                &|_, _, m| m,
+            )
         })
         .await
         .unwrap_or_default();
@@ -1440,14 +1446,14 @@ impl Supervisor {
     ) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
         /// Starts in flight at most (each holds a log file, maybe a bus request).
         const WINDOW: usize = 32;
-        type Pending = (String, tokio::task::JoinHandle<Result<PluginInfo, LaunchError>>);
+        type Pending = (
+            String,
+            tokio::task::JoinHandle<Result<PluginInfo, LaunchError>>,
+        );
         let mut out = Vec::new();
         let mut pending: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
         let mut after: Option<tokio::sync::oneshot::Receiver<()>> = None;
-        async fn settle(
-            p: Pending,
-            out: &mut Vec<(String, Result<PluginInfo, LaunchError>)>,
-        ) {
+        async fn settle(p: Pending, out: &mut Vec<(String, Result<PluginInfo, LaunchError>)>) {
             let (name, h) = p;
             let r = h.await.unwrap_or_else(|e| {
                 Err(LaunchError::StartFailed {
