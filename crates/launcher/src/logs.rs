@@ -178,38 +178,44 @@ pub async fn pump(
     stream: Stream,
 ) {
     let mut carry: Vec<u8> = Vec::new();
-    'wait: loop {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // One read per readiness poll: the poll counts against tokio's cooperative budget, so a
+        // plugin that writes without pause does not hold a worker.
         if pipe.readable().await.is_err() {
             break;
         }
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let n = match pipe.try_read(&mut buf) {
-                Ok(0) => break 'wait,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break 'wait,
-            };
-            carry.extend_from_slice(&buf[..n]);
-            let mut lines: Vec<&[u8]> = Vec::new();
-            let mut start = 0;
-            for (i, b) in carry.iter().enumerate() {
-                if *b == b'\n' {
-                    lines.push(&carry[start..i]);
-                    start = i + 1;
-                } else if i - start >= MAX_LINE {
-                    lines.push(&carry[start..i]);
-                    start = i;
+        if buf.is_empty() {
+            buf = vec![0u8; READ_CHUNK];
+        }
+        let n = match pipe.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Drained: free the buffer (and a large partial line) while the plugin is quiet.
+                buf = Vec::new();
+                if carry.is_empty() {
+                    carry = Vec::new();
                 }
+                continue;
             }
-            log.lines(stream, &lines);
-            carry.drain(..start);
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        carry.extend_from_slice(&buf[..n]);
+        let mut lines: Vec<&[u8]> = Vec::new();
+        let mut start = 0;
+        for (i, b) in carry.iter().enumerate() {
+            if *b == b'\n' {
+                lines.push(&carry[start..i]);
+                start = i + 1;
+            } else if i - start >= MAX_LINE {
+                lines.push(&carry[start..i]);
+                start = i;
+            }
         }
-        if carry.is_empty() {
-            // Do not keep a large partial-line buffer around while idle.
-            carry = Vec::new();
-        }
+        log.lines(stream, &lines);
+        carry.drain(..start);
     }
     if !carry.is_empty() {
         log.lines(stream, &[&carry]);
