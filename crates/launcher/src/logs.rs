@@ -10,7 +10,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::io::AsyncReadExt;
 
 /// How many recent output lines are kept in memory per plugin.
 pub const TAIL_LINES: usize = 20;
@@ -166,18 +165,42 @@ impl PluginLog {
     }
 }
 
+/// Size of the buffer a pump reads into.
+const READ_CHUNK: usize = 16 * 1024;
+
 /// Copies one output pipe of a plugin into its log until the pipe closes.
+///
+/// The read buffer exists only while output is waiting: a quiet plugin costs no buffer (with
+/// hundreds of plugins, two idle 64 KiB buffers each were most of the launcher's heap).
 pub async fn pump(
-    mut pipe: tokio::net::unix::pipe::Receiver,
+    pipe: tokio::net::unix::pipe::Receiver,
     log: std::sync::Arc<PluginLog>,
     stream: Stream,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
     let mut carry: Vec<u8> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
     loop {
-        let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
+        // One read per readiness poll: the poll counts against tokio's cooperative budget, so a
+        // plugin that writes without pause does not hold a worker.
+        if pipe.readable().await.is_err() {
+            break;
+        }
+        if buf.is_empty() {
+            buf = vec![0u8; READ_CHUNK];
+        }
+        let n = match pipe.try_read(&mut buf) {
+            Ok(0) => break,
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Drained: free the buffer (and a large partial line) while the plugin is quiet.
+                buf = Vec::new();
+                if carry.is_empty() {
+                    carry = Vec::new();
+                }
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         };
         carry.extend_from_slice(&buf[..n]);
         let mut lines: Vec<&[u8]> = Vec::new();
@@ -193,6 +216,10 @@ pub async fn pump(
         }
         log.lines(stream, &lines);
         carry.drain(..start);
+        // A plugin that writes without pause keeps the pipe readable, so this loop would never
+        // wait; yielding lets the runtime poll its timers and I/O driver in between (tokio
+        // defers a yielded task until then).
+        tokio::task::yield_now().await;
     }
     if !carry.is_empty() {
         log.lines(stream, &[&carry]);

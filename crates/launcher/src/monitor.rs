@@ -597,10 +597,11 @@ pub struct History {
 impl History {
     /// A ring holding the last `capacity` samples (at least one).
     pub fn new(capacity: usize) -> History {
-        let cap = capacity.max(1);
+        // Grows as samples come (most plugins never need the full span in memory at once
+        // during their first minutes, and hundreds of preallocated rings add up).
         History {
-            buf: VecDeque::with_capacity(cap),
-            cap,
+            buf: VecDeque::new(),
+            cap: capacity.max(1),
         }
     }
 
@@ -621,6 +622,10 @@ impl History {
     pub fn push(&mut self, s: TreeSample) {
         if self.buf.len() == self.cap {
             self.buf.pop_front();
+        } else if self.buf.len() == self.buf.capacity() {
+            // Grow by doubling, but never past the span.
+            let more = self.buf.len().max(8).min(self.cap - self.buf.len());
+            self.buf.reserve_exact(more);
         }
         self.buf.push_back(s);
     }

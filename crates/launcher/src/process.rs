@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -64,8 +64,17 @@ impl Spawner {
         std::thread::Builder::new()
             .name("hivehub-spawner".into())
             .spawn(move || {
+                // Block every signal in this thread, for good: the child of a vfork-style spawn
+                // shares its memory and must not run the launcher's handlers (it unblocks them
+                // itself before exec). Signals to the process go to the other threads.
+                let _ = nix::sys::signal::pthread_sigmask(
+                    nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                    Some(&nix::sys::signal::SigSet::all()),
+                    None,
+                );
+                let mut stack = Vec::new();
                 for (spec, reply) in rx {
-                    let _ = reply.send(spawn_now(&spec));
+                    let _ = reply.send(spawn_now(&spec, &mut stack));
                 }
             })?;
         Ok(Spawner { tx: Mutex::new(tx) })
@@ -84,7 +93,10 @@ impl Spawner {
     }
 }
 
-fn spawn_now(spec: &SpawnSpec) -> io::Result<Spawned> {
+/// Spawns with `fork` through `std::process::Command` (the `pre_exec` hook rules out
+/// `posix_spawn`). Used when [`spawn_vfork`] cannot be (a program name without a `/`, to keep
+/// std's `PATH` search).
+fn spawn_fork(spec: &SpawnSpec) -> io::Result<Spawned> {
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
@@ -118,6 +130,204 @@ fn spawn_now(spec: &SpawnSpec) -> io::Result<Spawned> {
         pid: child.id(),
         stdout,
         stderr,
+    })
+}
+
+fn spawn_now(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
+    if spec.program.as_os_str().as_encoded_bytes().contains(&b'/') {
+        spawn_vfork(spec, stack)
+    } else {
+        spawn_fork(spec)
+    }
+}
+
+/// Everything the child of [`spawn_vfork`] needs, prepared by the parent: the child only makes
+/// system calls on it.
+struct ChildArgs {
+    program: *const nix::libc::c_char,
+    argv: *const *const nix::libc::c_char,
+    /// `/bin/sh program args…`, for a script without `#!` (`ENOEXEC`), like `execvp`.
+    sh_argv: *const *const nix::libc::c_char,
+    envp: *const *const nix::libc::c_char,
+    cwd: *const nix::libc::c_char,
+    fds: [RawFd; 3],
+    /// The `errno` of the failed step, written by the child (same memory: `CLONE_VM`).
+    err: std::sync::atomic::AtomicI32,
+}
+
+/// The child of [`spawn_vfork`]: runs on its own small stack in the parent's memory while the
+/// parent thread is suspended, so it only makes async-signal-safe system calls and writes
+/// nothing but `err`. Every signal is blocked on entry (inherited from the spawner thread).
+extern "C" fn vfork_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
+    use nix::libc;
+    // SAFETY: `arg` points to the parent's `ChildArgs`, alive until the child execs or exits.
+    let a = unsafe { &*(arg as *const ChildArgs) };
+    let fail = |a: &ChildArgs| -> nix::libc::c_int {
+        // SAFETY: reading errno and exiting are async-signal-safe.
+        unsafe {
+            let e = *libc::__errno_location();
+            a.err.store(
+                if e == 0 { libc::EIO } else { e },
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: raw system calls on values prepared by the parent.
+    unsafe {
+        // Handlers of the parent must not run here, nor be inherited: back to the defaults
+        // (ignored signals stay ignored, except SIGPIPE, which Rust ignores; like std).
+        let mut old: libc::sigaction = std::mem::zeroed();
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..65 {
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction != libc::SIG_DFL
+                && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+            {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        if libc::setsid() < 0 {
+            return fail(a);
+        }
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) < 0
+        {
+            return fail(a);
+        }
+        for (i, fd) in a.fds.iter().enumerate() {
+            // The parent made sure every fd is above 2, so none is overwritten here.
+            if libc::dup2(*fd, i as libc::c_int) < 0 {
+                return fail(a);
+            }
+        }
+        if libc::chdir(a.cwd) < 0 {
+            return fail(a);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::execve(a.program, a.argv, a.envp);
+        if *libc::__errno_location() == libc::ENOEXEC {
+            libc::execve(c"/bin/sh".as_ptr(), a.sh_argv, a.envp);
+        }
+        fail(a)
+    }
+}
+
+fn cstring(b: impl Into<Vec<u8>>) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// A pipe whose ends are both close-on-exec and above fd 2.
+fn pipe_above_2() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    Ok((above_2(r)?, above_2(w)?))
+}
+
+fn above_2(fd: OwnedFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let dup = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+        .map_err(io::Error::from)?;
+    // SAFETY: `dup` is a new descriptor owned by nobody else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) })
+}
+
+/// Spawns like `posix_spawn` does: `clone(CLONE_VM | CLONE_VFORK)`, so the launcher's page
+/// tables are not copied (a `fork` of a process with tens of MB mapped costs a millisecond or
+/// more, and copy-on-write faults afterwards). The child runs [`vfork_child`]: default signal
+/// handlers, `setsid`, `PR_SET_PDEATHSIG(SIGKILL)`, stdin from `/dev/null`, stdout and stderr
+/// to pipes, the working folder, `execve`. `stack` is the child's stack, reused across calls.
+fn spawn_vfork(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let program = cstring(spec.program.as_os_str().as_bytes())?;
+    let args: Vec<std::ffi::CString> = std::iter::once(Ok(program.clone()))
+        .chain(spec.args.iter().map(|a| cstring(a.as_bytes())))
+        .collect::<io::Result<_>>()?;
+    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !spec.env.iter().any(|(n, _)| k.as_bytes() == n.as_bytes()))
+        .collect();
+    env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
+    let envs: Vec<std::ffi::CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+            kv.extend_from_slice(k.as_bytes());
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(kv)
+        })
+        .collect::<io::Result<_>>()?;
+    let cwd = cstring(spec.cwd.as_os_str().as_bytes())?;
+    let ptrs = |v: &[std::ffi::CString]| -> Vec<*const libc::c_char> {
+        v.iter()
+            .map(|c| c.as_ptr())
+            .chain([std::ptr::null()])
+            .collect()
+    };
+    let argv = ptrs(&args);
+    let envp = ptrs(&envs);
+    let sh_argv: Vec<*const libc::c_char> = [c"/bin/sh".as_ptr()]
+        .into_iter()
+        .chain(argv.iter().copied())
+        .collect();
+    let stdin = above_2(OwnedFd::from(File::open("/dev/null")?))?;
+    let (out_r, out_w) = pipe_above_2()?;
+    let (err_r, err_w) = pipe_above_2()?;
+    let args_block = ChildArgs {
+        program: program.as_ptr(),
+        argv: argv.as_ptr(),
+        sh_argv: sh_argv.as_ptr(),
+        envp: envp.as_ptr(),
+        cwd: cwd.as_ptr(),
+        fds: [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+        err: std::sync::atomic::AtomicI32::new(0),
+    };
+    const STACK: usize = 64 * 1024;
+    if stack.len() < STACK {
+        stack.resize(STACK, 0);
+    }
+    // The stack grows down: pass its 16-byte aligned top.
+    let top = {
+        let end = stack.as_mut_ptr() as usize + stack.len();
+        (end & !15) as *mut libc::c_void
+    };
+    // SAFETY: CLONE_VFORK suspends this thread until the child has called execve or _exit, so
+    // the stack and `args_block` outlive the child's use of them; the child only makes system
+    // calls (see `vfork_child`); every signal is blocked in this thread (see `Spawner::new`).
+    let pid = unsafe {
+        libc::clone(
+            vfork_child,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &args_block as *const ChildArgs as *mut libc::c_void,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let err = args_block.err.load(std::sync::atomic::Ordering::SeqCst);
+    if err != 0 {
+        // It never ran the program: reap it here (the caller holds the reap lock).
+        let _ = waitpid(Pid::from_raw(pid), None);
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    drop((stdin, out_w, err_w));
+    Ok(Spawned {
+        pid: pid as u32,
+        stdout: out_r,
+        stderr: err_r,
     })
 }
 
@@ -171,103 +381,282 @@ struct ProcEntry {
     session: i32,
 }
 
-fn live_processes() -> Vec<ProcEntry> {
-    let Ok(all) = procfs::process::all_processes() else {
-        return Vec::new();
-    };
-    all.filter_map(|p| p.ok())
-        .filter_map(|p| p.stat().ok())
-        .filter(|s| s.state != 'Z' && s.state != 'X')
-        .map(|s| ProcEntry {
-            pid: s.pid,
-            ppid: s.ppid,
-            session: s.session,
-        })
-        .collect()
+/// Parses the fields of `/proc/PID/stat` after the command name: state, ppid, pgrp, session.
+fn parse_stat(line: &[u8]) -> Option<(u8, i32, i32)> {
+    let close = line.iter().rposition(|b| *b == b')')?;
+    let mut it = line[close + 1..]
+        .split(|b| *b == b' ')
+        .filter(|f| !f.is_empty());
+    let state = *it.next()?.first()?;
+    let num = |f: Option<&[u8]>| -> Option<i32> { std::str::from_utf8(f?).ok()?.parse().ok() };
+    let ppid = num(it.next())?;
+    let _pgrp = num(it.next())?;
+    let session = num(it.next())?;
+    Some((state, ppid, session))
+}
+
+/// Reads a small procfs file into `buf` (reused across calls).
+fn read_into(path: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    File::open(path)?.read_to_end(buf)?;
+    Ok(())
+}
+
+/// One pass over `/proc`: every live (not zombie) process with its parent and session, indexed
+/// by parent. Reads one `stat` file per process and nothing else.
+pub struct ProcTable {
+    procs: Vec<ProcEntry>,
+    children: HashMap<i32, Vec<i32>>,
+    sessions: HashMap<i32, Vec<i32>>,
+}
+
+impl ProcTable {
+    /// Takes the snapshot.
+    pub fn scan() -> ProcTable {
+        let mut procs = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            let mut buf = Vec::with_capacity(512);
+            let mut path = String::with_capacity(32);
+            for e in rd.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                    continue;
+                };
+                path.clear();
+                let _ = std::fmt::Write::write_fmt(&mut path, format_args!("/proc/{pid}/stat"));
+                if read_into(&path, &mut buf).is_err() {
+                    continue;
+                }
+                let Some((state, ppid, session)) = parse_stat(&buf) else {
+                    continue;
+                };
+                if matches!(state, b'Z' | b'X' | b'x') {
+                    continue;
+                }
+                procs.push(ProcEntry { pid, ppid, session });
+            }
+        }
+        let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+        let mut sessions: HashMap<i32, Vec<i32>> = HashMap::new();
+        for p in &procs {
+            children.entry(p.ppid).or_default().push(p.pid);
+            sessions.entry(p.session).or_default().push(p.pid);
+        }
+        ProcTable {
+            procs,
+            children,
+            sessions,
+        }
+    }
+
+    /// True if `pid` was alive (and not a zombie) in the snapshot.
+    pub fn alive(&self, pid: u32) -> bool {
+        self.procs.iter().any(|p| p.pid == pid as i32)
+    }
+
+    /// Adds `root`'s descendants (not `root` itself) to `found`.
+    fn add_descendants(&self, root: i32, found: &mut HashSet<i32>) {
+        let mut stack = vec![root];
+        while let Some(pid) = stack.pop() {
+            for c in self.children.get(&pid).into_iter().flatten() {
+                if found.insert(*c) {
+                    stack.push(*c);
+                }
+            }
+        }
+    }
+
+    /// The processes of a plugin started as session leader `leader`, as in [`tree_of`].
+    pub fn tree(&self, leader: u32) -> Vec<u32> {
+        let leader = leader as i32;
+        let mut found: HashSet<i32> = self
+            .sessions
+            .get(&leader)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        let roots: Vec<i32> = found.iter().copied().chain([leader]).collect();
+        for r in roots {
+            self.add_descendants(r, &mut found);
+        }
+        if self.alive(leader as u32) {
+            found.insert(leader);
+        }
+        let mut v: Vec<u32> = found.into_iter().map(|p| p as u32).collect();
+        v.sort_unstable();
+        v
+    }
 }
 
 /// The live processes of a plugin started as session leader `leader`: every process in its
 /// session plus every process descended from it (including ones that started a new session).
 /// The leader itself is included while it lives.
 pub fn tree_of(leader: u32) -> Vec<u32> {
-    let procs = live_processes();
-    let leader = leader as i32;
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for p in &procs {
-        children.entry(p.ppid).or_default().push(p.pid);
-    }
-    let mut found: HashSet<i32> = procs
-        .iter()
-        .filter(|p| p.session == leader)
-        .map(|p| p.pid)
-        .collect();
-    let mut stack: Vec<i32> = found.iter().copied().chain([leader]).collect();
-    while let Some(pid) = stack.pop() {
-        for c in children.get(&pid).into_iter().flatten() {
-            if found.insert(*c) {
-                stack.push(*c);
-            }
-        }
-    }
-    if procs.iter().any(|p| p.pid == leader) {
-        found.insert(leader);
-    }
-    let mut v: Vec<u32> = found.into_iter().map(|p| p as u32).collect();
-    v.sort_unstable();
-    v
+    ProcTable::scan().tree(leader)
 }
 
 /// Sends `sig` to the plugin's process group and to every other process of its tree.
 pub fn signal_tree(leader: u32, sig: Signal) {
-    let _ = killpg(Pid::from_raw(leader as i32), sig);
-    for pid in tree_of(leader) {
-        let _ = kill(Pid::from_raw(pid as i32), sig);
+    signal_trees(&[(leader, sig)]);
+}
+
+/// Like [`signal_tree`] for several plugins, in the given order, from one pass over `/proc`.
+pub fn signal_trees(targets: &[(u32, Signal)]) {
+    for (leader, sig) in targets {
+        let _ = killpg(Pid::from_raw(*leader as i32), *sig);
     }
+    let table = ProcTable::scan();
+    for (leader, sig) in targets {
+        for pid in table.tree(*leader) {
+            let _ = kill(Pid::from_raw(pid as i32), *sig);
+        }
+    }
+}
+
+/// What a process's environment says about whose plugin it is: `Some(id)` when it carries
+/// `HIVEHUB_HOME=home` and `HIVEHUB_CLIENT_ID=id`.
+fn marked_id(pid: u32, home_var: &[u8], buf: &mut Vec<u8>, path: &mut String) -> Option<String> {
+    path.clear();
+    let _ = std::fmt::Write::write_fmt(path, format_args!("/proc/{pid}/environ"));
+    read_into(path, buf).ok()?;
+    let mut home_ok = false;
+    let mut id = None;
+    for var in buf.split(|b| *b == 0) {
+        if var == home_var {
+            home_ok = true;
+        } else if let Some(v) = var.strip_prefix(b"HIVEHUB_CLIENT_ID=") {
+            id = Some(String::from_utf8_lossy(v).into_owned());
+        }
+    }
+    id.filter(|_| home_ok)
 }
 
 /// Processes that carry a plugin's identity in their environment: `HIVEHUB_HOME=home` and
 /// `HIVEHUB_CLIENT_ID=name` (any name when `None`). The launcher sets both for every plugin and
 /// children inherit them, so this finds a descendant that escaped the plugin's session and
 /// process tree (a daemon that called `setsid` and was re-parented). A process that clears its
-/// environment is not found this way.
+/// environment is not found this way. Reads the environment of every process on the host.
 pub fn marked_processes(home: &std::path::Path, name: Option<&str>) -> Vec<u32> {
     let home_var = format!("HIVEHUB_HOME={}", home.display());
     let me = std::process::id();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
+    let table = ProcTable::scan();
+    let (mut buf, mut path) = (Vec::new(), String::new());
+    table
+        .procs
+        .iter()
+        .map(|p| p.pid as u32)
+        .filter(|p| *p != me)
+        .filter(|p| {
+            marked_id(*p, home_var.as_bytes(), &mut buf, &mut path)
+                .is_some_and(|id| name.is_none_or(|n| id == n))
+        })
+        .collect()
+}
+
+/// Filters the marked processes of a target (its name) before they are killed, given the pass.
+pub type SpareFn<'a> = dyn Fn(&ProcTable, &str, Vec<u32>) -> Vec<u32> + 'a;
+
+/// One plugin to kill with [`kill_plugins`].
+#[derive(Debug, Clone)]
+pub struct KillTarget {
+    /// Its session leader (alive or not).
+    pub leader: u32,
+    /// Its name: processes marked with it are part of it.
+    pub name: String,
+    /// Started by this process (so every process of it descends from us while we are a
+    /// subreaper); false for an instance left by an earlier launcher.
+    pub own: bool,
+}
+
+/// SIGKILLs every process of every target until nothing of them remains, or `timeout` passes:
+/// each target's tree ([`ProcTable::tree`]) and every process marked with its identity
+/// ([`marked_processes`]). Returns the PIDs still alive per target (all empty on success).
+///
+/// Costs one pass over `/proc` `stat` files per round, whatever the number of targets, plus an
+/// `environ` read for the processes that could be an escaped daemon of a target: when this
+/// process is a child subreaper and every target is its own, only its descendants can be (an
+/// orphan is re-parented to the nearest subreaper), minus the ones already in a target's tree
+/// and the sessions and trees of the plugins `others` names (other live plugins, queried after
+/// each pass: the caller can take its spawn lock there so a plugin being started is known).
+///
+/// `spare` filters the marked processes of a target just before they are killed: a plugin that
+/// was already restarted carries the same identity, and its new process must be spared.
+pub fn kill_plugins(
+    targets: &[KillTarget],
+    home: &std::path::Path,
+    timeout: Duration,
+    others: &dyn Fn() -> Vec<u32>,
+    spare: &SpareFn<'_>,
+) -> Vec<Vec<u32>> {
+    let end = Instant::now() + timeout;
+    let home_var = format!("HIVEHUB_HOME={}", home.display());
+    let me = std::process::id() as i32;
+    let subreaper = nix::sys::prctl::get_child_subreaper().unwrap_or(false);
+    let all_own = targets.iter().all(|t| t.own);
+    let (mut buf, mut path) = (Vec::new(), String::new());
+    let index: HashMap<&str, usize> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i))
+        .collect();
+    for t in targets {
+        let _ = killpg(Pid::from_raw(t.leader as i32), Signal::SIGKILL);
+    }
+    loop {
+        let table = ProcTable::scan();
+        let mut found: Vec<Vec<u32>> = targets.iter().map(|t| table.tree(t.leader)).collect();
+        // Processes accounted for: the targets' trees, other plugins' trees, ourselves.
+        let mut known: HashSet<i32> = found.iter().flatten().map(|p| *p as i32).collect();
+        known.insert(me);
+        for leader in others() {
+            known.extend(table.tree(leader).into_iter().map(|p| p as i32));
         }
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
-            continue;
+        let candidates: Vec<i32> = if subreaper && all_own {
+            let mut d = HashSet::new();
+            table.add_descendants(me, &mut d);
+            d.into_iter().filter(|p| !known.contains(p)).collect()
+        } else {
+            table
+                .procs
+                .iter()
+                .map(|p| p.pid)
+                .filter(|p| !known.contains(p))
+                .collect()
         };
-        let mut home_ok = false;
-        let mut id_ok = false;
-        for var in env.split(|b| *b == 0) {
-            if var == home_var.as_bytes() {
-                home_ok = true;
-            } else if let Some(id) = var.strip_prefix(b"HIVEHUB_CLIENT_ID=") {
-                id_ok = name.is_none_or(|n| id == n.as_bytes());
+        let mut marked: Vec<Vec<u32>> = vec![Vec::new(); targets.len()];
+        for pid in candidates {
+            let Some(id) = marked_id(pid as u32, home_var.as_bytes(), &mut buf, &mut path) else {
+                continue;
+            };
+            if let Some(i) = index.get(id.as_str()) {
+                marked[*i].push(pid as u32);
             }
         }
-        if home_ok && id_ok && pid_alive(pid) {
-            out.push(pid);
+        let mut any = false;
+        for (i, t) in targets.iter().enumerate() {
+            let m = std::mem::take(&mut marked[i]);
+            let m = if m.is_empty() {
+                m
+            } else {
+                spare(&table, &t.name, m)
+            };
+            found[i].extend(m);
+            for p in &found[i] {
+                let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
+            }
+            any |= !found[i].is_empty();
         }
+        if !any || Instant::now() >= end {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    out
 }
 
 /// Like [`kill_tree`], and also every process marked with the plugin's identity
-/// ([`marked_processes`]), so a descendant that daemonized does not survive the stop.
-///
-/// `spare` filters the marked processes just before they are killed: a plugin that was already
-/// restarted carries the same identity, and its new process must be spared.
+/// ([`marked_processes`]), so a descendant that daemonized does not survive the stop. See
+/// [`kill_plugins`].
 pub fn kill_plugin(
     leader: u32,
     home: &std::path::Path,
@@ -275,19 +664,15 @@ pub fn kill_plugin(
     timeout: Duration,
     spare: &dyn Fn(Vec<u32>) -> Vec<u32>,
 ) -> Vec<u32> {
-    let end = Instant::now() + timeout;
-    let mut left = kill_tree(leader, timeout);
-    loop {
-        let marked = spare(marked_processes(home, Some(name)));
-        for p in &marked {
-            let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
-        }
-        if marked.is_empty() || Instant::now() >= end {
-            left.extend(marked);
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let t = KillTarget {
+        leader,
+        name: name.to_string(),
+        own: false,
+    };
+    kill_plugins(&[t], home, timeout, &Vec::new, &|_, _, m| spare(m))
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// SIGKILLs the plugin's tree until nothing of it remains, or `timeout` passes. Returns the PIDs
@@ -295,11 +680,11 @@ pub fn kill_plugin(
 pub fn kill_tree(leader: u32, timeout: Duration) -> Vec<u32> {
     let end = Instant::now() + timeout;
     loop {
-        signal_tree(leader, Signal::SIGKILL);
-        let left: Vec<u32> = tree_of(leader)
-            .into_iter()
-            .filter(|p| *p != leader || pid_alive(leader))
-            .collect();
+        let _ = killpg(Pid::from_raw(leader as i32), Signal::SIGKILL);
+        let left = ProcTable::scan().tree(leader);
+        for pid in &left {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
         if left.is_empty() || Instant::now() >= end {
             return left;
         }

@@ -209,6 +209,29 @@ pub trait PlacementGate: Send + Sync {
     fn held_elsewhere(&self, name: &str) -> Option<String>;
 }
 
+/// A place in a pipelined start: the spawn waits for `after` (the previous plugin's `_done`,
+/// sent or dropped once that plugin has spawned or failed).
+#[derive(Default)]
+struct Turn {
+    after: Option<tokio::sync::oneshot::Receiver<()>>,
+    _done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        // Gone before its own turn (a start that failed early): the next one still waits for
+        // the previous one.
+        if let (Some(after), Some(done)) = (self.after.take(), self._done.take()) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = after.await;
+                    drop(done);
+                });
+            }
+        }
+    }
+}
+
 /// What the supervisor reports for publication on the bus.
 #[derive(Debug, Clone)]
 pub enum Notice {
@@ -869,6 +892,16 @@ impl Supervisor {
     /// start resets the restart backoff and cancels a scheduled restart.
     pub async fn start(&self, name: &str) -> Result<PluginInfo, LaunchError> {
         let slot = self.slot(name)?;
+        self.reset_for_manual_start(&slot);
+        let r = self.start_slot(&slot).await;
+        if r.is_ok() {
+            self.watch_stability(&slot);
+        }
+        r
+    }
+
+    /// A manual start resets the backoff and cancels a scheduled restart.
+    fn reset_for_manual_start(&self, slot: &Slot) {
         {
             let mut st = lock(&slot.st);
             st.restart_gen += 1;
@@ -878,15 +911,20 @@ impl Supervisor {
                 st.attempt = 0;
             }
         }
-        self.save_backoff(&slot);
-        let r = self.start_slot(&slot).await;
-        if r.is_ok() {
-            self.watch_stability(&slot);
-        }
-        r
+        self.save_backoff(slot);
     }
 
     async fn start_slot(&self, slot: &Arc<Slot>) -> Result<PluginInfo, LaunchError> {
+        self.start_slot_in_turn(slot, Turn::default()).await
+    }
+
+    /// Starts `slot`; its spawn waits for `turn` (the previous plugin's spawn in a pipelined
+    /// start), and `turn` lets the next one go once this spawn is done or the start failed.
+    async fn start_slot_in_turn(
+        &self,
+        slot: &Arc<Slot>,
+        mut turn: Turn,
+    ) -> Result<PluginInfo, LaunchError> {
         let slot = slot.clone();
         let name = slot.name.as_str();
         let _op = slot.op.lock().await;
@@ -1003,6 +1041,10 @@ impl Supervisor {
         };
         let mut exits = slot.exits.subscribe();
         exits.borrow_and_update();
+        if let Some(prev) = turn.after.take() {
+            // Spawns keep the start order.
+            let _ = prev.await;
+        }
         // Everything the reaper needs to recognise this child is recorded before it can be
         // reaped: the reaper takes the same lock around `waitpid`.
         let reap_guard = lock(&self.sh.reap_lock);
@@ -1050,12 +1092,14 @@ impl Supervisor {
                 0o644,
             );
         }
-        drop(reap_guard);
         {
             let mut order = lock(&self.sh.started_order);
             order.retain(|n| n != name);
             order.push(name.to_string());
         }
+        drop(reap_guard);
+        // The next plugin in a pipelined start may spawn now.
+        drop(turn);
         tracing::info!(plugin = name, pid, "started");
         self.notice(Notice::Event(LauncherEvent {
             pid: Some(pid),
@@ -1212,17 +1256,31 @@ impl Supervisor {
             let home = self.sh.home.root().to_path_buf();
             let current = slot.clone();
             tokio::task::spawn_blocking(move || {
-                // Spare the plugin's new process if it was already restarted: decided under the
-                // reap lock, which is held from spawn until the new PID is recorded.
-                let spare = |marked: Vec<u32>| -> Vec<u32> {
-                    let _g = lock(&this.sh.reap_lock);
-                    let keep = lock(&current.st)
-                        .pid
-                        .map(process::tree_of)
+                // The plugin's new process, if it was already restarted, is one of the live
+                // plugins (`live_leaders` is decided under the reap lock, which is held from
+                // spawn until the new PID is recorded), so it and its tree are spared.
+                let others = || this.live_leaders(&[pid]);
+                let spare = |table: &process::ProcTable, _: &str, marked: Vec<u32>| -> Vec<u32> {
+                    let keep = current_pid(&this, &current)
+                        .map(|p| table.tree(p))
                         .unwrap_or_default();
                     marked.into_iter().filter(|p| !keep.contains(p)).collect()
                 };
-                let left = process::kill_plugin(pid, &home, &name, Duration::from_secs(5), &spare);
+                let target = process::KillTarget {
+                    leader: pid,
+                    name: name.clone(),
+                    own: true,
+                };
+                let left: Vec<u32> = process::kill_plugins(
+                    &[target],
+                    &home,
+                    Duration::from_secs(5),
+                    &others,
+                    &spare,
+                )
+                .into_iter()
+                .flatten()
+                .collect();
                 if !left.is_empty() {
                     tracing::warn!(plugin = %name, ?left, "descendants survive after exit");
                 }
@@ -1253,116 +1311,198 @@ impl Supervisor {
     }
 
     async fn stop_inner(&self, slot: &Arc<Slot>, by: Option<String>) -> Result<(), LaunchError> {
-        let by_user = by.is_some();
-        if by_user {
-            let mut st = lock(&slot.st);
-            st.restart_gen += 1;
-            st.next_retry = None;
-            st.held = false;
+        self.stop_locked(std::slice::from_ref(slot), by)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Stops `slots` together; the caller holds their operation locks. The stop signals go out
+    /// in one sweep in the given order (one pass over `/proc`), then every plugin gets its own
+    /// stop timeout, concurrently, before SIGKILL; finally whatever is left of all of them is
+    /// killed from one pass over `/proc` per round ([`process::kill_plugins`]). A plugin counts
+    /// as stopped only when nothing of it remains. Returns one result per slot.
+    async fn stop_locked(
+        &self,
+        slots: &[Arc<Slot>],
+        by: Option<String>,
+    ) -> Vec<Result<(), LaunchError>> {
+        struct Job {
+            i: usize,
+            pid: u32,
+            own: bool,
+            sig: Signal,
+            timeout: Duration,
+            exits: watch::Receiver<u64>,
         }
-        let pc = self.cfg().plugin(&slot.name);
-        let mut exits = slot.exits.subscribe();
-        exits.borrow_and_update();
-        let (pid, stale) = {
-            let st = lock(&slot.st);
-            (st.pid, st.stale)
-        };
-        let Some(pid) = pid.or(stale) else {
-            let mut st = lock(&slot.st);
-            if let (Some(who), true) = (&by, st.state != PluginState::Missing) {
-                st.state = PluginState::Disabled;
-                st.status = format!("stopped by {who}");
+        let by_user = by.is_some();
+        let cfg = self.cfg();
+        let mut results: Vec<Result<(), LaunchError>> = vec![Ok(()); slots.len()];
+        let mut jobs = Vec::new();
+        for (i, slot) in slots.iter().enumerate() {
+            if by_user {
+                let mut st = lock(&slot.st);
+                st.restart_gen += 1;
+                st.next_retry = None;
+                st.held = false;
             }
-            return Ok(());
-        };
-        {
+            let pc = cfg.plugin(&slot.name);
+            let mut exits = slot.exits.subscribe();
+            exits.borrow_and_update();
             let mut st = lock(&slot.st);
+            let Some(pid) = st.pid.or(st.stale) else {
+                if let (Some(who), true) = (&by, st.state != PluginState::Missing) {
+                    st.state = PluginState::Disabled;
+                    st.status = format!("stopped by {who}");
+                }
+                continue;
+            };
+            let own = st.stale.is_none();
             st.state = PluginState::Stopping;
             st.status = format!("stopping, pid {pid}");
+            drop(st);
+            tracing::info!(plugin = %slot.name, pid, signal = %pc.stop_signal, "stopping");
+            jobs.push(Job {
+                i,
+                pid,
+                own,
+                sig: pc.stop_signal,
+                timeout: pc.stop_timeout,
+                exits,
+            });
         }
-        let own = stale.is_none();
-        let sig = pc.stop_signal;
-        tracing::info!(plugin = %slot.name, pid, signal = %sig, "stopping");
-        tokio::task::spawn_blocking(move || process::signal_tree(pid, sig))
+        if jobs.is_empty() {
+            return results;
+        }
+        let sweep: Vec<(u32, Signal)> = jobs.iter().map(|j| (j.pid, j.sig)).collect();
+        tokio::task::spawn_blocking(move || process::signal_trees(&sweep))
             .await
             .ok();
-        let exited = |exits: &mut watch::Receiver<u64>, t: Duration| {
-            let mut rx = exits.clone();
-            async move {
-                if own {
-                    tokio::time::timeout(t, rx.changed()).await.is_ok()
-                } else {
-                    let end = tokio::time::Instant::now() + t;
-                    while tokio::time::Instant::now() < end {
-                        if !process::pid_alive(pid) {
-                            return true;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+        async fn exited(pid: u32, own: bool, rx: &mut watch::Receiver<u64>, t: Duration) -> bool {
+            if own {
+                tokio::time::timeout(t, rx.changed()).await.is_ok()
+            } else {
+                let end = tokio::time::Instant::now() + t;
+                while tokio::time::Instant::now() < end {
+                    if !process::pid_alive(pid) {
+                        return true;
                     }
-                    false
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                false
             }
-        };
-        if !exited(&mut exits, pc.stop_timeout).await {
-            tracing::warn!(plugin = %slot.name, pid, "no exit after {:?}; killing", pc.stop_timeout);
-            tokio::task::spawn_blocking(move || process::signal_tree(pid, Signal::SIGKILL))
-                .await
-                .ok();
-            exited(&mut exits, Duration::from_secs(5)).await;
         }
-        // The leader is gone; now nothing of its tree may remain.
+        let mut waits = tokio::task::JoinSet::new();
+        for mut j in jobs {
+            let name = slots[j.i].name.clone();
+            waits.spawn(async move {
+                if !exited(j.pid, j.own, &mut j.exits, j.timeout).await {
+                    tracing::warn!(plugin = %name, pid = j.pid, "no exit after {:?}; killing", j.timeout);
+                    let pid = j.pid;
+                    tokio::task::spawn_blocking(move || process::signal_tree(pid, Signal::SIGKILL))
+                        .await
+                        .ok();
+                    exited(j.pid, j.own, &mut j.exits, Duration::from_secs(5)).await;
+                }
+                j
+            });
+        }
+        let mut jobs = Vec::new();
+        while let Some(r) = waits.join_next().await {
+            if let Ok(j) = r {
+                jobs.push(j);
+            }
+        }
+        jobs.sort_by_key(|j| j.i);
+        // The leaders are gone; now nothing of their trees may remain.
+        let targets: Vec<process::KillTarget> = jobs
+            .iter()
+            .map(|j| process::KillTarget {
+                leader: j.pid,
+                name: slots[j.i].name.clone(),
+                own: j.own,
+            })
+            .collect();
         let home = self.sh.home.root().to_path_buf();
-        let name = slot.name.clone();
-        let left = tokio::task::spawn_blocking(move || {
-            // Under the operation lock: no new process of this plugin exists yet.
-            process::kill_plugin(pid, &home, &name, Duration::from_secs(5), &|m| m)
+        let this = self.clone();
+        let lefts = tokio::task::spawn_blocking(move || {
+            // Under the operation locks: no new process of these plugins exists yet.
+            let leaders: Vec<u32> = targets.iter().map(|t| t.leader).collect();
+            let others = || this.live_leaders(&leaders);
+            process::kill_plugins(
+                &targets,
+                &home,
+                Duration::from_secs(5),
+                &others,
+                &|_, _, m| m,
+            )
         })
         .await
         .unwrap_or_default();
-        if let Some(g) = &self.sh.guard {
-            g.forget(pid);
+        for (k, j) in jobs.iter().enumerate() {
+            let slot = &slots[j.i];
+            let left = lefts.get(k).cloned().unwrap_or_default();
+            if let Some(g) = &self.sh.guard {
+                g.forget(j.pid);
+            }
+            self.remove_pid_file_of(&slot.name, j.pid);
+            let mut st = lock(&slot.st);
+            st.stale = None;
+            if !left.is_empty() {
+                st.state = PluginState::Failed;
+                st.status = format!("processes {left:?} survived SIGKILL");
+                results[j.i] = Err(LaunchError::StopFailed {
+                    name: slot.name.clone(),
+                    reason: st.status.clone(),
+                });
+                continue;
+            }
+            if !j.own {
+                st.stop_time = Some(SystemTime::now());
+            }
+            st.state = if by_user {
+                PluginState::Disabled
+            } else {
+                PluginState::Stopped
+            };
+            st.status = match &by {
+                Some(who) => format!("stopped by {who}"),
+                None => "stopped".into(),
+            };
+            let event = LauncherEvent {
+                pid: Some(j.pid),
+                exit: st.last_exit.clone(),
+                uptime_secs: st
+                    .start_time
+                    .zip(st.stop_time)
+                    .and_then(|(a, b)| b.duration_since(a).ok())
+                    .map(|d| d.as_secs_f64()),
+                by: by.clone(),
+                ..self.event(&slot.name, events::STOPPED)
+            };
+            drop(st);
+            self.notice(Notice::Event(event));
         }
-        self.remove_pid_file_of(&slot.name, pid);
-        let mut st = lock(&slot.st);
-        st.stale = None;
-        if !left.is_empty() {
-            st.state = PluginState::Failed;
-            st.status = format!("processes {left:?} survived SIGKILL");
-            return Err(LaunchError::StopFailed {
-                name: slot.name.clone(),
-                reason: st.status.clone(),
-            });
-        }
-        if !own {
-            st.stop_time = Some(SystemTime::now());
-        }
-        st.state = if by_user {
-            PluginState::Disabled
-        } else {
-            PluginState::Stopped
-        };
-        st.status = match &by {
-            Some(who) => format!("stopped by {who}"),
-            None => "stopped".into(),
-        };
-        let event = LauncherEvent {
-            pid: Some(pid),
-            exit: st.last_exit.clone(),
-            uptime_secs: st
-                .start_time
-                .zip(st.stop_time)
-                .and_then(|(a, b)| b.duration_since(a).ok())
-                .map(|d| d.as_secs_f64()),
-            by,
-            ..self.event(&slot.name, events::STOPPED)
-        };
-        drop(st);
-        self.notice(Notice::Event(event));
-        Ok(())
+        results
+    }
+
+    /// The session leaders of the running plugins, except `except`. Taken under the reap lock,
+    /// which is held from a spawn until its PID is recorded, so a process spawned before this
+    /// call is in the list.
+    fn live_leaders(&self, except: &[u32]) -> Vec<u32> {
+        let _g = lock(&self.sh.reap_lock);
+        let slots: Vec<Arc<Slot>> = lock(&self.sh.slots).values().cloned().collect();
+        slots
+            .iter()
+            .filter_map(|s| lock(&s.st).pid)
+            .filter(|p| !except.contains(p))
+            .collect()
     }
 
     /// Starts the autostart plugins in order, then every other plugin (the core is started
-    /// separately, first). Returns the result of each start.
+    /// separately, first). Returns the result of each start. Pipelined like
+    /// [`Supervisor::autostart`].
     pub async fn start_all(&self) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
         let cfg = self.cfg();
         let mut names: Vec<String> = cfg.autostart.clone();
@@ -1373,12 +1513,7 @@ impl Supervisor {
         }
         // Movable plugins are placed by the cluster, not started on every launcher.
         names.retain(|n| !cfg.is_movable(n));
-        let mut out = Vec::new();
-        for n in names {
-            let r = self.start(&n).await;
-            out.push((n, r));
-        }
-        out
+        self.start_in_order(names, true).await
     }
 
     /// Starts the autostart list in order; failures are logged and do not stop the others.
@@ -1386,23 +1521,113 @@ impl Supervisor {
     /// Unlike a manual start, this keeps the backoff state saved by an earlier launcher, and a
     /// plugin whose process ran but failed to start (e.g. crashed before it was ready) is
     /// handed to its restart policy.
+    ///
+    /// Plugins are spawned in the list's order, but consecutive plugins without `waitReady` do
+    /// not wait for each other: their starts run concurrently (credentials are minted
+    /// concurrently too), only the spawns keep the order. A plugin with `waitReady` is ready
+    /// (or has failed) before any later plugin is spawned.
     pub async fn autostart(&self) {
         let cfg = self.cfg();
-        for name in cfg.autostart.iter().filter(|n| !cfg.is_movable(n)) {
-            let Ok(slot) = self.slot(name) else {
-                tracing::error!("autostart: no plugin named '{name}'");
-                continue;
-            };
-            match self.start_slot(&slot).await {
-                Ok(_) => self.watch_stability(&slot),
+        let names = cfg
+            .autostart
+            .iter()
+            .filter(|n| !cfg.is_movable(n))
+            .cloned()
+            .collect();
+        self.start_in_order(names, false).await;
+    }
+
+    /// The pipelined start behind [`Supervisor::start_all`] (`manual`) and
+    /// [`Supervisor::autostart`].
+    async fn start_in_order(
+        &self,
+        names: Vec<String>,
+        manual: bool,
+    ) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
+        /// Starts in flight at most (each holds a log file, maybe a bus request).
+        const WINDOW: usize = 32;
+        type Pending = (
+            String,
+            tokio::task::JoinHandle<Result<PluginInfo, LaunchError>>,
+        );
+        let mut out = Vec::new();
+        let mut pending: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
+        let mut after: Option<tokio::sync::oneshot::Receiver<()>> = None;
+        async fn settle(p: Pending, out: &mut Vec<(String, Result<PluginInfo, LaunchError>)>) {
+            let (name, h) = p;
+            let r = h.await.unwrap_or_else(|e| {
+                Err(LaunchError::StartFailed {
+                    name: name.clone(),
+                    reason: format!("start task failed: {e}"),
+                })
+            });
+            out.push((name, r));
+        }
+        for name in names {
+            let slot = match self.slot(&name) {
+                Ok(s) => s,
                 Err(e) => {
-                    tracing::error!("{e}");
-                    if lock(&slot.st).last_exit.is_some() {
-                        self.schedule_restart(&slot, e.to_string(), Duration::ZERO);
+                    if !manual {
+                        tracing::error!("autostart: no plugin named '{name}'");
+                    }
+                    out.push((name, Err(e)));
+                    continue;
+                }
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let turn = Turn {
+                after: after.take(),
+                _done: Some(tx),
+            };
+            after = Some(rx);
+            let wait_ready = slot.is_core || self.cfg().plugin(&name).wait_ready;
+            let this = self.clone();
+            let task = async move { this.start_one(&slot, turn, manual).await };
+            if wait_ready {
+                // Later plugins start only once this one is ready.
+                while let Some(p) = pending.pop_front() {
+                    settle(p, &mut out).await;
+                }
+                let r = task.await;
+                after = None;
+                out.push((name, r));
+            } else {
+                pending.push_back((name, tokio::spawn(task)));
+                while pending.len() > WINDOW {
+                    if let Some(p) = pending.pop_front() {
+                        settle(p, &mut out).await;
                     }
                 }
             }
         }
+        while let Some(p) = pending.pop_front() {
+            settle(p, &mut out).await;
+        }
+        out
+    }
+
+    /// One start of [`Supervisor::start_in_order`].
+    async fn start_one(
+        &self,
+        slot: &Arc<Slot>,
+        turn: Turn,
+        manual: bool,
+    ) -> Result<PluginInfo, LaunchError> {
+        if manual {
+            self.reset_for_manual_start(slot);
+        }
+        let r = self.start_slot_in_turn(slot, turn).await;
+        match &r {
+            Ok(_) => self.watch_stability(slot),
+            Err(e) if !manual => {
+                tracing::error!("{e}");
+                if lock(&slot.st).last_exit.is_some() {
+                    self.schedule_restart(slot, e.to_string(), Duration::ZERO);
+                }
+            }
+            Err(_) => {}
+        }
+        r
     }
 
     /// Stops every running plugin in reverse start order; the core last, and only when
@@ -1434,16 +1659,33 @@ impl Supervisor {
                 order.push(c.clone());
             }
         }
-        let mut out = Vec::new();
-        for n in order {
-            let Ok(slot) = self.slot(&n) else { continue };
-            let running = {
+        let running: Vec<Arc<Slot>> = order
+            .iter()
+            .filter_map(|n| self.slot(n).ok())
+            .filter(|slot| {
                 let st = lock(&slot.st);
                 st.pid.is_some() || st.stale.is_some()
-            };
-            if running {
-                let r = self.stop_by(&n, by).await;
-                out.push((n, r));
+            })
+            .collect();
+        // Every plugin but the core in one batch (stop signals in reverse start order), then
+        // the core alone, once all of them are gone.
+        let (core_slot, plugins): (Vec<Arc<Slot>>, Vec<Arc<Slot>>) = running
+            .into_iter()
+            .partition(|s| core.as_deref() == Some(s.name.as_str()));
+        let mut out = Vec::new();
+        for batch in [plugins, core_slot] {
+            if batch.is_empty() {
+                continue;
+            }
+            let mut guards = Vec::with_capacity(batch.len());
+            for slot in &batch {
+                guards.push(slot.op.lock().await);
+            }
+            let results = self.stop_locked(&batch, Some(by.to_string())).await;
+            drop(guards);
+            for (slot, r) in batch.iter().zip(results) {
+                self.publish_status(slot);
+                out.push((slot.name.clone(), r.map(|_| self.info_of(slot))));
             }
         }
         out
@@ -1737,6 +1979,12 @@ impl Supervisor {
             g.release();
         }
     }
+}
+
+/// The current PID of `slot`, read under the reap lock (see [`Supervisor::live_leaders`]).
+fn current_pid(sup: &Supervisor, slot: &Slot) -> Option<u32> {
+    let _g = lock(&sup.sh.reap_lock);
+    lock(&slot.st).pid
 }
 
 fn describe_exit(e: &ExitInfo) -> String {

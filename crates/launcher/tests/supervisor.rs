@@ -255,3 +255,101 @@ async fn plugins_appear_and_disappear_without_restart() {
     let e = s.start("late").await.unwrap_err().to_string();
     assert!(e.contains("not found"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_autostart_keeps_the_order_and_waits_for_readiness() {
+    let f = fixture();
+    let before: Vec<String> = (1..=8).map(|i| format!("a{i}")).collect();
+    let after: Vec<String> = (1..=8).map(|i| format!("b{i}")).collect();
+    for n in before.iter().chain(&after) {
+        script(&f.home, n, "exec sleep 1000");
+    }
+    // Never ready: the plugins after it wait for its readiness timeout.
+    script(&f.home, "gate", "exec sleep 1000");
+    let order: Vec<String> = before
+        .iter()
+        .cloned()
+        .chain(["gate".to_string()])
+        .chain(after.iter().cloned())
+        .collect();
+    let s = supervisor(
+        &f,
+        &format!(
+            "autorestart: never\nreadyTimeout: 500ms\nautostart: [{}]\nplugins:\n  gate:\n    waitReady: true\n",
+            order.join(", ")
+        ),
+    );
+    s.autostart().await;
+    let info = |n: &str| s.info(n).unwrap();
+    // Spawned in the autostart order: PIDs are handed out in increasing order.
+    let pids: Vec<u32> = before
+        .iter()
+        .chain(&after)
+        .map(|n| info(n).pid.expect("running"))
+        .collect();
+    assert!(
+        pids.windows(2).all(|w| w[0] < w[1]),
+        "spawn order follows autostart: {pids:?}"
+    );
+    let gate = info("gate");
+    assert_eq!(gate.state, PluginState::Failed, "{gate:?}");
+    let gate_start = gate.start_time.expect("gate was started");
+    for n in &before {
+        assert!(info(n).start_time.unwrap() <= gate_start);
+    }
+    for n in &after {
+        let t = info(n).start_time.unwrap();
+        assert!(
+            t >= gate_start + 500,
+            "{n} started {} ms after the gate, before its readiness timeout",
+            t - gate_start
+        );
+    }
+    let stopped = s.stop_all(true).await;
+    assert_eq!(stopped.len(), 16);
+    assert!(stopped.iter().all(|(_, r)| r.is_ok()));
+    for p in pids {
+        assert!(tree_of(p).is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_all_waits_for_stubborn_plugins_concurrently_and_leaves_no_daemon() {
+    let f = fixture();
+    let names: Vec<String> = (1..=4).map(|i| format!("stubborn{i}")).collect();
+    let mut yaml = String::from("plugins:\n");
+    for n in &names {
+        // Ignores SIGTERM, and leaves a daemon outside its session and tree.
+        script(
+            &f.home,
+            n,
+            "trap '' TERM\n(setsid sleep 1000 &)\nwhile true; do sleep 1; done",
+        );
+        yaml.push_str(&format!("  {n}:\n    stopTimeout: 1s\n"));
+    }
+    let s = supervisor(&f, &yaml);
+    for n in &names {
+        s.start(n).await.unwrap();
+    }
+    let marked = || hivehub_launcher::process::marked_processes(f.home.root(), None);
+    // Each plugin: the shell, its sleep, and the daemon.
+    assert!(
+        wait_until(Duration::from_secs(5), || marked().len() >= 12),
+        "{:?}",
+        marked()
+    );
+    let t0 = Instant::now();
+    let stopped = s.stop_all(true).await;
+    let took = t0.elapsed();
+    let order: Vec<&str> = stopped.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(order, ["stubborn4", "stubborn3", "stubborn2", "stubborn1"]);
+    for (n, r) in &stopped {
+        assert_eq!(r.as_ref().unwrap().state, PluginState::Disabled, "{n}");
+    }
+    assert!(marked().is_empty(), "left: {:?}", marked());
+    // The four stop timeouts run at the same time, not one after the other.
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+        "stop-all took {took:?}"
+    );
+}
