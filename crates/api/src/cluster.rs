@@ -50,7 +50,9 @@ pub mod cluster_methods {
     /// The current holder asks a target launcher to take a plugin over after the holder
     /// stopped it and transferred the lease ([`super::AdoptReq`] → [`crate::launcher::PluginInfo`]).
     pub const ADOPT: &str = "adopt";
-    /// Can this launcher run the plugin? ([`crate::launcher::NameReq`] → [`crate::rpc::Ack`]).
+    /// Before a hand-over: the target checks that it can run the plugin and mints its
+    /// credentials now, so the gap after the source stops is only the spawn
+    /// ([`crate::launcher::NameReq`] → [`crate::rpc::Ack`]).
     pub const CHECK: &str = "check";
 }
 

@@ -201,14 +201,18 @@ fn rebalance_target(
 
 /// Movable plugins this launcher can run: configured movable, binary present, labels met.
 fn eligible(sup: &Supervisor, cfg: &LauncherConfig) -> Vec<String> {
-    sup.list()
-        .into_iter()
+    eligible_of(&sup.list(), cfg)
+}
+
+fn eligible_of(plugins: &[PluginInfo], cfg: &LauncherConfig) -> Vec<String> {
+    plugins
+        .iter()
         .filter(|p| {
             cfg.is_movable(&p.name)
                 && p.state != PluginState::Missing
                 && cfg.meets_requirements(&p.name)
         })
-        .map(|p| p.name)
+        .map(|p| p.name.clone())
         .collect()
 }
 
@@ -216,6 +220,8 @@ fn eligible(sup: &Supervisor, cfg: &LauncherConfig) -> Vec<String> {
 pub fn status_of(sup: &Supervisor, online: bool, reason: Option<&str>) -> LauncherStatus {
     let cfg = sup.config();
     let (host, cpus, load1, mem_free, mem_total) = host_facts();
+    // The Last Will (offline) lists no plugins: when it is published they may be gone.
+    let plugins = if online { sup.list() } else { Vec::new() };
     LauncherStatus {
         schema_version: hivehub_api::SCHEMA_VERSION,
         launcher_id: cfg.id.clone(),
@@ -226,12 +232,8 @@ pub fn status_of(sup: &Supervisor, online: bool, reason: Option<&str>) -> Launch
         mem_free,
         mem_total,
         labels: cfg.labels.clone(),
-        eligible: if online {
-            eligible(sup, &cfg)
-        } else {
-            Vec::new()
-        },
-        plugins: if online { sup.list() } else { Vec::new() },
+        eligible: eligible_of(&plugins, &cfg),
+        plugins,
         time: now_ms(),
         reason: reason.map(str::to_string),
     }
