@@ -8,6 +8,7 @@ use file_rotate::{ContentLimit, FileRotate};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -53,9 +54,41 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Opens a size-rotated log file, or says why not and returns `None` (the caller keeps the
+/// in-memory tail). file-rotate panics instead of returning errors when the folder cannot be
+/// created or listed, so both are checked first and a panic is caught as a last resort.
+fn open_rotating(path: &Path, max_size: u64, max_files: usize) -> Option<FileRotate<AppendCount>> {
+    let usable = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no parent folder"))
+        .and_then(|dir| std::fs::create_dir_all(dir).and_then(|_| std::fs::read_dir(dir)));
+    if let Err(e) = usable {
+        tracing::error!(file = %path.display(), "cannot use the log folder: {e}; output is kept in memory only");
+        return None;
+    }
+    let opened = std::panic::catch_unwind(|| {
+        FileRotate::new(
+            path,
+            AppendCount::new(max_files.max(1)),
+            ContentLimit::BytesSurpassed(max_size.max(1024) as usize),
+            Compression::None,
+            None,
+        )
+    });
+    match opened {
+        Ok(f) => Some(f),
+        Err(_) => {
+            tracing::error!(file = %path.display(), "cannot open the log file; output is kept in memory only");
+            None
+        }
+    }
+}
+
 /// The log of one plugin.
 pub struct PluginLog {
     file: Option<Mutex<FileRotate<AppendCount>>>,
+    /// Set once writing failed for good; later lines go to the tail only.
+    failed: AtomicBool,
     tail: Mutex<VecDeque<String>>,
     attach_out: bool,
     attach_err: bool,
@@ -72,17 +105,14 @@ impl PluginLog {
         attach_out: bool,
         attach_err: bool,
     ) -> PluginLog {
-        let file = to_file.then(|| {
-            Mutex::new(FileRotate::new(
-                path,
-                AppendCount::new(max_files.max(1)),
-                ContentLimit::BytesSurpassed(max_size.max(1024) as usize),
-                Compression::None,
-                None,
-            ))
-        });
+        let file = if to_file {
+            open_rotating(path, max_size, max_files).map(Mutex::new)
+        } else {
+            None
+        };
         PluginLog {
             file,
+            failed: AtomicBool::new(false),
             tail: Mutex::new(VecDeque::with_capacity(TAIL_LINES)),
             attach_out,
             attach_err,
@@ -90,10 +120,24 @@ impl PluginLog {
     }
 
     fn write(&self, buf: &[u8]) {
-        if let Some(f) = &self.file {
-            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(f) = &self.file else {
+            return;
+        };
+        if self.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+        // file-rotate panics when it cannot list or create the log folder during a rotation;
+        // losing the file must not take the output pump (and so the plugin) down with it.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _ = f.write_all(buf);
             let _ = f.flush();
+        }));
+        if r.is_err() && !self.failed.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "a log file could not be rotated (is the logs folder still there and readable?); \
+                 this plugin's output is kept in memory only from now on"
+            );
         }
     }
 
@@ -238,6 +282,31 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-26T00:00:00.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn an_unusable_log_folder_keeps_the_tail_without_panicking() {
+        let d = tempfile::tempdir().unwrap();
+        // "logs" is a file, so the folder can be neither created nor listed.
+        let not_a_dir = d.path().join("logs");
+        std::fs::write(&not_a_dir, b"x").unwrap();
+        let log = PluginLog::open(&not_a_dir.join("p.log"), true, 2048, 2, false, false);
+        log.lines(Stream::Out, &[b"still here"]);
+        assert_eq!(log.tail(), ["still here"]);
+    }
+
+    #[test]
+    fn a_log_folder_removed_later_does_not_panic_the_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("logs");
+        let log = PluginLog::open(&dir.join("p.log"), true, 1024, 2, false, false);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::write(&dir, b"now a file").unwrap();
+        let line = vec![b'x'; 600];
+        for _ in 0..10 {
+            log.lines(Stream::Out, &[&line]);
+        }
+        assert_eq!(log.tail().len(), 10);
     }
 
     #[test]
