@@ -1667,13 +1667,31 @@ impl Supervisor {
                 st.pid.is_some() || st.stale.is_some()
             })
             .collect();
-        // Every plugin but the core in one batch (stop signals in reverse start order), then
-        // the core alone, once all of them are gone.
+        // The mirror of the pipelined start: plugins in reverse start order, stopped together
+        // (stop signals in that order) except that a `waitReady` plugin, which later plugins
+        // may depend on, is a barrier: everything started after it is gone before it is
+        // stopped, and it is gone before anything started before it is stopped. The core goes
+        // last, alone.
         let (core_slot, plugins): (Vec<Arc<Slot>>, Vec<Arc<Slot>>) = running
             .into_iter()
             .partition(|s| core.as_deref() == Some(s.name.as_str()));
+        let cfg = self.cfg();
+        let mut batches: Vec<Vec<Arc<Slot>>> = Vec::new();
+        let mut current = Vec::new();
+        for slot in plugins {
+            if cfg.plugin(&slot.name).wait_ready {
+                if !current.is_empty() {
+                    batches.push(std::mem::take(&mut current));
+                }
+                batches.push(vec![slot]);
+            } else {
+                current.push(slot);
+            }
+        }
+        batches.push(current);
+        batches.push(core_slot);
         let mut out = Vec::new();
-        for batch in [plugins, core_slot] {
+        for batch in batches {
             if batch.is_empty() {
                 continue;
             }

@@ -49,11 +49,25 @@ fn sigkill_of_the_launcher_leaves_no_plugin_or_grandchild() {
 
 #[test]
 fn sigterm_stops_plugins_then_the_core_and_exits_zero() {
-    let hub = home_with("createPluginCred: false\nautostart: [a, b]\n");
-    script(&hub.home, "a", "exec sleep 1000");
+    // heartbeat reports ready (waitReady): a and b start after it and are gone before it stops.
+    let hub = home_with_plugins(
+        "autostart: [heartbeat, a, b]\n",
+        "  heartbeat:\n    waitReady: true\n",
+    );
+    std::fs::copy(
+        workspace_bin("heartbeat"),
+        hub.home.plugins().join("heartbeat"),
+    )
+    .expect("copy heartbeat");
+    // a takes a moment to stop: without the barrier, heartbeat would be gone first.
+    script(
+        &hub.home,
+        "a",
+        "trap 'sleep 0.3; exit 0' TERM\nwhile :; do sleep 0.05; done",
+    );
     script(&hub.home, "b", "exec sleep 1000");
     let mut hub = launch(hub);
-    let pids: Vec<u32> = ["hubcore", "a", "b"]
+    let pids: Vec<u32> = ["hubcore", "heartbeat", "a", "b"]
         .iter()
         .map(|n| hub.wait_running(n))
         .collect();
@@ -73,10 +87,14 @@ fn sigterm_stops_plugins_then_the_core_and_exits_zero() {
             .unwrap_or_else(|| panic!("no '{what}' in {name}.log:\n{log}"))[..24]
             .to_string()
     };
-    assert!(marker_time("hubcore", "=== started") <= marker_time("a", "=== started"));
+    assert!(marker_time("hubcore", "=== started") <= marker_time("heartbeat", "=== started"));
+    assert!(marker_time("heartbeat", "=== started") <= marker_time("a", "=== started"));
     assert!(marker_time("a", "=== started") <= marker_time("b", "=== started"));
-    assert!(marker_time("b", "exited:") <= marker_time("a", "exited:"));
-    assert!(marker_time("a", "exited:") <= marker_time("hubcore", "exited:"));
+    // a and b are stopped together, both before the plugin they may depend on; the core last.
+    for p in ["a", "b"] {
+        assert!(marker_time(p, "exited:") <= marker_time("heartbeat", "exited:"));
+    }
+    assert!(marker_time("heartbeat", "exited:") <= marker_time("hubcore", "exited:"));
 }
 
 #[test]
