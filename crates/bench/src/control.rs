@@ -114,7 +114,9 @@ fn warn_about_other_supervisords() {
     }
 }
 
-/// Raises the soft open-files limit (inherited by both supervisors) so N plugins fit.
+/// Raises the soft open-files limit (inherited by both supervisors) so N plugins fit: each
+/// launcher plugin costs two pipe ends and a log file, each supervisord program three pipe ends
+/// and two log files.
 pub(crate) fn raise_nofile(max_n: usize) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let want = (max_n as u64) * 8 + 1024;

@@ -17,6 +17,7 @@
 //! kernel's autogroup scheduling it then gets its own CPU share instead of sharing the benchmark's
 //! (the observer's) share. SIGINT, SIGTERM and SIGHUP to the benchmark end the round cleanly.
 
+use crate::control::raise_nofile;
 use crate::procobs::{self, Observer, Supervised};
 use crate::sibling_binary;
 use anyhow::{bail, Context, Result};
@@ -257,29 +258,6 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
-}
-
-/// Raises the soft open-files limit (inherited by both supervisors) so N = 500 fits: each
-/// launcher plugin costs two pipe ends and a log file, each supervisord program three pipe ends
-/// and two log files.
-fn raise_nofile(max_n: usize) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let want = (max_n as u64) * 8 + 1024;
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
-    };
-    if soft >= want {
-        return;
-    }
-    let new_hard = hard.max(want);
-    if setrlimit(Resource::RLIMIT_NOFILE, want, new_hard).is_err() {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(want), hard);
-    }
-    if let Ok((s, _)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if s < want {
-            eprintln!("note: open-files limit is {s}, below the {want} wanted for N = {max_n}");
-        }
-    }
 }
 
 /// Other supervisord processes on the machine would skew the numbers.

@@ -177,6 +177,19 @@ pub fn home_of_executable(exe: &Path) -> Option<PathBuf> {
 /// written, synced and renamed over the target. A reader sees the old or the new content, never a
 /// mix, and a crash leaves no half-written secret. Works even if the old file is read-only (0400).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    replace_file(path, data, mode, true)
+}
+
+/// Like [`write_atomic`] without the fsyncs: readers still see the old or the new content, but
+/// a power cut may lose the update. For small state that is cheap to lose and sits on hot
+/// paths (pid records, backoff counters), where two fsyncs cost milliseconds per call.
+pub fn write_replace(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    replace_file(path, data, mode, false)
+}
+
+/// Writes a temporary file next to `path` with exactly `mode` and renames it over `path`;
+/// `durable` syncs the file and the folder so the new content survives a power cut.
+fn replace_file(path: &Path, data: &[u8], mode: u32, durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -195,41 +208,16 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         f.write_all(data)?;
         // create_new honours the umask; set the exact mode explicitly.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
+        if durable {
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
         }
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Like [`write_atomic`] without the fsyncs: readers still see the old or the new content, but
-/// a power cut may lose the update. For small state that is cheap to lose and sits on hot
-/// paths (pid records, backoff counters), where two fsyncs cost milliseconds per call.
-pub fn write_replace(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{:016x}.tmp",
-        name.to_string_lossy(),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
