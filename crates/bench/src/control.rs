@@ -98,7 +98,7 @@ pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Other supervisord processes on the machine would skew the numbers.
-fn warn_about_other_supervisords() {
+pub(crate) fn warn_about_other_supervisords() {
     let others: Vec<String> = procobs::descendants(1)
         .into_iter()
         .filter_map(|p| Some((p, procobs::cmdline(p)?)))

@@ -17,7 +17,7 @@
 //! kernel's autogroup scheduling it then gets its own CPU share instead of sharing the benchmark's
 //! (the observer's) share. SIGINT, SIGTERM and SIGHUP to the benchmark end the round cleanly.
 
-use crate::control::raise_nofile;
+use crate::control::{find_in_path, raise_nofile, warn_about_other_supervisords};
 use crate::procobs::{self, Observer, Supervised};
 use crate::sibling_binary;
 use anyhow::{bail, Context, Result};
@@ -249,32 +249,6 @@ struct Bins {
     launcher: PathBuf,
     hubcore: PathBuf,
     supervisord: Option<PathBuf>,
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// Other supervisord processes on the machine would skew the numbers.
-fn warn_about_other_supervisords() {
-    let others: Vec<String> = procobs::descendants(1)
-        .into_iter()
-        .filter_map(|p| Some((p, procobs::cmdline(p)?)))
-        .filter(|(_, c)| c.contains("supervisord"))
-        .map(|(p, c)| format!("{p} ({c})"))
-        .collect();
-    if !others.is_empty() {
-        eprintln!(
-            "warning: other supervisord processes are running and may skew the numbers: {}\n\
-             (stop them, e.g. `service supervisor stop`)",
-            others.join(", ")
-        );
-    }
 }
 
 /// The UTC time of day, to match rounds against other activity on the machine.
