@@ -16,7 +16,8 @@
 //!   one step at the core, then asks the target to adopt it.
 
 use crate::config::LauncherConfig;
-use crate::supervisor::{LaunchError, PlacementGate, Supervisor};
+use crate::service::{remote as launch_remote, to_value};
+use crate::supervisor::{PlacementGate, Supervisor};
 use hivehub_api::auth::AUTH_SERVICE;
 use hivehub_api::cluster::{
     cluster_methods, events, lease_methods, rank, AdoptReq, LauncherStatus, LeaseInfo, LeaseList,
@@ -129,24 +130,11 @@ fn remote(code: ErrorCode, msg: impl Into<String>) -> RemoteError {
     RemoteError::new(code, msg)
 }
 
-fn to_value<T: Serialize>(v: T) -> Result<Value, RemoteError> {
-    serde_json::to_value(v).map_err(|e| remote(ErrorCode::Internal, e.to_string()))
-}
-
 fn rpc_remote(e: RpcError) -> RemoteError {
     match e {
         RpcError::Remote(r) => r,
         other => remote(ErrorCode::Unavailable, other.to_string()),
     }
-}
-
-fn launch_remote(e: LaunchError) -> RemoteError {
-    let code = match e {
-        LaunchError::NotFound { .. } => ErrorCode::NotFound,
-        LaunchError::StopFailed { .. } => ErrorCode::Internal,
-        _ => ErrorCode::Conflict,
-    };
-    remote(code, e.to_string())
 }
 
 /// Host facts for the shared status.
@@ -201,7 +189,14 @@ fn rebalance_target(
 
 /// Movable plugins this launcher can run: configured movable, binary present, labels met.
 fn eligible(sup: &Supervisor, cfg: &LauncherConfig) -> Vec<String> {
-    eligible_of(&sup.list(), cfg)
+    // Only the configured movable plugins are looked at: this runs four times a second, and a
+    // launcher with hundreds of local plugins and no movable one should pay nothing for it.
+    cfg.plugins
+        .keys()
+        .filter(|n| cfg.is_movable(n) && cfg.meets_requirements(n))
+        .filter(|n| sup.info(n).is_ok_and(|i| i.state != PluginState::Missing))
+        .cloned()
+        .collect()
 }
 
 fn eligible_of(plugins: &[PluginInfo], cfg: &LauncherConfig) -> Vec<String> {
@@ -360,13 +355,17 @@ impl Cluster {
     pub async fn publish_status(&self) {
         let s = status_of(&self.inner.sup, true, None);
         lock(&self.inner.peers).insert(s.launcher_id.clone(), s.clone());
+        self.send_status(&s).await;
+    }
+
+    async fn send_status(&self, s: &LauncherStatus) {
         if let Err(e) = self
             .inner
             .bus
-            .publish_event(LAUNCHER_THING, events::STATUS, &s, true)
+            .publish_event(LAUNCHER_THING, events::STATUS, s, true)
             .await
         {
-            tracing::debug!("cannot publish launcher status: {e}");
+            tracing::debug!(online = s.online, "cannot publish launcher status: {e}");
         }
     }
 
@@ -848,15 +847,8 @@ impl Cluster {
             self.stop_here(&name, "launcher shutdown").await;
             self.release(&name, false).await;
         }
-        let s = status_of(&self.inner.sup, false, Some("shut down"));
-        if let Err(e) = self
-            .inner
-            .bus
-            .publish_event(LAUNCHER_THING, events::STATUS, &s, true)
-            .await
-        {
-            tracing::debug!("cannot publish offline status: {e}");
-        }
+        self.send_status(&status_of(&self.inner.sup, false, Some("shut down")))
+            .await;
     }
 }
 

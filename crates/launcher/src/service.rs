@@ -18,11 +18,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-fn to_value<T: Serialize>(v: T) -> Result<Value, RemoteError> {
+pub(crate) fn to_value<T: Serialize>(v: T) -> Result<Value, RemoteError> {
     serde_json::to_value(v).map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
 }
 
-fn remote(e: LaunchError) -> RemoteError {
+pub(crate) fn remote(e: LaunchError) -> RemoteError {
     let code = match e {
         LaunchError::NotFound { .. } => ErrorCode::NotFound,
         LaunchError::StartFailed { .. } => ErrorCode::Conflict,
