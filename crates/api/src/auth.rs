@@ -68,6 +68,14 @@ pub struct ClientProfile {
     pub created: u64,
     /// When the profile last changed (unix seconds).
     pub updated: u64,
+    /// The client ID that added or last replaced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// Made by a launcher for one of its plugins. Only such clients may be re-keyed by a
+    /// launcher, so a plugin binary named like a user, a device or a remote service cannot
+    /// take over its identity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plugin: bool,
 }
 
 /// Request of `clients/addClient`. Adding an existing client replaces its profile (same ID).

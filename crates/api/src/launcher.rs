@@ -140,6 +140,38 @@ pub struct PluginInfo {
     /// For a movable plugin not running here: the launcher that holds its lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
+    /// How far the plugin is confined (absent for the core, which is never confined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxLevel>,
+}
+
+/// How far a plugin is confined, so an operator can see when the kernel or the config leaves a
+/// plugin with more reach than its own credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxLevel {
+    /// Files and processes: it reaches only its own files, and cannot signal, trace or read
+    /// the memory of any process outside its own tree.
+    Full,
+    /// Files only (Landlock without signal scoping): it could still signal the launcher's
+    /// other processes of the same user.
+    Files,
+    /// Its own Unix user, without Landlock: processes are isolated, files only by their modes.
+    User,
+    /// Unconfined: `sandbox: off`, or a kernel without Landlock and a launcher that is not root.
+    None,
+}
+
+impl SandboxLevel {
+    /// The wire name ("full", "files", "user", "none").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxLevel::Full => "full",
+            SandboxLevel::Files => "files",
+            SandboxLevel::User => "user",
+            SandboxLevel::None => "none",
+        }
+    }
 }
 
 /// One resource measurement of a plugin's process tree.

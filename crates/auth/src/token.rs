@@ -251,6 +251,8 @@ mod tests {
             pub_key: key.public_key_b64(),
             created: 0,
             updated: 0,
+            created_by: None,
+            plugin: false,
         }
     }
 

@@ -270,6 +270,7 @@ pub fn plugin_table(plugins: &[PluginInfo], width: u16, now_ms: u64) -> String {
                 state_cell(p),
                 or_none(p.pid, |v| v.to_string()),
                 p.start_count.to_string(),
+                or_none(p.sandbox, |s| s.as_str().to_string()),
             ];
             row.extend(usage_cells(p, now_ms));
             row
@@ -282,13 +283,14 @@ pub fn plugin_table(plugins: &[PluginInfo], width: u16, now_ms: u64) -> String {
             "STATE",
             "PID",
             "STARTS",
+            "SANDBOX",
             "CPU",
             "MEMORY",
             "UPTIME",
             "LAST ERROR",
         ],
-        &[2, 3, 4, 5, 6],
-        &[(7, 16), (0, 16), (7, 8), (0, 8)],
+        &[2, 3, 5, 6, 7],
+        &[(8, 16), (0, 16), (8, 8), (0, 8)],
         rows,
     )
 }
@@ -403,6 +405,7 @@ pub fn status_text(s: &StatusResp, now_ms: u64) -> String {
         ("name", p.name.clone()),
         ("launcher", p.launcher_id.clone()),
         ("state", p.state.as_str().to_string()),
+        ("sandbox", or_none(p.sandbox, |s| s.as_str().to_string())),
         (
             "status",
             if p.status.is_empty() {
@@ -680,6 +683,7 @@ pub fn batch_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hivehub_api::launcher::SandboxLevel;
 
     const NOW: u64 = 1_764_147_321_123; // 2025-11-26T08:55:21.123Z
 
@@ -702,6 +706,7 @@ mod tests {
         p.pid = running.then_some(4242);
         p.start_time = Some(NOW - 192_000);
         p.uptime = running.then_some(192);
+        p.sandbox = Some(SandboxLevel::Full);
         p
     }
 
@@ -842,7 +847,7 @@ mod tests {
         let cols: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(
             cols,
-            ["heartbeat", "running", "4242", "3", "-", "-", "3m12s", "-"],
+            ["heartbeat", "running", "4242", "3", "full", "-", "-", "3m12s", "-"],
             "{t}"
         );
         assert!(lines[0].starts_with("NAME"), "{t}");
@@ -881,11 +886,11 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[3],
-            "heartbeat         running  4194304  123456  100.0%  1.5 GiB   4d03h  killed by …",
+            "heartbe…  running  4194304  123456  full     100.0%  1.5 GiB   4d03h  killed by…",
             "{t}"
         );
-        assert!(lines[1].starts_with("a-plugin-with-a…  failed"), "{t}");
-        assert!(lines[1].ends_with("cannot sta…"), "{t}");
+        assert!(lines[1].starts_with("a-plugi…  failed"), "{t}");
+        assert!(lines[1].ends_with("cannot st…"), "{t}");
         assert_eq!(max_line(&t), 80, "the table uses the whole width: {t}");
         // Narrower than the fixed columns: the safety net still keeps it inside the width.
         let t = plugin_table(&plugins, 50, NOW);
@@ -1104,6 +1109,8 @@ mod tests {
             pub_key: "x".into(),
             created: NOW / 1000,
             updated: NOW / 1000,
+            created_by: None,
+            plugin: false,
         };
         let t = clients_table(&[c], 60);
         assert!(max_line(&t) <= 60, "{t}");

@@ -609,7 +609,13 @@ async fn refresh_once(inner: &Arc<Inner>) -> Result<TokenResp, RpcError> {
         if let Err(e) =
             hivehub_home::write_atomic(path, resp.token.as_bytes(), hivehub_home::SECRET_MODE)
         {
-            tracing::warn!(file = %path.display(), "cannot save refreshed token: {e}");
+            // A confined plugin may read its token file but not replace it; the launcher mints
+            // a fresh one at every start, so only this process needs the new token.
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                tracing::debug!(file = %path.display(), "refreshed token kept in memory: {e}");
+            } else {
+                tracing::warn!(file = %path.display(), "cannot save refreshed token: {e}");
+            }
         }
     }
     tracing::debug!(expires = resp.expires, "token refreshed");

@@ -133,6 +133,8 @@ fn ensure_builtin_client(
                 pub_key: pub_key.clone(),
                 created: existing.map(|e| e.created).unwrap_or(now),
                 updated: now,
+                created_by: None,
+                plugin: false,
             };
             state.store.upsert(p.clone())?;
             p
@@ -207,6 +209,8 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
         pub_key: internal_key.public_key_b64(),
         created: unix_now(),
         updated: unix_now(),
+        created_by: None,
+        plugin: false,
     };
     let (internal_token, _) = issuer
         .issue(&internal_profile, 10 * 365 * 86_400)

@@ -100,6 +100,25 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
                     ),
                 ));
             }
+            // A launcher mints credentials for its plugins only: it may not re-key a client
+            // that someone else made (a user, a device, a remote service, another launcher).
+            if me.role == Role::Launcher {
+                if let Some(p) = existing.as_ref().filter(|p| !p.plugin) {
+                    return Err(err(
+                        ErrorCode::Conflict,
+                        format!(
+                            "'{}' is an existing {} client{} that no launcher made; a plugin cannot take its name (remove it with 'hubcli auth rm {}' to let a launcher manage it)",
+                            p.client_id,
+                            p.role,
+                            p.created_by
+                                .as_deref()
+                                .map(|b| format!(" added by {b}"))
+                                .unwrap_or_default(),
+                            p.client_id
+                        ),
+                    ));
+                }
+            }
             let now = unix_now();
             let profile = ClientProfile {
                 client_type: req.client_type.unwrap_or(req.role.default_client_type()),
@@ -109,6 +128,8 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
                 created: existing.as_ref().map(|p| p.created).unwrap_or(now),
                 updated: now,
                 client_id: req.client_id,
+                created_by: Some(me.client_id.clone()),
+                plugin: me.role == Role::Launcher,
             };
             s.store.upsert(profile.clone()).map_err(internal)?;
             let changed = existing

@@ -185,6 +185,8 @@ mod tests {
             pub_key: "k".into(),
             created: 1,
             updated: 1,
+            created_by: None,
+            plugin: false,
         }
     }
 

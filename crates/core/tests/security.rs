@@ -21,6 +21,8 @@ fn profile_for(id: &str, key: &KeyPair, role: Role) -> ClientProfile {
         pub_key: key.public_key_b64(),
         created: 0,
         updated: 0,
+        created_by: None,
+        plugin: false,
     }
 }
 

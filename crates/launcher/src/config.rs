@@ -67,7 +67,9 @@ const LAUNCHER_KEYS: [&str; 21] = [
     "plugins",
 ];
 /// Plugin keys, for "belongs elsewhere" hints on unknown top-level keys.
-const PLUGIN_KEYS: [&str; 13] = [
+const PLUGIN_KEYS: [&str; 15] = [
+    "sandbox",
+    "user",
     "placement",
     "requires",
     "args",
@@ -309,6 +311,81 @@ pub struct PluginConfig {
     /// the hardware it needs.
     #[serde(deserialize_with = "null_as_default")]
     pub requires: Vec<String>,
+    /// Confinement of the plugin: extra paths it may use, or `off` (see `sandbox.rs`).
+    #[serde(deserialize_with = "null_as_default")]
+    pub sandbox: SandboxConfig,
+    /// Unix user the plugin runs as when the launcher is root (`root` only when said so);
+    /// default: a user of its own, made up by the launcher.
+    #[serde(deserialize_with = "de_some_string")]
+    pub user: Option<String>,
+}
+
+/// `plugins.<name>.sandbox`: `off`, or the paths a binding needs beyond the defaults (a serial
+/// stick, a camera's recordings folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// False for `sandbox: off`: no Landlock and no `no_new_privs` (the Unix user still
+    /// applies).
+    pub enabled: bool,
+    /// Extra paths it may read and execute, with everything below them.
+    pub read: Vec<std::path::PathBuf>,
+    /// Extra paths it may read and write, with everything below them.
+    pub write: Vec<std::path::PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: true,
+            read: Vec::new(),
+            write: Vec::new(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SandboxConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Paths {
+            #[serde(default, deserialize_with = "null_as_default")]
+            read: Vec<std::path::PathBuf>,
+            #[serde(default, deserialize_with = "null_as_default")]
+            write: Vec<std::path::PathBuf>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SandboxConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("off, on, or {read: [paths], write: [paths]}")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<SandboxConfig, E> {
+                Ok(SandboxConfig {
+                    enabled: v,
+                    ..SandboxConfig::default()
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SandboxConfig, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "off" | "false" => self.visit_bool(false),
+                    "on" | "true" => self.visit_bool(true),
+                    _ => Err(E::custom(format!(
+                        "unknown sandbox setting {}; use off, on, or {{read: [paths], write: [paths]}}",
+                        quote(v)
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SandboxConfig, A::Error> {
+                let p = Paths::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(SandboxConfig {
+                    enabled: true,
+                    read: p.read,
+                    write: p.write,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for PluginConfig {
@@ -327,6 +404,8 @@ impl Default for PluginConfig {
             action: ThresholdAction::Restart,
             placement: Placement::Local,
             requires: Vec::new(),
+            sandbox: SandboxConfig::default(),
+            user: None,
         }
     }
 }
@@ -685,6 +764,32 @@ impl PluginConfig {
                 &join_key(base, "maxMemory"),
                 "must be above 0",
             ));
+        }
+        let sandbox = join_key(base, "sandbox");
+        for (list, paths) in [("read", &self.sandbox.read), ("write", &self.sandbox.write)] {
+            for (i, p) in paths.iter().enumerate() {
+                let key = format!("{}[{i}]", join_key(&sandbox, list));
+                if !p.is_absolute() {
+                    return Err(Issue::value(
+                        &key,
+                        format!("{} is not an absolute path", quote(&p.display().to_string())),
+                    ));
+                }
+                if p.parent().is_none() {
+                    return Err(Issue::value(
+                        &key,
+                        "the whole file system cannot be opened to a plugin; use sandbox: off",
+                    ));
+                }
+            }
+        }
+        if let Some(user) = &self.user {
+            if user.is_empty() || user.contains(['\0', ':', '/']) {
+                return Err(Issue::value(
+                    &join_key(base, "user"),
+                    format!("{} is not a user name", quote(user)),
+                ));
+            }
         }
         Ok(())
     }

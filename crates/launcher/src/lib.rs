@@ -4,6 +4,7 @@
 //!
 //! * [`config`]: `config/launcher.yaml`, validated with file, line and key in every error.
 //! * [`process`]: spawn, signal, tree-kill, reap, and the guard process.
+//! * [`sandbox`]: what a plugin may reach: Landlock, its own user, its environment.
 //! * [`logs`]: per-plugin log files with timestamps, markers and rotation.
 //! * [`monitor`]: CPU and memory of every plugin's process tree, from one pass over /proc.
 //! * [`supervisor`]: the state of every plugin; start, stop, restart with backoff, thresholds.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod logs;
 pub mod monitor;
 pub mod process;
+pub mod sandbox;
 pub mod service;
 pub mod supervisor;
 pub mod web;
@@ -139,6 +141,15 @@ pub async fn run(
     let cfg = opts.config;
     let sup = Supervisor::new(home.clone(), cfg.clone(), guard)
         .map_err(io_err("cannot start the spawner"))?;
+    let host = sup.sandbox_host();
+    match host.shortfall() {
+        Some(why) => tracing::warn!("{why}"),
+        None => tracing::info!(
+            landlock_abi = host.abi,
+            own_users = host.root,
+            "plugins start confined (sandbox: full)"
+        ),
+    }
     sup.spawn_reaper()
         .map_err(io_err("cannot watch child processes"))?;
     sup.spawn_watcher(Duration::from_secs(2));

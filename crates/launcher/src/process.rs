@@ -15,7 +15,9 @@
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use crate::sandbox::Confinement;
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufRead, Write};
 use std::os::fd::{OwnedFd, RawFd};
@@ -27,16 +29,21 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What to start.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SpawnSpec {
     /// The executable.
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
-    /// Environment added to the launcher's own.
-    pub env: Vec<(String, String)>,
+    /// Environment added to the launcher's own, or the whole environment with `env_clear`.
+    pub env: Vec<(OsString, OsString)>,
+    /// Start from an empty environment rather than the launcher's (a confined plugin gets an
+    /// allow-list only, see [`crate::sandbox::environment`]).
+    pub env_clear: bool,
     /// Working folder.
     pub cwd: PathBuf,
+    /// User, `no_new_privs` and Landlock ruleset the child takes on before `execve`.
+    pub confine: Confinement,
 }
 
 /// A started process.
@@ -97,12 +104,22 @@ impl Spawner {
 /// `posix_spawn`). Used when [`spawn_vfork`] cannot be (a program name without a `/`, to keep
 /// std's `PATH` search).
 fn spawn_fork(spec: &SpawnSpec) -> io::Result<Spawned> {
+    let c = &spec.confine;
+    if c.creds.is_some() || c.landlock.is_some() || c.no_new_privs {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a confined program must be given by its path",
+        ));
+    }
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if spec.env_clear {
+        cmd.env_clear();
+    }
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
@@ -151,6 +168,15 @@ struct ChildArgs {
     envp: *const *const nix::libc::c_char,
     cwd: *const nix::libc::c_char,
     fds: [RawFd; 3],
+    /// Switch to `uid`/`gid` with `groups` (`ngroups` of them).
+    switch_user: bool,
+    uid: nix::libc::uid_t,
+    gid: nix::libc::gid_t,
+    groups: *const nix::libc::gid_t,
+    ngroups: usize,
+    no_new_privs: bool,
+    /// A Landlock ruleset to restrict itself with, or -1.
+    landlock: RawFd,
     /// The `errno` of the failed step, written by the child (same memory: `CLONE_VM`).
     err: std::sync::atomic::AtomicI32,
 }
@@ -191,6 +217,25 @@ extern "C" fn vfork_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         if libc::setsid() < 0 {
             return fail(a);
         }
+        for (i, fd) in a.fds.iter().enumerate() {
+            // The parent made sure every fd is above 2, so none is overwritten here.
+            if libc::dup2(*fd, i as libc::c_int) < 0 {
+                return fail(a);
+            }
+        }
+        if libc::chdir(a.cwd) < 0 {
+            return fail(a);
+        }
+        // Raw system calls: glibc's setuid() would signal every thread of the launcher to
+        // change them too, and this child shares the launcher's memory.
+        if a.switch_user
+            && (libc::syscall(libc::SYS_setgroups, a.ngroups, a.groups) < 0
+                || libc::syscall(libc::SYS_setresgid, a.gid, a.gid, a.gid) < 0
+                || libc::syscall(libc::SYS_setresuid, a.uid, a.uid, a.uid) < 0)
+        {
+            return fail(a);
+        }
+        // After the user switch, which clears the parent-death signal.
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -201,13 +246,12 @@ extern "C" fn vfork_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         {
             return fail(a);
         }
-        for (i, fd) in a.fds.iter().enumerate() {
-            // The parent made sure every fd is above 2, so none is overwritten here.
-            if libc::dup2(*fd, i as libc::c_int) < 0 {
-                return fail(a);
-            }
+        if a.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+            return fail(a);
         }
-        if libc::chdir(a.cwd) < 0 {
+        if a.landlock >= 0
+            && libc::syscall(libc::SYS_landlock_restrict_self, a.landlock, 0) < 0
+        {
             return fail(a);
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -245,8 +289,9 @@ fn above_2(fd: OwnedFd) -> io::Result<OwnedFd> {
 /// Spawns like `posix_spawn` does: `clone(CLONE_VM | CLONE_VFORK)`, so the launcher's page
 /// tables are not copied (a `fork` of a process with tens of MB mapped costs a millisecond or
 /// more, and copy-on-write faults afterwards). The child runs [`vfork_child`]: default signal
-/// handlers, `setsid`, `PR_SET_PDEATHSIG(SIGKILL)`, stdin from `/dev/null`, stdout and stderr
-/// to pipes, the working folder, `execve`. `stack` is the child's stack, reused across calls.
+/// handlers, `setsid`, stdin from `/dev/null`, stdout and stderr to pipes, the working folder,
+/// the plugin's user, `PR_SET_PDEATHSIG(SIGKILL)`, `no_new_privs`, the Landlock ruleset,
+/// `execve`. `stack` is the child's stack, reused across calls.
 fn spawn_vfork(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
     use nix::libc;
     use std::os::fd::AsRawFd;
@@ -255,10 +300,14 @@ fn spawn_vfork(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
     let args: Vec<std::ffi::CString> = std::iter::once(Ok(program.clone()))
         .chain(spec.args.iter().map(|a| cstring(a.as_bytes())))
         .collect::<io::Result<_>>()?;
-    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !spec.env.iter().any(|(n, _)| k.as_bytes() == n.as_bytes()))
-        .collect();
-    env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
+    let mut env: Vec<(OsString, OsString)> = if spec.env_clear {
+        Vec::new()
+    } else {
+        std::env::vars_os()
+            .filter(|(k, _)| !spec.env.iter().any(|(n, _)| k == n))
+            .collect()
+    };
+    env.extend(spec.env.iter().cloned());
     let envs: Vec<std::ffi::CString> = env
         .iter()
         .map(|(k, v)| {
@@ -282,6 +331,8 @@ fn spawn_vfork(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
         .into_iter()
         .chain(argv.iter().copied())
         .collect();
+    let creds = spec.confine.creds.as_ref();
+    let groups: Vec<libc::gid_t> = creds.map(|c| c.groups.clone()).unwrap_or_default();
     let stdin = above_2(OwnedFd::from(File::open("/dev/null")?))?;
     let (out_r, out_w) = pipe_above_2()?;
     let (err_r, err_w) = pipe_above_2()?;
@@ -292,6 +343,13 @@ fn spawn_vfork(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
         envp: envp.as_ptr(),
         cwd: cwd.as_ptr(),
         fds: [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+        switch_user: creds.is_some(),
+        uid: creds.map_or(0, |c| c.uid),
+        gid: creds.map_or(0, |c| c.gid),
+        groups: groups.as_ptr(),
+        ngroups: groups.len(),
+        no_new_privs: spec.confine.no_new_privs,
+        landlock: spec.confine.landlock.as_ref().map_or(-1, |f| f.as_raw_fd()),
         err: std::sync::atomic::AtomicI32::new(0),
     };
     const STACK: usize = 64 * 1024;

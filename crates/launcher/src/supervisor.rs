@@ -15,6 +15,7 @@ use crate::monitor::{
     History, Measure, Monitor, TreeSample, DEFAULT_HISTORY_SPAN, DEFAULT_INTERVAL,
 };
 use crate::process::{self, Exit, Guard, SpawnSpec, Spawner};
+use crate::sandbox;
 use hivehub_api::auth::{methods, AddClientReq, AddClientResp, AUTH_SERVICE, CAP_CLIENTS};
 use hivehub_api::launcher::{
     events, ExitInfo, LauncherEvent, PluginInfo, PluginState, ReloadResp, ResourceSample,
@@ -198,6 +199,10 @@ struct Shared {
     core_listen: Mutex<Option<String>>,
     /// Decides whether a movable plugin may run here (the cluster's leases).
     gate: Mutex<Option<Arc<dyn PlacementGate>>>,
+    /// What this host offers to confine plugins.
+    host: sandbox::Host,
+    /// Held while a plugin's sandbox is prepared, so two new plugins never get the same user.
+    sandbox_lock: Mutex<()>,
 }
 
 /// The cluster's say over movable plugins, consulted before each spawn so that not even an
@@ -283,6 +288,8 @@ impl Supervisor {
                 restart_sem: Arc::new(tokio::sync::Semaphore::new(cfg_concurrency)),
                 core_listen: Mutex::new(None),
                 gate: Mutex::new(None),
+                host: sandbox::Host::probe(),
+                sandbox_lock: Mutex::new(()),
             }),
         };
         sup.discover();
@@ -608,7 +615,19 @@ impl Supervisor {
                 .then(|| st.last_delay.as_millis() as u64),
             movable,
             held_by,
+            sandbox: (!slot.is_core).then(|| {
+                let cfg = self.cfg();
+                match cfg.plugins.get(&slot.name) {
+                    Some(pc) => self.sh.host.level(pc),
+                    None => self.sh.host.level(&PluginConfig::default()),
+                }
+            }),
         }
+    }
+
+    /// What this host offers to confine plugins.
+    pub fn sandbox_host(&self) -> sandbox::Host {
+        self.sh.host
     }
 
     /// Information about every known plugin, sorted by name.
@@ -984,6 +1003,14 @@ impl Supervisor {
         }
         let cfg = self.cfg();
         let pc = cfg.plugin(name);
+        if !slot.is_core {
+            if let Some(why) = sandbox::reserved_name(name, &cfg) {
+                return Err(self.fail(&slot, why));
+            }
+        }
+        if let Err(why) = sandbox::check_binary(&path, self.sh.host.uid) {
+            return Err(self.fail(&slot, why));
+        }
         let log = {
             let mut st = lock(&slot.st);
             st.state = PluginState::Starting;
@@ -1026,6 +1053,32 @@ impl Supervisor {
         } else {
             None
         };
+        let (env, env_clear, confine) = if slot.is_core {
+            let env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+            (env, false, sandbox::Confinement::default())
+        } else {
+            let prepared = {
+                let _one = lock(&self.sh.sandbox_lock);
+                sandbox::prepare(&self.sh.home, name, &path, &pc, &self.sh.host, &env)
+            };
+            let p = match prepared {
+                Ok(p) => p,
+                Err(why) => return Err(self.fail(&slot, why)),
+            };
+            if !pc.sandbox.enabled {
+                tracing::warn!(
+                    plugin = name,
+                    level = p.level.as_str(),
+                    "sandbox: off; the plugin can reach everything its user can"
+                );
+            }
+            if let (Some(l), Some(c)) = (&notify, &p.confinement.creds) {
+                if let Err(e) = std::os::unix::fs::chown(&l.path, Some(c.uid), Some(c.gid)) {
+                    tracing::warn!(plugin = name, "cannot hand the readiness socket over: {e}");
+                }
+            }
+            (p.env, true, p.confinement)
+        };
         let mut args = pc.args.clone();
         if slot.is_core {
             if let Some(addr) = lock(&self.sh.core_listen).clone() {
@@ -1037,7 +1090,9 @@ impl Supervisor {
             program: path.clone(),
             args,
             env,
+            env_clear,
             cwd: self.sh.home.root().to_path_buf(),
+            confine,
         };
         let mut exits = slot.exits.subscribe();
         exits.borrow_and_update();

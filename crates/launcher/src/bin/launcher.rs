@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use hivehub_home::Home;
-use hivehub_launcher::{config, config_path, process, run, LaunchOptions};
+use hivehub_launcher::{config, config_path, process, run, sandbox, LaunchOptions};
 use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -59,6 +59,8 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
     let path = config_path(&home, args.config);
     let cfg = config::load(&path)?;
     if args.check {
+        sandbox::check_config(&cfg, &home)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         println!("{}: valid", path.display());
         return Ok(());
     }

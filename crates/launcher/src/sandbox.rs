@@ -1,0 +1,752 @@
+//! Confinement of plugins. A plugin is third-party code: it gets its own credentials and its
+//! own data folder, and nothing else of the hub.
+//!
+//! Three mechanisms, each used where the kernel and the launcher's privileges allow:
+//!
+//! * **Landlock** (any user, Linux 5.13+): a ruleset built per start ([`Confinement`]) lets the
+//!   plugin read and execute the system folders ([`SYSTEM_READ`]), read its binary, the hub CA,
+//!   its own key, token and `config/{name}.yaml`, and read and write `stores/{name}/`, a few
+//!   devices and the temporary folders. Everything else under the home is out of reach. Paths a
+//!   binding needs are added with `plugins.<name>.sandbox: {read, write}`. From ABI 6 the
+//!   ruleset also scopes signals and abstract Unix sockets, so the plugin cannot signal the
+//!   launcher, the core, the guard or another plugin. Landlock always limits `ptrace` (and so
+//!   `/proc/<pid>/environ` and `mem`) to the plugin's own domain.
+//! * **A Unix user per plugin** (launcher running as root): a user ID from a reserved range,
+//!   recorded as the owner of `stores/{name}/` (as systemd's `DynamicUser` does), or
+//!   `plugins.<name>.user`. Its key and token are chowned to it.
+//! * **`no_new_privs`**, so no setuid binary can undo the above.
+//!
+//! Landlock cannot deny a path below an allowed one, so a default folder that contains the
+//! home (a home under `/tmp` or `/opt`) is not granted whole: its other entries are, down to
+//! the home's branch ([`beneath_except`]); the temporary folders are then left out and the
+//! plugin uses its private `TMPDIR` (`stores/{name}/tmp`), which it always gets.
+//!
+//! The child applies all of it between `clone` and `execve` with raw system calls
+//! ([`crate::process`]); everything that allocates or opens files happens here, before.
+
+use crate::config::{LauncherConfig, PluginConfig};
+use hivehub_api::launcher::SandboxLevel;
+use hivehub_home::Home;
+use landlock::{
+    Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    Scope, ABI,
+};
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The Landlock ABI whose rights this launcher hands out: filesystem rights up to ABI 5 plus
+/// the ABI 6 scopes. Newer kernels enforce this set; older ones what they know of it.
+const LANDLOCK_ABI: ABI = ABI::V6;
+/// First Landlock ABI that scopes signals (Linux 6.12).
+const ABI_SIGNAL_SCOPE: i32 = 6;
+
+/// System folders every plugin may read and execute.
+pub const SYSTEM_READ: [&str; 14] = [
+    "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt", "/srv", "/run",
+    "/proc", "/sys", "/dev",
+];
+/// Devices every plugin may also write (and use `ioctl` on, as terminals need).
+const DEVICES_WRITE: [&str; 9] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/pts",
+    "/dev/ptmx",
+    "/dev/shm",
+];
+/// Shared temporary folders, writable unless the home lies below them.
+const TEMP_WRITE: [&str; 2] = ["/tmp", "/var/tmp"];
+
+/// First user ID of the range the launcher gives plugins (as root), above systemd's dynamic
+/// users (61184–65519) and container ranges (524288–1879048191).
+pub const DYNAMIC_UID_BASE: u32 = 2_000_000_000;
+/// Size of that range.
+pub const DYNAMIC_UID_COUNT: u32 = 65_536;
+
+/// Environment variables passed from the launcher's own environment; everything else stays
+/// with the launcher.
+fn env_allowed(key: &[u8]) -> bool {
+    matches!(key, b"PATH" | b"LANG" | b"TZ" | b"LANGUAGE") || key.starts_with(b"LC_")
+        || key.starts_with(b"HIVEHUB_")
+}
+
+/// What this host offers: the kernel's Landlock ABI and whether the launcher is root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    /// Landlock ABI of the running kernel; 0 without Landlock.
+    pub abi: i32,
+    /// The launcher runs as root, so each plugin can get a user of its own.
+    pub root: bool,
+    /// The launcher's own user and group.
+    pub uid: u32,
+    /// See `uid`.
+    pub gid: u32,
+}
+
+impl Host {
+    /// Asks the kernel.
+    pub fn probe() -> Host {
+        let uid = nix::unistd::geteuid().as_raw();
+        Host {
+            abi: landlock_abi(),
+            root: uid == 0,
+            uid,
+            gid: nix::unistd::getegid().as_raw(),
+        }
+    }
+
+    /// How far a plugin with settings `pc` is confined on this host.
+    pub fn level(&self, pc: &PluginConfig) -> SandboxLevel {
+        let own_user = self.root && pc.user.as_deref() != Some("root");
+        let landlock = pc.sandbox.enabled && self.abi > 0;
+        match (landlock, own_user) {
+            // A user of its own cannot signal or trace the launcher's processes.
+            (true, true) => SandboxLevel::Full,
+            (true, false) if self.abi >= ABI_SIGNAL_SCOPE => SandboxLevel::Full,
+            (true, false) => SandboxLevel::Files,
+            (false, true) => SandboxLevel::User,
+            (false, false) => SandboxLevel::None,
+        }
+    }
+
+    /// One warning naming what this host lacks, if plugins cannot be fully confined here.
+    pub fn shortfall(&self) -> Option<String> {
+        match (self.abi, self.root) {
+            (0, false) => Some(
+                "plugins run unconfined (sandbox: none): this kernel has no Landlock (Linux 5.13+ \
+                 with landlock in the lsm= list) and the launcher is not root, so it cannot give \
+                 plugins users of their own"
+                    .into(),
+            ),
+            (0, true) => Some(
+                "plugins run as users of their own but without Landlock (sandbox: user): this \
+                 kernel has no Landlock, so their files are protected by Unix permissions only"
+                    .into(),
+            ),
+            (abi, false) if abi < ABI_SIGNAL_SCOPE => Some(format!(
+                "plugins are confined to their files only (sandbox: files): Landlock ABI {abi} \
+                 cannot scope signals (needs ABI 6, Linux 6.12), so a plugin can signal the \
+                 launcher's processes; run the launcher as root to give plugins users of their own"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The Landlock ABI of the running kernel, 0 when Landlock is absent or disabled.
+pub fn landlock_abi() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: nix::libc::c_uint = 1;
+    // SAFETY: the documented version query: no attribute, size 0, the version flag.
+    let v = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if v < 0 {
+        0
+    } else {
+        v as i32
+    }
+}
+
+/// A Unix identity a plugin runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Creds {
+    /// User ID.
+    pub uid: u32,
+    /// Primary group ID.
+    pub gid: u32,
+    /// Supplementary groups (a named user's, e.g. `dialout`; none for a dynamic user).
+    pub groups: Vec<u32>,
+    /// `$USER`.
+    pub user: String,
+    /// `$HOME`.
+    pub home: PathBuf,
+}
+
+/// What the child applies to itself before `execve`, prepared by the parent.
+#[derive(Debug, Default)]
+pub struct Confinement {
+    /// Switch to this user (launcher running as root).
+    pub creds: Option<Creds>,
+    /// A Landlock ruleset to restrict itself with.
+    pub landlock: Option<OwnedFd>,
+    /// Set `no_new_privs` (always with Landlock, which requires it).
+    pub no_new_privs: bool,
+}
+
+/// Everything needed to start one plugin confined: its identity, its ruleset and its
+/// environment.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Applied by the child.
+    pub confinement: Confinement,
+    /// The plugin's whole environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// The level it runs at.
+    pub level: SandboxLevel,
+}
+
+/// Why a plugin may not start confined; shown to the user as is.
+pub type Refusal = String;
+
+/// Names a plugin may not have: they belong to the hub itself or to other kinds of clients.
+pub fn reserved_name(name: &str, cfg: &LauncherConfig) -> Option<String> {
+    if name.starts_with('_') {
+        Some(format!(
+            "'{name}' is reserved: names starting with '_' belong to the hub"
+        ))
+    } else if name == hivehub_api::auth::AUTH_SERVICE {
+        Some(format!("'{name}' is reserved for the core's auth service"))
+    } else if cfg.core.as_deref() == Some(name) {
+        Some(format!("'{name}' is the core's name"))
+    } else if name == cfg.id {
+        Some(format!("'{name}' is this launcher's own client ID"))
+    } else {
+        None
+    }
+}
+
+/// Refuses a binary that someone other than root or the launcher's user could change, as
+/// sshd's `StrictModes` does: whoever can rewrite it runs code with the plugin's credentials.
+/// Checks the file (after symlinks) and the folder that holds it.
+pub fn check_binary(path: &Path, launcher_uid: u32) -> Result<(), Refusal> {
+    let target = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let shown = if target == path {
+        path.display().to_string()
+    } else {
+        format!("{} (-> {})", path.display(), target.display())
+    };
+    let owner_ok = |uid: u32| uid == 0 || uid == launcher_uid;
+    let meta = fs::metadata(&target).map_err(|e| format!("{shown}: {e}"))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "refusing to run {shown}: it is writable by {} (mode {mode:04o}); run chmod go-w on it",
+            if mode & 0o002 != 0 { "anyone" } else { "its group" }
+        ));
+    }
+    if !owner_ok(meta.uid()) {
+        return Err(format!(
+            "refusing to run {shown}: it is owned by uid {}, not by root or the launcher's user (uid {launcher_uid})",
+            meta.uid()
+        ));
+    }
+    if let Some(dir) = target.parent() {
+        let d = fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let dmode = d.mode() & 0o7777;
+        // A sticky folder (/tmp) lets only a file's owner replace it.
+        if dmode & 0o022 != 0 && dmode & 0o1000 == 0 {
+            return Err(format!(
+                "refusing to run {shown}: its folder {} is writable by others (mode {dmode:04o}), so the binary could be replaced",
+                dir.display()
+            ));
+        }
+        if !owner_ok(d.uid()) {
+            return Err(format!(
+                "refusing to run {shown}: its folder {} is owned by uid {}, not by root or the launcher's user",
+                dir.display(),
+                d.uid()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A plugin's data folder.
+pub fn data_dir(home: &Home, name: &str) -> PathBuf {
+    home.stores().join(name)
+}
+
+/// A plugin's private temporary folder (`$TMPDIR`).
+pub fn tmp_dir(home: &Home, name: &str) -> PathBuf {
+    data_dir(home, name).join("tmp")
+}
+
+fn in_dynamic_range(uid: u32) -> bool {
+    (DYNAMIC_UID_BASE..DYNAMIC_UID_BASE + DYNAMIC_UID_COUNT).contains(&uid)
+}
+
+/// The user ID of a plugin without `user`: the owner of its data folder when that is in the
+/// range already, else a free one (not owning another plugin's folder, not in the user
+/// database), starting from a hash of the name so a plugin usually gets the same one again.
+/// The caller serializes calls (two new plugins must not pick the same ID).
+pub fn dynamic_uid(home: &Home, name: &str) -> io::Result<u32> {
+    if let Ok(m) = fs::metadata(data_dir(home, name)) {
+        if in_dynamic_range(m.uid()) {
+            return Ok(m.uid());
+        }
+    }
+    let taken: HashSet<u32> = fs::read_dir(home.stores())?
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.uid())
+        .filter(|u| in_dynamic_range(*u))
+        .collect();
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
+    for i in 0..DYNAMIC_UID_COUNT {
+        let uid = DYNAMIC_UID_BASE + (hash.wrapping_add(i)) % DYNAMIC_UID_COUNT;
+        if !taken.contains(&uid)
+            && matches!(nix::unistd::User::from_uid(uid.into()), Ok(None))
+            && matches!(nix::unistd::Group::from_gid(uid.into()), Ok(None))
+        {
+            return Ok(uid);
+        }
+    }
+    Err(io::Error::other("no free user ID left for plugins"))
+}
+
+/// The identity of plugin `name`: `None` when it runs as the launcher's own user (the launcher
+/// is not root, or `user: root`).
+pub fn creds_for(home: &Home, name: &str, pc: &PluginConfig, host: &Host) -> Result<Option<Creds>, Refusal> {
+    match pc.user.as_deref() {
+        Some(user) if !host.root => {
+            if nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .is_some_and(|u| u.uid.as_raw() == host.uid)
+            {
+                return Ok(None);
+            }
+            Err(format!(
+                "plugins.{name}.user is {user}, but the launcher is not root and cannot switch users"
+            ))
+        }
+        None if !host.root => Ok(None),
+        Some("root") => Ok(None),
+        Some(user) => {
+            let u = nix::unistd::User::from_name(user)
+                .map_err(|e| format!("cannot look up user {user}: {e}"))?
+                .ok_or_else(|| format!("plugins.{name}.user: there is no user named {user}"))?;
+            let cname = std::ffi::CString::new(user).map_err(|_| format!("bad user name {user}"))?;
+            let groups = nix::unistd::getgrouplist(&cname, u.gid)
+                .map_err(|e| format!("cannot list the groups of {user}: {e}"))?
+                .into_iter()
+                .map(|g| g.as_raw())
+                .collect();
+            Ok(Some(Creds {
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+                groups,
+                user: user.to_string(),
+                home: u.dir,
+            }))
+        }
+        None => {
+            let uid = dynamic_uid(home, name).map_err(|e| format!("cannot pick a user ID: {e}"))?;
+            Ok(Some(Creds {
+                uid,
+                gid: uid,
+                groups: Vec::new(),
+                user: name.to_string(),
+                home: data_dir(home, name),
+            }))
+        }
+    }
+}
+
+/// Every folder from `/` to the home must let others pass (`x`), or a plugin with a user of
+/// its own cannot reach its binary and key.
+fn check_reachable(home: &Home) -> Result<(), Refusal> {
+    let mut dirs: Vec<PathBuf> = home.root().ancestors().map(Path::to_path_buf).collect();
+    dirs.extend([home.plugins(), home.certs(), home.stores(), home.config()]);
+    for d in dirs {
+        if let Ok(m) = fs::metadata(&d) {
+            if m.mode() & 0o001 == 0 {
+                return Err(format!(
+                    "plugins run as users of their own but cannot pass {} (mode {:04o}); make it 0711 or 0755",
+                    d.display(),
+                    m.mode() & 0o7777
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Changes the owner of `path` and everything below it, without following symlinks.
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for e in fs::read_dir(path)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prepares the folders and files a plugin owns: `stores/{name}/` (0700) with `tmp/`, and, for
+/// a user of its own, the ownership of those and of its key and token. Folders a plugin user
+/// must pass through are made 0711 (passable, not listable).
+pub fn prepare_files(home: &Home, name: &str, creds: Option<&Creds>) -> Result<(), Refusal> {
+    let err = |what: &Path| {
+        let what = what.display().to_string();
+        move |e: io::Error| format!("cannot prepare {what}: {e}")
+    };
+    let data = data_dir(home, name);
+    let tmp = tmp_dir(home, name);
+    fs::create_dir_all(&tmp).map_err(err(&tmp))?;
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(err(&data))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700)).map_err(err(&tmp))?;
+    let Some(c) = creds else { return Ok(()) };
+    for dir in [home.certs(), home.stores(), home.run()] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(err(&dir))?;
+    }
+    check_reachable(home)?;
+    let owner = fs::metadata(&data).map_err(err(&data))?;
+    if owner.uid() != c.uid || owner.gid() != c.gid {
+        chown_tree(&data, c.uid, c.gid).map_err(err(&data))?;
+    }
+    for f in [home.key_file(name), home.token_file(name)] {
+        match std::os::unix::fs::chown(&f, Some(c.uid), Some(c.gid)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&f)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The plugin's environment: the allowed part of the launcher's own (`PATH`, `LANG`, `LC_*`,
+/// `TZ`, `HIVEHUB_*`), its user's `HOME` and `USER`, its `TMPDIR`, then `extra` (the
+/// launcher's `HIVEHUB_*`, `NOTIFY_SOCKET`, the plugin's `env`), later entries winning.
+pub fn environment(
+    home: &Home,
+    name: &str,
+    creds: Option<&Creds>,
+    extra: &[(String, String)],
+) -> Vec<(OsString, OsString)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| env_allowed(k.as_bytes()))
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    }
+    match creds {
+        Some(c) => {
+            env.push(("HOME".into(), c.home.clone().into()));
+            env.push(("USER".into(), c.user.clone().into()));
+        }
+        None => {
+            for k in ["HOME", "USER"] {
+                if let Some(v) = std::env::var_os(k) {
+                    env.push((k.into(), v));
+                }
+            }
+        }
+    }
+    env.push(("TMPDIR".into(), tmp_dir(home, name).into()));
+    env.extend(extra.iter().map(|(k, v)| (k.into(), v.into())));
+    // Later entries win; keep each variable once, in first-seen order.
+    let mut out: Vec<(OsString, OsString)> = Vec::with_capacity(env.len());
+    for (k, v) in env {
+        match out.iter_mut().find(|(n, _)| *n == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out
+}
+
+/// `dir`, or, when `home` lies below it, every entry of it except the branch towards the home,
+/// recursively: Landlock cannot take back a path below a granted one, so the branch must never
+/// be granted. A `dir` equal to the home gives nothing.
+fn beneath_except(dir: &Path, home: &Path, out: &mut Vec<PathBuf>) {
+    if !home.starts_with(dir) {
+        out.push(dir.to_path_buf());
+        return;
+    }
+    if home == dir {
+        return;
+    }
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if home.starts_with(&p) {
+            beneath_except(&p, home, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// The paths a plugin may use, with the rights on each (before [`landlock_ruleset`]).
+pub fn landlock_rules(
+    home: &Home,
+    name: &str,
+    binary: &Path,
+    pc: &PluginConfig,
+) -> Result<Vec<(PathBuf, BitFlags<AccessFs>)>, Refusal> {
+    let read = AccessFs::from_read(LANDLOCK_ABI);
+    let all = AccessFs::from_all(LANDLOCK_ABI);
+    let root = canonical(home.root());
+    let mut rules = Vec::new();
+    let mut sys = Vec::new();
+    for d in SYSTEM_READ {
+        beneath_except(Path::new(d), &root, &mut sys);
+    }
+    rules.extend(sys.into_iter().map(|p| (p, read)));
+    for d in DEVICES_WRITE {
+        rules.push((PathBuf::from(d), all));
+    }
+    for d in TEMP_WRITE {
+        // A home below a temporary folder keeps the whole folder out; `TMPDIR` replaces it.
+        if !root.starts_with(canonical(Path::new(d))) {
+            rules.push((PathBuf::from(d), all));
+        }
+    }
+    rules.push((binary.to_path_buf(), read));
+    for f in [
+        home.ca_cert(),
+        home.key_file(name),
+        home.token_file(name),
+        home.config_file(name),
+    ] {
+        rules.push((f, read));
+    }
+    rules.push((data_dir(home, name), all));
+    for (list, paths, access) in [("read", &pc.sandbox.read, read), ("write", &pc.sandbox.write, all)] {
+        for p in paths {
+            if root.starts_with(canonical(p)) {
+                return Err(format!(
+                    "plugins.{name}.sandbox.{list}: {} contains the hub home {}, which holds every secret of the hub; name a folder beside it",
+                    p.display(),
+                    root.display()
+                ));
+            }
+            rules.push((p.clone(), access));
+        }
+    }
+    Ok(rules)
+}
+
+/// The path with symlinks resolved, or as given when it does not exist.
+fn canonical(p: &Path) -> PathBuf {
+    fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Builds the Landlock ruleset for `rules` (best effort: a kernel enforces what it knows of
+/// it), with signals and abstract Unix sockets scoped. Paths that do not exist are skipped.
+/// `None` on a kernel without Landlock.
+pub fn landlock_ruleset(rules: &[(PathBuf, BitFlags<AccessFs>)]) -> Result<Option<OwnedFd>, Refusal> {
+    let fail = |e: landlock::RulesetError| format!("cannot build the Landlock ruleset: {e}");
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(LANDLOCK_ABI))
+        .map_err(fail)?
+        .scope(Scope::from_all(LANDLOCK_ABI))
+        .map_err(fail)?
+        .create()
+        .map_err(fail)?;
+    let file_rights = AccessFs::from_file(LANDLOCK_ABI);
+    for (path, access) in rules {
+        let Ok(fd) = PathFd::new(path) else { continue };
+        let is_dir = fs::metadata(path).is_ok_and(|m| m.is_dir());
+        let access = if is_dir { *access } else { *access & file_rights };
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(fail)?;
+    }
+    Ok(ruleset.into())
+}
+
+/// Everything for one confined start of plugin `name` from `binary`: the Unix identity (with
+/// its files prepared), the Landlock ruleset and the environment. `extra` is added to the
+/// environment as in [`environment`].
+pub fn prepare(
+    home: &Home,
+    name: &str,
+    binary: &Path,
+    pc: &PluginConfig,
+    host: &Host,
+    extra: &[(String, String)],
+) -> Result<Prepared, Refusal> {
+    let creds = creds_for(home, name, pc, host)?;
+    prepare_files(home, name, creds.as_ref())?;
+    let landlock = if pc.sandbox.enabled && host.abi > 0 {
+        landlock_ruleset(&landlock_rules(home, name, binary, pc)?)?
+    } else {
+        None
+    };
+    let env = environment(home, name, creds.as_ref(), extra);
+    Ok(Prepared {
+        confinement: Confinement {
+            creds,
+            no_new_privs: pc.sandbox.enabled,
+            landlock,
+        },
+        env,
+        level: host.level(pc),
+    })
+}
+
+/// Checks the sandbox settings of every plugin against this home and host, for
+/// `launcher --check`: users exist, and no extra path exposes the home.
+pub fn check_config(cfg: &LauncherConfig, home: &Home) -> Result<(), String> {
+    for (name, pc) in &cfg.plugins {
+        if cfg.core.as_deref() == Some(name.as_str()) {
+            continue;
+        }
+        if let Some(user) = pc.user.as_deref() {
+            if user != "root" && !matches!(nix::unistd::User::from_name(user), Ok(Some(_))) {
+                return Err(format!("plugins.{name}.user: there is no user named {user}"));
+            }
+        }
+        landlock_rules(home, name, &home.plugins().join(name), pc)?;
+        if let Some(why) = reserved_name(name, cfg) {
+            return Err(format!("plugins.{name}: {why}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SandboxConfig;
+
+    fn host(abi: i32, root: bool) -> Host {
+        Host {
+            abi,
+            root,
+            uid: if root { 0 } else { 1000 },
+            gid: 0,
+        }
+    }
+
+    #[test]
+    fn level_by_kernel_privilege_and_config() {
+        let on = PluginConfig::default();
+        let off = PluginConfig {
+            sandbox: SandboxConfig {
+                enabled: false,
+                ..SandboxConfig::default()
+            },
+            ..PluginConfig::default()
+        };
+        let as_root = PluginConfig {
+            user: Some("root".into()),
+            ..PluginConfig::default()
+        };
+        use SandboxLevel::*;
+        let table = [
+            (host(7, false), &on, Full),
+            (host(6, false), &on, Full),
+            (host(5, false), &on, Files),
+            (host(0, false), &on, None),
+            (host(5, true), &on, Full),
+            (host(0, true), &on, User),
+            (host(7, false), &off, None),
+            (host(7, true), &off, User),
+            (host(7, true), &as_root, Full),
+            (host(5, true), &as_root, Files),
+            (host(0, true), &as_root, None),
+        ];
+        for (h, pc, want) in table {
+            assert_eq!(h.level(pc), want, "{h:?} {:?} {:?}", pc.sandbox, pc.user);
+        }
+    }
+
+    #[test]
+    fn shortfall_names_what_is_missing() {
+        assert!(host(7, false).shortfall().is_none());
+        assert!(host(7, true).shortfall().is_none());
+        assert!(host(5, false).shortfall().unwrap().contains("ABI 5"));
+        assert!(host(0, false).shortfall().unwrap().contains("no Landlock"));
+        assert!(host(0, true).shortfall().unwrap().contains("sandbox: user"));
+    }
+
+    #[test]
+    fn a_folder_holding_the_home_is_granted_around_it() {
+        let d = tempfile::tempdir().unwrap();
+        for sub in ["a/home", "a/other", "b"] {
+            fs::create_dir_all(d.path().join(sub)).unwrap();
+        }
+        fs::write(d.path().join("a/file"), "").unwrap();
+        let mut out = Vec::new();
+        beneath_except(d.path(), &d.path().join("a/home"), &mut out);
+        out.sort();
+        assert_eq!(
+            out,
+            vec![
+                d.path().join("a/file"),
+                d.path().join("a/other"),
+                d.path().join("b")
+            ]
+        );
+        let mut out = Vec::new();
+        beneath_except(Path::new("/usr"), d.path(), &mut out);
+        assert_eq!(out, vec![PathBuf::from("/usr")]);
+    }
+
+    #[test]
+    fn a_home_below_tmp_keeps_tmp_out_and_an_extra_path_may_not_hold_it() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path().join("home"));
+        home.ensure_dirs().unwrap();
+        let rules = landlock_rules(&home, "p", &home.plugins().join("p"), &PluginConfig::default())
+            .unwrap();
+        assert!(!rules.iter().any(|(p, _)| p == Path::new("/tmp")));
+        assert!(rules.iter().any(|(p, _)| *p == home.stores().join("p")));
+        assert!(!rules.iter().any(|(p, _)| home.root().starts_with(p)));
+        let wide = PluginConfig {
+            sandbox: SandboxConfig {
+                read: vec![d.path().to_path_buf()],
+                ..SandboxConfig::default()
+            },
+            ..PluginConfig::default()
+        };
+        let e = landlock_rules(&home, "p", &home.plugins().join("p"), &wide).unwrap_err();
+        assert!(e.contains("contains the hub home"), "{e}");
+    }
+
+    #[test]
+    fn environment_is_an_allow_list() {
+        let home = Home::at("/srv/hub");
+        let env = environment(
+            &home,
+            "p",
+            None,
+            &[("HIVEHUB_CLIENT_ID".into(), "p".into()), ("X".into(), "1".into())],
+        );
+        let keys: Vec<String> = env.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+        for k in &keys {
+            assert!(
+                env_allowed(k.as_bytes()) || ["HOME", "USER", "TMPDIR", "X"].contains(&k.as_str()),
+                "{k} leaked"
+            );
+        }
+        assert!(keys.contains(&"PATH".to_string()));
+        assert!(env.contains(&("TMPDIR".into(), "/srv/hub/stores/p/tmp".into())));
+        assert!(env.contains(&("X".into(), "1".into())));
+    }
+
+    #[test]
+    fn writable_binaries_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("bin");
+        fs::write(&p, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        check_binary(&p, me).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_binary(&p, me).unwrap_err();
+        assert!(e.contains("0777") && e.contains(&p.display().to_string()), "{e}");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(check_binary(&p, me).unwrap_err().contains("its group"));
+    }
+}
