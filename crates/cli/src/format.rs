@@ -847,7 +847,17 @@ mod tests {
         let cols: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(
             cols,
-            ["heartbeat", "running", "4242", "3", "full", "-", "-", "3m12s", "-"],
+            [
+                "heartbeat",
+                "running",
+                "4242",
+                "3",
+                "full",
+                "-",
+                "-",
+                "3m12s",
+                "-"
+            ],
             "{t}"
         );
         assert!(lines[0].starts_with("NAME"), "{t}");

@@ -71,7 +71,7 @@ fn no_launcher_is_a_timeout_naming_it() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = hivehub_testkit::tempdir();
     for args in [
         &["launcher", "stop", "heartbeat", "--include-core"][..],
         &["--timeout", "soon", "launcher", "ls"],

@@ -772,7 +772,10 @@ impl PluginConfig {
                 if !p.is_absolute() {
                     return Err(Issue::value(
                         &key,
-                        format!("{} is not an absolute path", quote(&p.display().to_string())),
+                        format!(
+                            "{} is not an absolute path",
+                            quote(&p.display().to_string())
+                        ),
                     ));
                 }
                 if p.parent().is_none() {

@@ -12,10 +12,10 @@
 //! * `PR_SET_PDEATHSIG(SIGKILL)` kills a plugin if the launcher dies, and the guard process kills
 //!   the rest of its session (grandchildren do not inherit the death signal).
 
+use crate::sandbox::Confinement;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use crate::sandbox::Confinement;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
@@ -249,9 +249,7 @@ extern "C" fn vfork_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         if a.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
             return fail(a);
         }
-        if a.landlock >= 0
-            && libc::syscall(libc::SYS_landlock_restrict_self, a.landlock, 0) < 0
-        {
+        if a.landlock >= 0 && libc::syscall(libc::SYS_landlock_restrict_self, a.landlock, 0) < 0 {
             return fail(a);
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();

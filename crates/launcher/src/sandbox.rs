@@ -74,7 +74,8 @@ pub const DYNAMIC_UID_COUNT: u32 = 65_536;
 /// Environment variables passed from the launcher's own environment; everything else stays
 /// with the launcher.
 fn env_allowed(key: &[u8]) -> bool {
-    matches!(key, b"PATH" | b"LANG" | b"TZ" | b"LANGUAGE") || key.starts_with(b"LC_")
+    matches!(key, b"PATH" | b"LANG" | b"TZ" | b"LANGUAGE")
+        || key.starts_with(b"LC_")
         || key.starts_with(b"HIVEHUB_")
 }
 
@@ -234,7 +235,11 @@ pub fn check_binary(path: &Path, launcher_uid: u32) -> Result<(), Refusal> {
     if mode & 0o022 != 0 {
         return Err(format!(
             "refusing to run {shown}: it is writable by {} (mode {mode:04o}); run chmod go-w on it",
-            if mode & 0o002 != 0 { "anyone" } else { "its group" }
+            if mode & 0o002 != 0 {
+                "anyone"
+            } else {
+                "its group"
+            }
         ));
     }
     if !owner_ok(meta.uid()) {
@@ -312,7 +317,12 @@ pub fn dynamic_uid(home: &Home, name: &str) -> io::Result<u32> {
 
 /// The identity of plugin `name`: `None` when it runs as the launcher's own user (the launcher
 /// is not root, or `user: root`).
-pub fn creds_for(home: &Home, name: &str, pc: &PluginConfig, host: &Host) -> Result<Option<Creds>, Refusal> {
+pub fn creds_for(
+    home: &Home,
+    name: &str,
+    pc: &PluginConfig,
+    host: &Host,
+) -> Result<Option<Creds>, Refusal> {
     match pc.user.as_deref() {
         Some(user) if !host.root => {
             if nix::unistd::User::from_name(user)
@@ -332,7 +342,8 @@ pub fn creds_for(home: &Home, name: &str, pc: &PluginConfig, host: &Host) -> Res
             let u = nix::unistd::User::from_name(user)
                 .map_err(|e| format!("cannot look up user {user}: {e}"))?
                 .ok_or_else(|| format!("plugins.{name}.user: there is no user named {user}"))?;
-            let cname = std::ffi::CString::new(user).map_err(|_| format!("bad user name {user}"))?;
+            let cname =
+                std::ffi::CString::new(user).map_err(|_| format!("bad user name {user}"))?;
             let groups = nix::unistd::getgrouplist(&cname, u.gid)
                 .map_err(|e| format!("cannot list the groups of {user}: {e}"))?
                 .into_iter()
@@ -405,6 +416,11 @@ pub fn prepare_files(home: &Home, name: &str, creds: Option<&Creds>) -> Result<(
     let Some(c) = creds else { return Ok(()) };
     for dir in [home.certs(), home.stores(), home.run()] {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(err(&dir))?;
+    }
+    // The hub CA is public, and every plugin needs it to verify the core.
+    let ca = home.ca_cert();
+    if fs::metadata(&ca).is_ok_and(|m| m.mode() & 0o004 == 0) {
+        fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).map_err(err(&ca))?;
     }
     check_reachable(home)?;
     let owner = fs::metadata(&data).map_err(err(&data))?;
@@ -520,7 +536,10 @@ pub fn landlock_rules(
         rules.push((f, read));
     }
     rules.push((data_dir(home, name), all));
-    for (list, paths, access) in [("read", &pc.sandbox.read, read), ("write", &pc.sandbox.write, all)] {
+    for (list, paths, access) in [
+        ("read", &pc.sandbox.read, read),
+        ("write", &pc.sandbox.write, all),
+    ] {
         for p in paths {
             if root.starts_with(canonical(p)) {
                 return Err(format!(
@@ -543,7 +562,9 @@ fn canonical(p: &Path) -> PathBuf {
 /// Builds the Landlock ruleset for `rules` (best effort: a kernel enforces what it knows of
 /// it), with signals and abstract Unix sockets scoped. Paths that do not exist are skipped.
 /// `None` on a kernel without Landlock.
-pub fn landlock_ruleset(rules: &[(PathBuf, BitFlags<AccessFs>)]) -> Result<Option<OwnedFd>, Refusal> {
+pub fn landlock_ruleset(
+    rules: &[(PathBuf, BitFlags<AccessFs>)],
+) -> Result<Option<OwnedFd>, Refusal> {
     let fail = |e: landlock::RulesetError| format!("cannot build the Landlock ruleset: {e}");
     let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(LANDLOCK_ABI))
@@ -556,7 +577,11 @@ pub fn landlock_ruleset(rules: &[(PathBuf, BitFlags<AccessFs>)]) -> Result<Optio
     for (path, access) in rules {
         let Ok(fd) = PathFd::new(path) else { continue };
         let is_dir = fs::metadata(path).is_ok_and(|m| m.is_dir());
-        let access = if is_dir { *access } else { *access & file_rights };
+        let access = if is_dir {
+            *access
+        } else {
+            *access & file_rights
+        };
         ruleset = ruleset
             .add_rule(PathBeneath::new(fd, access))
             .map_err(fail)?;
@@ -603,7 +628,9 @@ pub fn check_config(cfg: &LauncherConfig, home: &Home) -> Result<(), String> {
         }
         if let Some(user) = pc.user.as_deref() {
             if user != "root" && !matches!(nix::unistd::User::from_name(user), Ok(Some(_))) {
-                return Err(format!("plugins.{name}.user: there is no user named {user}"));
+                return Err(format!(
+                    "plugins.{name}.user: there is no user named {user}"
+                ));
             }
         }
         landlock_rules(home, name, &home.plugins().join(name), pc)?;
@@ -698,8 +725,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let home = Home::at(d.path().join("home"));
         home.ensure_dirs().unwrap();
-        let rules = landlock_rules(&home, "p", &home.plugins().join("p"), &PluginConfig::default())
-            .unwrap();
+        let rules = landlock_rules(
+            &home,
+            "p",
+            &home.plugins().join("p"),
+            &PluginConfig::default(),
+        )
+        .unwrap();
         assert!(!rules.iter().any(|(p, _)| p == Path::new("/tmp")));
         assert!(rules.iter().any(|(p, _)| *p == home.stores().join("p")));
         assert!(!rules.iter().any(|(p, _)| home.root().starts_with(p)));
@@ -721,9 +753,15 @@ mod tests {
             &home,
             "p",
             None,
-            &[("HIVEHUB_CLIENT_ID".into(), "p".into()), ("X".into(), "1".into())],
+            &[
+                ("HIVEHUB_CLIENT_ID".into(), "p".into()),
+                ("X".into(), "1".into()),
+            ],
         );
-        let keys: Vec<String> = env.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+        let keys: Vec<String> = env
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
         for k in &keys {
             assert!(
                 env_allowed(k.as_bytes()) || ["HOME", "USER", "TMPDIR", "X"].contains(&k.as_str()),
@@ -745,7 +783,10 @@ mod tests {
         check_binary(&p, me).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
         let e = check_binary(&p, me).unwrap_err();
-        assert!(e.contains("0777") && e.contains(&p.display().to_string()), "{e}");
+        assert!(
+            e.contains("0777") && e.contains(&p.display().to_string()),
+            "{e}"
+        );
         fs::set_permissions(&p, fs::Permissions::from_mode(0o775)).unwrap();
         assert!(check_binary(&p, me).unwrap_err().contains("its group"));
     }

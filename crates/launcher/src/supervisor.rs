@@ -910,7 +910,14 @@ impl Supervisor {
     /// Starts a plugin. Starting a running plugin changes nothing and returns its info. A manual
     /// start resets the restart backoff and cancels a scheduled restart.
     pub async fn start(&self, name: &str) -> Result<PluginInfo, LaunchError> {
-        let slot = self.slot(name)?;
+        // A binary copied in just now is not listed until the next scan: look again first.
+        let slot = match self.slot(name) {
+            Ok(s) => s,
+            Err(_) => {
+                self.discover();
+                self.slot(name)?
+            }
+        };
         self.reset_for_manual_start(&slot);
         let r = self.start_slot(&slot).await;
         if r.is_ok() {

@@ -31,7 +31,7 @@ fn run(script: &str, args: &[&str]) -> String {
 
 #[test]
 fn install_twice_keeps_config_and_uninstall_keeps_identity() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = hivehub_testkit::tempdir();
     let home = dir.path().join("hivehub");
     let units = dir.path().join("units");
     let h = home.to_str().unwrap();

@@ -180,7 +180,7 @@ fn config_errors_stop_before_anything_starts() {
             vec!["launcher.yaml", ":4"],
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = hivehub_testkit::tempdir();
         let home = Home::at(dir.path().join("home"));
         home.ensure_dirs().unwrap();
         std::fs::copy(workspace_bin("hubcore"), home.bin().join("hubcore")).unwrap();

@@ -16,7 +16,7 @@ fn flaky(home: &Home, fails: u32) {
         "flaky",
         &format!(
             "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\nif [ $n -le {fails} ]; then sleep 0.05; exit 1; fi\nexec sleep 1000",
-            c = home.run().join("flaky.count").display()
+            c = home.stores().join("flaky/count").display()
         ),
     );
 }

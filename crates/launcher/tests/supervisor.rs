@@ -17,7 +17,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = hivehub_testkit::tempdir();
     let home = Home::at(dir.path().join("home"));
     home.ensure_dirs().unwrap();
     Fixture { _dir: dir, home }

@@ -65,7 +65,7 @@ impl Core {
 
     /// Starts `bin` listening on a free port of `ip` (its server certificate names `ip`).
     pub fn start_on(bin: &Path, ip: &str) -> Core {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let home = Home::at(dir.path().join("home"));
         let mut c = Core {
             home,
@@ -241,7 +241,7 @@ impl Sub {
     /// Starts `mosquitto_sub` with `args` (add `-v` to get topics) writing to a file. Returns once
     /// the subscription is confirmed, using `--will`-free `-d` debug output ("SUBACK").
     pub fn start(args: &[String]) -> Sub {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let out = dir.path().join("sub.out");
         let f = std::fs::File::create(&out).expect("out");
         // Line-buffered, or the output sits in stdio buffers until exit.
@@ -306,6 +306,17 @@ pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// A temporary folder for a test's home that others may pass through (0711): when the tests
+/// run as root, the launcher runs each plugin as a user of its own, which must reach its
+/// binary and key below it.
+pub fn tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+        .expect("chmod tempdir");
+    dir
+}
+
 /// Writes an executable shell script `plugins/{name}` in `home`.
 pub fn plugin_script(home: &Home, name: &str, body: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -362,7 +373,7 @@ impl LauncherHub {
     /// A home with hubcore in `bin/` (listening on a free port), `top` appended to the top level
     /// of launcher.yaml and `plugins` (entries indented by 2) under `plugins:`. Not started yet.
     pub fn new(launcher_bin: &Path, top: &str, plugins: &str) -> LauncherHub {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let home = Home::at(dir.path().join("home"));
         home.ensure_dirs().expect("home");
         std::fs::copy(workspace_bin("hubcore"), home.bin().join("hubcore")).expect("copy hubcore");
@@ -388,6 +399,29 @@ impl LauncherHub {
             &self.home,
             self.dir.path(),
         ));
+    }
+
+    /// Starts the launcher as user and group `id` (through `setpriv`, with no capabilities
+    /// left), after giving it the whole temporary folder.
+    pub fn start_as(&mut self, id: u32) {
+        let ids = format!("{id}:{id}");
+        let st = Command::new("chown")
+            .args(["-R", &ids])
+            .arg(self.dir.path())
+            .status()
+            .expect("chown");
+        assert!(st.success(), "chown -R {ids}");
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            format!("--reuid={id}"),
+            format!("--regid={id}"),
+            "--clear-groups".into(),
+            "--inh-caps=-all".into(),
+            "--bounding-set=-all".into(),
+            "--".into(),
+        ])
+        .arg(&self.bin);
+        self.child = Some(spawn_launcher(cmd, &self.home, self.dir.path()));
     }
 
     /// The launcher's output so far.
@@ -508,7 +542,7 @@ impl Member {
     /// Prepares a member launcher `id` for `core` with `top` added to the top level of its
     /// launcher.yaml and `plugins` (entries indented by 2) under `plugins:`. Not started yet.
     pub fn new(core: &Core, id: &str, top: &str, plugins: &str) -> Member {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir();
         let home = Home::at(dir.path().join("home"));
         home.ensure_dirs().expect("home");
         let out = Command::new(workspace_bin("hubcli"))
@@ -522,13 +556,14 @@ impl Member {
             "hubcli auth add {id}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for (from, to) in [
-            (core.home.key_file(id), home.key_file(id)),
-            (core.home.token_file(id), home.token_file(id)),
-            (core.home.ca_cert(), home.ca_cert()),
+        for (from, to, mode) in [
+            (core.home.key_file(id), home.key_file(id), SECRET_MODE),
+            (core.home.token_file(id), home.token_file(id), SECRET_MODE),
+            // The CA certificate is public.
+            (core.home.ca_cert(), home.ca_cert(), 0o644),
         ] {
             let bytes = std::fs::read(&from).expect("read credential");
-            write_atomic(&to, &bytes, SECRET_MODE).expect("copy credential");
+            write_atomic(&to, &bytes, mode).expect("copy credential");
         }
         std::fs::write(
             home.config_file("launcher"),

@@ -7,7 +7,7 @@ use hivehub_launcher::Supervisor;
 
 /// A new home in a temporary folder (kept alive by the returned guard).
 pub fn home() -> (tempfile::TempDir, Home) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = hivehub_testkit::tempdir();
     let home = Home::at(dir.path().join("home"));
     home.ensure_dirs().expect("home");
     (dir, home)
