@@ -4,8 +4,9 @@
 #   plugins/  the example plugins (heartbeat)
 #   config/   hubcore.yaml, launcher.yaml — an existing file is never overwritten
 #   certs/ logs/ stores/ run/  created empty (certs, stores and run private)
-# With --systemd it also installs init/hivehub.service with the home and user rewritten, and
-# runs `systemctl daemon-reload`. Run it again to upgrade: binaries are replaced, config kept.
+# With --systemd it also installs init/hivehub.service with the home rewritten, gives the hub's
+# user certs/, stores/ and run/ (hubcore runs as that user; the launcher as root, so each plugin
+# gets a user of its own), and runs `systemctl daemon-reload`. Run it again to upgrade: binaries are replaced, config kept.
 set -euo pipefail
 
 usage() {
@@ -13,8 +14,8 @@ usage() {
 usage: scripts/install.sh [--prefix DIR] [--user USER] [--systemd] [--unit-dir DIR]
                           [--no-build] [--bin-dir DIR]
   --prefix DIR    home to install into (default /opt/hivehub)
-  --user USER     user (and group) the service runs as (default hivehub; created if missing
-                  when --systemd is given and we are root)
+  --user USER     the hub's user (and group), which hubcore runs as (default hivehub;
+                  created if missing when --systemd is given and we are root)
   --systemd       install the systemd unit (default unit dir /etc/systemd/system)
   --unit-dir DIR  where to put hivehub.service
   --no-build      do not run cargo; take the binaries from --bin-dir
@@ -71,12 +72,12 @@ if [ "$systemd" = 1 ]; then
   if id "$user" >/dev/null 2>&1; then
     group="$(id -gn "$user")"
     if [ "$(id -u)" -eq 0 ]; then
-      chown -R "$user:$group" "$prefix"/{certs,stores,run,logs,config}
+      # The hub's user owns what hubcore writes; the launcher (root) runs hubcore as it.
+      chown -R "$user:$group" "$prefix"/{certs,stores,run}
     fi
   fi
   mkdir -p "$unit_dir"
   sed -e "s|/opt/hivehub|$prefix|g" \
-      -e "s|^User=.*|User=$user|" -e "s|^Group=.*|Group=$group|" \
       "$root/init/hivehub.service" > "$unit_dir/hivehub.service"
   chmod 0644 "$unit_dir/hivehub.service"
   if [ "$unit_dir" = /etc/systemd/system ] && command -v systemctl >/dev/null; then

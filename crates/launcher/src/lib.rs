@@ -26,6 +26,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::future::Future;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 pub use supervisor::{LaunchError, Supervisor};
@@ -76,11 +77,13 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> LauncherError + '_ {
 /// fails at once with a clear error instead of starting every plugin twice.
 pub fn lock_home(home: &Home) -> Result<Flock<File>, LauncherError> {
     let path = home.run().join("launcher.lock");
+    // Never through a symlink: under a root launcher, run/ may belong to the core's user.
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&path)
         .map_err(io_err("cannot open the launcher lock"))?;
     match Flock::lock(f, FlockArg::LockExclusiveNonblock) {

@@ -337,26 +337,7 @@ pub fn creds_for(
             ))
         }
         None if !host.root => Ok(None),
-        Some("root") => Ok(None),
-        Some(user) => {
-            let u = nix::unistd::User::from_name(user)
-                .map_err(|e| format!("cannot look up user {user}: {e}"))?
-                .ok_or_else(|| format!("plugins.{name}.user: there is no user named {user}"))?;
-            let cname =
-                std::ffi::CString::new(user).map_err(|_| format!("bad user name {user}"))?;
-            let groups = nix::unistd::getgrouplist(&cname, u.gid)
-                .map_err(|e| format!("cannot list the groups of {user}: {e}"))?
-                .into_iter()
-                .map(|g| g.as_raw())
-                .collect();
-            Ok(Some(Creds {
-                uid: u.uid.as_raw(),
-                gid: u.gid.as_raw(),
-                groups,
-                user: user.to_string(),
-                home: u.dir,
-            }))
-        }
+        Some(user) => named_creds(user).map_err(|e| format!("plugins.{name}.user: {e}")),
         None => {
             let uid = dynamic_uid(home, name).map_err(|e| format!("cannot pick a user ID: {e}"))?;
             Ok(Some(Creds {
@@ -368,6 +349,97 @@ pub fn creds_for(
             }))
         }
     }
+}
+
+/// The identity of the core under a root launcher: `plugins.<core>.user`, else the owner of
+/// `certs/` (the hub's user, as `scripts/install.sh --systemd` sets it up), so the
+/// network-facing broker runs as root only when its secrets are root's anyway. `None`: it runs
+/// as the launcher does.
+pub fn core_creds(home: &Home, pc: &PluginConfig, host: &Host) -> Result<Option<Creds>, Refusal> {
+    if !host.root {
+        return Ok(None);
+    }
+    if let Some(user) = pc.user.as_deref() {
+        return named_creds(user);
+    }
+    let uid = fs::metadata(home.certs())
+        .map_err(|e| format!("{}: {e}", home.certs().display()))?
+        .uid();
+    if uid == 0 {
+        return Ok(None);
+    }
+    match nix::unistd::User::from_uid(uid.into()) {
+        Ok(Some(u)) => named_creds(&u.name),
+        _ => Ok(Some(Creds {
+            uid,
+            gid: uid,
+            groups: Vec::new(),
+            user: uid.to_string(),
+            home: home.root().to_path_buf(),
+        })),
+    }
+}
+
+/// Hands what the core writes to the user it runs as: the folders `certs`, `stores` and `run`
+/// (the launcher, as root, still writes there), and the core's own files in them, so a home
+/// whose core ran as root before keeps working.
+pub fn prepare_core_dirs(home: &Home, c: &Creds) -> Result<(), Refusal> {
+    let certs = home.certs();
+    let mut paths = vec![
+        home.certs(),
+        home.stores(),
+        home.run(),
+        home.stores().join("auth"),
+    ];
+    for f in [
+        "caCert.pem",
+        "caKey.pem",
+        "hubCert.pem",
+        "hubKey.pem",
+        "tokenSigningKey.pem",
+        "admin.key",
+        "admin.token",
+        "launcher.key",
+        "launcher.token",
+    ] {
+        paths.push(certs.join(f));
+    }
+    paths.push(home.stores().join("auth/clients.json"));
+    paths.push(home.stores().join("leases.json"));
+    paths.push(home.core_url_file());
+    for p in paths {
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.uid() != c.uid && !m.file_type().is_symlink() => {
+                std::os::unix::fs::lchown(&p, Some(c.uid), Some(c.gid))
+                    .map_err(|e| format!("cannot hand {} to {}: {e}", p.display(), c.user))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The identity of an existing user, with its groups (e.g. `dialout` for a serial stick).
+fn named_creds(user: &str) -> Result<Option<Creds>, Refusal> {
+    if user == "root" {
+        return Ok(None);
+    }
+    let u = nix::unistd::User::from_name(user)
+        .map_err(|e| format!("cannot look up user {user}: {e}"))?
+        .ok_or_else(|| format!("there is no user named {user}"))?;
+    let cname = std::ffi::CString::new(user).map_err(|_| format!("bad user name {user}"))?;
+    let groups = nix::unistd::getgrouplist(&cname, u.gid)
+        .map_err(|e| format!("cannot list the groups of {user}: {e}"))?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    Ok(Some(Creds {
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+        groups,
+        user: user.to_string(),
+        home: u.dir,
+    }))
 }
 
 /// Every folder from `/` to the home must let others pass (`x`), or a plugin with a user of
@@ -410,29 +482,60 @@ pub fn prepare_files(home: &Home, name: &str, creds: Option<&Creds>) -> Result<(
     };
     let data = data_dir(home, name);
     let tmp = tmp_dir(home, name);
-    fs::create_dir_all(&tmp).map_err(err(&tmp))?;
-    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).map_err(err(&data))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700)).map_err(err(&tmp))?;
-    let Some(c) = creds else { return Ok(()) };
-    for dir in [home.certs(), home.stores(), home.run()] {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(err(&dir))?;
-    }
-    // The hub CA is public, and every plugin needs it to verify the core.
-    let ca = home.ca_cert();
-    if fs::metadata(&ca).is_ok_and(|m| m.mode() & 0o004 == 0) {
-        fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).map_err(err(&ca))?;
-    }
-    check_reachable(home)?;
-    let owner = fs::metadata(&data).map_err(err(&data))?;
-    if owner.uid() != c.uid || owner.gid() != c.gid {
-        chown_tree(&data, c.uid, c.gid).map_err(err(&data))?;
-    }
-    for f in [home.key_file(name), home.token_file(name)] {
-        match std::os::unix::fs::chown(&f, Some(c.uid), Some(c.gid)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(&f)(e)),
+    let owner = creds.map(|c| (c.uid, c.gid));
+    if let Some((uid, gid)) = owner {
+        for dir in [home.certs(), home.stores(), home.run()] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(err(&dir))?;
         }
+        // The hub CA is public, and every plugin needs it to verify the core.
+        let ca = home.ca_cert();
+        if fs::metadata(&ca).is_ok_and(|m| m.mode() & 0o004 == 0) {
+            fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).map_err(err(&ca))?;
+        }
+        check_reachable(home)?;
+        // A plugin that changed users takes its data along.
+        if fs::symlink_metadata(&data).is_ok_and(|m| m.is_dir() && (m.uid(), m.gid()) != (uid, gid))
+        {
+            chown_tree(&data, uid, gid).map_err(err(&data))?;
+        }
+        for f in [home.key_file(name), home.token_file(name)] {
+            match std::os::unix::fs::lchown(&f, Some(uid), Some(gid)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(err(&f)(e)),
+            }
+        }
+    }
+    private_dir(&data, owner).map_err(err(&data))?;
+    private_dir(&tmp, owner).map_err(err(&tmp))?;
+    Ok(())
+}
+
+/// Makes `path` a real folder of mode 0700 (owned by `owner` when given) without following a
+/// symlink: the plugin owns what is inside its data folder and could plant one there to make
+/// the launcher chmod or chown something else.
+fn private_dir(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::unix::fs::DirBuilderExt;
+    let make = || fs::DirBuilder::new().mode(0o700).create(path);
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            fs::remove_file(path)?;
+            make()?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => make()?,
+        Err(e) => return Err(e),
+    }
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+        Mode::empty(),
+    )?;
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o700))?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchown(&fd, Some(uid.into()), Some(gid.into()))?;
     }
     Ok(())
 }
@@ -771,6 +874,31 @@ mod tests {
         assert!(keys.contains(&"PATH".to_string()));
         assert!(env.contains(&("TMPDIR".into(), "/srv/hub/stores/p/tmp".into())));
         assert!(env.contains(&("X".into(), "1".into())));
+    }
+
+    #[test]
+    fn a_planted_symlink_is_replaced_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path().join("home"));
+        home.ensure_dirs().unwrap();
+        let victim = home.certs().join("admin.token");
+        fs::write(&victim, "secret").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o400)).unwrap();
+        prepare_files(&home, "p", None).unwrap();
+        let tmp = tmp_dir(&home, "p");
+        fs::remove_dir(&tmp).unwrap();
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        prepare_files(&home, "p", None).unwrap();
+        assert!(
+            fs::symlink_metadata(&tmp).unwrap().is_dir(),
+            "tmp is a folder again"
+        );
+        assert_eq!(
+            fs::metadata(&victim).unwrap().mode() & 0o777,
+            0o400,
+            "target untouched"
+        );
+        assert_eq!(fs::metadata(&tmp).unwrap().mode() & 0o777, 0o700);
     }
 
     #[test]

@@ -1062,7 +1062,20 @@ impl Supervisor {
         };
         let (env, env_clear, confine) = if slot.is_core {
             let env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-            (env, false, sandbox::Confinement::default())
+            let creds = match sandbox::core_creds(&self.sh.home, &pc, &self.sh.host) {
+                Ok(c) => c,
+                Err(why) => return Err(self.fail(&slot, why)),
+            };
+            if let Some(c) = &creds {
+                if let Err(why) = sandbox::prepare_core_dirs(&self.sh.home, c) {
+                    return Err(self.fail(&slot, why));
+                }
+            }
+            let confine = sandbox::Confinement {
+                creds,
+                ..sandbox::Confinement::default()
+            };
+            (env, false, confine)
         } else {
             let prepared = {
                 let _one = lock(&self.sh.sandbox_lock);
@@ -1079,13 +1092,13 @@ impl Supervisor {
                     "sandbox: off; the plugin can reach everything its user can"
                 );
             }
-            if let (Some(l), Some(c)) = (&notify, &p.confinement.creds) {
-                if let Err(e) = std::os::unix::fs::chown(&l.path, Some(c.uid), Some(c.gid)) {
-                    tracing::warn!(plugin = name, "cannot hand the readiness socket over: {e}");
-                }
-            }
             (p.env, true, p.confinement)
         };
+        if let (Some(l), Some(c)) = (&notify, &confine.creds) {
+            if let Err(e) = std::os::unix::fs::lchown(&l.path, Some(c.uid), Some(c.gid)) {
+                tracing::warn!(plugin = name, "cannot hand the readiness socket over: {e}");
+            }
+        }
         let mut args = pc.args.clone();
         if slot.is_core {
             if let Some(addr) = lock(&self.sh.core_listen).clone() {

@@ -79,10 +79,19 @@ fn install_twice_keeps_config_and_uninstall_keeps_identity() {
         unit.contains(&format!("ExecStart={h}/bin/launcher --home {h}")),
         "{unit}"
     );
+    // The launcher runs as root (plugins get users of their own); the hub's user owns what
+    // hubcore writes, so the launcher runs hubcore as it.
     assert!(
-        unit.contains("User=nobody") && !unit.contains("/opt/hivehub"),
+        !unit.contains("\nUser=") && !unit.contains("/opt/hivehub"),
         "{unit}"
     );
+    if nix::unistd::geteuid().is_root() {
+        use std::os::unix::fs::MetadataExt;
+        for d in ["certs", "stores", "run"] {
+            assert_eq!(std::fs::metadata(home.join(d)).unwrap().uid(), 65534, "{d}");
+        }
+        assert_eq!(std::fs::metadata(home.join("bin")).unwrap().uid(), 0);
+    }
 
     // A second install keeps an edited config.
     let cfg = home.join("config/launcher.yaml");

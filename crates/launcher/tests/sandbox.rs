@@ -412,3 +412,43 @@ async fn foreign_and_reserved_names_and_writable_binaries_are_refused() {
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).unwrap();
     start(&admin, "loose").await.expect("a fixed binary starts");
 }
+
+/// The real user ID of a process.
+fn uid_of(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_launcher_runs_the_core_as_the_owner_of_its_certs() {
+    if !is_root() {
+        eprintln!("skipped: the launcher runs as root only when the tests do");
+        return;
+    }
+    let mut h = LauncherHub::new(
+        env!("CARGO_BIN_EXE_launcher").as_ref(),
+        "autostart: [plain]\n",
+        "",
+    );
+    plugin_script(&h.home, "plain", "echo UP\nexec sleep 1000");
+    for d in [h.home.certs(), h.home.stores(), h.home.run()] {
+        std::os::unix::fs::chown(&d, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    h.start();
+    let core = h.wait_running("hubcore");
+    assert_eq!(uid_of(core), NOBODY, "{}", h.out());
+    wait_log(&h, "plain", "UP");
+    let plain = h.wait_running("plain");
+    assert!(uid_of(plain) >= hivehub_launcher::sandbox::DYNAMIC_UID_BASE);
+    assert_eq!(uid_of(h.pid().unwrap()), 0);
+    // The plugin logged in with the credentials the launcher minted through that core.
+    let admin = admin(&h).await;
+    assert_eq!(
+        info(&admin, "plain").await.sandbox,
+        Some(SandboxLevel::Full)
+    );
+}
