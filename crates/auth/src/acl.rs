@@ -18,7 +18,7 @@
 //! core's auth service. Nothing else is allowed.
 
 use hivehub_api::auth::{AUTH_SERVICE, CAP_AUTHZ, CAP_CLIENTS, CAP_PROFILE};
-use hivehub_api::cluster::CAP_LEASES;
+use hivehub_api::cluster::{CAP_LEASES, LAUNCHER_THING};
 use hivehub_api::topic::filter::{self, covers};
 use hivehub_api::topic::{InboxTopic, MsgType, Topic, INBOX_PREFIX};
 use hivehub_api::Role;
@@ -74,6 +74,8 @@ pub fn may_publish(login: &str, role: Role, topic: &str, grants: &dyn Grants) ->
     }
     let rank = role.user_rank().unwrap_or(0);
     match t.msg_type {
+        // A launcher's shared status decides where movable plugins run: launchers only.
+        MsgType::Event if t.thing == LAUNCHER_THING => t.agent == login && role == Role::Launcher,
         MsgType::Event => t.agent == login && owns_things(role),
         MsgType::Action => rank >= 2,
         MsgType::Config => rank >= 3,
@@ -143,6 +145,21 @@ mod tests {
             &NoGrants
         ));
         assert!(!may_publish("v", Role::Viewer, "event/v/t/x/v", &NoGrants));
+        // Posing as a launcher: only a launcher publishes a launcher's status.
+        for role in [Role::Service, Role::Device, Role::Admin] {
+            assert!(!may_publish(
+                "p1",
+                role,
+                "event/p1/_launcher/status/p1",
+                &NoGrants
+            ));
+        }
+        assert!(may_publish(
+            "l2",
+            Role::Launcher,
+            "event/l2/_launcher/status/l2",
+            &NoGrants
+        ));
     }
 
     #[test]

@@ -207,6 +207,15 @@ pub(crate) fn sorted_ms(v: &[Duration]) -> Vec<f64> {
 }
 
 /// What the launcher.yaml of a benchmark home says.
+/// A temporary folder others may pass through (0711): under a root launcher each plugin runs as
+/// a user of its own, which must reach its binary below it.
+pub(crate) fn bench_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))?;
+    Ok(tmp)
+}
+
 pub(crate) struct LauncherConf {
     /// `createPluginCred`.
     pub creds: bool,
@@ -216,6 +225,8 @@ pub(crate) struct LauncherConf {
     pub zero_backoff: bool,
     /// `sampleInterval`, e.g. "2s".
     pub sample_interval: &'static str,
+    /// Plugins confined (the default); false writes `sandbox: off` for each.
+    pub sandbox: bool,
 }
 
 pub(crate) fn launcher_yaml(names: &[String], c: &LauncherConf) -> String {
@@ -237,6 +248,11 @@ pub(crate) fn launcher_yaml(names: &[String], c: &LauncherConf) -> String {
         }
     }
     y.push_str("plugins:\n  hubcore:\n    args: [\"--listen\", \"127.0.0.1:0\"]\n");
+    if !c.sandbox {
+        for n in names {
+            let _ = writeln!(y, "  {n}:\n    sandbox: off");
+        }
+    }
     y
 }
 
@@ -295,7 +311,7 @@ pub(crate) struct Setup {
 
 impl Setup {
     fn tempdir(prefix: &str) -> Result<(tempfile::TempDir, PathBuf)> {
-        let tmp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+        let tmp = bench_tempdir(prefix)?;
         let root = tmp.path().canonicalize()?;
         Ok((tmp, root))
     }
@@ -736,6 +752,7 @@ pub async fn run(o: Opts) -> Result<()> {
             autorestart: "never",
             zero_backoff: false,
             sample_interval: "2s",
+            sandbox: true,
         },
         "launcher",
     )?;
@@ -1006,6 +1023,7 @@ mod tests {
                 autorestart: "always",
                 zero_backoff: true,
                 sample_interval: "2s",
+                sandbox: true,
             },
         );
         assert!(y.contains("createPluginCred: false\n"), "{y}");
@@ -1019,6 +1037,7 @@ mod tests {
                 autorestart: "never",
                 zero_backoff: false,
                 sample_interval: "1h",
+                sandbox: true,
             },
         );
         assert!(y.contains("autostart: []\n"), "{y}");

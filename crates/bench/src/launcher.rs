@@ -198,6 +198,8 @@ pub struct Opts {
 enum Kind {
     LauncherOff,
     LauncherOn,
+    /// Credentials off and every plugin `sandbox: off`: the cost of the sandbox per spawn.
+    LauncherNoSandbox,
     Supervisord,
 }
 
@@ -206,6 +208,7 @@ impl Kind {
         match self {
             Kind::LauncherOff => "launcher (creds off)",
             Kind::LauncherOn => "launcher (creds on)",
+            Kind::LauncherNoSandbox => "launcher (creds off, sandbox off)",
             Kind::Supervisord => "supervisord",
         }
     }
@@ -288,7 +291,7 @@ fn tail(path: &Path, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
-fn launcher_yaml(names: &[String], creds: bool) -> String {
+fn launcher_yaml(names: &[String], creds: bool, sandbox: bool) -> String {
     let mut y = String::new();
     y.push_str("# written by hivehub-bench launcher\n");
     y.push_str("core: hubcore\nloglevel: info\nlogtofile: false\nlogplugins: true\n");
@@ -299,6 +302,11 @@ fn launcher_yaml(names: &[String], creds: bool) -> String {
         let _ = writeln!(y, "  - {n}");
     }
     y.push_str("plugins:\n  hubcore:\n    args: [\"--listen\", \"127.0.0.1:0\"]\n");
+    if !sandbox {
+        for n in names {
+            let _ = writeln!(y, "  {n}:\n    sandbox: off");
+        }
+    }
     y
 }
 
@@ -342,14 +350,12 @@ fn pid_from_file(path: &Path) -> Option<u32> {
 
 /// Runs one round of one case in a fresh temporary folder; every process is gone on return.
 fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round> {
-    let tmp = tempfile::Builder::new()
-        .prefix("hivehub-bench-launcher-")
-        .tempdir()?;
+    let tmp = crate::control::bench_tempdir("hivehub-bench-launcher-")?;
     let root = tmp.path().canonicalize()?;
     let names = plugin_names(n);
     let out = root.join("supervisor.out");
     let (mut cmd, plugins, url_file, core_pid_file) = match kind {
-        Kind::LauncherOff | Kind::LauncherOn => {
+        Kind::LauncherOff | Kind::LauncherOn | Kind::LauncherNoSandbox => {
             let home = Home::at(root.join("home"));
             home.ensure_dirs()?;
             std::fs::copy(&bins.hubcore, home.bin().join("hubcore"))
@@ -357,7 +363,11 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
             write_plugins(&home.plugins(), &names)?;
             std::fs::write(
                 home.config_file("launcher"),
-                launcher_yaml(&names, kind == Kind::LauncherOn),
+                launcher_yaml(
+                    &names,
+                    kind == Kind::LauncherOn,
+                    kind != Kind::LauncherNoSandbox,
+                ),
             )?;
             let mut cmd = Command::new(&bins.launcher);
             cmd.arg("--home").arg(home.root());
@@ -625,6 +635,17 @@ fn report(
         1,
         |r| some(ms(r.cold)),
     );
+    println!("\nThe sandbox's share (creds off; sandbox on − off, per plugin; target < 0.3 ms per spawn):\n");
+    for &n in ns {
+        let on = med(res, n, Kind::LauncherOff, |r| some(ms(r.cold)));
+        let off = med(res, n, Kind::LauncherNoSandbox, |r| some(ms(r.cold)));
+        if let (Some(a), Some(b)) = (on, off) {
+            println!(
+                "- N = {n}: on {a:.1} ms, off {b:.1} ms: {:.3} ms per plugin",
+                (a - b) / n.max(1) as f64
+            );
+        }
+    }
     table(
         res,
         ns,
@@ -893,7 +914,7 @@ pub fn run(opts: Opts) -> Result<()> {
     eprintln!("{} load average at start: {}", clock(), loadavg());
     let max_n = opts.ns.iter().copied().max().unwrap_or(0);
     raise_nofile(max_n);
-    let mut kinds = vec![Kind::LauncherOff, Kind::LauncherOn];
+    let mut kinds = vec![Kind::LauncherOff, Kind::LauncherOn, Kind::LauncherNoSandbox];
     if bins.supervisord.is_some() {
         kinds.push(Kind::Supervisord);
     }
@@ -995,7 +1016,7 @@ mod tests {
     #[test]
     fn configs_list_every_plugin() {
         let names = plugin_names(3);
-        let y = launcher_yaml(&names, false);
+        let y = launcher_yaml(&names, false, true);
         assert!(y.contains("createPluginCred: false\n"));
         assert!(y.contains("  - plugin003\n"));
         let c = supervisord_conf(Path::new("/x"), Path::new("/x/plugins"), &names);

@@ -188,6 +188,8 @@ pub struct RestartOpts {
 enum Case {
     LauncherOff,
     LauncherOn,
+    /// Credentials off and every plugin `sandbox: off`: the cost of the sandbox per spawn.
+    LauncherNoSandbox,
     Supervisord,
 }
 
@@ -196,6 +198,7 @@ impl Case {
         match self {
             Case::LauncherOff => "launcher (creds off)",
             Case::LauncherOn => "launcher (creds on)",
+            Case::LauncherNoSandbox => "launcher (creds off, sandbox off)",
             Case::Supervisord => "supervisord",
         }
     }
@@ -449,7 +452,7 @@ struct CaseResult {
 fn run_case(case: Case, bins: &Bins, o: &RestartOpts) -> Result<CaseResult> {
     let names = plugin_names(o.n);
     let mut s = match case {
-        Case::LauncherOff | Case::LauncherOn => Setup::launcher(
+        Case::LauncherOff | Case::LauncherOn | Case::LauncherNoSandbox => Setup::launcher(
             bins,
             &names,
             &LauncherConf {
@@ -457,6 +460,7 @@ fn run_case(case: Case, bins: &Bins, o: &RestartOpts) -> Result<CaseResult> {
                 autorestart: "always",
                 zero_backoff: true,
                 sample_interval: "2s",
+                sandbox: case != Case::LauncherNoSandbox,
             },
             case.label(),
         )?,
@@ -567,7 +571,7 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
     raise_nofile(o.n);
     PidCursor::new()?;
     eprintln!("{} load average at start: {}", clock(), loadavg());
-    let mut cases = vec![Case::LauncherOff, Case::LauncherOn];
+    let mut cases = vec![Case::LauncherOff, Case::LauncherOn, Case::LauncherNoSandbox];
     if bins.supervisord.is_some() {
         cases.push(Case::Supervisord);
     }
@@ -611,7 +615,7 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
                     format!("**missed** ({:.1}×)", quantile(&s, 0.5) / 5.0)
                 }
             }
-            Case::LauncherOn => "– (informative)".to_string(),
+            Case::LauncherOn | Case::LauncherNoSandbox => "– (informative)".to_string(),
             Case::Supervisord => "–".to_string(),
         };
         println!(
@@ -634,8 +638,20 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
             );
         }
     }
+    if let (Some(on), Some(off)) = (lat(Case::LauncherOff), lat(Case::LauncherNoSandbox)) {
+        if !on.is_empty() && !off.is_empty() {
+            let (a, b) = (
+                quantile(&sorted_ms(&on), 0.5),
+                quantile(&sorted_ms(&off), 0.5),
+            );
+            println!(
+                "\nSandbox cost per restart (creds off; median sandbox on {a:.2} ms − off {b:.2} ms): {:.2} ms (target < 0.3 ms).",
+                a - b
+            );
+        }
+    }
     let mut launcher_rows = Vec::new();
-    for c in [Case::LauncherOff, Case::LauncherOn] {
+    for c in [Case::LauncherOff, Case::LauncherOn, Case::LauncherNoSandbox] {
         let Some(r) = res.get(&c) else { continue };
         let m = |f: fn(&LogTimes) -> Option<f64>| {
             med_f(r.trials.iter().filter_map(|t| f(&t.log)).collect())
@@ -768,6 +784,7 @@ fn monitor_round(c: MonCase, bins: &Bins, o: &MonitorOpts) -> Result<MonRound> {
             autorestart: "never",
             zero_backoff: false,
             sample_interval: if c.off { "1h" } else { "2s" },
+            sandbox: true,
         },
         "launcher",
     )?;

@@ -455,8 +455,22 @@ pub fn status_text(s: &StatusResp, now_ms: u64) -> String {
         out.push_str(&format!("log (last {} lines):\n", s.log_tail.len()));
         for l in &s.log_tail {
             out.push_str("  ");
-            out.push_str(l);
+            out.push_str(&printable(l));
             out.push('\n');
+        }
+    }
+    out
+}
+
+/// A plugin's output line made safe for a terminal: control characters (escape sequences that
+/// could retitle the window, write the clipboard or fake lines) are shown as `\x1b`.
+pub fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
         }
     }
     out
@@ -557,7 +571,7 @@ pub fn event_line(e: &LauncherEvent) -> String {
     .to_string();
     for l in &e.log_tail {
         out.push_str("\n    ");
-        out.push_str(l);
+        out.push_str(&printable(l));
     }
     out
 }
@@ -753,6 +767,17 @@ mod tests {
             t.contains("offline") && t.contains("connection lost, 1m"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn plugin_output_cannot_drive_the_terminal() {
+        assert_eq!(
+            printable("\u{1b}]0;pwned\u{7}x\ty\r"),
+            "\\x1b]0;pwned\\x07x\ty\\x0d"
+        );
+        let mut st = status(plugin("p", PluginState::Running), &["\u{1b}[2Jfake"]);
+        st.log_tail.push("ok".into());
+        assert!(!status_text(&st, NOW).contains('\u{1b}'));
     }
 
     #[test]

@@ -123,9 +123,12 @@ fn spawn_fork(spec: &SpawnSpec) -> io::Result<Spawned> {
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
-    // SAFETY: only async-signal-safe calls (setsid, prctl) run between fork and exec.
+    // SAFETY: only async-signal-safe calls (setsid, prctl, close_range) run between fork and
+    // exec.
     unsafe {
         cmd.pre_exec(|| {
+            // As in `vfork_child`: no inherited descriptor reaches the program.
+            nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 1u32 << 2);
             nix::unistd::setsid().map_err(io::Error::from)?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
             Ok(())
@@ -226,6 +229,11 @@ extern "C" fn vfork_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
         if libc::chdir(a.cwd) < 0 {
             return fail(a);
         }
+        // Descriptors the launcher inherited without close-on-exec (from its shell or service
+        // manager) must not reach a plugin. The ruleset fd is needed until `execve`, so mark
+        // rather than close; a kernel without close_range (before 5.11) leaves them.
+        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
         // Raw system calls: glibc's setuid() would signal every thread of the launcher to
         // change them too, and this child shares the launcher's memory.
         if a.switch_user
@@ -623,6 +631,18 @@ pub struct KillTarget {
     /// Started by this process (so every process of it descends from us while we are a
     /// subreaper); false for an instance left by an earlier launcher.
     pub own: bool,
+    /// The user ID that belongs to this plugin alone (a user of its own under a root
+    /// launcher): every process of it is part of the plugin, even one that left its session
+    /// and cleared its environment.
+    pub uid: Option<u32>,
+}
+
+/// The owner of `/proc/{pid}`: the process's effective user.
+fn proc_uid(pid: i32, path: &mut String) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    path.clear();
+    let _ = std::fmt::Write::write_fmt(path, format_args!("/proc/{pid}"));
+    std::fs::metadata(&*path).ok().map(|m| m.uid())
 }
 
 /// SIGKILLs every process of every target until nothing of them remains, or `timeout` passes:
@@ -656,6 +676,11 @@ pub fn kill_plugins(
         .enumerate()
         .map(|(i, t)| (t.name.as_str(), i))
         .collect();
+    let by_uid: HashMap<u32, usize> = targets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.uid.map(|u| (u, i)))
+        .collect();
     for t in targets {
         let _ = killpg(Pid::from_raw(t.leader as i32), Signal::SIGKILL);
     }
@@ -682,6 +707,12 @@ pub fn kill_plugins(
         };
         let mut marked: Vec<Vec<u32>> = vec![Vec::new(); targets.len()];
         for pid in candidates {
+            if !by_uid.is_empty() {
+                if let Some(i) = proc_uid(pid, &mut path).and_then(|u| by_uid.get(&u)) {
+                    marked[*i].push(pid as u32);
+                    continue;
+                }
+            }
             let Some(id) = marked_id(pid as u32, home_var.as_bytes(), &mut buf, &mut path) else {
                 continue;
             };
@@ -708,27 +739,6 @@ pub fn kill_plugins(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Like [`kill_tree`], and also every process marked with the plugin's identity
-/// ([`marked_processes`]), so a descendant that daemonized does not survive the stop. See
-/// [`kill_plugins`].
-pub fn kill_plugin(
-    leader: u32,
-    home: &std::path::Path,
-    name: &str,
-    timeout: Duration,
-    spare: &dyn Fn(Vec<u32>) -> Vec<u32>,
-) -> Vec<u32> {
-    let t = KillTarget {
-        leader,
-        name: name.to_string(),
-        own: false,
-    };
-    kill_plugins(&[t], home, timeout, &Vec::new, &|_, _, m| spare(m))
-        .into_iter()
-        .flatten()
-        .collect()
 }
 
 /// SIGKILLs the plugin's tree until nothing of it remains, or `timeout` passes. Returns the PIDs
@@ -820,6 +830,11 @@ impl Guard {
         self.send(&format!("+{leader}"));
     }
 
+    /// Adds a user ID that belongs to one plugin alone: at the end every process of it goes.
+    pub fn watch_uid(&self, uid: u32) {
+        self.send(&format!("u{uid}"));
+    }
+
     /// Removes a session once its plugin has fully stopped.
     pub fn forget(&self, leader: u32) {
         self.send(&format!("-{leader}"));
@@ -840,6 +855,7 @@ pub fn guard_main() -> i32 {
         let _ = nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn);
     }
     let mut sessions: HashSet<u32> = HashSet::new();
+    let mut uids: HashSet<u32> = HashSet::new();
     let stdin = io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -851,11 +867,31 @@ pub fn guard_main() -> i32 {
             sessions.insert(n);
         } else if let Some(n) = line.strip_prefix('-').and_then(|n| n.parse::<u32>().ok()) {
             sessions.remove(&n);
+        } else if let Some(u) = line.strip_prefix('u').and_then(|n| n.parse::<u32>().ok()) {
+            uids.insert(u);
         }
     }
     // The launcher died without saying goodbye: nothing of its plugins may remain.
     for s in sessions {
         kill_tree(s, Duration::from_secs(5));
+    }
+    // Whatever still runs as a plugin's own user escaped its session: it goes too.
+    let mut path = String::new();
+    for _ in 0..100 {
+        let table = ProcTable::scan();
+        let left: Vec<i32> = table
+            .procs
+            .iter()
+            .map(|p| p.pid)
+            .filter(|p| proc_uid(*p, &mut path).is_some_and(|u| uids.contains(&u)))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        for p in left {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     if let Some(home) = std::env::args_os().nth(2) {
         let home = std::path::PathBuf::from(home);

@@ -31,7 +31,6 @@ use landlock::{
     Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
     Scope, ABI,
 };
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -39,28 +38,40 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The Landlock ABI whose rights this launcher hands out: filesystem rights up to ABI 5 plus
-/// the ABI 6 scopes. Newer kernels enforce this set; older ones what they know of it.
-const LANDLOCK_ABI: ABI = ABI::V6;
+/// The Landlock ABI whose rights this launcher hands out: every filesystem right up to ABI 9
+/// (which adds connecting to Unix socket files) and the ABI 6 scopes. A kernel enforces what
+/// it knows of this set.
+const LANDLOCK_ABI: ABI = ABI::V9;
+/// First Landlock ABI that governs connecting to Unix socket files.
+const ABI_UNIX_CONNECT: i32 = 9;
 /// First Landlock ABI that scopes signals (Linux 6.12).
 const ABI_SIGNAL_SCOPE: i32 = 6;
 
-/// System folders every plugin may read and execute.
-pub const SYSTEM_READ: [&str; 14] = [
+/// System folders every plugin may read and execute. Not `/dev`: terminals there (`/dev/pts`)
+/// are the launcher's user's too; a binding names its devices in `sandbox.write`.
+pub const SYSTEM_READ: [&str; 13] = [
     "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt", "/srv", "/run",
-    "/proc", "/sys", "/dev",
+    "/proc", "/sys",
 ];
-/// Devices every plugin may also write (and use `ioctl` on, as terminals need).
-const DEVICES_WRITE: [&str; 9] = [
+/// Devices every plugin may read and write.
+const DEVICES_WRITE: [&str; 6] = [
     "/dev/null",
     "/dev/zero",
     "/dev/full",
     "/dev/random",
     "/dev/urandom",
-    "/dev/tty",
-    "/dev/pts",
-    "/dev/ptmx",
     "/dev/shm",
+];
+/// System sockets a plugin may connect to (enforced from Landlock ABI 9): logging, the system
+/// bus (which has its own policy) and name resolution. Not `/run/user`, where the sockets of
+/// the launcher's user (its session bus, ssh-agent) would let a plugin run commands outside.
+const SYSTEM_SOCKETS: [&str; 6] = [
+    "/dev/log",
+    "/run/systemd/journal",
+    "/run/dbus/system_bus_socket",
+    "/run/systemd/resolve",
+    "/run/nscd",
+    "/run/avahi-daemon",
 ];
 /// Shared temporary folders, writable unless the home lies below them.
 const TEMP_WRITE: [&str; 2] = ["/tmp", "/var/tmp"];
@@ -136,6 +147,11 @@ impl Host {
                 "plugins are confined to their files only (sandbox: files): Landlock ABI {abi} \
                  cannot scope signals (needs ABI 6, Linux 6.12), so a plugin can signal the \
                  launcher's processes; run the launcher as root to give plugins users of their own"
+            )),
+            (abi, false) if abi < ABI_UNIX_CONNECT => Some(format!(
+                "plugins share the launcher's user: Landlock ABI {abi} cannot stop them from \
+                 connecting to that user's Unix sockets (needs ABI 9) or changing the modes of \
+                 the hub's files; run the launcher as root to give plugins users of their own"
             )),
             _ => None,
         }
@@ -279,35 +295,78 @@ pub fn tmp_dir(home: &Home, name: &str) -> PathBuf {
     data_dir(home, name).join("tmp")
 }
 
+/// The user ID that plugin `name` has to itself (the dynamic owner of its data folder), if any.
+pub fn own_uid(home: &Home, name: &str) -> Option<u32> {
+    fs::symlink_metadata(data_dir(home, name))
+        .ok()
+        .map(|m| m.uid())
+        .filter(|u| in_dynamic_range(*u))
+}
+
 fn in_dynamic_range(uid: u32) -> bool {
     (DYNAMIC_UID_BASE..DYNAMIC_UID_BASE + DYNAMIC_UID_COUNT).contains(&uid)
 }
 
+/// Where the user IDs given to plugins are claimed, for the whole host: `{uid}` is a symlink to
+/// the data folder of the plugin that has it. Several hubs on one host (or a test run) must
+/// never give two plugins the same user. Under `/run`, so a reboot forgets stale claims; the
+/// data folders' owners are the lasting record.
+pub const UID_REGISTRY: &str = "/run/hivehub/uids";
+
+/// Claims `uid` for the plugin whose data folder is `data`. A claim whose folder is gone or no
+/// longer owned by `uid` (a deleted home) is stale and taken over.
+fn claim_uid(uid: u32, data: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(UID_REGISTRY)?;
+    let link = Path::new(UID_REGISTRY).join(uid.to_string());
+    for _ in 0..3 {
+        match std::os::unix::fs::symlink(data, &link) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let held = fs::read_link(&link)?;
+                if held == data {
+                    return Ok(true);
+                }
+                let live = fs::symlink_metadata(&held).is_ok_and(|m| m.uid() == uid);
+                if live {
+                    return Ok(false);
+                }
+                let _ = fs::remove_file(&link);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
 /// The user ID of a plugin without `user`: the owner of its data folder when that is in the
-/// range already, else a free one (not owning another plugin's folder, not in the user
-/// database), starting from a hash of the name so a plugin usually gets the same one again.
-/// The caller serializes calls (two new plugins must not pick the same ID).
+/// range (and not claimed by another hub's plugin), else a free one: claimed by no plugin on
+/// this host ([`UID_REGISTRY`]), not in the user or group database. The search starts from a
+/// hash of the home and the name, so a plugin usually gets the same one again. The caller
+/// serializes calls within this launcher.
 pub fn dynamic_uid(home: &Home, name: &str) -> io::Result<u32> {
-    if let Ok(m) = fs::metadata(data_dir(home, name)) {
-        if in_dynamic_range(m.uid()) {
+    let data = canonical(home.root()).join("stores").join(name);
+    if let Ok(m) = fs::metadata(&data) {
+        if in_dynamic_range(m.uid()) && claim_uid(m.uid(), &data)? {
             return Ok(m.uid());
         }
     }
-    let taken: HashSet<u32> = fs::read_dir(home.stores())?
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.uid())
-        .filter(|u| in_dynamic_range(*u))
-        .collect();
     // FNV-1a: stable across builds, unlike std's hasher.
-    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x0100_0193)
-    });
+    let hash = data
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ *b as u32).wrapping_mul(0x0100_0193)
+        });
     for i in 0..DYNAMIC_UID_COUNT {
         let uid = DYNAMIC_UID_BASE + (hash.wrapping_add(i)) % DYNAMIC_UID_COUNT;
-        if !taken.contains(&uid)
-            && matches!(nix::unistd::User::from_uid(uid.into()), Ok(None))
+        if matches!(nix::unistd::User::from_uid(uid.into()), Ok(None))
             && matches!(nix::unistd::Group::from_gid(uid.into()), Ok(None))
+            && claim_uid(uid, &data)?
         {
             return Ok(uid);
         }
@@ -610,9 +669,12 @@ pub fn landlock_rules(
     name: &str,
     binary: &Path,
     pc: &PluginConfig,
+    notify: Option<&Path>,
 ) -> Result<Vec<(PathBuf, BitFlags<AccessFs>)>, Refusal> {
     let read = AccessFs::from_read(LANDLOCK_ABI);
     let all = AccessFs::from_all(LANDLOCK_ABI);
+    // Shared folders hold other programs' sockets (tmux, ssh-agent): no connecting there.
+    let shared = all & !AccessFs::ResolveUnix;
     let root = canonical(home.root());
     let mut rules = Vec::new();
     let mut sys = Vec::new();
@@ -621,13 +683,19 @@ pub fn landlock_rules(
     }
     rules.extend(sys.into_iter().map(|p| (p, read)));
     for d in DEVICES_WRITE {
-        rules.push((PathBuf::from(d), all));
+        rules.push((PathBuf::from(d), shared));
+    }
+    for d in SYSTEM_SOCKETS {
+        rules.push((PathBuf::from(d), AccessFs::ResolveUnix.into()));
     }
     for d in TEMP_WRITE {
         // A home below a temporary folder keeps the whole folder out; `TMPDIR` replaces it.
         if !root.starts_with(canonical(Path::new(d))) {
-            rules.push((PathBuf::from(d), all));
+            rules.push((PathBuf::from(d), shared));
         }
+    }
+    if let Some(sock) = notify {
+        rules.push((sock.to_path_buf(), AccessFs::ResolveUnix.into()));
     }
     rules.push((binary.to_path_buf(), read));
     for f in [
@@ -705,8 +773,12 @@ pub fn prepare(
 ) -> Result<Prepared, Refusal> {
     let creds = creds_for(home, name, pc, host)?;
     prepare_files(home, name, creds.as_ref())?;
+    let notify = extra
+        .iter()
+        .find(|(k, _)| k == "NOTIFY_SOCKET")
+        .map(|(_, v)| Path::new(v));
     let landlock = if pc.sandbox.enabled && host.abi > 0 {
-        landlock_ruleset(&landlock_rules(home, name, binary, pc)?)?
+        landlock_ruleset(&landlock_rules(home, name, binary, pc, notify)?)?
     } else {
         None
     };
@@ -736,7 +808,7 @@ pub fn check_config(cfg: &LauncherConfig, home: &Home) -> Result<(), String> {
                 ));
             }
         }
-        landlock_rules(home, name, &home.plugins().join(name), pc)?;
+        landlock_rules(home, name, &home.plugins().join(name), pc, None)?;
         if let Some(why) = reserved_name(name, cfg) {
             return Err(format!("plugins.{name}: {why}"));
         }
@@ -793,8 +865,9 @@ mod tests {
 
     #[test]
     fn shortfall_names_what_is_missing() {
-        assert!(host(7, false).shortfall().is_none());
+        assert!(host(9, false).shortfall().is_none());
         assert!(host(7, true).shortfall().is_none());
+        assert!(host(7, false).shortfall().unwrap().contains("Unix sockets"));
         assert!(host(5, false).shortfall().unwrap().contains("ABI 5"));
         assert!(host(0, false).shortfall().unwrap().contains("no Landlock"));
         assert!(host(0, true).shortfall().unwrap().contains("sandbox: user"));
@@ -833,6 +906,7 @@ mod tests {
             "p",
             &home.plugins().join("p"),
             &PluginConfig::default(),
+            None,
         )
         .unwrap();
         assert!(!rules.iter().any(|(p, _)| p == Path::new("/tmp")));
@@ -845,7 +919,7 @@ mod tests {
             },
             ..PluginConfig::default()
         };
-        let e = landlock_rules(&home, "p", &home.plugins().join("p"), &wide).unwrap_err();
+        let e = landlock_rules(&home, "p", &home.plugins().join("p"), &wide, None).unwrap_err();
         assert!(e.contains("contains the hub home"), "{e}");
     }
 
@@ -874,6 +948,37 @@ mod tests {
         assert!(keys.contains(&"PATH".to_string()));
         assert!(env.contains(&("TMPDIR".into(), "/srv/hub/stores/p/tmp".into())));
         assert!(env.contains(&("X".into(), "1".into())));
+    }
+
+    #[test]
+    fn two_homes_never_share_a_plugin_user() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: claims user IDs under /run as root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let homes: Vec<Home> = ["a", "b"]
+            .iter()
+            .map(|h| Home::at(d.path().join(h)))
+            .collect();
+        let mut uids = Vec::new();
+        for h in &homes {
+            h.ensure_dirs().unwrap();
+            let uid = dynamic_uid(h, "same").unwrap();
+            let c = Creds {
+                uid,
+                gid: uid,
+                groups: Vec::new(),
+                user: "same".into(),
+                home: data_dir(h, "same"),
+            };
+            prepare_files(h, "same", Some(&c)).unwrap();
+            uids.push(uid);
+        }
+        assert_ne!(uids[0], uids[1]);
+        // Each keeps its own at the next start.
+        assert_eq!(dynamic_uid(&homes[0], "same").unwrap(), uids[0]);
+        assert_eq!(dynamic_uid(&homes[1], "same").unwrap(), uids[1]);
     }
 
     #[test]

@@ -1106,6 +1106,11 @@ impl Supervisor {
                 replace_flag_value(&mut args, "--listen", &addr);
             }
         }
+        let own_uid = confine
+            .creds
+            .as_ref()
+            .map(|c| c.uid)
+            .filter(|_| !slot.is_core && sandbox::own_uid(&self.sh.home, name).is_some());
         let spec = SpawnSpec {
             program: path.clone(),
             args,
@@ -1133,6 +1138,9 @@ impl Supervisor {
         let pid = spawned.pid;
         if let Some(g) = &self.sh.guard {
             g.watch(pid);
+            if let Some(uid) = own_uid {
+                g.watch_uid(uid);
+            }
         }
         // The marker goes before any output line.
         log.marker(&format!(
@@ -1345,6 +1353,7 @@ impl Supervisor {
                     leader: pid,
                     name: name.clone(),
                     own: true,
+                    uid: sandbox::own_uid(&this.sh.home, &name),
                 };
                 let left: Vec<u32> = process::kill_plugins(
                     &[target],
@@ -1497,6 +1506,7 @@ impl Supervisor {
                 leader: j.pid,
                 name: slots[j.i].name.clone(),
                 own: j.own,
+                uid: sandbox::own_uid(&self.sh.home, &slots[j.i].name),
             })
             .collect();
         let home = self.sh.home.root().to_path_buf();

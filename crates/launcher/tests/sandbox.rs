@@ -43,6 +43,8 @@ for f in certs/admin.token certs/admin.key certs/tokenSigningKey.pem certs/caKey
   try "read:$f" "cat $H/$f"
 done
 try "list:certs" "ls $H/certs"
+try "read:/dev/pts" "ls /dev/pts"
+echo "FDS $(ls /proc/self/fd | tr '\n' ' ')"
 try "list:stores" "ls $H/stores"
 # Binaries and config.
 try "write:bin/hubcore" "echo x >> $H/bin/hubcore"
@@ -73,6 +75,8 @@ try "own:system" "ls /usr/bin >/dev/null && cat /etc/hostname"
 grep -q '^NoNewPrivs:.*1' /proc/self/status && echo "NNP 1" || echo "NNP 0"
 env | grep -q LAUNCHER_SECRET && echo "ENV leaked" || echo "ENV clean"
 echo "ID $(id -u)"
+# A daemon that leaves the session and clears its environment (only where it is asked for).
+[ -n "$ESCAPE" ] && env -i /usr/bin/setsid -f /bin/sh -c 'while :; do sleep 1; done'
 echo DONE
 exec sleep 1000
 "#;
@@ -152,11 +156,11 @@ fn wait_log(h: &LauncherHub, name: &str, needle: &str) -> String {
 }
 
 /// A hub with the victim (a plugin with a data file and a log) and the hostile plugin.
-fn hostile_hub() -> LauncherHub {
+fn hostile_hub(escape: &str) -> LauncherHub {
     let h = LauncherHub::new(
         env!("CARGO_BIN_EXE_launcher").as_ref(),
         "autostart: [victim, evil]\n",
-        "  victim:\n    waitReady: false\n",
+        &format!("  victim:\n    waitReady: false\n  evil:\n    env: {{ESCAPE: \"{escape}\"}}\n"),
     );
     plugin_script(
         &h.home,
@@ -192,6 +196,7 @@ async fn attack(h: &LauncherHub) -> (BTreeMap<String, bool>, String) {
     // Every attempt ran (a script that died early would pass the checks above).
     for must in [
         "read:certs/admin.token",
+        "read:/dev/pts",
         "read:certs/tokenSigningKey.pem",
         "read:certs/victim.token",
         "read:stores/auth/clients.json",
@@ -237,8 +242,19 @@ async fn hostile_plugin_is_confined_under_a_root_launcher() {
         eprintln!("skipped: the launcher runs as root only when the tests do");
         return;
     }
-    let mut h = hostile_hub();
+    let mut h = hostile_hub("1");
     std::env::set_var("LAUNCHER_SECRET", "x");
+    // A descriptor the launcher inherits without close-on-exec must not reach a plugin.
+    let leak = std::fs::File::open("/etc/hostname").unwrap();
+    let leaked_fd = {
+        use std::os::fd::AsRawFd;
+        nix::fcntl::fcntl(
+            &leak,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .unwrap();
+        leak.as_raw_fd()
+    };
     h.start();
     let (_, log) = attack(&h).await;
     // Its own user, from the reserved range, owning its data folder.
@@ -250,6 +266,18 @@ async fn hostile_plugin_is_confined_under_a_root_launcher() {
         uid >= hivehub_launcher::sandbox::DYNAMIC_UID_BASE,
         "uid {uid}"
     );
+    let fds = log.lines().find(|l| l.contains("FDS ")).unwrap_or_default();
+    let fds: Vec<&str> = fds
+        .split("FDS ")
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert!(
+        !fds.contains(&leaked_fd.to_string().as_str()) && fds.len() <= 4,
+        "descriptors reached the plugin: {fds:?} (leaked {leaked_fd})"
+    );
+    drop(leak);
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(h.home.stores().join("evil")).unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o700));
@@ -264,8 +292,27 @@ async fn hostile_plugin_is_confined_under_a_root_launcher() {
     let admin = admin(&h).await;
     assert_eq!(info(&admin, "evil").await.sandbox, Some(SandboxLevel::Full));
     assert_eq!(info(&admin, "hubcore").await.sandbox, None);
-    // The core and launcher are unharmed.
     assert!(h.out().contains("plugins start confined"), "{}", h.out());
+    // The daemon that left its session and cleared its environment is still the plugin's:
+    // a stop leaves no process of the plugin's user.
+    let of_uid = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+            .count()
+    };
+    assert!(of_uid() >= 2, "the escaping daemon did not start");
+    let _: PluginInfo = admin
+        .request("launcher", "manage", "stopPlugin", &json!({"name": "evil"}))
+        .await
+        .expect("stop");
+    assert_eq!(
+        of_uid(),
+        0,
+        "a process of the plugin's user survived its stop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +321,7 @@ async fn hostile_plugin_is_confined_under_an_unprivileged_launcher() {
         eprintln!("skipped: needs root to switch to another user with setpriv");
         return;
     }
-    let mut h = hostile_hub();
+    let mut h = hostile_hub("");
     h.start_as(NOBODY);
     let (_, log) = attack(&h).await;
     assert!(log.contains(&format!("ID {NOBODY}")), "{log}");
