@@ -317,14 +317,16 @@ pub const UID_REGISTRY: &str = "/run/hivehub/uids";
 /// longer owned by `uid` (a deleted home) is stale and taken over.
 fn claim_uid(uid: u32, data: &Path) -> io::Result<bool> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(UID_REGISTRY)?;
     let link = Path::new(UID_REGISTRY).join(uid.to_string());
     for _ in 0..3 {
         match std::os::unix::fs::symlink(data, &link) {
             Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(UID_REGISTRY)?;
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let held = fs::read_link(&link)?;
                 if held == data {
@@ -532,8 +534,8 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
 }
 
 /// Prepares the folders and files a plugin owns: `stores/{name}/` (0700) with `tmp/`, and, for
-/// a user of its own, the ownership of those and of its key and token. Folders a plugin user
-/// must pass through are made 0711 (passable, not listable).
+/// a user of its own, the ownership of those and of its key and token ([`prepare_home`] must
+/// have opened the home to plugin users).
 pub fn prepare_files(home: &Home, name: &str, creds: Option<&Creds>) -> Result<(), Refusal> {
     let err = |what: &Path| {
         let what = what.display().to_string();
@@ -543,15 +545,6 @@ pub fn prepare_files(home: &Home, name: &str, creds: Option<&Creds>) -> Result<(
     let tmp = tmp_dir(home, name);
     let owner = creds.map(|c| (c.uid, c.gid));
     if let Some((uid, gid)) = owner {
-        for dir in [home.certs(), home.stores(), home.run()] {
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(err(&dir))?;
-        }
-        // The hub CA is public, and every plugin needs it to verify the core.
-        let ca = home.ca_cert();
-        if fs::metadata(&ca).is_ok_and(|m| m.mode() & 0o004 == 0) {
-            fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).map_err(err(&ca))?;
-        }
-        check_reachable(home)?;
         // A plugin that changed users takes its data along.
         if fs::symlink_metadata(&data).is_ok_and(|m| m.is_dir() && (m.uid(), m.gid()) != (uid, gid))
         {
@@ -568,6 +561,25 @@ pub fn prepare_files(home: &Home, name: &str, creds: Option<&Creds>) -> Result<(
     private_dir(&data, owner).map_err(err(&data))?;
     private_dir(&tmp, owner).map_err(err(&tmp))?;
     Ok(())
+}
+
+/// Opens the home to plugin users: the folders they pass through (`certs`, `stores`, `run`)
+/// become 0711 (passable, not listable) and the public hub CA 0644; every folder from `/` to
+/// the home must let them pass. Once per launcher run is enough (see `Supervisor`), as the
+/// launcher alone changes these.
+pub fn prepare_home(home: &Home) -> Result<(), Refusal> {
+    let err = |what: &Path| {
+        let what = what.display().to_string();
+        move |e: io::Error| format!("cannot prepare {what}: {e}")
+    };
+    for dir in [home.certs(), home.stores(), home.run()] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(err(&dir))?;
+    }
+    let ca = home.ca_cert();
+    if fs::metadata(&ca).is_ok_and(|m| m.mode() & 0o004 == 0) {
+        fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).map_err(err(&ca))?;
+    }
+    check_reachable(home)
 }
 
 /// Makes `path` a real folder of mode 0700 (owned by `owner` when given) without following a
@@ -747,7 +759,11 @@ pub fn landlock_ruleset(
     let file_rights = AccessFs::from_file(LANDLOCK_ABI);
     for (path, access) in rules {
         let Ok(fd) = PathFd::new(path) else { continue };
-        let is_dir = fs::metadata(path).is_ok_and(|m| m.is_dir());
+        // fstat on the descriptor: no second walk of the path.
+        let is_dir = nix::sys::stat::fstat(&fd).is_ok_and(|st| {
+            nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
+                .contains(nix::sys::stat::SFlag::S_IFDIR)
+        });
         let access = if is_dir {
             *access
         } else {
@@ -762,7 +778,7 @@ pub fn landlock_ruleset(
 
 /// Everything for one confined start of plugin `name` from `binary`: the Unix identity (with
 /// its files prepared), the Landlock ruleset and the environment. `extra` is added to the
-/// environment as in [`environment`].
+/// environment as in [`environment`]. `home_ready` records that [`prepare_home`] was done.
 pub fn prepare(
     home: &Home,
     name: &str,
@@ -770,8 +786,13 @@ pub fn prepare(
     pc: &PluginConfig,
     host: &Host,
     extra: &[(String, String)],
+    home_ready: &mut bool,
 ) -> Result<Prepared, Refusal> {
     let creds = creds_for(home, name, pc, host)?;
+    if creds.is_some() && !*home_ready {
+        prepare_home(home)?;
+        *home_ready = true;
+    }
     prepare_files(home, name, creds.as_ref())?;
     let notify = extra
         .iter()
@@ -972,6 +993,7 @@ mod tests {
                 user: "same".into(),
                 home: data_dir(h, "same"),
             };
+            prepare_home(h).unwrap();
             prepare_files(h, "same", Some(&c)).unwrap();
             uids.push(uid);
         }

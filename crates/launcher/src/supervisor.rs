@@ -201,8 +201,9 @@ struct Shared {
     gate: Mutex<Option<Arc<dyn PlacementGate>>>,
     /// What this host offers to confine plugins.
     host: sandbox::Host,
-    /// Held while a plugin's sandbox is prepared, so two new plugins never get the same user.
-    sandbox_lock: Mutex<()>,
+    /// Held while a plugin's sandbox is prepared, so two new plugins never get the same user;
+    /// true once the home was opened to plugin users (`sandbox::prepare_home`).
+    sandbox_lock: Mutex<bool>,
 }
 
 /// The cluster's say over movable plugins, consulted before each spawn so that not even an
@@ -289,7 +290,7 @@ impl Supervisor {
                 core_listen: Mutex::new(None),
                 gate: Mutex::new(None),
                 host: sandbox::Host::probe(),
-                sandbox_lock: Mutex::new(()),
+                sandbox_lock: Mutex::new(false),
             }),
         };
         sup.discover();
@@ -1078,8 +1079,16 @@ impl Supervisor {
             (env, false, confine)
         } else {
             let prepared = {
-                let _one = lock(&self.sh.sandbox_lock);
-                sandbox::prepare(&self.sh.home, name, &path, &pc, &self.sh.host, &env)
+                let mut home_ready = lock(&self.sh.sandbox_lock);
+                sandbox::prepare(
+                    &self.sh.home,
+                    name,
+                    &path,
+                    &pc,
+                    &self.sh.host,
+                    &env,
+                    &mut home_ready,
+                )
             };
             let p = match prepared {
                 Ok(p) => p,
