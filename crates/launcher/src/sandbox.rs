@@ -28,7 +28,7 @@ use crate::config::{LauncherConfig, PluginConfig};
 use hivehub_api::launcher::SandboxLevel;
 use hivehub_home::Home;
 use landlock::{
-    Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    Access, AccessFs, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr,
     Scope, ABI,
 };
 use std::ffi::OsString;
@@ -675,25 +675,18 @@ fn beneath_except(dir: &Path, home: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The paths a plugin may use, with the rights on each (before [`landlock_ruleset`]).
-pub fn landlock_rules(
-    home: &Home,
-    name: &str,
-    binary: &Path,
-    pc: &PluginConfig,
-    notify: Option<&Path>,
-) -> Result<Vec<(PathBuf, BitFlags<AccessFs>)>, Refusal> {
+/// The paths every plugin of this home may use, with the rights on each: the system, a few
+/// devices, system sockets and the temporary folders (see the module docs).
+pub fn system_paths(home: &Home) -> Vec<(PathBuf, BitFlags<AccessFs>)> {
     let read = AccessFs::from_read(LANDLOCK_ABI);
-    let all = AccessFs::from_all(LANDLOCK_ABI);
     // Shared folders hold other programs' sockets (tmux, ssh-agent): no connecting there.
-    let shared = all & !AccessFs::ResolveUnix;
+    let shared = AccessFs::from_all(LANDLOCK_ABI) & !AccessFs::ResolveUnix;
     let root = canonical(home.root());
-    let mut rules = Vec::new();
     let mut sys = Vec::new();
     for d in SYSTEM_READ {
         beneath_except(Path::new(d), &root, &mut sys);
     }
-    rules.extend(sys.into_iter().map(|p| (p, read)));
+    let mut rules: Vec<_> = sys.into_iter().map(|p| (p, read)).collect();
     for d in DEVICES_WRITE {
         rules.push((PathBuf::from(d), shared));
     }
@@ -706,6 +699,22 @@ pub fn landlock_rules(
             rules.push((PathBuf::from(d), shared));
         }
     }
+    rules
+}
+
+/// The paths plugin `name` alone may use: its binary, the hub CA, its key, token and config,
+/// its data folder, its readiness socket, and its `sandbox.read` and `sandbox.write`.
+pub fn plugin_paths(
+    home: &Home,
+    name: &str,
+    binary: &Path,
+    pc: &PluginConfig,
+    notify: Option<&Path>,
+) -> Result<Vec<(PathBuf, BitFlags<AccessFs>)>, Refusal> {
+    let read = AccessFs::from_read(LANDLOCK_ABI);
+    let all = AccessFs::from_all(LANDLOCK_ABI);
+    let root = canonical(home.root());
+    let mut rules = Vec::new();
     if let Some(sock) = notify {
         rules.push((sock.to_path_buf(), AccessFs::ResolveUnix.into()));
     }
@@ -742,12 +751,47 @@ fn canonical(p: &Path) -> PathBuf {
     fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Builds the Landlock ruleset for `rules` (best effort: a kernel enforces what it knows of
-/// it), with signals and abstract Unix sockets scoped. Paths that do not exist are skipped.
-/// `None` on a kernel without Landlock.
+/// A path opened for a Landlock rule (`O_PATH`), with the rights a rule on it may carry (file
+/// rights only, for a file). `None` when it does not exist.
+fn open_rule(path: &Path, access: BitFlags<AccessFs>) -> Option<(OwnedFd, BitFlags<AccessFs>)> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::{Mode, SFlag};
+    let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+    let is_dir = nix::sys::stat::fstat(&fd)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode).contains(SFlag::S_IFDIR));
+    let access = if is_dir {
+        access
+    } else {
+        access & AccessFs::from_file(LANDLOCK_ABI)
+    };
+    Some((fd, access))
+}
+
+/// [`system_paths`], opened once per launcher run: every start then only adds them to its
+/// ruleset (each rule otherwise costs an open, a stat and a close, a tenth of a millisecond
+/// per spawn in all).
+pub struct SystemRules(Vec<(OwnedFd, BitFlags<AccessFs>)>);
+
+impl SystemRules {
+    /// Opens the system paths of `home` that exist.
+    pub fn open(home: &Home) -> SystemRules {
+        SystemRules(
+            system_paths(home)
+                .iter()
+                .filter_map(|(p, a)| open_rule(p, *a))
+                .collect(),
+        )
+    }
+}
+
+/// Builds the Landlock ruleset of one plugin: `system` and its own `rules` (best effort: a
+/// kernel enforces what it knows of it), with signals and abstract Unix sockets scoped. Paths
+/// that do not exist are skipped. `None` on a kernel without Landlock.
 pub fn landlock_ruleset(
+    system: &SystemRules,
     rules: &[(PathBuf, BitFlags<AccessFs>)],
 ) -> Result<Option<OwnedFd>, Refusal> {
+    use std::os::fd::AsFd;
     let fail = |e: landlock::RulesetError| format!("cannot build the Landlock ruleset: {e}");
     let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(LANDLOCK_ABI))
@@ -756,18 +800,14 @@ pub fn landlock_ruleset(
         .map_err(fail)?
         .create()
         .map_err(fail)?;
-    let file_rights = AccessFs::from_file(LANDLOCK_ABI);
+    for (fd, access) in &system.0 {
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd.as_fd(), *access))
+            .map_err(fail)?;
+    }
     for (path, access) in rules {
-        let Ok(fd) = PathFd::new(path) else { continue };
-        // fstat on the descriptor: no second walk of the path.
-        let is_dir = nix::sys::stat::fstat(&fd).is_ok_and(|st| {
-            nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
-                .contains(nix::sys::stat::SFlag::S_IFDIR)
-        });
-        let access = if is_dir {
-            *access
-        } else {
-            *access & file_rights
+        let Some((fd, access)) = open_rule(path, *access) else {
+            continue;
         };
         ruleset = ruleset
             .add_rule(PathBeneath::new(fd, access))
@@ -787,6 +827,7 @@ pub fn prepare(
     host: &Host,
     extra: &[(String, String)],
     home_ready: &mut bool,
+    system: Option<&SystemRules>,
 ) -> Result<Prepared, Refusal> {
     let creds = creds_for(home, name, pc, host)?;
     if creds.is_some() && !*home_ready {
@@ -798,10 +839,11 @@ pub fn prepare(
         .iter()
         .find(|(k, _)| k == "NOTIFY_SOCKET")
         .map(|(_, v)| Path::new(v));
-    let landlock = if pc.sandbox.enabled && host.abi > 0 {
-        landlock_ruleset(&landlock_rules(home, name, binary, pc, notify)?)?
-    } else {
-        None
+    let landlock = match system {
+        Some(sys) if pc.sandbox.enabled && host.abi > 0 => {
+            landlock_ruleset(sys, &plugin_paths(home, name, binary, pc, notify)?)?
+        }
+        _ => None,
     };
     let env = environment(home, name, creds.as_ref(), extra);
     Ok(Prepared {
@@ -829,7 +871,7 @@ pub fn check_config(cfg: &LauncherConfig, home: &Home) -> Result<(), String> {
                 ));
             }
         }
-        landlock_rules(home, name, &home.plugins().join(name), pc, None)?;
+        plugin_paths(home, name, &home.plugins().join(name), pc, None)?;
         if let Some(why) = reserved_name(name, cfg) {
             return Err(format!("plugins.{name}: {why}"));
         }
@@ -922,14 +964,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let home = Home::at(d.path().join("home"));
         home.ensure_dirs().unwrap();
-        let rules = landlock_rules(
-            &home,
-            "p",
-            &home.plugins().join("p"),
-            &PluginConfig::default(),
-            None,
-        )
-        .unwrap();
+        let mut rules = system_paths(&home);
+        rules.extend(
+            plugin_paths(
+                &home,
+                "p",
+                &home.plugins().join("p"),
+                &PluginConfig::default(),
+                None,
+            )
+            .unwrap(),
+        );
         assert!(!rules.iter().any(|(p, _)| p == Path::new("/tmp")));
         assert!(rules.iter().any(|(p, _)| *p == home.stores().join("p")));
         assert!(!rules.iter().any(|(p, _)| home.root().starts_with(p)));
@@ -940,7 +985,7 @@ mod tests {
             },
             ..PluginConfig::default()
         };
-        let e = landlock_rules(&home, "p", &home.plugins().join("p"), &wide, None).unwrap_err();
+        let e = plugin_paths(&home, "p", &home.plugins().join("p"), &wide, None).unwrap_err();
         assert!(e.contains("contains the hub home"), "{e}");
     }
 

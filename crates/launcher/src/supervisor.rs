@@ -204,6 +204,9 @@ struct Shared {
     /// Held while a plugin's sandbox is prepared, so two new plugins never get the same user;
     /// true once the home was opened to plugin users (`sandbox::prepare_home`).
     sandbox_lock: Mutex<bool>,
+    /// The system part of every plugin's Landlock ruleset, opened once (`None` without
+    /// Landlock).
+    landlock: Option<sandbox::SystemRules>,
 }
 
 /// The cluster's say over movable plugins, consulted before each spawn so that not even an
@@ -270,6 +273,8 @@ impl Supervisor {
         guard: Option<Guard>,
     ) -> std::io::Result<Supervisor> {
         let cfg_concurrency = cfg.restart_concurrency.max(1);
+        let host = sandbox::Host::probe();
+        let landlock = (host.abi > 0).then(|| sandbox::SystemRules::open(&home));
         let sup = Supervisor {
             sh: Arc::new(Shared {
                 home,
@@ -289,8 +294,9 @@ impl Supervisor {
                 restart_sem: Arc::new(tokio::sync::Semaphore::new(cfg_concurrency)),
                 core_listen: Mutex::new(None),
                 gate: Mutex::new(None),
-                host: sandbox::Host::probe(),
+                host,
                 sandbox_lock: Mutex::new(false),
+                landlock,
             }),
         };
         sup.discover();
@@ -1088,6 +1094,7 @@ impl Supervisor {
                     &self.sh.host,
                     &env,
                     &mut home_ready,
+                    self.sh.landlock.as_ref(),
                 )
             };
             let p = match prepared {

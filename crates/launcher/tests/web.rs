@@ -1,15 +1,15 @@
 //! The launcher's HTTP listener, end to end: a real launcher (with a real hubcore) serving
 //! `/metrics`, checked with the Python Prometheus text parser; the status page's API with real
-//! logins through the hub; and the page itself driven in headless Chromium by playwright-core.
+//! logins through the hub; what a hostile client gets (no data without a login, foreign `Host`
+//! refused, session flooding, login guessing); and the page itself driven in headless Chromium
+//! by playwright-core.
 
 use hivehub_api::launcher::PluginInfo;
-use hivehub_api::Role;
-use hivehub_client::HubClient;
-use hivehub_testkit::{plugin_script, wait_until, LauncherHub};
+use hivehub_testkit::{plugin_script, wait_until, workspace_bin, LauncherHub};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,10 +38,15 @@ fn launcher(http: bool, top: &str, plugins: &str) -> (LauncherHub, u16) {
     );
     plugin_script(&h.home, "sleeper", "exec sleep 1000");
     plugin_script(&h.home, "napper", "exec sleep 1000");
+    plugin_script(
+        &h.home,
+        "talker",
+        "echo \"talker secret: hunter2\"; exec sleep 1000",
+    );
     h.start();
     if http {
         let up = wait_until(Duration::from_secs(30), || {
-            get(port, "/metrics").is_ok_and(|r| r.status == 200)
+            get(port, "/healthz").is_ok_and(|r| r.status == 200)
         });
         assert!(
             up,
@@ -100,10 +105,54 @@ fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    let s = TcpStream::connect(("127.0.0.1", port))?;
+    exchange(s, &format!("127.0.0.1:{port}"), method, path, headers, body)
+}
+
+/// A connection to the listener on 127.0.0.1 from the loopback address `from` (127.0.0.2 and so
+/// on: all of 127/8 is loopback), to be seen as another remote address.
+fn connect_from(from: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::from((from, 0)))?;
+        let s = sock
+            .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .await?
+            .into_std()?;
+        s.set_nonblocking(false)?;
+        Ok(s)
+    })
+}
+
+/// A plain HTTP/1.1 request from the loopback address `from`.
+fn http_from(
+    from: Ipv4Addr,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let s = connect_from(from, port).unwrap_or_else(|e| panic!("connect from {from}: {e}"));
+    exchange(s, &format!("127.0.0.1:{port}"), method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path} from {from}: {e}"))
+}
+
+/// Sends one request with this `Host` on `s` and reads the whole answer.
+fn exchange(
+    mut s: TcpStream,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Resp> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -143,6 +192,56 @@ fn http(
 
 fn get(port: u16, path: &str) -> std::io::Result<Resp> {
     http(port, "GET", path, &[], "")
+}
+
+/// A GET with the session cookie.
+fn get_as(port: u16, path: &str, cookie: &str) -> Resp {
+    http(port, "GET", path, &[("Cookie", cookie)], "").expect("GET")
+}
+
+/// `/metrics` with `Authorization: Bearer {cred}`.
+fn scrape(port: u16, cred: &str) -> Resp {
+    let auth = format!("Bearer {cred}");
+    http(port, "GET", "/metrics", &[("Authorization", &auth)], "").expect("GET /metrics")
+}
+
+/// Runs hubcli (as the admin) on the launcher's home.
+fn hubcli(h: &LauncherHub, args: &[&str]) -> std::process::Output {
+    Command::new(workspace_bin("hubcli"))
+        .arg("--home")
+        .arg(h.home.root())
+        .args(args)
+        .output()
+        .expect("run hubcli")
+}
+
+/// Adds the client `id` with `role` (`hubcli auth add`); returns its token.
+fn add_client(h: &LauncherHub, id: &str, role: &str) -> String {
+    h.url();
+    let out = hubcli(h, &["auth", "add", id, "--role", role]);
+    assert!(
+        out.status.success(),
+        "hubcli auth add {id}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_token(h, id)
+}
+
+/// Logs in on the page's API as `id`; the session cookie.
+fn login(port: u16, id: &str, token: &str) -> String {
+    let body = json!({"clientID": id, "token": token}).to_string();
+    let r = post(port, "/login", None, "application/json", &body);
+    assert_eq!(r.status, 200, "login of {id}: {}", r.body);
+    r.cookie()
+}
+
+/// The JSON error of a refusal (`{"error": "..."}`).
+fn error_of(r: &Resp) -> String {
+    r.json()["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {}", r.body))
+        .to_string()
 }
 
 /// A POST as the page makes it (with the CSRF header), with an optional cookie.
@@ -273,17 +372,19 @@ fn metrics_parse_and_follow_a_restart() {
         "  sleeper:\n    restart: always\n    backoff: {base: 100ms}\n",
     );
     let pid = h.wait_running("sleeper");
+    // Prometheus scrapes as a viewer, with the token as the bearer.
+    let prom = add_client(&h, "prom", "viewer");
     // Wait for the first resource samples (of the plugin and of the launcher itself).
     let mut text = String::new();
     let sampled = wait_until(Duration::from_secs(20), || {
-        text = get(port, "/metrics").map(|r| r.body).unwrap_or_default();
+        text = scrape(port, &prom).body;
         raw_value(&text, "hivehub_plugin_cpu_percent", "sleeper", "").is_some()
             && text.contains("hivehub_launcher_rss_bytes{")
     });
     assert!(sampled, "no samples in:\n{text}");
 
-    let r = get(port, "/metrics").expect("GET /metrics");
-    assert_eq!(r.status, 200);
+    let r = scrape(port, &prom);
+    assert_eq!(r.status, 200, "{}", r.body);
     assert!(
         r.header("content-type")
             .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")),
@@ -369,7 +470,7 @@ fn metrics_parse_and_follow_a_restart() {
     )
     .expect("kill the sleeper");
     let restarted = wait_until(Duration::from_secs(20), || {
-        text = get(port, "/metrics").map(|r| r.body).unwrap_or_default();
+        text = scrape(port, &prom).body;
         raw_value(
             &text,
             "hivehub_plugin_restarts_total",
@@ -388,7 +489,7 @@ fn metrics_parse_and_follow_a_restart() {
     assert_eq!(restarts(&s, "crash"), 1.0);
     assert_eq!(restarts(&s, "threshold"), 0.0);
     assert_eq!(find(&s, "hivehub_plugin_starts_total", &sleeper).value, 2.0);
-    let st = get(port, "/api/status").expect("GET /api/status").json();
+    let st = get_as(port, "/api/status", &login(port, "prom", &prom)).json();
     let now = plugin(&st, "sleeper");
     assert!(now.pid.is_some_and(|p| p != pid), "{now:?}");
 }
@@ -430,8 +531,8 @@ fn wait_token(h: &LauncherHub, id: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_api_logins_follow_the_acl() {
+#[test]
+fn status_api_logins_follow_the_acl() {
     let (h, port) = launcher(true, "autostart: [sleeper]\n", "");
     let pid = h.wait_running("sleeper");
     let admin_token = wait_token(&h, "admin");
@@ -449,11 +550,7 @@ async fn status_api_logins_follow_the_acl() {
     assert!(!page.body.contains(&admin_token));
     assert!(page.body.len() < 64 * 1024, "the page stays small");
 
-    let st = get(port, "/api/status").expect("GET /api/status").json();
-    assert_eq!(st["launcherID"], "launcher");
-    assert_eq!(st["user"], Value::Null);
-    assert_eq!(plugin(&st, "sleeper").pid, Some(pid));
-    assert!(st["history"]["sleeper"].is_array());
+    assert_eq!(get(port, "/api/status").expect("GET").status, 401);
     assert_eq!(get(port, "/nope").expect("GET").status, 404);
 
     // Without a login, or without the CSRF header, nothing is done.
@@ -472,30 +569,17 @@ async fn status_api_logins_follow_the_acl() {
     let r = post(port, "/login", None, json_t, "{\"clientID\": \"admin\"}");
     assert!((400..500).contains(&r.status), "{}", r.status);
 
-    // A viewer logs in but may not stop anything: the core's ACL says so.
-    let admin = HubClient::connect(h.options("admin"))
-        .await
-        .expect("admin connects");
-    let key = hivehub_auth::KeyPair::load_or_create(&h.home.key_file("vera"))
-        .expect("key")
-        .0;
-    let added: hivehub_api::auth::AddClientResp = admin
-        .request(
-            "auth",
-            "clients",
-            "addClient",
-            &json!({"clientID": "vera", "role": Role::Viewer, "pubKey": key.public_key_b64()}),
-        )
-        .await
-        .expect("addClient");
-    let vera_login = json!({"clientID": "vera", "token": added.token}).to_string();
+    // A viewer logs in and sees the status, but may not stop anything: the core's ACL says so.
+    let vera_token = add_client(&h, "vera", "viewer");
+    let vera_login = json!({"clientID": "vera", "token": vera_token}).to_string();
     let r = post(port, "/login", None, json_t, &vera_login);
     assert_eq!(r.status, 200, "{}", r.body);
     let vera = r.cookie();
-    let st = http(port, "GET", "/api/status", &[("Cookie", &vera)], "")
-        .expect("GET")
-        .json();
+    let st = get_as(port, "/api/status", &vera).json();
     assert_eq!(st["user"], "vera");
+    assert_eq!(st["launcherID"], "launcher");
+    assert_eq!(plugin(&st, "sleeper").pid, Some(pid));
+    assert!(st["history"]["sleeper"].is_array());
     let r = post(port, "/api/stop/sleeper", Some(&vera), json_t, "");
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("not permitted"), "{}", r.body);
@@ -539,19 +623,25 @@ async fn status_api_logins_follow_the_acl() {
         post(port, "/api/stop/sleeper", Some(&adm), json_t, "").status,
         401
     );
-    admin.disconnect().await;
 }
 
 #[test]
 fn events_stream_snapshots_and_changes() {
-    let (h, port) = launcher(true, "autostart: [sleeper]\n", "");
-    h.wait_running("sleeper");
+    let (h, port) = launcher(true, "autostart: [talker]\n", "");
+    h.wait_running("talker");
+    // The plugin prints a secret, which its exit event's log lines carry on the bus.
+    let log = h.home.logs().join("talker.log");
+    let printed = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("hunter2"))
+    });
+    assert!(printed, "talker printed nothing:\n{}", h.out());
+    let admin = login(port, "admin", &wait_token(&h, "admin"));
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(1)))
         .expect("timeout");
     write!(
         s,
-        "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {admin}\r\nConnection: close\r\nAccept: text/event-stream\r\n\r\n"
     )
     .expect("request");
     let mut seen = String::new();
@@ -567,7 +657,7 @@ fn events_stream_snapshots_and_changes() {
         }
         if seen.contains("event: snapshot") && !killed {
             // A change of state arrives as it happens.
-            let pid = h.wait_running("sleeper");
+            let pid = h.wait_running("talker");
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -578,10 +668,278 @@ fn events_stream_snapshots_and_changes() {
             break;
         }
     }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
     assert!(seen.contains("text/event-stream"), "{seen}");
     assert!(seen.contains("event: snapshot"), "{seen}");
     assert!(seen.contains("event: status"), "{seen}");
     assert!(seen.contains("\"event\":\"exited\""), "{seen}");
+    // The page gets no log lines.
+    assert!(
+        !seen.contains("hunter2") && !seen.contains("logTail"),
+        "{seen}"
+    );
+
+    // Logging out ends the stream.
+    let r = post(port, "/logout", Some(&admin), "application/json", "");
+    assert_eq!(r.status, 204);
+    let mut ended = false;
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end && !ended {
+        match s.read(&mut buf) {
+            Ok(0) => ended = true,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => ended = true,
+        }
+    }
+    assert!(ended, "the stream went on after the logout");
+    assert!(
+        seen.ends_with("0\r\n\r\n"),
+        "the stream did not end cleanly"
+    );
+    assert_eq!(get_as(port, "/events", &admin).status, 401);
+}
+
+#[test]
+fn data_needs_a_login() {
+    let (h, port) = launcher(true, "autostart: [talker]\n", "");
+    h.wait_running("talker");
+    let admin_token = wait_token(&h, "admin");
+
+    // Nothing but the health check and the (empty) page without a login.
+    for path in ["/api/status", "/events", "/metrics"] {
+        let r = get(port, path).expect("GET");
+        assert_eq!(r.status, 401, "{path}: {}", r.body);
+        assert!(!error_of(&r).is_empty());
+        assert!(!r.body.contains("talker"), "{path}: {}", r.body);
+    }
+    assert_eq!(
+        get(port, "/metrics")
+            .expect("GET")
+            .header("www-authenticate"),
+        Some("Bearer realm=\"hivehub\"")
+    );
+    let r = get(port, "/healthz").expect("GET /healthz");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "ok");
+    let page = get(port, "/").expect("GET /");
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("talker") && !page.body.contains("hubcore"));
+
+    // /metrics with a viewer's hub token as the bearer, alone or with its client ID.
+    let prom = add_client(&h, "prom", "viewer");
+    for cred in [prom.clone(), format!("prom:{prom}")] {
+        let r = scrape(port, &cred);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let s = parse_metrics(&r.body);
+        assert!(
+            s.iter()
+                .any(|x| x.name == "hivehub_plugin_state" && x.labels["plugin"] == "talker"),
+            "{}",
+            r.body
+        );
+    }
+    // ... or with a session.
+    let adm = login(port, "admin", &admin_token);
+    let r = get_as(port, "/metrics", &adm);
+    assert_eq!(r.status, 200, "{}", r.body);
+    parse_metrics(&r.body);
+
+    // A token of the wrong ID, a service's or the launcher's own token, and garbage are refused.
+    let r = scrape(port, &format!("admin:{prom}"));
+    assert_eq!(r.status, 401, "{}", r.body);
+    let svc = add_client(&h, "svc", "service");
+    let r = scrape(port, &svc);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(!r.body.contains("hivehub_plugin"), "{}", r.body);
+    let r = scrape(port, &wait_token(&h, "launcher"));
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = scrape(port, "garbage");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.header("www-authenticate").is_some());
+    // ... and at the page's login too.
+    let r = post(
+        port,
+        "/login",
+        None,
+        "application/json",
+        &json!({"clientID": "svc", "token": svc}).to_string(),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.header("set-cookie").is_none());
+}
+
+#[test]
+fn a_foreign_host_is_misdirected() {
+    let (h, port) = launcher(true, "", "");
+    let adm = login(port, "admin", &wait_token(&h, "admin"));
+    let routes = [
+        ("GET", "/"),
+        ("GET", "/healthz"),
+        ("GET", "/metrics"),
+        ("GET", "/api/status"),
+        ("GET", "/events"),
+        ("GET", "/nope"),
+        ("POST", "/login"),
+        ("POST", "/logout"),
+        ("POST", "/api/stop/sleeper"),
+        ("POST", "/api/start/sleeper"),
+    ];
+    let headers = [
+        ("Cookie", adm.as_str()),
+        ("X-Hivehub", "1"),
+        ("Content-Type", "application/json"),
+    ];
+    for host in [
+        "evil.example".to_string(),
+        format!("evil.example:{port}"),
+        "127.0.0.1".to_string(),
+        format!("localhost.evil.example:{port}"),
+    ] {
+        for (method, path) in routes {
+            let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let r = exchange(s, &host, method, path, &headers, "").expect("request");
+            assert_eq!(
+                r.status, 421,
+                "{method} {path} with Host {host}: {}",
+                r.body
+            );
+            assert!(!r.body.contains("sleeper"), "{}", r.body);
+        }
+    }
+    // An absolute URI naming another host is refused too.
+    let r = http(port, "GET", "http://evil.example/healthz", &[], "").expect("GET");
+    assert_eq!(r.status, 421, "{}", r.body);
+    // The names of this listener are served.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let r = exchange(s, &host, "GET", "/api/status", &headers, "").expect("GET");
+        assert_eq!(r.status, 200, "Host {host}: {}", r.body);
+    }
+    // The session still works: nothing above was a login or a logout.
+    assert_eq!(get_as(port, "/api/status", &adm).json()["user"], "admin");
+}
+
+#[test]
+fn the_admin_survives_a_flood_of_viewer_logins() {
+    let (h, port) = launcher(true, "", "");
+    let adm = login(port, "admin", &wait_token(&h, "admin"));
+    let viewers = [
+        ("vera", add_client(&h, "vera", "viewer")),
+        ("vic", add_client(&h, "vic", "viewer")),
+    ];
+    let mut cookies: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for i in 0..40 {
+        let (id, token) = &viewers[i % viewers.len()];
+        cookies.entry(id).or_default().push(login(port, id, token));
+    }
+    let st = get_as(port, "/api/status", &adm);
+    assert_eq!(st.status, 200, "the admin was logged out: {}", st.body);
+    assert_eq!(st.json()["user"], "admin");
+    // Each viewer keeps its newest sessions (4), its older ones ended.
+    for (id, list) in &cookies {
+        let live: Vec<bool> = list
+            .iter()
+            .map(|c| get_as(port, "/api/status", c).status == 200)
+            .collect();
+        let n = list.len();
+        assert_eq!(live[n - 4..], [true; 4], "{id}: {live:?}");
+        assert!(live[..n - 4].iter().all(|l| !l), "{id}: {live:?}");
+    }
+    // The admin may still act.
+    let r = post(
+        port,
+        "/api/start/sleeper",
+        Some(&adm),
+        "application/json",
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The `Retry-After` of a 429, in seconds.
+fn retry_after(r: &Resp) -> u64 {
+    assert_eq!(r.status, 429, "{}", r.body);
+    let secs: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {:?}", r.headers));
+    assert!((1..=300).contains(&secs), "Retry-After: {secs}");
+    assert!(error_of(r).contains("too many"), "{}", r.body);
+    secs
+}
+
+#[test]
+fn failed_logins_are_throttled() {
+    let (h, port) = launcher(true, "", "");
+    let vera = add_client(&h, "vera", "viewer");
+    let admin = wait_token(&h, "admin");
+    // A token the hub refuses: vera's, with its signature changed.
+    let mut forged = vera.clone().into_bytes();
+    let i = forged.len() - 20;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ASCII");
+    let try_login = |from: [u8; 4], id: &str, token: &str| {
+        let body = json!({"clientID": id, "token": token}).to_string();
+        let h = [("X-Hivehub", "1"), ("Content-Type", "application/json")];
+        http_from(Ipv4Addr::from(from), port, "POST", "/login", &h, &body)
+    };
+
+    // By address: 5 failures (of different client IDs) from 127.0.0.2, then 429 there, for any
+    // login, even a right one and a bearer token, without asking the hub.
+    for id in ["vera", "nobody1", "nobody2", "nobody3", "nobody4"] {
+        let token = if id == "vera" {
+            forged.as_str()
+        } else {
+            "wrong"
+        };
+        let r = try_login([127, 0, 0, 2], id, token);
+        assert_eq!(r.status, 401, "{id}: {}", r.body);
+    }
+    let first = retry_after(&try_login([127, 0, 0, 2], "vera", &vera));
+    let auth = format!("Bearer {vera}");
+    let r = http_from(
+        Ipv4Addr::new(127, 0, 0, 2),
+        port,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        "",
+    );
+    retry_after(&r);
+    // Another address is not affected, and successes do not count.
+    for _ in 0..8 {
+        let r = try_login([127, 0, 0, 3], "vera", &vera);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    // By client ID: 5 failures of admin from 5 addresses, then 429 for admin from a sixth,
+    // even with the right token; another client ID from there is fine.
+    for a in 10..15 {
+        let r = try_login([127, 0, 0, a], "admin", "wrong");
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    retry_after(&try_login([127, 0, 0, 15], "admin", &admin));
+    let r = try_login([127, 0, 0, 15], "vera", &vera);
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Once the lock is over, the next failure locks again, for longer.
+    let until = Instant::now() + Duration::from_secs(first);
+    let over = wait_until(Duration::from_secs(first + 30), || {
+        Instant::now() >= until && try_login([127, 0, 0, 2], "nobody5", "wrong").status == 401
+    });
+    assert!(over, "the lock of 127.0.0.2 did not end");
+    let second = retry_after(&try_login([127, 0, 0, 2], "vera", &vera));
+    assert!(
+        second > first,
+        "the lock did not grow: {first} s, then {second} s"
+    );
 }
 
 /// `target/test-artifacts/`, from the test executable's path (`target/<profile>/deps/<test>`).

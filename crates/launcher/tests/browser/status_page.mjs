@@ -1,6 +1,7 @@
 // Drives the launcher's status page in headless Chromium (Debian's, not a downloaded one):
-// loads it, sees the plugins, logs in as admin, stops one plugin and sees its state change
-// live (no reload), then saves a screenshot.
+// loads it and sees only the login form (no data without a session), logs in as admin, sees
+// the plugins, stops one plugin and sees its state change live (no reload), saves a
+// screenshot, then logs out and sees the data go.
 //
 //   node status_page.mjs <url> <admin token> <plugin> <screenshot.png>
 //
@@ -44,16 +45,44 @@ try {
   });
   const page = context.pages()[0] || (await context.newPage());
   const problems = [];
+  // Without a session the page's first /api/status is answered 401, which Chromium reports as
+  // a console error; that one is expected (before the login and after the logout).
+  let expect401 = true;
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console error: ${m.text()}`);
+    if (m.type() !== "error") return;
+    if (expect401 && m.text().includes("401")) return;
+    problems.push(`console error: ${m.text()}`);
   });
   const offsite = [];
   page.on("request", (r) => {
     if (!r.url().startsWith(new URL(url).origin) && !r.url().startsWith("data:")) offsite.push(r.url());
   });
 
+  const seen = [];
+  page.on("request", (r) => seen.push(new URL(r.url()).pathname));
+  const firstStatus = page.waitForResponse((r) => new URL(r.url()).pathname === "/api/status", {
+    timeout: T,
+  });
   await page.goto(url, { waitUntil: "domcontentloaded", timeout: T });
+  // Before login: the form, and no data at all (the status is asked for and refused).
+  const refused = await firstStatus;
+  if (refused.status() !== 401) throw new Error(`/api/status without a session: ${refused.status()}`);
+  await page.locator("#login").waitFor({ state: "visible", timeout: T });
+  await page.waitForFunction(() => document.body.classList.contains("anon"), null, { timeout: T });
+  if (await page.locator("#plugins tbody tr").count()) throw new Error("plugins listed before login");
+  if (await page.locator("#data").isVisible()) throw new Error("data shown before login");
+  if (seen.includes("/events")) throw new Error("the event stream was opened before login");
+  const before = await page.content();
+  if (before.includes(`data-name="${plugin}"`)) throw new Error("plugin data in the page before login");
+  log("before login: login form only");
+
+  // Log in as admin by typing the token into the form.
+  await page.fill('#login input[name="clientID"]', "admin");
+  await page.fill('#login input[name="token"]', token);
+  expect401 = false;
+  await page.click('#login button[type="submit"]');
+  await page.locator("#who").waitFor({ state: "visible", timeout: T });
   const row = page.locator(`tr[data-name="${plugin}"]`);
   await row.waitFor({ timeout: T });
   await page.locator('tr[data-name="hubcore"]').waitFor({ timeout: T });
@@ -68,14 +97,6 @@ try {
   await page.waitForFunction(() => document.querySelector("#livetext")?.textContent === "live", null, {
     timeout: T,
   });
-  // Read-only before login: no action buttons visible.
-  if (await row.locator("button.stop").isVisible()) throw new Error("stop button visible before login");
-
-  // Log in as admin by typing the token into the form.
-  await page.fill('#login input[name="clientID"]', "admin");
-  await page.fill('#login input[name="token"]', token);
-  await page.click('#login button[type="submit"]');
-  await page.locator("#who").waitFor({ state: "visible", timeout: T });
   const who = await page.textContent("#user");
   if (who !== "admin") throw new Error(`logged in as '${who}'`);
   const html = await page.content();
@@ -121,6 +142,16 @@ try {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   if (overflow > 2) throw new Error(`the page is ${overflow}px wider than a phone`);
   log(`screenshot: ${phoneShot}`);
+
+  // Logging out takes the data away again.
+  expect401 = true;
+  await page.click("#logout");
+  await page.locator("#login").waitFor({ state: "visible", timeout: T });
+  await page.waitForFunction(() => document.querySelectorAll("#plugins tbody tr").length === 0, null, {
+    timeout: T,
+  });
+  if (await page.locator("#data").isVisible()) throw new Error("data shown after logout");
+  log("logged out: data gone");
 
   if (offsite.length) throw new Error(`requests off the launcher: ${offsite.join(", ")}`);
   if (problems.length) throw new Error(problems.join("\n"));
