@@ -76,6 +76,11 @@ pub struct ClientProfile {
     /// take over its identity.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub plugin: bool,
+    /// Drawn when the client is added and kept while it exists; its tokens carry it, so a
+    /// token issued before a removal never logs in again, even once the ID is added again.
+    /// Absent in profiles from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
 }
 
 /// Request of `clients/addClient`. Adding an existing client replaces its profile (same ID).

@@ -45,6 +45,10 @@ pub struct Claims {
     pub iss: String,
     /// Issued at (unix seconds).
     pub iat: u64,
+    /// The client's generation at the time of issue ([`ClientProfile::generation`]): a token
+    /// of a client that was removed and added again no longer matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
     /// Expires at (unix seconds).
     pub exp: u64,
 }
@@ -151,6 +155,7 @@ impl TokenIssuer {
             pub_key: profile.pub_key.clone(),
             iss: self.issuer.clone(),
             iat: now,
+            generation: profile.generation,
             exp: now + validity_secs,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.enc)
@@ -203,6 +208,7 @@ pub fn sign_assertion(
         pub_key: key.public_key_b64(),
         iss: format!("{ASSERTION_ISSUER_PREFIX}{client_id}"),
         iat: now,
+        generation: None,
         exp: now + lifetime_secs.min(MAX_ASSERTION_SECS),
     };
     let enc = EncodingKey::from_ec_pem(
@@ -253,6 +259,7 @@ mod tests {
             updated: 0,
             created_by: None,
             plugin: false,
+            generation: None,
         }
     }
 

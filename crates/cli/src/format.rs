@@ -1146,6 +1146,7 @@ mod tests {
             updated: NOW / 1000,
             created_by: None,
             plugin: false,
+            generation: None,
         };
         let t = clients_table(&[c], 60);
         assert!(max_line(&t) <= 60, "{t}");

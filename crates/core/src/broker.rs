@@ -10,7 +10,9 @@ use hivehub_auth::token::{is_assertion, peek_claims, verify_assertion};
 use hivehub_auth::{may_publish, may_subscribe, unix_now};
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
-use rmqtt::types::{AuthResult, ConnectInfo, Id, LastWill, PublishAclResult, SubscribeAclResult};
+use rmqtt::types::{
+    AuthResult, ConnectInfo, FromType, Id, LastWill, PublishAclResult, SubscribeAclResult,
+};
 use std::sync::Arc;
 
 /// What the core knows about one live MQTT session.
@@ -43,6 +45,7 @@ pub(crate) async fn register(scx: &rmqtt::context::ServerContext, hooks: Hooks) 
         Type::ClientDisconnected,
         Type::ClientSubscribeCheckAcl,
         Type::MessagePublishCheckAcl,
+        Type::MessagePublish,
     ] {
         reg.add(t, Box::new(hooks.clone())).await;
     }
@@ -53,6 +56,7 @@ pub(crate) async fn register(scx: &rmqtt::context::ServerContext, hooks: Hooks) 
 enum Refusal {
     BadCredentials(String),
     NotAuthorized(String),
+    Busy(String),
 }
 
 impl Hooks {
@@ -71,6 +75,18 @@ impl Hooks {
             .unwrap_or_default();
         let mqtt_id = ci.id().client_id.to_string();
         self.check_session_name(&login, &mqtt_id)?;
+        {
+            // rmqtt's own setting only sizes its accept queue; this is the limit. A client that
+            // reconnects under its session name replaces its entry, so it is not counted twice.
+            let sessions = st.sessions();
+            let live = sessions.values().filter(|e| !e.internal).count();
+            if live >= st.cfg.max_connections && !sessions.contains_key(&mqtt_id) {
+                return Err(Refusal::Busy(format!(
+                    "maxConnections ({}) reached",
+                    st.cfg.max_connections
+                )));
+            }
+        }
 
         let claims = peek_claims(&password).map_err(|e| Refusal::BadCredentials(e.to_string()))?;
         let (role, exp, internal) = if login == st.internal.login {
@@ -106,6 +122,12 @@ impl Hooks {
                     c.role, profile.role
                 )));
             }
+            // Removal is permanent: a token of an earlier client with this ID never logs in.
+            if !assertion && profile.generation.is_some() && c.generation != profile.generation {
+                return Err(Refusal::BadCredentials(format!(
+                    "token of '{login}' was issued before the client was removed and added again"
+                )));
+            }
             (profile.role, c.exp, false)
         };
 
@@ -130,8 +152,9 @@ impl Hooks {
         })
     }
 
-    /// An MQTT client identifier is the login, `login:suffix`, or a name that belongs to no other
-    /// client. Without this a client could take over (and so disconnect) another client's session.
+    /// An MQTT client identifier is the login or `login:suffix`, for every role: sessions (and
+    /// what is queued for them) belong to logins, so no client can take over, resume or lock
+    /// out another's session, even one of a client that does not exist yet.
     fn check_session_name(&self, login: &str, mqtt_id: &str) -> Result<(), Refusal> {
         if mqtt_id == login
             || mqtt_id
@@ -140,22 +163,9 @@ impl Hooks {
         {
             return Ok(());
         }
-        let owner = mqtt_id.split(':').next().unwrap_or(mqtt_id);
-        let st = &self.state;
-        if st.store.get(owner).is_some() || owner == st.internal.login {
-            return Err(Refusal::NotAuthorized(format!(
-                "'{login}' may not use the session name '{mqtt_id}' of another client"
-            )));
-        }
-        if let Some(e) = st.sessions().get(mqtt_id) {
-            if e.login != login {
-                return Err(Refusal::NotAuthorized(format!(
-                    "session name '{mqtt_id}' is in use by '{}'",
-                    e.login
-                )));
-            }
-        }
-        Ok(())
+        Err(Refusal::NotAuthorized(format!(
+            "'{login}' may not use the session name '{mqtt_id}': it must be '{login}' or '{login}:SUFFIX'"
+        )))
     }
 
     fn entry_for(&self, mqtt_id: &str) -> Option<SessionEntry> {
@@ -182,19 +192,18 @@ impl Handler for Hooks {
                             Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
                         )
                     }
-                    Err(Refusal::BadCredentials(why)) => {
-                        tracing::warn!(session = %mqtt_id, "connect refused: {why}");
-                        (
-                            false,
-                            Some(HookResult::AuthResult(AuthResult::BadUsernameOrPassword)),
-                        )
-                    }
-                    Err(Refusal::NotAuthorized(why)) => {
-                        tracing::warn!(session = %mqtt_id, "connect refused: {why}");
-                        (
-                            false,
-                            Some(HookResult::AuthResult(AuthResult::NotAuthorized)),
-                        )
+                    Err(refusal) => {
+                        let (why, result) = match refusal {
+                            Refusal::BadCredentials(w) => (w, AuthResult::BadUsernameOrPassword),
+                            Refusal::NotAuthorized(w) => (w, AuthResult::NotAuthorized),
+                            Refusal::Busy(w) => (w, AuthResult::NotAuthorized),
+                        };
+                        let who = ci.username().map(|u| u.to_string()).unwrap_or_default();
+                        self.state
+                            .audit
+                            .refused(&who, &format!("connect refused: {why}"));
+                        tracing::debug!(session = %mqtt_id, "connect refused: {why}");
+                        (false, Some(HookResult::AuthResult(result)))
                     }
                 }
             }
@@ -213,7 +222,7 @@ impl Handler for Hooks {
                         .filter(|e| e.login == login && e.id.is_some())
                         .count();
                     if live == 1 {
-                        let _ = self.state.presence_tx.send((login, true));
+                        let _ = self.state.outbox.presence.send((login, true));
                     }
                 }
                 (true, acc)
@@ -231,7 +240,7 @@ impl Handler for Hooks {
                             .filter(|o| o.login == e.login && o.id.is_some())
                             .count();
                         if e.role == Role::Launcher && !e.internal && live == 0 {
-                            let _ = self.state.presence_tx.send((e.login, false));
+                            let _ = self.state.outbox.presence.send((e.login, false));
                         }
                     }
                 }
@@ -243,7 +252,10 @@ impl Handler for Hooks {
                     e.internal || (e.exp > unix_now() && may_subscribe(&e.login, e.role, &filter))
                 });
                 if !ok {
-                    tracing::info!(session = %s.id.client_id, filter, "subscribe denied");
+                    let who = s.id.username.as_deref().unwrap_or_default();
+                    self.state
+                        .audit
+                        .refused(who, &format!("subscribe denied: {filter}"));
                 }
                 let r = if ok {
                     SubscribeAclResult::new_success(sub.opts.qos(), None)
@@ -260,8 +272,31 @@ impl Handler for Hooks {
                         || (e.exp > unix_now()
                             && may_publish(&e.login, e.role, &topic, &self.state.store))
                 });
+                // Limits apply to allowed publishes only (a denied one is refused anyway).
+                let limited = match entry.as_ref().filter(|e| ok && !e.internal) {
+                    Some(e) if !self.state.take_publish(&e.login) => {
+                        Some("publish rate over limits.publishRate".to_string())
+                    }
+                    Some(e) if p.retain => self
+                        .state
+                        .admit_retained(&e.login, &topic, p.payload.len())
+                        .err(),
+                    _ => None,
+                };
+                if let (Some(why), Some(e)) = (&limited, entry.as_ref()) {
+                    self.state.audit.refused(&e.login, why);
+                    return (
+                        false,
+                        Some(HookResult::PublishAclResult(PublishAclResult::rejected(
+                            false, None,
+                        ))),
+                    );
+                }
                 if !ok {
-                    tracing::info!(session = %s.id.client_id, topic, "publish denied");
+                    let who = s.id.username.as_deref().unwrap_or_default();
+                    self.state
+                        .audit
+                        .refused(who, &format!("publish denied: {topic}"));
                     if let (Some(e), Ok(t)) = (entry, Topic::parse(&topic)) {
                         // Answer a denied request at once, so the caller gets "not permitted"
                         // instead of a timeout. Only to the real sender's own inbox.
@@ -270,7 +305,7 @@ impl Handler for Hooks {
                                 .properties
                                 .as_ref()
                                 .and_then(|pp| pp.correlation_data.clone());
-                            let _ = self.state.denied_tx.try_send(DeniedCall {
+                            let _ = self.state.outbox.denied.try_send(DeniedCall {
                                 role: e.role,
                                 topic: t,
                                 corr,
@@ -285,7 +320,33 @@ impl Handler for Hooks {
                 };
                 (false, Some(HookResult::PublishAclResult(r)))
             }
+            Parameter::MessagePublish(_, from, p) if matches!(from.typ(), FromType::LastWill) => {
+                // A will is checked again when it fires, against the client as it is now: a
+                // removed or demoted client's will goes nowhere.
+                let login = from.id.username.as_deref().unwrap_or_default().to_string();
+                let topic = p.topic.to_string();
+                let allowed = self
+                    .state
+                    .store
+                    .get(&login)
+                    .is_some_and(|c| may_publish(&login, c.role, &topic, &self.state.store));
+                if allowed {
+                    return (true, acc);
+                }
+                self.state.audit.change(&format!(
+                    "will dropped: {login} on {topic} (no longer allowed)"
+                ));
+                let mut dropped = (*p).clone();
+                // No client can subscribe to `$` topics (wildcards never match them and the
+                // ACL refuses them), and a dropped will is never retained.
+                dropped.topic = DROPPED_WILL_TOPIC.into();
+                dropped.retain = false;
+                (false, Some(HookResult::Publish(dropped)))
+            }
             _ => (true, acc),
         }
     }
 }
+
+/// Where a will that may no longer be sent goes: nowhere anyone can subscribe.
+const DROPPED_WILL_TOPIC: &str = "$hivehub/dropped-will";

@@ -38,6 +38,42 @@ impl TokenValidity {
     }
 }
 
+/// Limits per client, so one hostile login cannot exhaust the core (docs/SECURITY.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Subscriptions per session; more get SUBACK "quota exceeded". Default 1000.
+    pub max_subscriptions: usize,
+    /// Longest session expiry a client may ask for, in seconds: an offline session and its
+    /// subscriptions are dropped after it. Default 3600.
+    pub max_session_expiry_secs: u64,
+    /// Messages queued per session while it is offline or slow; older ones are dropped.
+    /// Default 1000.
+    pub max_queued_messages: usize,
+    /// Publishes per second per login (token bucket); 0 turns the limit off. Default 1000.
+    pub publish_rate: u32,
+    /// Publishes a login may send at once before the rate applies. Default 2000.
+    pub publish_burst: u32,
+    /// Largest retained message, in bytes. Default 65536.
+    pub max_retained_bytes: usize,
+    /// Retained topics per login. Default 256.
+    pub max_retained_topics: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_subscriptions: 1000,
+            max_session_expiry_secs: 3600,
+            max_queued_messages: 1000,
+            publish_rate: 1000,
+            publish_burst: 2000,
+            max_retained_bytes: 65_536,
+            max_retained_topics: 256,
+        }
+    }
+}
+
 /// The core's settings. Every key is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -52,8 +88,10 @@ pub struct CoreConfig {
     pub token_validity_days: TokenValidity,
     /// Log filter (tracing syntax), e.g. `info` or `hivehub_core=debug`.
     pub log_level: String,
-    /// Most simultaneous connections per listener.
+    /// Most simultaneous connections in all; a CONNECT beyond is refused.
     pub max_connections: usize,
+    /// Limits per client.
+    pub limits: Limits,
 }
 
 impl Default for CoreConfig {
@@ -65,6 +103,7 @@ impl Default for CoreConfig {
             token_validity_days: TokenValidity::default(),
             log_level: "info".into(),
             max_connections: 4096,
+            limits: Limits::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! [`start`] runs it in the current tokio runtime; the `hubcore` binary is a thin wrapper.
 
+mod audit;
 mod broker;
 pub mod certs;
 pub mod config;
@@ -131,10 +132,13 @@ fn ensure_builtin_client(
                 display_name: display.to_string(),
                 role,
                 pub_key: pub_key.clone(),
-                created: existing.map(|e| e.created).unwrap_or(now),
+                created: existing.as_ref().map(|e| e.created).unwrap_or(now),
                 updated: now,
                 created_by: None,
                 plugin: false,
+                generation: existing
+                    .map(|e| e.generation)
+                    .unwrap_or_else(|| Some(rand::random::<u64>() >> 11)),
             };
             state.store.upsert(p.clone())?;
             p
@@ -145,7 +149,12 @@ fn ensure_builtin_client(
     let keep = std::fs::read_to_string(&token_path)
         .ok()
         .and_then(|t| state.issuer.verify(&t, id).ok())
-        .is_some_and(|c| c.pub_key == pub_key && c.role == role && c.exp > now + lifetime / 4);
+        .is_some_and(|c| {
+            c.pub_key == pub_key
+                && c.role == role
+                && (profile.generation.is_none() || c.generation == profile.generation)
+                && c.exp > now + lifetime / 4
+        });
     if !keep {
         let (token, _) = state
             .issue_for(&profile)
@@ -174,7 +183,11 @@ fn listener(
         .reuseaddr(Some(true))
         .nodelay(true)
         .max_packet_size(MAX_PACKET_BYTES)
-        .max_connections(cfg.max_connections);
+        // rmqtt treats this as the accept queue; the exact limit is in the CONNECT hook.
+        .max_connections(cfg.max_connections)
+        .max_subscriptions(cfg.limits.max_subscriptions)
+        .max_session_expiry_interval(Duration::from_secs(cfg.limits.max_session_expiry_secs))
+        .max_mqueue_len(cfg.limits.max_queued_messages);
     if let Some(t) = tls {
         b = b
             .tls_cert(Some(t.cert.to_string_lossy().into_owned()))
@@ -211,6 +224,7 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
         updated: unix_now(),
         created_by: None,
         plugin: false,
+        generation: None,
     };
     let (internal_token, _) = issuer
         .issue(&internal_profile, 10 * 365 * 86_400)
@@ -235,10 +249,14 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
             login: AUTH_SERVICE.to_string(),
             pub_key: internal_key.public_key_b64(),
         },
-        denied_tx,
+        state::Outbox {
+            denied: denied_tx,
+            presence: presence_tx,
+        },
         scx.clone(),
-        presence_tx,
+        audit::Audit::open(&home.logs().join("audit.log")),
     ));
+    state.audit.spawn_summaries();
     ensure_builtin_client(&state, home, ADMIN_ID, Role::Admin, "Administrator")?;
     ensure_builtin_client(&state, home, LAUNCHER_ID, Role::Launcher, "Launcher")?;
     broker::register(

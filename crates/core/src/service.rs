@@ -67,6 +67,10 @@ fn caller(s: &CoreState, r: &Request) -> Result<ClientProfile, RemoteError> {
 
 /// Admin manages every client; a launcher only service clients (plugins), never users, devices
 /// or other launchers.
+/// Most capabilities one service may grant to roles: the grants live in the client store, which
+/// is rewritten on every change.
+pub(crate) const MAX_GRANTED_CAPABILITIES: usize = 64;
+
 fn may_manage(caller: &ClientProfile, target_role: Role) -> bool {
     match caller.role {
         Role::Admin => true,
@@ -85,6 +89,15 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
                 return Err(err(
                     ErrorCode::Conflict,
                     format!("'{}' is reserved for the core", req.client_id),
+                ));
+            }
+            if req.client_id.starts_with('_') {
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "'{}' is reserved: IDs starting with '_' belong to the hub",
+                        req.client_id
+                    ),
                 ));
             }
             public_key_b64_to_pem(&req.pub_key).map_err(|e| err(ErrorCode::BadRequest, e))?;
@@ -130,6 +143,12 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
                 client_id: req.client_id,
                 created_by: Some(me.client_id.clone()),
                 plugin: me.role == Role::Launcher,
+                // A new client gets a new generation, so tokens of an earlier one with the
+                // same ID are refused (profiles from before generations keep none).
+                generation: match &existing {
+                    Some(p) => p.generation,
+                    None => Some(rand::random::<u64>() >> 11),
+                },
             };
             s.store.upsert(profile.clone()).map_err(internal)?;
             let changed = existing
@@ -140,7 +159,17 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
                 s.kick_login(&profile.client_id).await;
             }
             let (token, expires) = s.issue_for(&profile).map_err(internal)?;
-            tracing::info!(by = %me.client_id, client = %profile.client_id, role = %profile.role, "client added");
+            s.audit.change(&format!(
+                "client {}: {} role {} (by {})",
+                if existing.is_some() {
+                    "updated"
+                } else {
+                    "added"
+                },
+                profile.client_id,
+                profile.role,
+                me.client_id
+            ));
             to_value(AddClientResp {
                 profile,
                 token,
@@ -169,7 +198,11 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
             }
             let removed = s.store.remove(&req.client_id).map_err(internal)?;
             let disconnected = s.kick_login(&req.client_id).await;
-            tracing::info!(by = %me.client_id, client = %req.client_id, disconnected, "client removed");
+            s.forget_login(&req.client_id);
+            s.audit.change(&format!(
+                "client removed: {} (by {}, {disconnected} sessions ended)",
+                req.client_id, me.client_id
+            ));
             to_value(RemoveClientResp {
                 removed,
                 disconnected,
@@ -222,10 +255,33 @@ fn authz(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
         methods::SET_PERMISSIONS => {
             let req: SetPermissionsReq = r.json()?;
             validate_id(&req.capability).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
+            let grants = s.store.grants_of(&me.client_id);
+            let mut roles = req.roles.clone();
+            roles.sort();
+            roles.dedup();
+            if grants.get(&req.capability) == Some(&roles)
+                || (roles.is_empty() && !grants.contains_key(&req.capability))
+            {
+                // Unchanged: the store is not rewritten.
+                return to_value(Ack {});
+            }
+            if !grants.contains_key(&req.capability) && grants.len() >= MAX_GRANTED_CAPABILITIES {
+                s.audit
+                    .refused(&me.client_id, "too many granted capabilities");
+                return Err(err(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "a service may grant at most {MAX_GRANTED_CAPABILITIES} capabilities; remove one first"
+                    ),
+                ));
+            }
             s.store
-                .set_grants(&me.client_id, &req.capability, &req.roles)
+                .set_grants(&me.client_id, &req.capability, &roles)
                 .map_err(internal)?;
-            tracing::info!(service = %me.client_id, capability = %req.capability, roles = ?req.roles, "permissions set");
+            s.audit.change(&format!(
+                "permissions set: {}/{} for {roles:?}",
+                me.client_id, req.capability
+            ));
             to_value(Ack {})
         }
         methods::GET_PERMISSIONS => to_value(PermissionsResp {

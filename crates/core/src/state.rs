@@ -1,5 +1,6 @@
 //! Shared state of a running core: the token issuer, the client store and the live sessions.
 
+use crate::audit::Audit;
 use crate::broker::SessionEntry;
 use crate::config::CoreConfig;
 use crate::store::ClientStore;
@@ -10,8 +11,9 @@ use hivehub_api::Role;
 use hivehub_auth::{unix_now, TokenError, TokenIssuer};
 use rmqtt::context::ServerContext;
 use rmqtt::types::Id;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// The core's own client on its bus, which serves the auth service.
@@ -27,16 +29,35 @@ pub(crate) struct DeniedCall {
     pub corr: Option<Bytes>,
 }
 
+/// Messages the broker's hooks (which must not block) leave for the core's own client.
+pub(crate) struct Outbox {
+    /// Refused requests, answered with a `denied` reply.
+    pub denied: mpsc::Sender<DeniedCall>,
+    /// Launcher logins whose first session started (true) or last session ended (false).
+    pub presence: mpsc::UnboundedSender<(String, bool)>,
+}
+
 pub(crate) struct CoreState {
     pub cfg: CoreConfig,
     pub issuer: TokenIssuer,
     pub store: ClientStore,
     pub internal: Internal,
-    pub denied_tx: mpsc::Sender<DeniedCall>,
+    /// What the broker's hooks hand to the core's own client to publish.
+    pub outbox: Outbox,
     pub scx: ServerContext,
-    /// Launcher logins whose first session started (true) or last session ended (false).
-    pub presence_tx: mpsc::UnboundedSender<(String, bool)>,
+    /// The security record (`logs/audit.log`).
+    pub audit: Audit,
     sessions: Mutex<HashMap<String, SessionEntry>>,
+    /// Publish allowance per login (`limits.publishRate`).
+    buckets: Mutex<HashMap<String, Bucket>>,
+    /// Retained topics per login (`limits.maxRetainedTopics`).
+    retained: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+/// A token bucket: `tokens` publishes left, refilled at the configured rate.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
 }
 
 impl CoreState {
@@ -45,20 +66,85 @@ impl CoreState {
         issuer: TokenIssuer,
         store: ClientStore,
         internal: Internal,
-        denied_tx: mpsc::Sender<DeniedCall>,
+        outbox: Outbox,
         scx: ServerContext,
-        presence_tx: mpsc::UnboundedSender<(String, bool)>,
+        audit: Audit,
     ) -> CoreState {
         CoreState {
             cfg,
             issuer,
             store,
             internal,
-            denied_tx,
+            outbox,
             scx,
-            presence_tx,
+            audit,
             sessions: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            retained: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Takes one publish from `login`'s allowance; false when it is used up.
+    pub fn take_publish(&self, login: &str) -> bool {
+        let (rate, burst) = (
+            f64::from(self.cfg.limits.publish_rate),
+            f64::from(self.cfg.limits.publish_burst.max(1)),
+        );
+        if rate <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let e = b.entry(login.to_string()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        e.tokens = (e.tokens + now.duration_since(e.at).as_secs_f64() * rate).min(burst);
+        e.at = now;
+        if e.tokens >= 1.0 {
+            e.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Checks a retained publish of `len` bytes on `topic` by `login` against the limits and
+    /// records it; an empty payload (which deletes a retained message) frees its place.
+    pub fn admit_retained(&self, login: &str, topic: &str, len: usize) -> Result<(), String> {
+        let limits = &self.cfg.limits;
+        let mut r = self.retained.lock().unwrap_or_else(|p| p.into_inner());
+        let topics = r.entry(login.to_string()).or_default();
+        if len == 0 {
+            topics.remove(topic);
+            return Ok(());
+        }
+        if len > limits.max_retained_bytes {
+            return Err(format!(
+                "retained message of {len} bytes is over maxRetainedBytes ({})",
+                limits.max_retained_bytes
+            ));
+        }
+        if !topics.contains(topic) && topics.len() >= limits.max_retained_topics {
+            return Err(format!(
+                "more than maxRetainedTopics ({}) retained topics",
+                limits.max_retained_topics
+            ));
+        }
+        topics.insert(topic.to_string());
+        Ok(())
+    }
+
+    /// Forgets the rate and retained bookkeeping of a removed login.
+    pub fn forget_login(&self, login: &str) {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(login);
+        self.retained
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(login);
     }
 
     /// Live sessions by MQTT client identifier.
@@ -104,7 +190,36 @@ impl CoreState {
             .filter(|e| e.login == login)
             .filter_map(|e| e.id.clone())
             .collect();
-        self.kick(ids).await
+        let n = self.kick(ids).await;
+        self.drop_offline_sessions(login).await;
+        if n > 0 {
+            self.audit
+                .change(&format!("sessions ended: {login} ({n} disconnected)"));
+        }
+        n
+    }
+
+    /// Deletes the sessions `login` left behind (persistent sessions, with their
+    /// subscriptions and queued messages), so nothing of a removed or re-keyed client stays.
+    pub async fn drop_offline_sessions(&self, login: &str) {
+        let ids: Vec<Id> = {
+            let shared = self.scx.extends.shared().await;
+            shared
+                .iter()
+                .filter_map(|e| e.session().map(|s| s.id.clone()))
+                .filter(|id| id.username.as_deref() == Some(login))
+                .collect()
+        };
+        let n = ids.len();
+        for id in ids {
+            let entry = { self.scx.extends.shared().await.entry(id.clone()) };
+            if let Ok(mut e) = entry.try_lock().await {
+                let _ = e.kick(true, true, true).await;
+            }
+        }
+        if n > 0 {
+            tracing::info!(login, sessions = n, "sessions of the client deleted");
+        }
     }
 
     /// Disconnects the sessions whose credential has expired.

@@ -187,6 +187,7 @@ mod tests {
             updated: 1,
             created_by: None,
             plugin: false,
+            generation: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! clients.
 
 use hivehub_api::auth::ClientProfile;
-use hivehub_api::{ClientType, ErrorCode, Role};
+use hivehub_api::{ErrorCode, Role};
 use hivehub_auth::{KeyPair, TokenIssuer};
 use hivehub_client::ClientError;
 use hivehub_testkit::{args, mosquitto_pub, Core, Sub};
@@ -12,18 +12,13 @@ fn core() -> Core {
     Core::start(env!("CARGO_BIN_EXE_hubcore").as_ref())
 }
 
-fn profile_for(id: &str, key: &KeyPair, role: Role) -> ClientProfile {
-    ClientProfile {
-        client_id: id.into(),
-        client_type: ClientType::Service,
-        display_name: id.into(),
-        role,
-        pub_key: key.public_key_b64(),
-        created: 0,
-        updated: 0,
-        created_by: None,
-        plugin: false,
-    }
+/// The profile the core keeps for `id` (with its generation), to forge tokens the core would
+/// otherwise accept.
+fn profile_for(core: &Core, id: &str) -> ClientProfile {
+    let text =
+        std::fs::read_to_string(core.home.stores().join("auth").join("clients.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_value(v["clients"][id].clone()).unwrap()
 }
 
 fn hub_issuer(core: &Core) -> TokenIssuer {
@@ -63,19 +58,15 @@ async fn bad_credentials_are_refused() {
     let core = core();
     let admin = core.client("admin").await;
     core.add_client(&admin, "p1", Role::Service).await;
-    let key = KeyPair::load(&core.home.key_file("p1")).unwrap();
     let hub = hub_issuer(&core);
 
     let forged = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJwMSJ9.AAAA".to_string();
     let other_key = TokenIssuer::new(&KeyPair::generate(), "hivehub")
         .unwrap()
-        .issue(&profile_for("p1", &key, Role::Service), 3600)
+        .issue(&profile_for(&core, "p1"), 3600)
         .unwrap()
         .0;
-    let expired = hub
-        .issue(&profile_for("p1", &key, Role::Service), 0)
-        .unwrap()
-        .0;
+    let expired = hub.issue(&profile_for(&core, "p1"), 0).unwrap().0;
     let admin_token = std::fs::read_to_string(core.home.token_file("admin")).unwrap();
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("forged token", core.mosq_args_with("p1", &forged)),
@@ -386,9 +377,8 @@ async fn expired_session_is_disconnected() {
     let core = core();
     let admin = core.client("admin").await;
     core.add_client(&admin, "p1", Role::Service).await;
-    let key = KeyPair::load(&core.home.key_file("p1")).unwrap();
     let short = hub_issuer(&core)
-        .issue(&profile_for("p1", &key, Role::Service), 2)
+        .issue(&profile_for(&core, "p1"), 2)
         .unwrap()
         .0;
     let mut opts = core.options("p1");
@@ -414,9 +404,8 @@ async fn expired_token_is_renewed_with_the_key() {
     let core = core();
     let admin = core.client("admin").await;
     core.add_client(&admin, "p1", Role::Service).await;
-    let key = KeyPair::load(&core.home.key_file("p1")).unwrap();
     let expired = hub_issuer(&core)
-        .issue(&profile_for("p1", &key, Role::Service), 0)
+        .issue(&profile_for(&core, "p1"), 0)
         .unwrap()
         .0;
     hivehub_home::write_atomic(&core.home.token_file("p1"), expired.as_bytes(), 0o400).unwrap();

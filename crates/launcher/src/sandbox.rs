@@ -28,8 +28,7 @@ use crate::config::{LauncherConfig, PluginConfig};
 use hivehub_api::launcher::SandboxLevel;
 use hivehub_home::Home;
 use landlock::{
-    Access, AccessFs, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    Scope, ABI,
+    Access, AccessFs, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
 };
 use std::ffi::OsString;
 use std::fs;
@@ -816,45 +815,76 @@ pub fn landlock_ruleset(
     Ok(ruleset.into())
 }
 
-/// Everything for one confined start of plugin `name` from `binary`: the Unix identity (with
-/// its files prepared), the Landlock ruleset and the environment. `extra` is added to the
-/// environment as in [`environment`]. `home_ready` records that [`prepare_home`] was done.
-pub fn prepare(
-    home: &Home,
-    name: &str,
-    binary: &Path,
-    pc: &PluginConfig,
-    host: &Host,
-    extra: &[(String, String)],
-    home_ready: &mut bool,
-    system: Option<&SystemRules>,
-) -> Result<Prepared, Refusal> {
-    let creds = creds_for(home, name, pc, host)?;
-    if creds.is_some() && !*home_ready {
-        prepare_home(home)?;
-        *home_ready = true;
-    }
-    prepare_files(home, name, creds.as_ref())?;
-    let notify = extra
-        .iter()
-        .find(|(k, _)| k == "NOTIFY_SOCKET")
-        .map(|(_, v)| Path::new(v));
-    let landlock = match system {
-        Some(sys) if pc.sandbox.enabled && host.abi > 0 => {
-            landlock_ruleset(sys, &plugin_paths(home, name, binary, pc, notify)?)?
+/// The confinement of one launcher's plugins: what the host offers, and what is prepared once
+/// per launcher run (the home opened to plugin users, the system part of every ruleset).
+pub struct Sandbox {
+    home: Home,
+    host: Host,
+    /// The system part of every Landlock ruleset (`None` without Landlock).
+    system: Option<SystemRules>,
+    /// Held while a plugin is prepared, so two new plugins never get the same user; true once
+    /// [`prepare_home`] was done.
+    home_ready: std::sync::Mutex<bool>,
+}
+
+impl Sandbox {
+    /// Probes the host and opens the system paths of `home`.
+    pub fn new(home: &Home) -> Sandbox {
+        let host = Host::probe();
+        Sandbox {
+            home: home.clone(),
+            system: (host.abi > 0).then(|| SystemRules::open(home)),
+            host,
+            home_ready: std::sync::Mutex::new(false),
         }
-        _ => None,
-    };
-    let env = environment(home, name, creds.as_ref(), extra);
-    Ok(Prepared {
-        confinement: Confinement {
-            creds,
-            no_new_privs: pc.sandbox.enabled,
-            landlock,
-        },
-        env,
-        level: host.level(pc),
-    })
+    }
+
+    /// What this host offers.
+    pub fn host(&self) -> Host {
+        self.host
+    }
+
+    /// Everything for one confined start of plugin `name` from `binary`: the Unix identity
+    /// (with its files prepared), the Landlock ruleset and the environment. `extra` is added to
+    /// the environment as in [`environment`].
+    pub fn prepare(
+        &self,
+        name: &str,
+        binary: &Path,
+        pc: &PluginConfig,
+        extra: &[(String, String)],
+    ) -> Result<Prepared, Refusal> {
+        let mut home_ready = self.home_ready.lock().unwrap_or_else(|p| p.into_inner());
+        let (home, host) = (&self.home, &self.host);
+        let creds = creds_for(home, name, pc, host)?;
+        if creds.is_some() && !*home_ready {
+            prepare_home(home)?;
+            *home_ready = true;
+        }
+        // Still under the lock: a claimed user ID counts as taken once it owns the folder.
+        prepare_files(home, name, creds.as_ref())?;
+        drop(home_ready);
+        let notify = extra
+            .iter()
+            .find(|(k, _)| k == "NOTIFY_SOCKET")
+            .map(|(_, v)| Path::new(v));
+        let landlock = match &self.system {
+            Some(sys) if pc.sandbox.enabled && host.abi > 0 => {
+                landlock_ruleset(sys, &plugin_paths(home, name, binary, pc, notify)?)?
+            }
+            _ => None,
+        };
+        let env = environment(home, name, creds.as_ref(), extra);
+        Ok(Prepared {
+            confinement: Confinement {
+                creds,
+                no_new_privs: pc.sandbox.enabled,
+                landlock,
+            },
+            env,
+            level: host.level(pc),
+        })
+    }
 }
 
 /// Checks the sandbox settings of every plugin against this home and host, for

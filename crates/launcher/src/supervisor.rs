@@ -199,14 +199,8 @@ struct Shared {
     core_listen: Mutex<Option<String>>,
     /// Decides whether a movable plugin may run here (the cluster's leases).
     gate: Mutex<Option<Arc<dyn PlacementGate>>>,
-    /// What this host offers to confine plugins.
-    host: sandbox::Host,
-    /// Held while a plugin's sandbox is prepared, so two new plugins never get the same user;
-    /// true once the home was opened to plugin users (`sandbox::prepare_home`).
-    sandbox_lock: Mutex<bool>,
-    /// The system part of every plugin's Landlock ruleset, opened once (`None` without
-    /// Landlock).
-    landlock: Option<sandbox::SystemRules>,
+    /// The confinement of plugins.
+    sandbox: sandbox::Sandbox,
 }
 
 /// The cluster's say over movable plugins, consulted before each spawn so that not even an
@@ -273,8 +267,7 @@ impl Supervisor {
         guard: Option<Guard>,
     ) -> std::io::Result<Supervisor> {
         let cfg_concurrency = cfg.restart_concurrency.max(1);
-        let host = sandbox::Host::probe();
-        let landlock = (host.abi > 0).then(|| sandbox::SystemRules::open(&home));
+        let sandbox = sandbox::Sandbox::new(&home);
         let sup = Supervisor {
             sh: Arc::new(Shared {
                 home,
@@ -294,9 +287,7 @@ impl Supervisor {
                 restart_sem: Arc::new(tokio::sync::Semaphore::new(cfg_concurrency)),
                 core_listen: Mutex::new(None),
                 gate: Mutex::new(None),
-                host,
-                sandbox_lock: Mutex::new(false),
-                landlock,
+                sandbox,
             }),
         };
         sup.discover();
@@ -625,8 +616,8 @@ impl Supervisor {
             sandbox: (!slot.is_core).then(|| {
                 let cfg = self.cfg();
                 match cfg.plugins.get(&slot.name) {
-                    Some(pc) => self.sh.host.level(pc),
-                    None => self.sh.host.level(&PluginConfig::default()),
+                    Some(pc) => self.sh.sandbox.host().level(pc),
+                    None => self.sh.sandbox.host().level(&PluginConfig::default()),
                 }
             }),
         }
@@ -634,7 +625,7 @@ impl Supervisor {
 
     /// What this host offers to confine plugins.
     pub fn sandbox_host(&self) -> sandbox::Host {
-        self.sh.host
+        self.sh.sandbox.host()
     }
 
     /// Information about every known plugin, sorted by name.
@@ -1022,7 +1013,7 @@ impl Supervisor {
                 return Err(self.fail(&slot, why));
             }
         }
-        if let Err(why) = sandbox::check_binary(&path, self.sh.host.uid) {
+        if let Err(why) = sandbox::check_binary(&path, self.sh.sandbox.host().uid) {
             return Err(self.fail(&slot, why));
         }
         let log = {
@@ -1069,7 +1060,7 @@ impl Supervisor {
         };
         let (env, env_clear, confine) = if slot.is_core {
             let env = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-            let creds = match sandbox::core_creds(&self.sh.home, &pc, &self.sh.host) {
+            let creds = match sandbox::core_creds(&self.sh.home, &pc, &self.sh.sandbox.host()) {
                 Ok(c) => c,
                 Err(why) => return Err(self.fail(&slot, why)),
             };
@@ -1084,20 +1075,7 @@ impl Supervisor {
             };
             (env, false, confine)
         } else {
-            let prepared = {
-                let mut home_ready = lock(&self.sh.sandbox_lock);
-                sandbox::prepare(
-                    &self.sh.home,
-                    name,
-                    &path,
-                    &pc,
-                    &self.sh.host,
-                    &env,
-                    &mut home_ready,
-                    self.sh.landlock.as_ref(),
-                )
-            };
-            let p = match prepared {
+            let p = match self.sh.sandbox.prepare(name, &path, &pc, &env) {
                 Ok(p) => p,
                 Err(why) => return Err(self.fail(&slot, why)),
             };

@@ -63,10 +63,23 @@ impl Core {
         Core::start_on(bin, "127.0.0.1")
     }
 
+    /// Starts `bin` with `yaml` as its `config/hubcore.yaml` (limits for a test).
+    pub fn start_with_config(bin: &Path, yaml: &str) -> Core {
+        Core::start_configured(bin, "127.0.0.1", Some(yaml))
+    }
+
     /// Starts `bin` listening on a free port of `ip` (its server certificate names `ip`).
     pub fn start_on(bin: &Path, ip: &str) -> Core {
+        Core::start_configured(bin, ip, None)
+    }
+
+    fn start_configured(bin: &Path, ip: &str, yaml: Option<&str>) -> Core {
         let dir = tempdir();
         let home = Home::at(dir.path().join("home"));
+        if let Some(y) = yaml {
+            std::fs::create_dir_all(home.config()).expect("config folder");
+            std::fs::write(home.config_file("hubcore"), y).expect("hubcore.yaml");
+        }
         let mut c = Core {
             home,
             dir: Some(dir),
@@ -208,6 +221,9 @@ impl Core {
     /// Mosquitto arguments for username `id` with an explicit password.
     pub fn mosq_args_with(&self, id: &str, password: &str) -> Vec<String> {
         vec![
+            // Sessions belong to logins: the client identifier is `id:suffix`.
+            "-i".into(),
+            session_name(id),
             "-V".into(),
             "mqttv5".into(),
             "-h".into(),
@@ -276,6 +292,11 @@ impl Sub {
         wait_until(timeout, || self.output().contains(needle))
     }
 
+    /// The mosquitto_sub process (`stdbuf` execs it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// True while the process runs.
     pub fn running(&mut self) -> bool {
         self.child
@@ -299,6 +320,12 @@ pub fn mosquitto_pub(args: &[String]) -> Output {
         .args(args)
         .output()
         .expect("mosquitto_pub (install mosquitto-clients)")
+}
+
+/// A fresh MQTT client identifier for login `id` (`id:` and 8 hex digits), as the hub
+/// requires and the SDK does.
+pub fn session_name(id: &str) -> String {
+    format!("{id}:{:08x}", rand::random::<u32>())
 }
 
 /// Helper to turn `&str` lists into argument vectors.
@@ -501,6 +528,8 @@ impl LauncherHub {
         let port = url.rsplit(':').next().unwrap_or_default().to_string();
         let token = std::fs::read_to_string(self.home.token_file(id)).unwrap_or_default();
         args(&[
+            "-i",
+            &session_name(id),
             "-V",
             "mqttv5",
             "-h",
@@ -664,4 +693,95 @@ pub fn processes_running(path: &Path) -> Vec<u32> {
     let all = out.clone();
     out.retain(|p| ppid(*p).is_none_or(|pp| !all.contains(&pp)));
     out
+}
+
+/// Resident memory (`VmRSS`) of process `pid` in KiB, or `None` once it is gone.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Floods `[service, capability, method]` with `payload` the way a hostile client would: every
+/// connection in `clients` keeps `outstanding` requests in flight all the time, each sent the
+/// moment the one before it is answered (pipelined, so the flood runs as fast as the hub
+/// answers), and each sent once: a `busy` reply is counted, not retried.
+///
+/// First one request must be answered (within 30 s), so a broken setup fails here with its
+/// reason rather than as a count of zero. `flooding` is true while the flood runs. Returns
+/// (requests sent, `busy` replies, results, other failures, the last other failure).
+pub async fn rpc_flood(
+    clients: &[HubClient],
+    target: [&str; 3],
+    payload: &[u8],
+    outstanding: usize,
+    duration: Duration,
+    flooding: &std::sync::atomic::AtomicBool,
+) -> (u64, u64, u64, u64, String) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let [service, capability, method] = target.map(str::to_string);
+    let first = clients.first().expect("a client to flood with");
+    let probe = first
+        .request_raw(
+            &service,
+            &capability,
+            &method,
+            payload.to_vec(),
+            Duration::from_secs(30),
+        )
+        .await;
+    if let Err(e) = probe {
+        panic!("a single {service}/{capability}/{method} request failed before the flood: {e}");
+    }
+
+    let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+    let last_other = Arc::new(Mutex::new(String::new()));
+    let end = tokio::time::Instant::now() + duration;
+    flooding.store(true, Ordering::SeqCst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in clients {
+        for _ in 0..outstanding {
+            let (c, counts, last_other) = (c.clone(), counts.clone(), last_other.clone());
+            let (service, capability, method) =
+                (service.clone(), capability.clone(), method.clone());
+            let payload = payload.to_vec();
+            tasks.spawn(async move {
+                while tokio::time::Instant::now() < end {
+                    counts[0].fetch_add(1, Ordering::Relaxed);
+                    let r = c
+                        .request_raw_once(
+                            &service,
+                            &capability,
+                            &method,
+                            payload.clone(),
+                            Duration::from_secs(3),
+                        )
+                        .await;
+                    let slot = match &r {
+                        Ok(_) => 2,
+                        Err(e) if e.is_busy() => 1,
+                        Err(e) => {
+                            if let Ok(mut l) = last_other.lock() {
+                                *l = e.to_string();
+                            }
+                            3
+                        }
+                    };
+                    counts[slot].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    flooding.store(false, Ordering::SeqCst);
+    let n = |i: usize| counts[i].load(Ordering::Relaxed);
+    let other = last_other.lock().map(|l| l.clone()).unwrap_or_default();
+    (n(0), n(1), n(2), n(3), other)
 }

@@ -1,0 +1,193 @@
+//! The security record: `logs/audit.log`, apart from the core's chatty log so that a flood of
+//! refusals cannot rotate it away.
+//!
+//! Changes (clients added and removed, grants set, sessions ended, wills dropped) are written
+//! at once, one line each. Refusals (logins, publishes, subscriptions, limits) are written at
+//! once the first time a client gets one for a reason, then counted: every
+//! [`SUMMARY_EVERY`] a line per (client, reason) says how many more there were. The counters
+//! are capped ([`MAX_KEYS`]); beyond, refusals are counted under one catch-all key. A flood
+//! therefore costs a few lines per interval, not one per packet.
+
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+/// How often repeated refusals are summarised.
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+/// Most distinct (client, reason) counters kept between summaries.
+const MAX_KEYS: usize = 1024;
+/// Size at which `audit.log` rotates, and the rotated files kept.
+const MAX_BYTES: usize = 10_000_000;
+const MAX_FILES: usize = 5;
+
+/// The audit log. Cheap to clone.
+#[derive(Clone)]
+pub struct Audit {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    out: Option<FileRotate<AppendCount>>,
+    /// Refusals since the last summary, and whether each key was already written once.
+    counts: HashMap<(String, String), u64>,
+    seen: HashMap<(String, String), ()>,
+}
+
+fn now() -> String {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let days = secs / 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        d.subsec_millis()
+    )
+}
+
+impl Audit {
+    /// Opens (appends to) `path`. A file that cannot be opened leaves the record in the core's
+    /// own log only, which the caller is told about.
+    pub fn open(path: &Path) -> Audit {
+        // file-rotate panics on I/O errors instead of returning them; an audit log must never
+        // take the core down.
+        let out = std::panic::catch_unwind(|| {
+            FileRotate::new(
+                path,
+                AppendCount::new(MAX_FILES),
+                ContentLimit::BytesSurpassed(MAX_BYTES),
+                Compression::None,
+                Some({
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut o = std::fs::OpenOptions::new();
+                    o.read(true).create(true).append(true).mode(0o600);
+                    o
+                }),
+            )
+        })
+        .map_err(|_| tracing::error!(file = %path.display(), "cannot open the audit log"))
+        .ok();
+        Audit {
+            inner: Arc::new(Mutex::new(Inner {
+                out,
+                counts: HashMap::new(),
+                seen: HashMap::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(inner: &mut Inner, line: &str) {
+        tracing::info!(target: "audit", "{line}");
+        if let Some(out) = inner.out.as_mut() {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                writeln!(out, "{} {line}", now()).and_then(|_| out.flush())
+            }));
+            if !matches!(ok, Ok(Ok(()))) {
+                tracing::error!("cannot write the audit log; it is off until the core restarts");
+                inner.out = None;
+            }
+        }
+    }
+
+    /// A change: written at once.
+    pub fn change(&self, line: &str) {
+        Audit::write(&mut self.lock(), line);
+    }
+
+    /// A refusal of `client` for `reason`: written the first time, then counted.
+    pub fn refused(&self, client: &str, reason: &str) {
+        let mut inner = self.lock();
+        let mut key = (client.to_string(), reason.to_string());
+        if !inner.seen.contains_key(&key) {
+            if inner.seen.len() < MAX_KEYS {
+                inner.seen.insert(key, ());
+                Audit::write(&mut inner, &format!("refused {client}: {reason}"));
+                return;
+            }
+            key = ("*".into(), "other refusals".into());
+        }
+        if inner.counts.len() >= MAX_KEYS && !inner.counts.contains_key(&key) {
+            key = ("*".into(), "other refusals".into());
+        }
+        *inner.counts.entry(key).or_insert(0) += 1;
+    }
+
+    /// Writes the counts since the last summary and starts over. Called every
+    /// [`SUMMARY_EVERY`].
+    pub fn summarise(&self) {
+        let mut inner = self.lock();
+        let counts = std::mem::take(&mut inner.counts);
+        inner.seen.clear();
+        let mut lines: Vec<String> = counts
+            .into_iter()
+            .map(|((c, r), n)| format!("refused {c} {n} more times: {r}"))
+            .collect();
+        lines.sort();
+        for l in lines {
+            Audit::write(&mut inner, &l);
+        }
+    }
+
+    /// Summarises every [`SUMMARY_EVERY`] until the process ends.
+    pub fn spawn_summaries(&self) {
+        let a = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SUMMARY_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                a.summarise();
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_is_summarised_not_written_per_refusal() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("audit.log");
+        let a = Audit::open(&p);
+        a.change("client removed: bob (by admin)");
+        for _ in 0..10_000 {
+            a.refused("eve", "publish denied");
+        }
+        a.summarise();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains("client removed: bob"));
+        assert!(text.contains("refused eve: publish denied"));
+        assert!(text.contains("refused eve 9999 more times: publish denied"));
+        // Distinct keys are bounded.
+        for i in 0..5000 {
+            a.refused(&format!("c{i}"), "x");
+        }
+        a.summarise();
+        let n = std::fs::read_to_string(&p).unwrap().lines().count();
+        assert!(n <= 3 + MAX_KEYS + 2, "{n} lines");
+        assert!(now().ends_with('Z') && now().len() == 24, "{}", now());
+    }
+}
