@@ -179,6 +179,43 @@ async fn queued_action_survives(core: &Core, admin: &HubClient, dev: &str, remov
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_sessions_expire_within_the_limit() {
+    let core = core_with("limits:\n  maxSessionExpirySecs: 1\n");
+    let admin = core.client("admin").await;
+    // The device asks for 3600 s; the core keeps its offline session for 1 s only, so an
+    // action sent after that finds no session to queue in.
+    let dev = "bulb";
+    core.add_client(&admin, dev, Role::Device).await;
+    let filter = format!("action/{dev}/+/+/+");
+    let persistent = [
+        as_session(&core, dev, dev),
+        args(&["-c", "-x", "3600", "-q", "1", "-t", &filter, "-v"]),
+    ]
+    .concat();
+    let mut first = Sub::start(&persistent);
+    let pid = first.pid().expect("pid");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(wait_until(Duration::from_secs(5), || !first.running()));
+    std::thread::sleep(Duration::from_millis(2500));
+    let topic = format!("action/{dev}/light/on/admin");
+    let _ = mosquitto_pub(
+        &[
+            core.mosq_args("admin"),
+            args(&["-q", "1", "-t", &topic, "-m", "LATE"]),
+        ]
+        .concat(),
+    );
+    let again = Sub::start(&persistent);
+    assert!(
+        !again.wait_for("LATE", Duration::from_secs(2)),
+        "an offline session outlived maxSessionExpirySecs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removal_ends_sessions_and_deletes_queued_messages() {
     let core = core();
     let admin = core.client("admin").await;
@@ -199,7 +236,7 @@ async fn removal_ends_sessions_and_deletes_queued_messages() {
 async fn wills_are_checked_when_they_fire() {
     let core = core();
     let admin = core.client("admin").await;
-    for id in ["gone", "kept"] {
+    for id in ["gone", "kept", "demoted"] {
         core.add_client(&admin, id, Role::Service).await;
     }
     let watch = Sub::start(&[core.mosq_args("admin"), args(&["-t", "event/#", "-v"])].concat());
@@ -221,6 +258,11 @@ async fn wills_are_checked_when_they_fire() {
     };
     let mut gone = with_will("gone");
     let kept = with_will("kept");
+    let mut demoted = with_will("demoted");
+    // A demoted client (now a viewer, which sends no events) is disconnected; its will must
+    // not fire either.
+    core.add_client(&admin, "demoted", Role::Viewer).await;
+    assert!(wait_until(Duration::from_secs(10), || !demoted.running()));
     // A removed client's will must not fire (the removal disconnects it).
     let _: serde_json::Value = admin
         .request(
@@ -246,9 +288,14 @@ async fn wills_are_checked_when_they_fire() {
         audit(&core)
     );
     assert!(
-        !watch.output().contains("WILL-gone"),
-        "a removed client's will fired: {}",
+        !watch.output().contains("WILL-gone") && !watch.output().contains("WILL-demoted"),
+        "a removed or demoted client's will fired: {}",
         watch.output()
+    );
+    assert!(
+        audit(&core).contains("will dropped: demoted"),
+        "{}",
+        audit(&core)
     );
     assert!(
         audit(&core).contains("will dropped: gone"),
