@@ -5,6 +5,9 @@
 //! reply goes to that inbox with the same correlation data, and its payload is a [`Reply`]:
 //! `{"result": <value>}` or `{"error": {"code": "...", "message": "..."}}`. An error reply is thus
 //! always distinguishable from a timeout (no reply) and from a successful empty result.
+//!
+//! A service runs a bounded number of requests at a time, overall and per caller; a request over
+//! a bound is answered at once with [`ErrorCode::Busy`] and not run, so it may be sent again.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -35,6 +38,10 @@ pub enum ErrorCode {
     TooLarge,
     /// The service cannot serve the request right now.
     Unavailable,
+    /// Too many requests in flight; retry later. A service answers this at once, without
+    /// running the handler, when the caller (or all callers together) already have as many
+    /// requests in flight as it serves at a time, so a flood cannot exhaust its memory.
+    Busy,
     /// A fault in the service.
     Internal,
 }
@@ -50,6 +57,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::TooLarge => "tooLarge",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Busy => "busy",
             ErrorCode::Internal => "internal",
         }
     }
@@ -121,5 +129,16 @@ mod tests {
             r#"{"error":{"code":"notFound","message":"no plugin named 'x'"}}"#
         );
         assert_eq!(serde_json::from_str::<Reply>(&s).unwrap(), err);
+    }
+
+    #[test]
+    fn busy_wire_name_matches_serde() {
+        let s = serde_json::to_string(&ErrorCode::Busy).unwrap();
+        assert_eq!(s, r#""busy""#);
+        assert_eq!(ErrorCode::Busy.as_str(), "busy");
+        assert_eq!(
+            serde_json::from_str::<ErrorCode>(r#""busy""#).unwrap(),
+            ErrorCode::Busy
+        );
     }
 }

@@ -1,3 +1,14 @@
+//! The connection to the hub: requests, served capabilities, events.
+//!
+//! Served capabilities are bounded: every request runs in a task of its own, but a client runs
+//! at most [`HubClient::DEFAULT_MAX_IN_FLIGHT`] requests at a time over all the capabilities it
+//! serves, and at most [`HubClient::DEFAULT_MAX_IN_FLIGHT_PER_SENDER`] for one requester (see
+//! [`HubClient::set_serve_limits`]). A request over a bound is answered with
+//! [`ErrorCode::Busy`] at once and never runs, so a flooding caller costs a pre-built reply per
+//! request instead of a task and a result each (a viewer flooding `launcher/view/status` once
+//! took the launcher from 29 MiB to gigabytes), and it cannot crowd out other callers.
+//! [`HubClient::request`] retries `busy` replies by itself within its timeout.
+
 use crate::error::{ClientError, RpcError};
 use crate::options::ClientOptions;
 use bytes::Bytes;
@@ -20,7 +31,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// The state of the connection to the hub.
@@ -96,8 +107,170 @@ impl Request {
     }
 }
 
-type HandlerFuture = Pin<Box<dyn Future<Output = Result<serde_json::Value, RemoteError>> + Send>>;
+/// A handler's answer: the whole reply payload of a success (`{"result": ...}`), already
+/// serialized, or the error to send.
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, RemoteError>> + Send>>;
 type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
+
+/// The reply payload `{"result": <json>}` around a result that is already JSON text.
+fn result_body(json: &[u8]) -> Vec<u8> {
+    const HEAD: &[u8] = b"{\"result\":";
+    let mut body = Vec::with_capacity(HEAD.len() + json.len() + 1);
+    body.extend_from_slice(HEAD);
+    body.extend_from_slice(json);
+    body.push(b'}');
+    body
+}
+
+/// Why a request was refused as busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Its sender already has the most requests in flight it may have.
+    Sender,
+    /// All senders together already have the most requests in flight this client runs.
+    Total,
+}
+
+/// The bookkeeping of the requests in flight in this client's served capabilities. Its size is
+/// bounded by the overall limit: a sender has an entry only while it has a request in flight.
+struct Gate {
+    st: Mutex<GateState>,
+}
+
+struct GateState {
+    max_total: usize,
+    max_per_sender: usize,
+    total: usize,
+    per_sender: HashMap<String, usize>,
+    /// The two busy replies, serialized once (they only name the limits), so that refusing a
+    /// request costs no more than publishing a few bytes.
+    busy_sender: Bytes,
+    busy_total: Bytes,
+    /// Refusals not yet logged, and when the last log line was written: a flood gets a line
+    /// every [`BUSY_LOG_EVERY`], not one per request.
+    refused: u64,
+    last_log: Option<Instant>,
+}
+
+/// How often refusals are logged at most.
+const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
+
+fn busy_body(message: String) -> Bytes {
+    let reply = Reply::Err(RemoteError::new(ErrorCode::Busy, message));
+    // Serializing a struct of strings cannot fail; the fallback is the same reply spelled out.
+    serde_json::to_vec(&reply)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(br#"{"error":{"code":"busy","message":"busy"}}"#))
+}
+
+impl GateState {
+    fn set_limits(&mut self, max_total: usize, max_per_sender: usize) {
+        self.max_total = max_total.max(1);
+        self.max_per_sender = max_per_sender.max(1);
+        self.busy_sender = busy_body(format!(
+            "too many requests in flight from this client (at most {}); retry later",
+            self.max_per_sender
+        ));
+        self.busy_total = busy_body(format!(
+            "too many requests in flight (at most {} from all clients); retry later",
+            self.max_total
+        ));
+    }
+}
+
+impl Gate {
+    fn new(max_total: usize, max_per_sender: usize) -> Gate {
+        let mut st = GateState {
+            max_total: 0,
+            max_per_sender: 0,
+            total: 0,
+            per_sender: HashMap::new(),
+            busy_sender: Bytes::new(),
+            busy_total: Bytes::new(),
+            refused: 0,
+            last_log: None,
+        };
+        st.set_limits(max_total, max_per_sender);
+        Gate { st: Mutex::new(st) }
+    }
+
+    /// Admits a request of `sender`, or says why not with the reply to send.
+    fn try_acquire(self: &Arc<Self>, sender: &str) -> Result<Permit, (Refusal, Bytes)> {
+        let mut st = lock(&self.st);
+        let mine = st.per_sender.get(sender).copied().unwrap_or(0);
+        let refusal = if mine >= st.max_per_sender {
+            Some(Refusal::Sender)
+        } else if st.total >= st.max_total {
+            Some(Refusal::Total)
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            st.refused += 1;
+            let due = st.last_log.is_none_or(|t| t.elapsed() >= BUSY_LOG_EVERY);
+            if due {
+                let n = std::mem::take(&mut st.refused);
+                st.last_log = Some(Instant::now());
+                let (total, max_total, max_sender) = (st.total, st.max_total, st.max_per_sender);
+                drop(st);
+                tracing::warn!(
+                    sender,
+                    refused = n,
+                    in_flight = total,
+                    max_in_flight = max_total,
+                    max_in_flight_per_sender = max_sender,
+                    "too many requests in flight; answering busy"
+                );
+                st = lock(&self.st);
+            }
+            let body = match why {
+                Refusal::Sender => st.busy_sender.clone(),
+                Refusal::Total => st.busy_total.clone(),
+            };
+            return Err((why, body));
+        }
+        st.total += 1;
+        match st.per_sender.get_mut(sender) {
+            Some(n) => *n += 1,
+            None => {
+                st.per_sender.insert(sender.to_string(), 1);
+            }
+        }
+        Ok(Permit {
+            gate: self.clone(),
+            sender: sender.to_string(),
+        })
+    }
+
+    fn release(&self, sender: &str) {
+        let mut st = lock(&self.st);
+        st.total = st.total.saturating_sub(1);
+        if let Some(n) = st.per_sender.get_mut(sender) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.per_sender.remove(sender);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn counts(&self) -> (usize, usize) {
+        let st = lock(&self.st);
+        (st.total, st.per_sender.len())
+    }
+}
+
+/// One admitted request; frees its place when dropped (also when its handler panics).
+struct Permit {
+    gate: Arc<Gate>,
+    sender: String,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.gate.release(&self.sender);
+    }
+}
 
 enum SubKind {
     Events(mpsc::Sender<EventMessage>),
@@ -124,6 +297,7 @@ struct Inner {
     state: watch::Sender<ConnState>,
     token: Mutex<Option<String>>,
     closed: AtomicBool,
+    serving: Arc<Gate>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -265,7 +439,42 @@ impl Inner {
     }
 }
 
+/// First pause before a request refused as busy is sent again; it doubles up to
+/// [`BUSY_RETRY_MAX`], with up to half of it again as jitter so that refused callers spread out.
+const BUSY_RETRY_FIRST: Duration = Duration::from_millis(10);
+const BUSY_RETRY_MAX: Duration = Duration::from_millis(250);
+
 impl HubClient {
+    /// Default of the most requests this client runs at once over all the capabilities it
+    /// serves: 64. Enough to keep a service busy (handlers are short), small enough that the
+    /// results in flight stay a few MiB even for large answers.
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+    /// Default of the most requests one requester (the `{sender}` of the request topic, which the
+    /// core verifies) may have in flight in this client's served capabilities: 8. One caller
+    /// can then hold at most an eighth of [`HubClient::DEFAULT_MAX_IN_FLIGHT`], so a flood from
+    /// one login leaves room for everybody else.
+    pub const DEFAULT_MAX_IN_FLIGHT_PER_SENDER: usize = 8;
+
+    /// Sets how many requests the capabilities served by this client run at once: at most
+    /// `max_in_flight` in all (default [`HubClient::DEFAULT_MAX_IN_FLIGHT`]) and at most
+    /// `max_per_sender` for one requester (default
+    /// [`HubClient::DEFAULT_MAX_IN_FLIGHT_PER_SENDER`]); values below 1 count as 1. A request
+    /// over a bound is not run: it gets an immediate [`ErrorCode::Busy`] reply. Applies to
+    /// requests that arrive from now on.
+    ///
+    /// The limits are set on the client rather than in [`ClientOptions`] so that adding them
+    /// changed no code that builds `ClientOptions` field by field.
+    pub fn set_serve_limits(&self, max_in_flight: usize, max_per_sender: usize) {
+        lock(&self.inner.serving.st).set_limits(max_in_flight, max_per_sender);
+    }
+
+    /// The current limits of [`HubClient::set_serve_limits`]: `(max_in_flight, max_per_sender)`.
+    pub fn serve_limits(&self) -> (usize, usize) {
+        let st = lock(&self.inner.serving.st);
+        (st.max_total, st.max_per_sender)
+    }
+
     /// Connects, waiting for the first CONNACK. Later connection losses are repaired by the
     /// client itself; this first attempt fails fast with a clear reason instead.
     pub async fn connect(opts: ClientOptions) -> Result<HubClient, ClientError> {
@@ -307,6 +516,10 @@ impl HubClient {
             suback: Mutex::new(None),
             state,
             closed: AtomicBool::new(false),
+            serving: Arc::new(Gate::new(
+                HubClient::DEFAULT_MAX_IN_FLIGHT,
+                HubClient::DEFAULT_MAX_IN_FLIGHT_PER_SENDER,
+            )),
         });
         let (first_tx, first_rx) = oneshot::channel();
         tokio::spawn(drive(inner.clone(), eventloop, first_tx));
@@ -362,7 +575,8 @@ impl HubClient {
         subscribe_on(&self.inner, f).await
     }
 
-    /// Sends a request and waits for its reply, with the default timeout.
+    /// Sends a request and waits for its reply, with the default timeout. A `busy` reply is
+    /// retried as in [`HubClient::request_raw`].
     pub async fn request<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         service: &str,
@@ -384,6 +598,11 @@ impl HubClient {
     }
 
     /// Sends a request with a raw payload and waits up to `timeout` for the reply's result.
+    ///
+    /// A [`ErrorCode::Busy`] reply means the service did not run the request; it is sent again
+    /// after a short, growing pause (10 ms doubling up to 250 ms, with jitter) while `timeout`
+    /// allows, so a burst of calls gets through a service's in-flight limit. When the time is
+    /// up the last `busy` error is returned.
     pub async fn request_raw(
         &self,
         service: &str,
@@ -394,6 +613,73 @@ impl HubClient {
     ) -> Result<serde_json::Value, RpcError> {
         let topic =
             Topic::rpc(service, capability, method, self.client_id()).map_err(ClientError::from)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let payload = Bytes::from(payload);
+        let mut pause = BUSY_RETRY_FIRST;
+        loop {
+            match self
+                .request_once(&topic, service, payload.clone(), deadline)
+                .await
+            {
+                Ok(Some(Err(e))) if e.code == ErrorCode::Busy => {
+                    let jitter = pause.mul_f64(rand::random::<f64>() / 2.0);
+                    let wake = tokio::time::Instant::now() + pause + jitter;
+                    if wake >= deadline {
+                        return Err(RpcError::Remote(e));
+                    }
+                    tokio::time::sleep_until(wake).await;
+                    pause = (pause * 2).min(BUSY_RETRY_MAX);
+                }
+                Ok(Some(reply)) => return reply.map_err(RpcError::Remote),
+                Ok(None) => {
+                    return Err(RpcError::Timeout {
+                        service: service.into(),
+                        capability: capability.into(),
+                        method: method.into(),
+                        after: timeout,
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Like [`HubClient::request_raw`], but sends the request once: a [`ErrorCode::Busy`] reply
+    /// comes back at once as [`RpcError::Remote`] instead of being retried. For callers that
+    /// handle a loaded service themselves, or measure it.
+    pub async fn request_raw_once(
+        &self,
+        service: &str,
+        capability: &str,
+        method: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, RpcError> {
+        let topic =
+            Topic::rpc(service, capability, method, self.client_id()).map_err(ClientError::from)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        match self
+            .request_once(&topic, service, Bytes::from(payload), deadline)
+            .await?
+        {
+            Some(reply) => reply.map_err(RpcError::Remote),
+            None => Err(RpcError::Timeout {
+                service: service.into(),
+                capability: capability.into(),
+                method: method.into(),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// Sends one request and waits until `deadline` for its reply: `Ok(None)` on timeout.
+    async fn request_once(
+        &self,
+        topic: &Topic,
+        service: &str,
+        payload: Bytes,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Result<serde_json::Value, RemoteError>>, RpcError> {
         let corr: [u8; 16] = rand::random();
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.pending).insert(
@@ -418,19 +704,14 @@ impl HubClient {
             lock(&self.inner.pending).remove(&corr[..]);
             return Err(ClientError::Closed.into());
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Ok(reply))) => reply.into_result().map_err(RpcError::Remote),
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(reply))) => Ok(Some(reply.into_result())),
             Ok(Ok(Err(decode))) => Err(RpcError::Decode(decode)),
             // The connection dropped while waiting: say so instead of reporting a timeout.
             Ok(Err(_)) => Err(ClientError::ConnectionLost(self.server_url()).into()),
             Err(_) => {
                 lock(&self.inner.pending).remove(&corr[..]);
-                Err(RpcError::Timeout {
-                    service: service.into(),
-                    capability: capability.into(),
-                    method: method.into(),
-                    after: timeout,
-                })
+                Ok(None)
             }
         }
     }
@@ -493,14 +774,50 @@ impl HubClient {
     /// Serves the requests to this client's `capability`. Each request runs in its own task;
     /// the handler's result (or error) is sent back as the reply. Register who may call it with
     /// [`HubClient::set_permissions`].
+    ///
+    /// Requests in flight are bounded (see [`HubClient::set_serve_limits`]): over a bound, a
+    /// request gets an immediate [`ErrorCode::Busy`] reply and the handler is not called.
     pub async fn serve<F, Fut>(&self, capability: &str, handler: F) -> Result<(), ClientError>
     where
         F: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<serde_json::Value, RemoteError>> + Send + 'static,
     {
+        let h: Handler = Arc::new(move |r| {
+            let fut = handler(r);
+            Box::pin(async move {
+                let reply = Reply::Ok(fut.await?);
+                serde_json::to_vec(&reply)
+                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
+            })
+        });
+        self.serve_handler(capability, h).await
+    }
+
+    /// Like [`HubClient::serve`], for handlers that return their result already serialized as
+    /// JSON (for example with `serde_json::to_vec`), which must be exactly one JSON value. It
+    /// goes into the reply as it is, so a handler can serialize a result straight from its
+    /// types, or answer from a cache of serialized results, instead of building a
+    /// `serde_json::Value` per request.
+    pub async fn serve_raw<F, Fut, B>(
+        &self,
+        capability: &str,
+        handler: F,
+    ) -> Result<(), ClientError>
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<B, RemoteError>> + Send + 'static,
+        B: AsRef<[u8]> + Send + 'static,
+    {
+        let h: Handler = Arc::new(move |r| {
+            let fut = handler(r);
+            Box::pin(async move { fut.await.map(|json| result_body(json.as_ref())) })
+        });
+        self.serve_handler(capability, h).await
+    }
+
+    async fn serve_handler(&self, capability: &str, h: Handler) -> Result<(), ClientError> {
         hivehub_api::validate_id(capability)?;
         let f = filter::capability_requests(self.client_id(), capability);
-        let h: Handler = Arc::new(move |r| Box::pin(handler(r)));
         lock(&self.inner.subs).push(Subscription {
             filter: f.clone(),
             kind: SubKind::Serve(h),
@@ -541,19 +858,23 @@ impl HubClient {
         correlation: Option<Bytes>,
         reply: &Reply,
     ) -> Result<(), ClientError> {
-        let inbox = InboxTopic {
-            owner: requester.to_string(),
-            responder: responder.to_string(),
-        };
         let body = serde_json::to_vec(reply).map_err(|e| ClientError::Encode(e.to_string()))?;
-        let props = PublishProperties {
-            correlation_data: correlation,
-            content_type: Some("application/json".into()),
-            ..Default::default()
-        };
+        self.send_reply_body(requester, responder, correlation, body)
+            .await
+    }
+
+    /// Publishes an already serialized reply payload; see [`HubClient::send_reply`].
+    async fn send_reply_body(
+        &self,
+        requester: &str,
+        responder: &str,
+        correlation: Option<Bytes>,
+        body: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        let (inbox, props) = reply_envelope(requester, responder, correlation);
         self.inner
             .mqtt
-            .publish_with_properties(inbox.to_string(), QoS::AtLeastOnce, false, body, props)
+            .publish_with_properties(inbox, QoS::AtLeastOnce, false, body, props)
             .await
             .map_err(|_| ClientError::Closed)
     }
@@ -571,6 +892,25 @@ impl HubClient {
         )
         .await;
     }
+}
+
+/// The topic and properties of a reply: `requester`'s inbox for `responder`, with the request's
+/// correlation data.
+fn reply_envelope(
+    requester: &str,
+    responder: &str,
+    correlation: Option<Bytes>,
+) -> (String, PublishProperties) {
+    let inbox = InboxTopic {
+        owner: requester.to_string(),
+        responder: responder.to_string(),
+    };
+    let props = PublishProperties {
+        correlation_data: correlation,
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    };
+    (inbox.to_string(), props)
 }
 
 async fn subscribe_on(inner: &Inner, f: &str) -> Result<(), ClientError> {
@@ -806,14 +1146,42 @@ fn dispatch(inner: &Arc<Inner>, p: Publish) {
                     tracing::warn!(topic, "event receiver full or gone; event dropped");
                 }
             }
-            SubKind::Serve(h) => {
-                tokio::spawn(answer(inner.clone(), h.clone(), t.clone(), p.clone()));
-            }
+            SubKind::Serve(h) => match inner.serving.try_acquire(&t.sender) {
+                Ok(permit) => {
+                    tokio::spawn(answer(
+                        inner.clone(),
+                        h.clone(),
+                        t.clone(),
+                        p.clone(),
+                        permit,
+                    ));
+                }
+                Err((_, body)) => refuse_busy(inner, &t, &p, body),
+            },
         }
     }
 }
 
-async fn answer(inner: Arc<Inner>, h: Handler, t: Topic, p: Publish) {
+/// Answers a request over the in-flight limits with the pre-built `busy` reply, to the same
+/// inbox and with the same correlation data as any other reply. This runs in the connection's
+/// event loop, which must never wait for itself: when the outgoing queue is full the reply is
+/// dropped (the caller times out), rather than piling up a task per refused request.
+fn refuse_busy(inner: &Inner, t: &Topic, p: &Publish, body: Bytes) {
+    let corr = p
+        .properties
+        .as_ref()
+        .and_then(|pp| pp.correlation_data.clone());
+    let (inbox, props) = reply_envelope(&t.sender, &t.agent, corr);
+    if inner
+        .mqtt
+        .try_publish_with_properties(inbox, QoS::AtLeastOnce, false, body, props)
+        .is_err()
+    {
+        tracing::debug!(sender = %t.sender, "outgoing queue full; busy reply dropped");
+    }
+}
+
+async fn answer(inner: Arc<Inner>, h: Handler, t: Topic, p: Publish, permit: Permit) {
     let result = if p.payload.len() > MAX_REQUEST_BYTES {
         Err(RemoteError::new(
             ErrorCode::TooLarge,
@@ -832,15 +1200,76 @@ async fn answer(inner: Arc<Inner>, h: Handler, t: Topic, p: Publish) {
         })
         .await
     };
-    let reply = match result {
-        Ok(v) => Reply::Ok(v),
-        Err(e) => Reply::Err(e),
+    let body = match result {
+        Ok(body) => Ok(body),
+        Err(e) => {
+            serde_json::to_vec(&Reply::Err(e)).map_err(|e| ClientError::Encode(e.to_string()))
+        }
     };
     // Always answer into the inbox derived from the verified sender, whatever response topic
     // the request named: a request cannot redirect our reply to someone else.
     let client = HubClient { inner };
     let corr = p.properties.and_then(|pp| pp.correlation_data);
-    if let Err(e) = client.send_reply(&t.sender, &t.agent, corr, &reply).await {
+    let sent = match body {
+        Ok(body) => {
+            client
+                .send_reply_body(&t.sender, &t.agent, corr, body)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
         tracing::warn!("cannot send reply: {e}");
+    }
+    // The request counts as in flight until its reply is queued: a reply that waits for room
+    // in the outgoing queue still holds its memory.
+    drop(permit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_result_body_is_the_reply_wire_format() {
+        let v = serde_json::json!({"n": 1, "s": ["a"]});
+        let raw = result_body(&serde_json::to_vec(&v).unwrap());
+        assert_eq!(raw, serde_json::to_vec(&Reply::Ok(v.clone())).unwrap());
+        let back: Reply = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(back, Reply::Ok(v));
+    }
+
+    #[test]
+    fn gate_bounds_per_sender_and_overall_and_forgets_idle_senders() {
+        let gate = Arc::new(Gate::new(3, 2));
+        let a1 = gate.try_acquire("a").unwrap();
+        let a2 = gate.try_acquire("a").unwrap();
+        let (why, body) = gate.try_acquire("a").err().unwrap();
+        assert_eq!(why, Refusal::Sender);
+        let reply: Reply = serde_json::from_slice(&body).unwrap();
+        assert_eq!(reply.into_result().unwrap_err().code, ErrorCode::Busy);
+        let b1 = gate.try_acquire("b").unwrap();
+        // Three in flight: b may have another by its own bound, but not overall.
+        assert_eq!(gate.try_acquire("b").err().unwrap().0, Refusal::Total);
+        assert_eq!(gate.try_acquire("c").err().unwrap().0, Refusal::Total);
+        assert_eq!(gate.counts(), (3, 2));
+        drop(a1);
+        let c1 = gate.try_acquire("c").unwrap();
+        drop((a2, b1, c1));
+        // Nothing in flight: no entry is left behind.
+        assert_eq!(gate.counts(), (0, 0));
+    }
+
+    #[test]
+    fn gate_limits_never_drop_below_one() {
+        let gate = Arc::new(Gate::new(0, 0));
+        let p = gate.try_acquire("a").unwrap();
+        assert!(gate.try_acquire("a").is_err());
+        drop(p);
+        lock(&gate.st).set_limits(10, 4);
+        let held: Vec<Permit> = (0..4).map(|_| gate.try_acquire("a").unwrap()).collect();
+        assert_eq!(gate.try_acquire("a").err().unwrap().0, Refusal::Sender);
+        drop(held);
+        assert_eq!(gate.counts(), (0, 0));
     }
 }

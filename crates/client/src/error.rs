@@ -70,7 +70,9 @@ pub enum RpcError {
         /// The timeout.
         after: Duration,
     },
-    /// The service (or the core, for a denied call) replied with an error.
+    /// The service (or the core, for a denied call) replied with an error. A
+    /// [`hivehub_api::ErrorCode::Busy`] reply is only returned once the request's timeout ran
+    /// out while the service kept refusing it: requests retry `busy` by themselves.
     #[error("{}", remote_message(.0))]
     Remote(RemoteError),
     /// The reply was not what the caller expected.
@@ -84,11 +86,18 @@ pub enum RpcError {
 fn remote_message(e: &RemoteError) -> String {
     match e.code {
         hivehub_api::ErrorCode::Denied => format!("not permitted: {}", e.message),
+        hivehub_api::ErrorCode::Busy => format!("the service is busy: {}", e.message),
         _ => e.message.clone(),
     }
 }
 
 impl RpcError {
+    /// True for a [`hivehub_api::ErrorCode::Busy`] reply: the service did not run the request
+    /// because too many were in flight, so sending it again later is safe.
+    pub fn is_busy(&self) -> bool {
+        self.code() == Some(hivehub_api::ErrorCode::Busy)
+    }
+
     /// The error code, when the service replied with an error.
     pub fn code(&self) -> Option<hivehub_api::ErrorCode> {
         match self {

@@ -3,10 +3,12 @@
 //!
 //! Changes (clients added and removed, grants set, sessions ended, wills dropped) are written
 //! at once, one line each. Refusals (logins, publishes, subscriptions, limits) are written at
-//! once the first time a client gets one for a reason, then counted: every
-//! [`SUMMARY_EVERY`] a line per (client, reason) says how many more there were. The counters
-//! are capped ([`MAX_KEYS`]); beyond, refusals are counted under one catch-all key. A flood
-//! therefore costs a few lines per interval, not one per packet.
+//! once the first time a client gets one of a kind, with its detail (the topic, say), then
+//! counted: every [`SUMMARY_EVERY`] a line per (client, kind) says how many more there were.
+//! The key never holds attacker-chosen text beyond a known login (a refused login counts as
+//! `?`), the counters are capped ([`MAX_KEYS`]) and every line is cut at [`MAX_LINE`] bytes, so
+//! a flood costs a few short lines per interval, not one per packet, and cannot rotate the
+//! record away.
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
@@ -19,8 +21,10 @@ use std::time::{Duration, SystemTime};
 
 /// How often repeated refusals are summarised.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
-/// Most distinct (client, reason) counters kept between summaries.
+/// Most distinct (client, kind) counters kept between summaries.
 const MAX_KEYS: usize = 1024;
+/// Longest line written; the rest is cut.
+pub const MAX_LINE: usize = 300;
 /// Size at which `audit.log` rotates, and the rotated files kept.
 const MAX_BYTES: usize = 10_000_000;
 const MAX_FILES: usize = 5;
@@ -97,6 +101,7 @@ impl Audit {
     }
 
     fn write(inner: &mut Inner, line: &str) {
+        let line = cut(line, MAX_LINE);
         tracing::info!(target: "audit", "{line}");
         if let Some(out) = inner.out.as_mut() {
             let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -114,14 +119,20 @@ impl Audit {
         Audit::write(&mut self.lock(), line);
     }
 
-    /// A refusal of `client` for `reason`: written the first time, then counted.
-    pub fn refused(&self, client: &str, reason: &str) {
+    /// A refusal of `client` (a known login, or `?`) of `kind` ("publish denied"): written the
+    /// first time with `detail`, then counted.
+    pub fn refused(&self, client: &str, kind: &str, detail: &str) {
         let mut inner = self.lock();
-        let mut key = (client.to_string(), reason.to_string());
+        let mut key = (cut(client, 64).to_string(), kind.to_string());
         if !inner.seen.contains_key(&key) {
             if inner.seen.len() < MAX_KEYS {
                 inner.seen.insert(key, ());
-                Audit::write(&mut inner, &format!("refused {client}: {reason}"));
+                let detail = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", cut(detail, 160))
+                };
+                Audit::write(&mut inner, &format!("refused {client}: {kind}{detail}"));
                 return;
             }
             key = ("*".into(), "other refusals".into());
@@ -162,6 +173,18 @@ impl Audit {
     }
 }
 
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,18 +195,23 @@ mod tests {
         let p = d.path().join("audit.log");
         let a = Audit::open(&p);
         a.change("client removed: bob (by admin)");
-        for _ in 0..10_000 {
-            a.refused("eve", "publish denied");
+        for i in 0..10_000 {
+            a.refused(
+                "eve",
+                "publish denied",
+                &format!("event/{i}{}", "x".repeat(60_000)),
+            );
         }
         a.summarise();
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(text.contains("client removed: bob"));
-        assert!(text.contains("refused eve: publish denied"));
+        assert!(text.contains("refused eve: publish denied (event/0xxx"));
+        assert!(text.lines().all(|l| l.len() < MAX_LINE + 30), "long lines");
         assert!(text.contains("refused eve 9999 more times: publish denied"));
         // Distinct keys are bounded.
         for i in 0..5000 {
-            a.refused(&format!("c{i}"), "x");
+            a.refused(&format!("c{i}"), "x", "");
         }
         a.summarise();
         let n = std::fs::read_to_string(&p).unwrap().lines().count();

@@ -28,6 +28,19 @@ pub(crate) struct SessionEntry {
     pub internal: bool,
     /// rmqtt's session ID, set once connected.
     pub id: Option<Id>,
+    /// When the CONNECT was allowed: an entry that never connected (the client hung up before
+    /// CONNACK) stops counting after [`HANDSHAKE_GRACE`] and is swept away.
+    pub authed: std::time::Instant,
+}
+
+/// How long an allowed CONNECT counts towards the connection limits before its session exists.
+pub(crate) const HANDSHAKE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl SessionEntry {
+    /// Connected, or about to be.
+    pub fn counts(&self) -> bool {
+        !self.internal && (self.id.is_some() || self.authed.elapsed() < HANDSHAKE_GRACE)
+    }
 }
 
 /// The hook handler registered with rmqtt.
@@ -79,12 +92,24 @@ impl Hooks {
             // rmqtt's own setting only sizes its accept queue; this is the limit. A client that
             // reconnects under its session name replaces its entry, so it is not counted twice.
             let sessions = st.sessions();
-            let live = sessions.values().filter(|e| !e.internal).count();
-            if live >= st.cfg.max_connections && !sessions.contains_key(&mqtt_id) {
-                return Err(Refusal::Busy(format!(
-                    "maxConnections ({}) reached",
-                    st.cfg.max_connections
-                )));
+            if !sessions.contains_key(&mqtt_id) {
+                let live = sessions.values().filter(|e| e.counts()).count();
+                if live >= st.cfg.max_connections {
+                    return Err(Refusal::Busy(format!(
+                        "maxConnections ({}) reached",
+                        st.cfg.max_connections
+                    )));
+                }
+                let per_login = st.cfg.limits.max_connections_per_login;
+                let mine = sessions
+                    .values()
+                    .filter(|e| e.counts() && e.login == login)
+                    .count();
+                if mine >= per_login {
+                    return Err(Refusal::Busy(format!(
+                        "limits.maxConnectionsPerLogin ({per_login}) reached"
+                    )));
+                }
             }
         }
 
@@ -131,16 +156,35 @@ impl Hooks {
             (profile.role, c.exp, false)
         };
 
-        // rmqtt never runs the publish ACL for wills, so check the will topic here.
-        if let Some(will) = ci.last_will() {
-            let topic = match will {
-                LastWill::V3(w) => w.topic.to_string(),
-                LastWill::V5(w) => w.topic.to_string(),
+        // rmqtt never runs the publish ACL for wills, so check the will topic here, and hold a
+        // will (kept for the whole session) to the size and retained limits of a publish.
+        if let (Some(will), false) = (ci.last_will(), internal) {
+            let (topic, retain, len) = match will {
+                LastWill::V3(w) => (w.topic.to_string(), w.retain, w.message.len()),
+                LastWill::V5(w) => (
+                    w.topic.to_string(),
+                    w.retain,
+                    w.message.len()
+                        + props_len(&w.user_properties)
+                        + w.correlation_data.as_ref().map_or(0, |c| c.len())
+                        + w.content_type.as_ref().map_or(0, |c| c.len())
+                        + w.response_topic.as_ref().map_or(0, |c| c.len()),
+                ),
             };
-            if !internal && !may_publish(&login, role, &topic, &st.store) {
+            if !may_publish(&login, role, &topic, &st.store) {
                 return Err(Refusal::NotAuthorized(format!(
                     "'{login}' may not set a Last Will on '{topic}'"
                 )));
+            }
+            let max = st.cfg.limits.max_retained_bytes;
+            if len > max {
+                return Err(Refusal::NotAuthorized(format!(
+                    "a Last Will of {len} bytes is over maxRetainedBytes ({max})"
+                )));
+            }
+            if retain {
+                st.admit_retained(&login, &topic, len)
+                    .map_err(Refusal::NotAuthorized)?;
             }
         }
         Ok(SessionEntry {
@@ -149,6 +193,7 @@ impl Hooks {
             exp,
             internal,
             id: None,
+            authed: std::time::Instant::now(),
         })
     }
 
@@ -198,10 +243,14 @@ impl Handler for Hooks {
                             Refusal::NotAuthorized(w) => (w, AuthResult::NotAuthorized),
                             Refusal::Busy(w) => (w, AuthResult::NotAuthorized),
                         };
-                        let who = ci.username().map(|u| u.to_string()).unwrap_or_default();
-                        self.state
-                            .audit
-                            .refused(&who, &format!("connect refused: {why}"));
+                        // Keyed by the login only when it exists: a flood of made-up names
+                        // counts under one key.
+                        let who = ci
+                            .username()
+                            .map(|u| u.to_string())
+                            .filter(|u| self.state.store.get(u).is_some())
+                            .unwrap_or_else(|| "?".into());
+                        self.state.audit.refused(&who, "connect refused", &why);
                         tracing::debug!(session = %mqtt_id, "connect refused: {why}");
                         (false, Some(HookResult::AuthResult(result)))
                     }
@@ -253,9 +302,7 @@ impl Handler for Hooks {
                 });
                 if !ok {
                     let who = s.id.username.as_deref().unwrap_or_default();
-                    self.state
-                        .audit
-                        .refused(who, &format!("subscribe denied: {filter}"));
+                    self.state.audit.refused(who, "subscribe denied", &filter);
                 }
                 let r = if ok {
                     SubscribeAclResult::new_success(sub.opts.qos(), None)
@@ -277,14 +324,25 @@ impl Handler for Hooks {
                     Some(e) if !self.state.take_publish(&e.login) => {
                         Some("publish rate over limits.publishRate".to_string())
                     }
-                    Some(e) if p.retain => self
-                        .state
-                        .admit_retained(&e.login, &topic, p.payload.len())
-                        .err(),
+                    Some(e) if p.retain => {
+                        // Properties count: they are stored with the message.
+                        let props = p.properties.as_ref().map_or(0, |pp| {
+                            props_len(&pp.user_properties)
+                                + pp.correlation_data.as_ref().map_or(0, |c| c.len())
+                                + pp.content_type.as_ref().map_or(0, |c| c.len())
+                                + pp.response_topic.as_ref().map_or(0, |c| c.len())
+                        });
+                        let len = if p.payload.is_empty() {
+                            0
+                        } else {
+                            p.payload.len() + props
+                        };
+                        self.state.admit_retained(&e.login, &topic, len).err()
+                    }
                     _ => None,
                 };
                 if let (Some(why), Some(e)) = (&limited, entry.as_ref()) {
-                    self.state.audit.refused(&e.login, why);
+                    self.state.audit.refused(&e.login, "over a limit", why);
                     return (
                         false,
                         Some(HookResult::PublishAclResult(PublishAclResult::rejected(
@@ -294,9 +352,7 @@ impl Handler for Hooks {
                 }
                 if !ok {
                     let who = s.id.username.as_deref().unwrap_or_default();
-                    self.state
-                        .audit
-                        .refused(who, &format!("publish denied: {topic}"));
+                    self.state.audit.refused(who, "publish denied", &topic);
                     if let (Some(e), Ok(t)) = (entry, Topic::parse(&topic)) {
                         // Answer a denied request at once, so the caller gets "not permitted"
                         // instead of a timeout. Only to the real sender's own inbox.
@@ -346,6 +402,11 @@ impl Handler for Hooks {
             _ => (true, acc),
         }
     }
+}
+
+/// Bytes of MQTT 5 user properties.
+fn props_len<S: std::ops::Deref<Target = str>>(props: &[(S, S)]) -> usize {
+    props.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
 /// Where a will that may no longer be sent goes: nowhere anyone can subscribe.

@@ -42,6 +42,9 @@ impl TokenValidity {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Limits {
+    /// Connections of one login at once, so one client cannot take all of `maxConnections`.
+    /// Default 16.
+    pub max_connections_per_login: usize,
     /// Subscriptions per session; more get SUBACK "quota exceeded". Default 1000.
     pub max_subscriptions: usize,
     /// Longest session expiry a client may ask for, in seconds: an offline session and its
@@ -54,7 +57,7 @@ pub struct Limits {
     pub publish_rate: u32,
     /// Publishes a login may send at once before the rate applies. Default 2000.
     pub publish_burst: u32,
-    /// Largest retained message, in bytes. Default 65536.
+    /// Largest retained message or Last Will, in bytes (payload and properties). Default 65536.
     pub max_retained_bytes: usize,
     /// Retained topics per login. Default 256.
     pub max_retained_topics: usize,
@@ -63,6 +66,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            max_connections_per_login: 16,
             max_subscriptions: 1000,
             max_session_expiry_secs: 3600,
             max_queued_messages: 1000,

@@ -266,8 +266,11 @@ fn authz(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
                 return to_value(Ack {});
             }
             if !grants.contains_key(&req.capability) && grants.len() >= MAX_GRANTED_CAPABILITIES {
-                s.audit
-                    .refused(&me.client_id, "too many granted capabilities");
+                s.audit.refused(
+                    &me.client_id,
+                    "too many granted capabilities",
+                    &req.capability,
+                );
                 return Err(err(
                     ErrorCode::BadRequest,
                     format!(

@@ -225,6 +225,10 @@ impl CoreState {
     /// Disconnects the sessions whose credential has expired.
     pub async fn kick_expired(&self) -> usize {
         let now = unix_now();
+        // Allowed CONNECTs whose session never came (the client hung up before CONNACK).
+        self.sessions().retain(|_, e| {
+            e.internal || e.id.is_some() || e.authed.elapsed() < 3 * crate::broker::HANDSHAKE_GRACE
+        });
         let ids: Vec<Id> = self
             .sessions()
             .values()

@@ -4,6 +4,12 @@
 //! `view` for viewer and up, `manage` for manager and admin only.
 //!
 //! Also the publisher: lifecycle events and a retained status message per plugin.
+//!
+//! `view` is what any viewer may call, so it must stay cheap when one floods it: the SDK bounds
+//! the requests in flight (and answers the rest `busy`), and `view` answers are serialized
+//! straight from their types, not through a `serde_json::Value` per request. A `status` answer
+//! (which carries the history and the log tail) is serialized once and then reused while the
+//! plugin's status is unchanged.
 
 use crate::cluster::Cluster;
 use crate::supervisor::{LaunchError, Notice, Supervisor};
@@ -16,6 +22,8 @@ use hivehub_api::{ErrorCode, RemoteError, Role};
 use hivehub_client::{HubClient, Request, RpcError};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 pub(crate) fn to_value<T: Serialize>(v: T) -> Result<Value, RemoteError> {
@@ -46,7 +54,44 @@ fn batch(sup: &Supervisor, results: Vec<(String, Result<PluginInfo, LaunchError>
     }
 }
 
-async fn view(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
+/// A result serialized to JSON, cheap to clone.
+type Json = Arc<[u8]>;
+
+fn to_json<T: Serialize>(v: &T) -> Result<Json, RemoteError> {
+    serde_json::to_vec(v)
+        .map(Json::from)
+        .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// Most plugins whose last `status` answer is kept; beyond it the cache starts over. A plugin
+/// name must exist to be cached, so this only matters after many renames.
+const STATUS_CACHE_MAX: usize = 256;
+
+/// The last `status` answer of each plugin, with what it was made from. Building the answer's
+/// parts is a few copies; serializing it (up to 150 history samples and 20 log lines) is the
+/// expensive part, so it is done again only when a part changed.
+#[derive(Clone, Default)]
+struct StatusCache(Arc<Mutex<HashMap<String, (StatusResp, Json)>>>);
+
+impl StatusCache {
+    fn get(&self, resp: &StatusResp) -> Option<Json> {
+        let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&resp.info.name)
+            .filter(|(made_from, _)| made_from == resp)
+            .map(|(_, json)| json.clone())
+    }
+
+    fn put(&self, resp: StatusResp, json: Json) {
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= STATUS_CACHE_MAX && !cache.contains_key(&resp.info.name) {
+            cache.clear();
+        }
+        cache.insert(resp.info.name.clone(), (resp, json));
+    }
+}
+
+async fn view(sup: Supervisor, cache: StatusCache, r: Request) -> Result<Json, RemoteError> {
     match r.method.as_str() {
         methods::LIST => {
             let req: ListReq = r.json()?;
@@ -55,21 +100,24 @@ async fn view(sup: Supervisor, r: Request) -> Result<Value, RemoteError> {
                 .into_iter()
                 .filter(|p| !req.only_running || p.running)
                 .collect();
-            to_value(ListResp {
+            to_json(&ListResp {
                 launcher_id: sup.config().id.clone(),
                 plugins,
             })
         }
         methods::STATUS => {
             let req: NameReq = r.json()?;
-            let info = sup.info(&req.name).map_err(remote)?;
-            let log_tail = sup.log_tail(&req.name).map_err(remote)?;
-            let history = sup.history(&req.name).map_err(remote)?;
-            to_value(StatusResp {
-                info,
-                log_tail,
-                history,
-            })
+            let resp = StatusResp {
+                info: sup.info(&req.name).map_err(remote)?,
+                log_tail: sup.log_tail(&req.name).map_err(remote)?,
+                history: sup.history(&req.name).map_err(remote)?,
+            };
+            if let Some(json) = cache.get(&resp) {
+                return Ok(json);
+            }
+            let json = to_json(&resp)?;
+            cache.put(resp, json.clone());
+            Ok(json)
         }
         _ => Err(r.unknown_method()),
     }
@@ -159,7 +207,9 @@ async fn manage(sup: Supervisor, cluster: Cluster, r: Request) -> Result<Value, 
 /// Serves the launcher's capabilities on `bus` and registers who may call them.
 pub async fn serve(bus: &HubClient, sup: &Supervisor, cluster: &Cluster) -> Result<(), RpcError> {
     let s = sup.clone();
-    bus.serve(CAP_VIEW, move |r| view(s.clone(), r)).await?;
+    let cache = StatusCache::default();
+    bus.serve_raw(CAP_VIEW, move |r| view(s.clone(), cache.clone(), r))
+        .await?;
     let s = sup.clone();
     let c = cluster.clone();
     bus.serve(CAP_MANAGE, move |r| manage(s.clone(), c.clone(), r))
