@@ -37,7 +37,7 @@ pub(crate) struct SessionEntry {
 pub(crate) const HANDSHAKE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl SessionEntry {
-    /// Connected, or about to be.
+    /// Connected, or about to be (the sweep forgets entries without a live connection).
     pub fn counts(&self) -> bool {
         !self.internal && (self.id.is_some() || self.authed.elapsed() < HANDSHAKE_GRACE)
     }

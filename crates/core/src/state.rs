@@ -222,13 +222,51 @@ impl CoreState {
         }
     }
 
+    /// Forgets entries without a live connection: allowed CONNECTs whose session never came
+    /// (the client hung up before CONNACK), and sessions whose disconnect the hooks saw before
+    /// their connect (a connection dropped at once). Otherwise they would count against the
+    /// connection limits for good.
+    async fn sweep_dead_entries(&self) {
+        let grace = crate::broker::HANDSHAKE_GRACE;
+        let candidates: Vec<(String, Option<Id>)> = self
+            .sessions()
+            .iter()
+            .filter(|(_, e)| !e.internal && e.authed.elapsed() >= grace)
+            .map(|(k, e)| (k.clone(), e.id.clone()))
+            .collect();
+        let mut dead = Vec::new();
+        for (key, id) in candidates {
+            let live = match &id {
+                Some(id) => {
+                    let entry = { self.scx.extends.shared().await.entry(id.clone()) };
+                    entry.is_connected().await
+                }
+                None => false,
+            };
+            if !live {
+                dead.push((key, id));
+            }
+        }
+        if dead.is_empty() {
+            return;
+        }
+        let mut sessions = self.sessions();
+        for (key, id) in dead {
+            // Only if it is still the same entry (a reconnect may have replaced it).
+            if sessions.get(&key).is_some_and(|e| {
+                e.id.as_ref().map(|i| (&i.client_id, i.create_time))
+                    == id.as_ref().map(|i| (&i.client_id, i.create_time))
+                    && e.authed.elapsed() >= grace
+            }) {
+                sessions.remove(&key);
+            }
+        }
+    }
+
     /// Disconnects the sessions whose credential has expired.
     pub async fn kick_expired(&self) -> usize {
         let now = unix_now();
-        // Allowed CONNECTs whose session never came (the client hung up before CONNACK).
-        self.sessions().retain(|_, e| {
-            e.internal || e.id.is_some() || e.authed.elapsed() < 3 * crate::broker::HANDSHAKE_GRACE
-        });
+        self.sweep_dead_entries().await;
         let ids: Vec<Id> = self
             .sessions()
             .values()

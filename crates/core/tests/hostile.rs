@@ -582,3 +582,139 @@ async fn the_audit_log_keeps_a_removal_through_a_denied_flood() {
         log.lines().count()
     );
 }
+
+/// Opens `count` TLS connections as `id`, sends a CONNECT on each and hangs up before the
+/// CONNACK (Python's ssl module; raw MQTT 5 bytes).
+fn aborted_connects(core: &Core, id: &str, count: usize) {
+    let token = std::fs::read_to_string(core.home.token_file(id)).unwrap_or_default();
+    let script = r#"
+import socket, ssl, struct, sys
+port, ca, user, pw, count = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+def s(b): return struct.pack('!H', len(b)) + b
+def packet(cid):
+    body = s(b'MQTT') + bytes([5, 0xC2]) + struct.pack('!H', 4) + bytes([0])
+    body += s(cid.encode()) + s(user.encode()) + s(pw.encode())
+    n, rl = len(body), b''
+    while True:
+        d, n = n % 128, n // 128
+        rl += bytes([d | (0x80 if n else 0)])
+        if not n: break
+    return bytes([0x10]) + rl + body
+ctx = ssl.create_default_context(cafile=ca)
+for i in range(count):
+    t = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port)), server_hostname='127.0.0.1')
+    t.sendall(packet(f'{user}:abort{i}'))
+    t.close()
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(core.port.to_string())
+        .arg(core.home.ca_cert())
+        .args([id, token.trim(), &count.to_string()])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_login_cannot_take_every_connection() {
+    let core = core_with("maxConnections: 8\nlimits:\n  maxConnectionsPerLogin: 3\n");
+    let admin = core.client("admin").await;
+    core.add_client(&admin, "eve", Role::Viewer).await;
+    core.add_client(&admin, "bob", Role::Viewer).await;
+    let connects = |id: &str| {
+        let out = mosquitto_pub(&[core.mosq_args(id), args(&["-t", "x", "-n"])].concat());
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        out.status.success() && !err.contains("not authori") && !err.contains("refused")
+    };
+    // Connections of one login, live or abandoned right after the CONNECT, count against that
+    // login's own share only: everyone else still gets in.
+    let _live: Vec<Sub> = (0..3)
+        .map(|_| Sub::start(&[core.mosq_args("eve"), args(&["-t", "event/#"])].concat()))
+        .collect();
+    assert!(!connects("eve"), "eve got a 4th connection");
+    assert!(connects("bob"));
+    aborted_connects(&core, "bob", 20);
+    assert!(!connects("bob"), "abandoned CONNECTs did not count");
+    core.add_client(&admin, "carol", Role::Viewer).await;
+    assert!(
+        connects("carol"),
+        "bob's abandoned CONNECTs locked carol out"
+    );
+    assert!(
+        audit(&core).contains("maxConnectionsPerLogin"),
+        "{}",
+        audit(&core)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wills_and_properties_count_against_the_retained_limits() {
+    let core = core_with("limits:\n  maxRetainedBytes: 1000\n  maxRetainedTopics: 1\n");
+    let admin = core.client("admin").await;
+    core.add_client(&admin, "dev", Role::Device).await;
+    let will = |topic: &str, payload: &str, retain: bool| {
+        let mut a = core.mosq_args("dev");
+        a.extend(args(&["--will-topic", topic, "--will-payload", payload]));
+        if retain {
+            a.push("--will-retain".into());
+        }
+        a.extend(args(&["-t", "event/dev/t/x/dev", "-m", "1"]));
+        mosquitto_pub(&a)
+    };
+    // A will bigger than a retained message may be is refused at CONNECT.
+    let big = "w".repeat(2000);
+    assert!(!will("event/dev/t/gone/dev", &big, false).status.success());
+    assert!(will("event/dev/t/gone/dev", "small", false)
+        .status
+        .success());
+    // The one retained topic is taken: a retained will on another is refused.
+    let out = mosquitto_pub(
+        &[
+            core.mosq_args("dev"),
+            args(&["-r", "-q", "1", "-t", "event/dev/t/a/dev", "-m", "A"]),
+        ]
+        .concat(),
+    );
+    assert!(out.status.success());
+    assert!(!will("event/dev/t/b/dev", "B", true).status.success());
+    // Properties count too: a small payload with a large user property is not retained.
+    let prop = "p".repeat(2000);
+    let _ = mosquitto_pub(
+        &[
+            core.mosq_args("dev"),
+            args(&[
+                "-r",
+                "-q",
+                "1",
+                "-t",
+                "event/dev/t/a/dev",
+                "-m",
+                "SMALL",
+                "-D",
+                "publish",
+                "user-property",
+                "k",
+                &prop,
+            ]),
+        ]
+        .concat(),
+    );
+    let late = Sub::start(
+        &[
+            core.mosq_args("admin"),
+            args(&["-t", "event/dev/#", "-v", "-W", "2"]),
+        ]
+        .concat(),
+    );
+    assert!(
+        late.wait_for("event/dev/t/a/dev A", Duration::from_secs(5)),
+        "{}",
+        late.output()
+    );
+    assert!(!late.output().contains("SMALL"), "{}", late.output());
+}
