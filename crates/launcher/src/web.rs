@@ -551,6 +551,8 @@ fn rpc_status(e: &RpcError) -> StatusCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // Too many requests in flight at the launcher: the same request may be retried.
+            ErrorCode::Busy => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
         RpcError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
