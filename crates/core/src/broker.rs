@@ -2,7 +2,7 @@
 //! SUBSCRIBE, PUBLISH and Last Will against the ACL, and track sessions so that expired or removed
 //! clients are disconnected.
 
-use crate::state::{CoreState, DeniedCall};
+use crate::state::{CoreState, DeniedCall, SessionEntry};
 use async_trait::async_trait;
 use hivehub_api::topic::{MsgType, Topic};
 use hivehub_api::Role;
@@ -14,34 +14,6 @@ use rmqtt::types::{
     AuthResult, ConnectInfo, FromType, Id, LastWill, PublishAclResult, SubscribeAclResult,
 };
 use std::sync::Arc;
-
-/// What the core knows about one live MQTT session.
-#[derive(Clone, Debug)]
-pub(crate) struct SessionEntry {
-    /// Login ID (MQTT username).
-    pub login: String,
-    /// Role from the client store at CONNECT.
-    pub role: Role,
-    /// When the credential expires; the session is closed then.
-    pub exp: u64,
-    /// The core's own internal client, which bypasses the ACL.
-    pub internal: bool,
-    /// rmqtt's session ID, set once connected.
-    pub id: Option<Id>,
-    /// When the CONNECT was allowed: an entry that never connected (the client hung up before
-    /// CONNACK) stops counting after [`HANDSHAKE_GRACE`] and is swept away.
-    pub authed: std::time::Instant,
-}
-
-/// How long an allowed CONNECT counts towards the connection limits before its session exists.
-pub(crate) const HANDSHAKE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-impl SessionEntry {
-    /// Connected, or about to be (the sweep forgets entries without a live connection).
-    pub fn counts(&self) -> bool {
-        !self.internal && (self.id.is_some() || self.authed.elapsed() < HANDSHAKE_GRACE)
-    }
-}
 
 /// The hook handler registered with rmqtt.
 #[derive(Clone)]

@@ -1,7 +1,6 @@
 //! Shared state of a running core: the token issuer, the client store and the live sessions.
 
 use crate::audit::Audit;
-use crate::broker::SessionEntry;
 use crate::config::CoreConfig;
 use crate::store::ClientStore;
 use bytes::Bytes;
@@ -15,6 +14,34 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::mpsc;
+
+/// What the core knows about one live MQTT session.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionEntry {
+    /// Login ID (MQTT username).
+    pub login: String,
+    /// Role from the client store at CONNECT.
+    pub role: Role,
+    /// When the credential expires; the session is closed then.
+    pub exp: u64,
+    /// The core's own internal client, which bypasses the ACL.
+    pub internal: bool,
+    /// rmqtt's session ID, set once connected.
+    pub id: Option<Id>,
+    /// When the CONNECT was allowed: an entry that never connected (the client hung up before
+    /// CONNACK) stops counting after [`HANDSHAKE_GRACE`] and is swept away.
+    pub authed: std::time::Instant,
+}
+
+/// How long an allowed CONNECT counts towards the connection limits before its session exists.
+pub(crate) const HANDSHAKE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl SessionEntry {
+    /// Connected, or about to be (the sweep forgets entries without a live connection).
+    pub fn counts(&self) -> bool {
+        !self.internal && (self.id.is_some() || self.authed.elapsed() < HANDSHAKE_GRACE)
+    }
+}
 
 /// The core's own client on its bus, which serves the auth service.
 pub(crate) struct Internal {
@@ -227,7 +254,7 @@ impl CoreState {
     /// their connect (a connection dropped at once). Otherwise they would count against the
     /// connection limits for good.
     async fn sweep_dead_entries(&self) {
-        let grace = crate::broker::HANDSHAKE_GRACE;
+        let grace = HANDSHAKE_GRACE;
         let candidates: Vec<(String, Option<Id>)> = self
             .sessions()
             .iter()

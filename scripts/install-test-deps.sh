@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a Debian machine: mosquitto's clients (real MQTT peers),
+# systemd-analyze (the unit check), iproute2 (the network namespace test), Chromium and
+# Node.js with playwright-core (the status page's browser test), and Python's Prometheus
+# parser (the /metrics test). Installs only what is missing; uses sudo when not root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+need=()
+command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
+[ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v ip >/dev/null || need+=(iproute2)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs npm)
+# The sandbox tests switch users with setpriv and run /usr/bin/python3 inside a plugin.
+command -v setpriv >/dev/null || need+=(util-linux)
+[ -x /usr/bin/python3 ] || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client
+npm ci --prefix crates/launcher/tests/browser --no-audit --no-fund >/dev/null
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# The Debian package starts a system mosquitto on 1883; the tests never use it.
+$SUDO systemctl stop mosquitto >/dev/null 2>&1 || true
