@@ -8,6 +8,7 @@ pub mod ids;
 pub mod launcher;
 pub mod roles;
 pub mod rpc;
+pub mod time;
 pub mod topic;
 
 pub use ids::{validate_id, IdError};
