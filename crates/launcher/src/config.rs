@@ -1345,7 +1345,7 @@ fn join_key(path: &str, key: &str) -> String {
 /// The candidate closest to `word`, if close enough to be a likely typo. Case, `_` and `-` are
 /// ignored, so `ready_timeout` finds `readyTimeout`.
 fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let norm = |s: &str| -> Vec<char> {
+    let norm = |s: &str| -> String {
         s.chars()
             .filter(|c| *c != '_' && *c != '-')
             .flat_map(char::to_lowercase)
@@ -1357,8 +1357,10 @@ fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Opt
         .filter(|c| *c != word)
         .map(|c| {
             let n = norm(c);
-            let allowed = (n.len() / 4).clamp(1, 3);
-            (edit_distance(&w, &n), allowed, c)
+            let allowed = (n.chars().count() / 4).clamp(1, 3);
+            // Optimal string alignment: Levenshtein plus adjacent transpositions, so
+            // `autostrat` is one edit from `autostart`.
+            (strsim::osa_distance(&w, &n), allowed, c)
         })
         .filter(|(d, allowed, _)| d <= allowed)
         .min_by_key(|(d, _, _)| *d)
@@ -1370,30 +1372,6 @@ fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -
     nearest(word, candidates)
         .map(|c| format!("; did you mean `{c}`?"))
         .unwrap_or_default()
-}
-
-/// Optimal string alignment distance: Levenshtein plus adjacent transpositions, so `autostrat`
-/// is one edit from `autostart`.
-fn edit_distance(a: &[char], b: &[char]) -> usize {
-    let width = b.len() + 1;
-    let mut d: Vec<usize> = vec![0; (a.len() + 1) * width];
-    for (j, cell) in d.iter_mut().take(width).enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        d[i * width] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[(i - 1) * width + j] + 1)
-                .min(d[i * width + j - 1] + 1)
-                .min(d[(i - 1) * width + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[(i - 2) * width + j - 2] + 1);
-            }
-            d[i * width + j] = best;
-        }
-    }
-    d[a.len() * width + b.len()]
 }
 
 // ---------------------------------------------------------------------------------------------
