@@ -26,6 +26,18 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Milliseconds since the Unix epoch: the unit of every time on the wire.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

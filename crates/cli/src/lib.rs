@@ -23,11 +23,11 @@ pub use error::{exit, CliError};
 
 use clap::CommandFactory;
 use cli::{Command, Global};
+pub(crate) use hivehub_api::time::now_ms;
 use hivehub_client::{ClientOptions, HubClient};
 use hivehub_home::Home;
 use serde::Serialize;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Runs one parsed command, writing its output to `out`. Errors are returned, not printed, so
 /// the caller decides the message prefix and the exit code ([`CliError::exit_code`]).
@@ -96,14 +96,6 @@ pub(crate) fn line(out: &mut dyn Write, s: &str) -> Result<(), CliError> {
 pub(crate) fn json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Output(e.into()))?;
     line(out, &s)
-}
-
-/// The current time in unix milliseconds, for "ago" and uptimes.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The width tables are fitted to: the terminal's when stdout is one, else `$COLUMNS`, else 80.

@@ -25,6 +25,7 @@ use hivehub_api::cluster::{
 };
 use hivehub_api::launcher::{NameReq, PluginInfo, PluginState};
 use hivehub_api::rpc::Ack;
+use hivehub_api::time::now_ms;
 use hivehub_api::{ErrorCode, RemoteError, Role};
 use hivehub_client::{ConnState, HubClient, Request, RpcError};
 use serde::Serialize;
@@ -32,7 +33,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// How long a lower-ranked launcher waits per launcher ranked above it before it asks for a
@@ -43,13 +44,6 @@ const STOP_MARGIN: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A lease this launcher holds.

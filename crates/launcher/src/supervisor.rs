@@ -20,6 +20,7 @@ use hivehub_api::auth::{methods, AddClientReq, AddClientResp, AUTH_SERVICE, CAP_
 use hivehub_api::launcher::{
     events, ExitInfo, LauncherEvent, PluginInfo, PluginState, ReloadResp, ResourceSample,
 };
+use hivehub_api::time::unix_ms as now_ms;
 use hivehub_api::{ClientType, Role};
 use hivehub_auth::KeyPair;
 use hivehub_client::{HubClient, ENV_CLIENT_ID, ENV_LOG_LEVEL, ENV_SERVER};
@@ -29,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 /// Why an operation failed. The message is shown to users as is.
@@ -67,12 +68,6 @@ pub enum LaunchError {
         /// Why.
         reason: String,
     },
-}
-
-fn now_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

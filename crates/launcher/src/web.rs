@@ -44,6 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use hivehub_api::launcher::{methods, NameReq, PluginInfo, ResourceSample, CAP_MANAGE};
+use hivehub_api::time::now_ms;
 use hivehub_api::{ErrorCode, Role};
 use hivehub_auth::token::{is_assertion, peek_claims};
 use hivehub_client::{ClientError, ClientOptions, HubClient, RpcError};
@@ -54,7 +55,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 const INDEX_HTML: &str = include_str!("web/index.html");
@@ -165,13 +166,6 @@ fn error(code: StatusCode, msg: impl Into<String>) -> Response {
 
 fn log_in_first() -> Response {
     error(StatusCode::UNAUTHORIZED, "log in first")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn index() -> Response {
