@@ -79,6 +79,12 @@ pub struct RemoteError {
     pub message: String,
 }
 
+/// A handler's result as JSON, for a reply; a value that cannot be serialized is an
+/// `internal` error.
+pub fn to_value<T: Serialize>(v: T) -> Result<serde_json::Value, RemoteError> {
+    serde_json::to_value(v).map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
+}
+
 impl RemoteError {
     /// Builds an error reply.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {

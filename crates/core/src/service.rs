@@ -11,12 +11,11 @@ use hivehub_api::cluster::{
     lease_methods, LeaseInfo, LeaseList, LeaseReq, ReleaseReq, TransferReq, CAP_LEASES,
     LEASES_THING,
 };
-use hivehub_api::rpc::Ack;
+use hivehub_api::rpc::{to_value, Ack};
 use hivehub_api::{validate_id, ErrorCode, RemoteError, Role};
 use hivehub_auth::keys::public_key_b64_to_pem;
 use hivehub_auth::unix_now;
 use hivehub_client::{ClientError, HubClient, Request};
-use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,10 +27,6 @@ fn err(code: ErrorCode, msg: impl Into<String>) -> RemoteError {
 fn internal(e: impl std::fmt::Display) -> RemoteError {
     tracing::error!("auth service: {e}");
     err(ErrorCode::Internal, e.to_string())
-}
-
-fn to_value<T: Serialize>(v: T) -> Result<Value, RemoteError> {
-    serde_json::to_value(v).map_err(internal)
 }
 
 /// Registers the auth service's handlers on the core's internal client.

@@ -26,9 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-pub(crate) fn to_value<T: Serialize>(v: T) -> Result<Value, RemoteError> {
-    serde_json::to_value(v).map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
-}
+pub(crate) use hivehub_api::rpc::to_value;
 
 pub(crate) fn remote(e: LaunchError) -> RemoteError {
     let code = match e {
