@@ -16,7 +16,6 @@
 //!   one step at the core, then asks the target to adopt it.
 
 use crate::config::LauncherConfig;
-use crate::service::{remote as launch_remote, to_value};
 use crate::supervisor::{PlacementGate, Supervisor};
 use hivehub_api::auth::AUTH_SERVICE;
 use hivehub_api::cluster::{
@@ -24,6 +23,7 @@ use hivehub_api::cluster::{
     LeaseReq, ReleaseReq, TransferReq, CAP_CLUSTER, CAP_LEASES, LAUNCHER_THING, LEASES_THING,
 };
 use hivehub_api::launcher::{NameReq, PluginInfo, PluginState};
+use hivehub_api::rpc::to_value;
 use hivehub_api::rpc::Ack;
 use hivehub_api::time::now_ms;
 use hivehub_api::{ErrorCode, RemoteError, Role};
@@ -656,7 +656,7 @@ impl Cluster {
                 if let Some(h) = lock(&self.inner.held).get_mut(name) {
                     h.started = true;
                 }
-                self.inner.sup.start(name).await.map_err(launch_remote)
+                self.inner.sup.start(name).await.map_err(RemoteError::from)
             }
             Err(RpcError::Remote(e)) if e.code == ErrorCode::Conflict => Err(remote(
                 ErrorCode::Conflict,
@@ -687,7 +687,7 @@ impl Cluster {
             .sup
             .stop_by(name, by)
             .await
-            .map_err(launch_remote);
+            .map_err(RemoteError::from);
         self.release(name, true).await;
         lock(&self.inner.own_stops).remove(name);
         r
@@ -792,7 +792,7 @@ impl Cluster {
                     .sup
                     .prepare_credentials(&q.name)
                     .await
-                    .map_err(launch_remote)?;
+                    .map_err(RemoteError::from)?;
                 to_value(Ack {})
             }
             cluster_methods::ADOPT => {

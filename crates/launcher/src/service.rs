@@ -26,16 +26,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-pub(crate) use hivehub_api::rpc::to_value;
+use hivehub_api::rpc::to_value;
 
-pub(crate) fn remote(e: LaunchError) -> RemoteError {
-    let code = match e {
-        LaunchError::NotFound { .. } => ErrorCode::NotFound,
-        LaunchError::StartFailed { .. } => ErrorCode::Conflict,
-        LaunchError::StopFailed { .. } => ErrorCode::Internal,
-        LaunchError::NotPlaced { .. } => ErrorCode::Conflict,
-    };
-    RemoteError::new(code, e.to_string())
+fn remote(e: LaunchError) -> RemoteError {
+    RemoteError::from(e)
 }
 
 fn batch(sup: &Supervisor, results: Vec<(String, Result<PluginInfo, LaunchError>)>) -> BatchResp {

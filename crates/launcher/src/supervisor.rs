@@ -70,6 +70,20 @@ pub enum LaunchError {
     },
 }
 
+/// The typed error reply of a failed operation, for the launcher's services.
+impl From<LaunchError> for hivehub_api::RemoteError {
+    fn from(e: LaunchError) -> Self {
+        use hivehub_api::ErrorCode;
+        let code = match e {
+            LaunchError::NotFound { .. } => ErrorCode::NotFound,
+            LaunchError::StartFailed { .. } => ErrorCode::Conflict,
+            LaunchError::StopFailed { .. } => ErrorCode::Internal,
+            LaunchError::NotPlaced { .. } => ErrorCode::Conflict,
+        };
+        hivehub_api::RemoteError::new(code, e.to_string())
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
