@@ -10,6 +10,7 @@ pub mod roles;
 pub mod rpc;
 pub mod time;
 pub mod topic;
+pub mod units;
 
 pub use ids::{validate_id, IdError};
 pub use roles::{ClientType, Role};

@@ -62,7 +62,7 @@ pub struct Global {
     /// Print JSON instead of text (see each command's help for the shape).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Limit for connecting and for each request: 500ms, 5s, 2m or plain seconds.
+    /// Limit for connecting and for each request: 500ms, 5s, 1.5s, 2m or whole seconds.
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Client ID of the launcher to talk to.

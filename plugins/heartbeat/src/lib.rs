@@ -66,32 +66,13 @@ pub struct Pong {
     pub uptime_secs: u64,
 }
 
-/// Parses an interval: an integer with an optional unit, `ms`, `s`, `m` or `h`; no unit means
-/// seconds (`500ms`, `5s`, `1m`, `5`). Hand-written because the workspace has no duration parser
-/// and the format is small enough to test completely.
+/// Parses an interval in the hub's one duration grammar (`500ms`, `5s`, `1.5s`, `1m`, or whole
+/// seconds; see [`hivehub_api::units::parse_duration`]), between 100 ms and 24 h.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let hint = "expected a whole number with an optional unit ms, s, m or h (e.g. 500ms, 5s, 1m)";
-    if num.is_empty() {
-        return Err(format!("invalid interval '{s}': {hint}"));
+    let d = hivehub_api::units::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_INTERVAL {
+        return Err(format!("interval '{s}' is longer than the maximum of 24h"));
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid interval '{s}': number too large"))?;
-    let ms_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("invalid interval '{s}': {hint}")),
-    };
-    let d = n
-        .checked_mul(ms_per_unit)
-        .map(Duration::from_millis)
-        .filter(|d| *d <= MAX_INTERVAL)
-        .ok_or_else(|| format!("interval '{s}' is longer than the maximum of 24h"))?;
     if d < MIN_INTERVAL {
         return Err(format!(
             "interval '{s}' is shorter than the minimum of 100ms"
@@ -232,18 +213,21 @@ mod tests {
             (" 7s ", 7_000),
             ("100ms", 100),
             ("24h", 86_400_000),
+            ("1.5s", 1_500),
         ];
         for (s, ms) in ok {
             assert_eq!(parse_interval(s), Ok(Duration::from_millis(ms)), "{s}");
         }
         for s in [
-            "", "s", "ms", "-1s", "1.5s", "5x", "5 sec", "1d", "0", "0s", "99ms", "25h",
+            "", "s", "ms", "-1s", "0.5", "5x", "5 sec", "1d", "0", "0s", "99ms", "25h",
         ] {
             assert!(parse_interval(s).is_err(), "{s} was accepted");
         }
-        let e = parse_interval("99999999999999999999999s").unwrap_err();
-        assert!(e.contains("too large"), "{e}");
+        let e = parse_interval("99999999999999999999999999999999s").unwrap_err();
+        assert!(e.contains("too many digits"), "{e}");
         let e = parse_interval("18446744073709551615m").unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        let e = parse_interval("25h").unwrap_err();
         assert!(e.contains("maximum"), "{e}");
         let e = parse_interval("5x").unwrap_err();
         assert!(e.contains("500ms"), "{e}");
