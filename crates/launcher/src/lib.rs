@@ -15,6 +15,7 @@ pub mod config;
 pub mod logs;
 pub mod monitor;
 pub mod process;
+mod procstat;
 pub mod sandbox;
 pub mod service;
 pub mod supervisor;

@@ -53,11 +53,12 @@
 //! default 2 s interval (≈ 1 % for a debug build), against the 2 % allowed. Sampling must run on
 //! its own timer (or `spawn_blocking`), never on a hot path: it does blocking file I/O.
 
+use crate::procstat::{is_zombie, parse_stat, Stat};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Default sampling interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
@@ -104,91 +105,6 @@ pub enum Measure {
     Cpu,
     /// [`TreeSample::rss_bytes`], in bytes.
     Rss,
-}
-
-/// The fields of one `/proc/[pid]/stat` line that monitoring needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    pid: i32,
-    ppid: i32,
-    session: i32,
-    state: u8,
-    /// utime + stime, in ticks.
-    own: u64,
-    /// cutime + cstime (CPU of waited-for children), in ticks.
-    reaped: u64,
-    /// Start time in ticks since boot: with the PID, it names one process instance.
-    starttime: u64,
-    rss_pages: u64,
-}
-
-/// Parses a `/proc/[pid]/stat` line. The command name may contain spaces and parentheses, so
-/// fields are counted from the last `)`.
-fn parse_stat(pid: i32, line: &[u8]) -> Option<Stat> {
-    let close = line.iter().rposition(|&b| b == b')')?;
-    let mut f = line.get(close + 2..)?.split(|&b| b == b' ');
-    let state = *f.next()?.first()?;
-    let ppid = i32::try_from(parse_i64(f.next()?)?).ok()?;
-    let _pgrp = f.next()?;
-    let session = i32::try_from(parse_i64(f.next()?)?).ok()?;
-    // tty_nr, tpgid, flags, minflt, cminflt, majflt, cmajflt
-    let mut f = f.skip(7);
-    let utime = parse_u64(f.next()?)?;
-    let stime = parse_u64(f.next()?)?;
-    let cutime = nonneg(parse_i64(f.next()?)?);
-    let cstime = nonneg(parse_i64(f.next()?)?);
-    // priority, nice, num_threads, itrealvalue
-    let mut f = f.skip(4);
-    let starttime = parse_u64(f.next()?)?;
-    let _vsize = f.next()?;
-    let rss_pages = nonneg(parse_i64(f.next()?)?);
-    Some(Stat {
-        pid,
-        ppid,
-        session,
-        state,
-        own: utime.saturating_add(stime),
-        reaped: cutime.saturating_add(cstime),
-        starttime,
-        rss_pages,
-    })
-}
-
-fn parse_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &b| {
-        if b.is_ascii_digit() {
-            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
-}
-
-fn parse_i64(s: &[u8]) -> Option<i64> {
-    match s.split_first() {
-        Some((b'-', rest)) => parse_u64(rest)
-            .and_then(|v| i64::try_from(v).ok())
-            .map(|v| -v),
-        _ => parse_u64(s).and_then(|v| i64::try_from(v).ok()),
-    }
-}
-
-fn nonneg(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn is_zombie(state: u8) -> bool {
-    matches!(state, b'Z' | b'X' | b'x')
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Reads small procfs files into a reused buffer, without per-read allocations.
@@ -427,7 +343,7 @@ impl Monitor {
     pub fn sample(&mut self, leaders: &[(String, u32)]) -> Vec<(String, TreeSample)> {
         let uptime = self.reader.uptime_ticks(self.tps);
         let now = Instant::now();
-        let time_ms = unix_ms();
+        let time_ms = hivehub_api::time::now_ms();
         if let Err(e) = self.read_processes() {
             tracing::warn!("cannot list /proc, no resource samples this time: {e}");
             return Vec::new();
@@ -492,7 +408,7 @@ impl Monitor {
     /// unreadable.
     pub fn self_usage(&mut self) -> Option<TreeSample> {
         let now = Instant::now();
-        let time_ms = unix_ms();
+        let time_ms = hivehub_api::time::now_ms();
         let s = self.reader.self_stat()?;
         let cpu_percent = match self.self_prev {
             Some((at, own)) => {

@@ -12,6 +12,7 @@
 //! * `PR_SET_PDEATHSIG(SIGKILL)` kills a plugin if the launcher dies, and the guard process kills
 //!   the rest of its session (grandchildren do not inherit the death signal).
 
+use crate::procstat::{is_zombie, parse_stat, read_into};
 use crate::sandbox::Confinement;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -445,28 +446,6 @@ struct ProcEntry {
     session: i32,
 }
 
-/// Parses the fields of `/proc/PID/stat` after the command name: state, ppid, pgrp, session.
-fn parse_stat(line: &[u8]) -> Option<(u8, i32, i32)> {
-    let close = line.iter().rposition(|b| *b == b')')?;
-    let mut it = line[close + 1..]
-        .split(|b| *b == b' ')
-        .filter(|f| !f.is_empty());
-    let state = *it.next()?.first()?;
-    let num = |f: Option<&[u8]>| -> Option<i32> { std::str::from_utf8(f?).ok()?.parse().ok() };
-    let ppid = num(it.next())?;
-    let _pgrp = num(it.next())?;
-    let session = num(it.next())?;
-    Some((state, ppid, session))
-}
-
-/// Reads a small procfs file into `buf` (reused across calls).
-fn read_into(path: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-    use std::io::Read;
-    buf.clear();
-    File::open(path)?.read_to_end(buf)?;
-    Ok(())
-}
-
 /// One pass over `/proc`: every live (not zombie) process with its parent and session, indexed
 /// by parent. Reads one `stat` file per process and nothing else.
 pub struct ProcTable {
@@ -491,13 +470,17 @@ impl ProcTable {
                 if read_into(&path, &mut buf).is_err() {
                     continue;
                 }
-                let Some((state, ppid, session)) = parse_stat(&buf) else {
+                let Some(st) = parse_stat(pid, &buf) else {
                     continue;
                 };
-                if matches!(state, b'Z' | b'X' | b'x') {
+                if is_zombie(st.state) {
                     continue;
                 }
-                procs.push(ProcEntry { pid, ppid, session });
+                procs.push(ProcEntry {
+                    pid,
+                    ppid: st.ppid,
+                    session: st.session,
+                });
             }
         }
         let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
