@@ -16,6 +16,7 @@
 //!   one step at the core, then asks the target to adopt it.
 
 use crate::config::LauncherConfig;
+use crate::lock;
 use crate::supervisor::{PlacementGate, Supervisor};
 use hivehub_api::auth::AUTH_SERVICE;
 use hivehub_api::cluster::{
@@ -32,7 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -41,10 +42,6 @@ use tokio::sync::Notify;
 const RANK_STEP: Duration = Duration::from_millis(1000);
 /// Safety margin on top of the stop timeout when a lease cannot be renewed.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A lease this launcher holds.
 #[derive(Debug, Clone)]

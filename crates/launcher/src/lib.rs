@@ -67,6 +67,13 @@ pub enum LauncherError {
     },
 }
 
+/// Locks `m`, taking over a lock that a panicking thread left: the launcher's state stays
+/// usable (each value is consistent between statements), and one panic must not stop the
+/// supervision of every plugin.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> LauncherError + '_ {
     move |source| LauncherError::Io {
         what: what.to_string(),

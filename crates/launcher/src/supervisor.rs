@@ -10,6 +10,7 @@
 use crate::config::ThresholdAction;
 use crate::config::{Backoff, ConfigError, RestartPolicy};
 use crate::config::{LauncherConfig, PluginConfig};
+use crate::lock;
 use crate::logs::{pump, PluginLog, Stream};
 use crate::monitor::{
     History, Measure, Monitor, TreeSample, DEFAULT_HISTORY_SPAN, DEFAULT_INTERVAL,
@@ -29,7 +30,7 @@ use nix::sys::signal::Signal;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 
@@ -82,10 +83,6 @@ impl From<LaunchError> for hivehub_api::RemoteError {
         };
         hivehub_api::RemoteError::new(code, e.to_string())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Mutable state of one plugin.

@@ -19,6 +19,7 @@
 //!   [`MAX_LOCK`]). A locked login is answered 429 without trying the hub. Successes do not
 //!   count. Both maps are capped; the least recently used entry is dropped.
 
+use crate::lock;
 use hivehub_client::HubClient;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -35,10 +36,6 @@ pub const MAX_SESSIONS: usize = 64;
 pub const MAX_PER_USER: usize = 4;
 /// A session ends this long after its login.
 pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// One logged-in user.
 #[derive(Clone)]
