@@ -18,7 +18,7 @@
 //!
 //! Landlock cannot deny a path below an allowed one, so a default folder that contains the
 //! home (a home under `/tmp` or `/opt`) is not granted whole: its other entries are, down to
-//! the home's branch ([`beneath_except`]); the temporary folders are then left out and the
+//! the home's branch (`beneath_except`); the temporary folders are then left out and the
 //! plugin uses its private `TMPDIR` (`stores/{name}/tmp`), which it always gets.
 //!
 //! The child applies all of it between `clone` and `execve` with raw system calls
