@@ -6,6 +6,10 @@
 //! ready (or at once when readiness is not awaited); `running`; `stopping` while a stop is in
 //! progress; `disabled` after a user stop; `failed` when a start failed or the process exited
 //! with an error; `missing` when its binary is gone.
+//!
+//! Start, stop, exits and restarts are here; `discovery` (which plugins exist), `credentials`
+//! (key, token, identity environment), `records` (pid and backoff records in `run/`),
+//! `thresholds` (resource samples and limits) and `reload` (a changed config) are beside it.
 
 use crate::config::ThresholdAction;
 use crate::config::{Backoff, ConfigError, RestartPolicy};
@@ -33,6 +37,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
+
+mod credentials;
+mod discovery;
+mod records;
+mod reload;
+mod thresholds;
 
 /// Why an operation failed. The message is shown to users as is.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -256,15 +266,6 @@ pub struct Supervisor {
     sh: Arc<Shared>,
 }
 
-fn binary_meta(path: &std::path::Path) -> Option<(u64, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    if !m.is_file() || m.permissions().mode() & 0o111 == 0 {
-        return None;
-    }
-    let mtime = m.modified().map(now_ms).unwrap_or(0);
-    Some((m.len(), mtime))
-}
-
 impl Supervisor {
     /// A supervisor for `home` with `cfg`. `guard` protects against a killed launcher.
     pub fn new(
@@ -388,22 +389,6 @@ impl Supervisor {
         self.event(plugin, name)
     }
 
-    /// Mints the plugin's credentials now, so its next start skips that step.
-    pub async fn prepare_credentials(&self, name: &str) -> Result<(), LaunchError> {
-        let slot = self.slot(name)?;
-        if !self.cfg().create_plugin_cred {
-            return Ok(());
-        }
-        self.mint_credentials(name)
-            .await
-            .map_err(|reason| LaunchError::StartFailed {
-                name: name.to_string(),
-                reason,
-            })?;
-        lock(&slot.st).creds_fresh = true;
-        Ok(())
-    }
-
     fn publish_status(&self, slot: &Slot) {
         self.notice(Notice::Status(self.info_of(slot)));
     }
@@ -442,127 +427,6 @@ impl Supervisor {
     pub fn set_bus(&self, client: Option<HubClient>, url: Option<String>) {
         *lock(&self.sh.bus) = client;
         *lock(&self.sh.server_url) = url;
-    }
-
-    /// Scans `plugins/` (and `bin/` for the core): new binaries are listed, vanished ones are
-    /// marked missing. Called at start and periodically, so no restart is needed.
-    pub fn discover(&self) {
-        let mut found: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
-        if let Ok(rd) = std::fs::read_dir(self.sh.home.plugins()) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if hivehub_api::validate_id(&name).is_ok() && binary_meta(&e.path()).is_some() {
-                    found.insert(name, (e.path(), false));
-                }
-            }
-        }
-        if let Some(core) = &self.cfg().core {
-            found.insert(core.clone(), (self.sh.home.bin().join(core), true));
-        }
-        let mut slots = lock(&self.sh.slots);
-        for (name, (path, is_core)) in &found {
-            if !slots.contains_key(name) {
-                let stale = self.stale_instance(name);
-                let (attempt, last_delay) = self.load_backoff(name);
-                let (tx, _) = watch::channel(0);
-                slots.insert(
-                    name.clone(),
-                    Arc::new(Slot {
-                        name: name.clone(),
-                        is_core: *is_core,
-                        op: tokio::sync::Mutex::new(()),
-                        exits: tx,
-                        st: Mutex::new(Run::new(
-                            path.clone(),
-                            if stale.is_some() {
-                                PluginState::Failed
-                            } else {
-                                PluginState::Stopped
-                            },
-                            match stale {
-                                Some(pid) => format!(
-                                    "an instance started by an earlier launcher is still running (pid {pid}); stop it first"
-                                ),
-                                None => String::new(),
-                            },
-                            stale,
-                        )
-                        .with_backoff(attempt, last_delay)),
-                    }),
-                );
-            }
-        }
-        // Autostart names without a binary are listed as missing, so `ls` shows the problem.
-        for name in &self.cfg().autostart {
-            if !slots.contains_key(name) {
-                let (tx, _) = watch::channel(0);
-                slots.insert(
-                    name.clone(),
-                    Arc::new(Slot {
-                        name: name.clone(),
-                        is_core: false,
-                        op: tokio::sync::Mutex::new(()),
-                        exits: tx,
-                        st: Mutex::new(Run::new(
-                            self.sh.home.plugins().join(name),
-                            PluginState::Missing,
-                            String::new(),
-                            None,
-                        )),
-                    }),
-                );
-            }
-        }
-        for slot in slots.values() {
-            let mut st = lock(&slot.st);
-            match binary_meta(&st.path) {
-                Some((size, mtime)) => {
-                    st.present = true;
-                    st.size = Some(size);
-                    st.modified = Some(mtime);
-                    if st.state == PluginState::Missing {
-                        st.state = PluginState::Stopped;
-                        st.status = "binary found".into();
-                    }
-                }
-                None => {
-                    st.present = false;
-                    if st.pid.is_none() && st.state != PluginState::Missing {
-                        st.state = PluginState::Missing;
-                        st.status = format!("binary {} not found", st.path.display());
-                    }
-                }
-            }
-        }
-    }
-
-    fn pid_file(&self, name: &str) -> PathBuf {
-        self.sh.home.run().join(format!("{name}.pid"))
-    }
-
-    fn remove_pid_file_of(&self, name: &str, pid: u32) {
-        let path = self.pid_file(name);
-        let ours = process::read_file(&path)
-            .and_then(|t| t.split_whitespace().next().map(|p| p == pid.to_string()))
-            .unwrap_or(false);
-        if ours {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-
-    /// A live process recorded in `run/{name}.pid` by an earlier launcher (pid and start time
-    /// must both match, so a reused PID is not mistaken for the plugin).
-    fn stale_instance(&self, name: &str) -> Option<u32> {
-        let text = process::read_file(&self.pid_file(name))?;
-        let mut it = text.split_whitespace();
-        let pid: u32 = it.next()?.parse().ok()?;
-        let start: u64 = it.next()?.parse().ok()?;
-        if process::pid_alive(pid) && process::start_time(pid) == Some(start) {
-            Some(pid)
-        } else {
-            let _ = std::fs::remove_file(self.pid_file(name));
-            None
-        }
     }
 
     fn slot(&self, name: &str) -> Result<Arc<Slot>, LaunchError> {
@@ -661,81 +525,6 @@ impl Supervisor {
             name: slot.name.clone(),
             reason,
         }
-    }
-
-    async fn mint_credentials(&self, name: &str) -> Result<(), String> {
-        let bus = lock(&self.sh.bus)
-            .clone()
-            .ok_or("not connected to the hub, so its credentials cannot be created")?;
-        let key_path = self.sh.home.key_file(name);
-        let (key, _) = KeyPair::load_or_create(&key_path).map_err(|e| e.to_string())?;
-        let resp: AddClientResp = bus
-            .request(
-                AUTH_SERVICE,
-                CAP_CLIENTS,
-                methods::ADD_CLIENT,
-                &AddClientReq {
-                    client_id: name.to_string(),
-                    client_type: Some(ClientType::Service),
-                    display_name: Some(name.to_string()),
-                    role: Role::Service,
-                    pub_key: key.public_key_b64(),
-                },
-            )
-            .await
-            .map_err(|e| format!("the auth service refused its credentials: {e}"))?;
-        let token_path = self.sh.home.token_file(name);
-        write_atomic(&token_path, resp.token.as_bytes(), SECRET_MODE)
-            .map_err(|e| format!("cannot write {}: {e}", token_path.display()))
-    }
-
-    fn env_for(&self, name: &str, pc: &PluginConfig) -> Vec<(String, String)> {
-        let mut env = vec![
-            (
-                ENV_HOME.to_string(),
-                self.sh.home.root().display().to_string(),
-            ),
-            (ENV_CLIENT_ID.to_string(), name.to_string()),
-            (ENV_LOG_LEVEL.to_string(), self.cfg().loglevel.clone()),
-        ];
-        if let Some(url) = lock(&self.sh.server_url).clone() {
-            env.push((ENV_SERVER.to_string(), url));
-        }
-        env.extend(pc.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        env
-    }
-
-    fn backoff_file(&self, name: &str) -> PathBuf {
-        self.sh.home.run().join(format!("{name}.backoff"))
-    }
-
-    /// Keeps the attempt count in `run/`, so a restarted launcher does not forget a crash loop.
-    fn save_backoff(&self, slot: &Slot) {
-        let (attempt, delay) = {
-            let st = lock(&slot.st);
-            (st.attempt, st.last_delay)
-        };
-        let path = self.backoff_file(&slot.name);
-        if attempt == 0 {
-            let _ = std::fs::remove_file(path);
-        } else {
-            let _ = hivehub_home::write_replace(
-                &path,
-                format!("{attempt} {}\n", delay.as_millis()).as_bytes(),
-                0o644,
-            );
-        }
-    }
-
-    fn load_backoff(&self, name: &str) -> (u32, Duration) {
-        process::read_file(&self.backoff_file(name))
-            .and_then(|t| {
-                let mut it = t.split_whitespace();
-                let a = it.next()?.parse().ok()?;
-                let d = it.next()?.parse().ok()?;
-                Some((a, Duration::from_millis(d)))
-            })
-            .unwrap_or((0, Duration::ZERO))
     }
 
     fn stable_after(&self, slot: &Slot, bo: &Backoff) -> Duration {
@@ -1815,248 +1604,6 @@ impl Supervisor {
             }
         });
         Ok(())
-    }
-
-    /// Samples every running plugin's process tree at the configured interval (off the async
-    /// workers: procfs reads are blocking I/O), updates `cpu`/`rss` and the history, and acts on
-    /// resource thresholds.
-    pub fn spawn_monitor(&self) {
-        let this = self.clone();
-        let every = self.cfg().sample_interval;
-        tokio::spawn(async move {
-            let mut mon = Monitor::new();
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let leaders: Vec<(String, u32)> = lock(&this.sh.slots)
-                    .values()
-                    .filter_map(|s| lock(&s.st).pid.map(|p| (s.name.clone(), p)))
-                    .collect();
-                let Ok((m, (samples, me))) = tokio::task::spawn_blocking(move || {
-                    let samples = mon.sample(&leaders);
-                    let me = mon.self_usage();
-                    (mon, (samples, me))
-                })
-                .await
-                else {
-                    return;
-                };
-                mon = m;
-                if let Some(me) = me {
-                    let prev = lock(&this.sh.self_usage).map(|u| u.0);
-                    let cpu = me.cpu_percent.or(prev).unwrap_or_default();
-                    *lock(&this.sh.self_usage) = Some((cpu, me.rss_bytes));
-                }
-                for (name, sample) in samples {
-                    this.record_sample(&name, sample);
-                }
-            }
-        });
-    }
-
-    /// A history long enough for the status view (5 minutes) and for the plugin's threshold
-    /// window, whichever is longer.
-    fn new_history(&self, name: &str) -> History {
-        let interval = self.cfg().sample_interval;
-        let span = DEFAULT_HISTORY_SPAN.max(self.cfg().plugin(name).threshold_for + 2 * interval);
-        History::for_span(span, interval)
-    }
-
-    fn record_sample(&self, name: &str, sample: TreeSample) {
-        let Ok(slot) = self.slot(name) else { return };
-        let pc = self.cfg().plugin(name);
-        let breach = {
-            let mut st = lock(&slot.st);
-            if st.pid.is_none() {
-                return;
-            }
-            if let Some(c) = sample.cpu_percent {
-                st.cpu = Some(c);
-            }
-            st.rss = Some(sample.rss_bytes);
-            st.history.push(sample);
-            if st.breaching {
-                None
-            } else {
-                let now = sample.time_ms;
-                let cpu = pc
-                    .max_cpu
-                    .filter(|l| {
-                        st.history
-                            .above_for(Measure::Cpu, *l, pc.threshold_for, now)
-                    })
-                    .map(|l| ("cpu", sample.cpu_percent.unwrap_or_default(), l));
-                let mem = pc
-                    .max_memory
-                    .map(|l| l as f64)
-                    .filter(|l| {
-                        st.history
-                            .above_for(Measure::Rss, *l, pc.threshold_for, now)
-                    })
-                    .map(|l| ("rss", sample.rss_bytes as f64, l));
-                let b = cpu.or(mem);
-                if b.is_some() {
-                    st.breaching = true;
-                    st.breaches += 1;
-                }
-                b
-            }
-        };
-        if let Some((measure, value, limit)) = breach {
-            self.on_breach(&slot, measure, value, limit, pc.threshold_for, pc.action);
-        }
-    }
-
-    fn on_breach(
-        &self,
-        slot: &Arc<Slot>,
-        measure: &str,
-        value: f64,
-        limit: f64,
-        window: Duration,
-        action: ThresholdAction,
-    ) {
-        let act = match action {
-            ThresholdAction::Restart => "restart",
-            ThresholdAction::Alert => "alert",
-        };
-        tracing::warn!(plugin = %slot.name, measure, value, limit, ?window, act, "resource limit exceeded");
-        self.notice(Notice::Event(LauncherEvent {
-            pid: lock(&slot.st).pid,
-            measure: Some(measure.to_string()),
-            value: Some(value),
-            limit: Some(limit),
-            for_secs: Some(window.as_secs_f64()),
-            action: Some(act.to_string()),
-            ..self.event(&slot.name, events::RESOURCE_EXCEEDED)
-        }));
-        let this = self.clone();
-        let slot = slot.clone();
-        let measure = measure.to_string();
-        tokio::spawn(async move {
-            if action == ThresholdAction::Restart {
-                let gen = {
-                    let mut st = lock(&slot.st);
-                    st.restart_gen += 1;
-                    st.restart_gen
-                };
-                let _permit = this.sh.restart_sem.clone().acquire_owned().await;
-                {
-                    let _op = slot.op.lock().await;
-                    if lock(&slot.st).restart_gen != gen {
-                        return;
-                    }
-                    let _ = this.stop_inner(&slot, None).await;
-                }
-                {
-                    let mut st = lock(&slot.st);
-                    st.status = format!("restarting: {measure} over its limit");
-                }
-                match this.start_slot(&slot).await {
-                    Ok(_) => {
-                        {
-                            let mut st = lock(&slot.st);
-                            st.restarts += 1;
-                            st.threshold_restarts += 1;
-                        }
-                        if slot.is_core {
-                            this.release_held();
-                        }
-                    }
-                    Err(e) => {
-                        this.schedule_restart(&slot, e.to_string(), Duration::ZERO);
-                    }
-                }
-                this.publish_status(&slot);
-            }
-            // Start over: the next breach needs a full window of new samples.
-            let mut st = lock(&slot.st);
-            st.history = this.new_history(&slot.name);
-            st.breaching = false;
-        });
-    }
-
-    /// Re-reads the config file and applies only the difference: new autostart plugins are
-    /// started, removed ones stopped, running plugins whose settings changed restarted (in the
-    /// new autostart order); everything else keeps running with the same PID. An invalid file is
-    /// rejected with its location and nothing changes.
-    pub async fn reload(&self, by: &str) -> Result<ReloadResp, ConfigError> {
-        let path = lock(&self.sh.config_path)
-            .clone()
-            .unwrap_or_else(|| self.sh.home.config_file("launcher"));
-        let new = crate::config::load(&path)?;
-        let old = self.cfg();
-        let mut resp = ReloadResp::default();
-        for (key, changed) in [
-            ("id", old.id != new.id),
-            ("core", old.core != new.core),
-            ("serverURL", old.server_url != new.server_url),
-            ("httpListen", old.http_listen != new.http_listen),
-            ("loglevel", old.loglevel != new.loglevel),
-            ("logtofile", old.logtofile != new.logtofile),
-            ("sampleInterval", old.sample_interval != new.sample_interval),
-            (
-                "restartConcurrency",
-                old.restart_concurrency != new.restart_concurrency,
-            ),
-        ] {
-            if changed {
-                resp.needs_restart.push(key.to_string());
-            }
-        }
-        let removed: Vec<String> = old
-            .autostart
-            .iter()
-            .filter(|n| !new.autostart.contains(n))
-            .cloned()
-            .collect();
-        let settings_changed =
-            |n: &str| old.plugin(n) != new.plugin(n) || old.backoff_for(n) != new.backoff_for(n);
-        *self.sh.cfg.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new.clone());
-        tracing::info!(file = %path.display(), %by, "configuration reloaded");
-        let mut failed = Vec::new();
-        let mut resp_failed = |name: &str, e: LaunchError| failed.push(format!("{name}: {e}"));
-        for name in removed.iter().rev() {
-            let running = self.slot(name).is_ok_and(|s| lock(&s.st).pid.is_some());
-            if running {
-                match self.stop_by(name, by).await {
-                    Ok(_) => resp.stopped.push(name.clone()),
-                    Err(e) => resp_failed(name, e),
-                }
-            }
-        }
-        self.discover();
-        let names: Vec<String> = lock(&self.sh.slots).keys().cloned().collect();
-        let mut order: Vec<String> = new.autostart.clone();
-        order.extend(names.into_iter().filter(|n| !new.autostart.contains(n)));
-        for name in order {
-            if Some(name.as_str()) == self.core_name() {
-                if settings_changed(&name) {
-                    resp.needs_restart.push(format!("plugins.{name}"));
-                }
-                continue;
-            }
-            let Ok(slot) = self.slot(&name) else { continue };
-            let running = lock(&slot.st).pid.is_some();
-            if running && settings_changed(&name) {
-                let r = match self.stop_by(&name, by).await {
-                    Ok(_) => self.start(&name).await,
-                    Err(e) => Err(e),
-                };
-                match r {
-                    Ok(_) => resp.restarted.push(name.clone()),
-                    Err(e) => resp_failed(&name, e),
-                }
-            } else if !running && new.autostart.contains(&name) && !old.autostart.contains(&name) {
-                match self.start(&name).await {
-                    Ok(_) => resp.started.push(name.clone()),
-                    Err(e) => resp_failed(&name, e),
-                }
-            }
-        }
-        resp.failed = failed;
-        Ok(resp)
     }
 
     /// Rescans `plugins/` every `every`.

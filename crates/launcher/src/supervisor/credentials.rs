@@ -1,0 +1,64 @@
+//! A plugin's credentials and identity environment: its key and token, minted through the
+//! auth service before every start, and the `HIVEHUB_*` variables it finds them with.
+
+use super::*;
+
+impl Supervisor {
+    /// Mints the plugin's credentials now, so its next start skips that step.
+    pub async fn prepare_credentials(&self, name: &str) -> Result<(), LaunchError> {
+        let slot = self.slot(name)?;
+        if !self.cfg().create_plugin_cred {
+            return Ok(());
+        }
+        self.mint_credentials(name)
+            .await
+            .map_err(|reason| LaunchError::StartFailed {
+                name: name.to_string(),
+                reason,
+            })?;
+        lock(&slot.st).creds_fresh = true;
+        Ok(())
+    }
+
+    pub(super) async fn mint_credentials(&self, name: &str) -> Result<(), String> {
+        let bus = lock(&self.sh.bus)
+            .clone()
+            .ok_or("not connected to the hub, so its credentials cannot be created")?;
+        let key_path = self.sh.home.key_file(name);
+        let (key, _) = KeyPair::load_or_create(&key_path).map_err(|e| e.to_string())?;
+        let resp: AddClientResp = bus
+            .request(
+                AUTH_SERVICE,
+                CAP_CLIENTS,
+                methods::ADD_CLIENT,
+                &AddClientReq {
+                    client_id: name.to_string(),
+                    client_type: Some(ClientType::Service),
+                    display_name: Some(name.to_string()),
+                    role: Role::Service,
+                    pub_key: key.public_key_b64(),
+                },
+            )
+            .await
+            .map_err(|e| format!("the auth service refused its credentials: {e}"))?;
+        let token_path = self.sh.home.token_file(name);
+        write_atomic(&token_path, resp.token.as_bytes(), SECRET_MODE)
+            .map_err(|e| format!("cannot write {}: {e}", token_path.display()))
+    }
+
+    pub(super) fn env_for(&self, name: &str, pc: &PluginConfig) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                ENV_HOME.to_string(),
+                self.sh.home.root().display().to_string(),
+            ),
+            (ENV_CLIENT_ID.to_string(), name.to_string()),
+            (ENV_LOG_LEVEL.to_string(), self.cfg().loglevel.clone()),
+        ];
+        if let Some(url) = lock(&self.sh.server_url).clone() {
+            env.push((ENV_SERVER.to_string(), url));
+        }
+        env.extend(pc.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+}

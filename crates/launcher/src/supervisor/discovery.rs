@@ -1,0 +1,107 @@
+//! Which plugins exist: the binaries in `plugins/` (and the core in `bin/`), rescanned
+//! periodically and before a start, and the autostart names without a binary.
+
+use super::*;
+
+pub(super) fn binary_meta(path: &std::path::Path) -> Option<(u64, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    if !m.is_file() || m.permissions().mode() & 0o111 == 0 {
+        return None;
+    }
+    let mtime = m.modified().map(now_ms).unwrap_or(0);
+    Some((m.len(), mtime))
+}
+
+impl Supervisor {
+    /// Scans `plugins/` (and `bin/` for the core): new binaries are listed, vanished ones are
+    /// marked missing. Called at start and periodically, so no restart is needed.
+    pub fn discover(&self) {
+        let mut found: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
+        if let Ok(rd) = std::fs::read_dir(self.sh.home.plugins()) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if hivehub_api::validate_id(&name).is_ok() && binary_meta(&e.path()).is_some() {
+                    found.insert(name, (e.path(), false));
+                }
+            }
+        }
+        if let Some(core) = &self.cfg().core {
+            found.insert(core.clone(), (self.sh.home.bin().join(core), true));
+        }
+        let mut slots = lock(&self.sh.slots);
+        for (name, (path, is_core)) in &found {
+            if !slots.contains_key(name) {
+                let stale = self.stale_instance(name);
+                let (attempt, last_delay) = self.load_backoff(name);
+                let (tx, _) = watch::channel(0);
+                slots.insert(
+                    name.clone(),
+                    Arc::new(Slot {
+                        name: name.clone(),
+                        is_core: *is_core,
+                        op: tokio::sync::Mutex::new(()),
+                        exits: tx,
+                        st: Mutex::new(Run::new(
+                            path.clone(),
+                            if stale.is_some() {
+                                PluginState::Failed
+                            } else {
+                                PluginState::Stopped
+                            },
+                            match stale {
+                                Some(pid) => format!(
+                                    "an instance started by an earlier launcher is still running (pid {pid}); stop it first"
+                                ),
+                                None => String::new(),
+                            },
+                            stale,
+                        )
+                        .with_backoff(attempt, last_delay)),
+                    }),
+                );
+            }
+        }
+        // Autostart names without a binary are listed as missing, so `ls` shows the problem.
+        for name in &self.cfg().autostart {
+            if !slots.contains_key(name) {
+                let (tx, _) = watch::channel(0);
+                slots.insert(
+                    name.clone(),
+                    Arc::new(Slot {
+                        name: name.clone(),
+                        is_core: false,
+                        op: tokio::sync::Mutex::new(()),
+                        exits: tx,
+                        st: Mutex::new(Run::new(
+                            self.sh.home.plugins().join(name),
+                            PluginState::Missing,
+                            String::new(),
+                            None,
+                        )),
+                    }),
+                );
+            }
+        }
+        for slot in slots.values() {
+            let mut st = lock(&slot.st);
+            match binary_meta(&st.path) {
+                Some((size, mtime)) => {
+                    st.present = true;
+                    st.size = Some(size);
+                    st.modified = Some(mtime);
+                    if st.state == PluginState::Missing {
+                        st.state = PluginState::Stopped;
+                        st.status = "binary found".into();
+                    }
+                }
+                None => {
+                    st.present = false;
+                    if st.pid.is_none() && st.state != PluginState::Missing {
+                        st.state = PluginState::Missing;
+                        st.status = format!("binary {} not found", st.path.display());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Applying a changed `launcher.yaml` without a restart (`reload`, SIGHUP).
+
+use super::*;
+
+impl Supervisor {
+    /// Re-reads the config file and applies only the difference: new autostart plugins are
+    /// started, removed ones stopped, running plugins whose settings changed restarted (in the
+    /// new autostart order); everything else keeps running with the same PID. An invalid file is
+    /// rejected with its location and nothing changes.
+    pub async fn reload(&self, by: &str) -> Result<ReloadResp, ConfigError> {
+        let path = lock(&self.sh.config_path)
+            .clone()
+            .unwrap_or_else(|| self.sh.home.config_file("launcher"));
+        let new = crate::config::load(&path)?;
+        let old = self.cfg();
+        let mut resp = ReloadResp::default();
+        for (key, changed) in [
+            ("id", old.id != new.id),
+            ("core", old.core != new.core),
+            ("serverURL", old.server_url != new.server_url),
+            ("httpListen", old.http_listen != new.http_listen),
+            ("loglevel", old.loglevel != new.loglevel),
+            ("logtofile", old.logtofile != new.logtofile),
+            ("sampleInterval", old.sample_interval != new.sample_interval),
+            (
+                "restartConcurrency",
+                old.restart_concurrency != new.restart_concurrency,
+            ),
+        ] {
+            if changed {
+                resp.needs_restart.push(key.to_string());
+            }
+        }
+        let removed: Vec<String> = old
+            .autostart
+            .iter()
+            .filter(|n| !new.autostart.contains(n))
+            .cloned()
+            .collect();
+        let settings_changed =
+            |n: &str| old.plugin(n) != new.plugin(n) || old.backoff_for(n) != new.backoff_for(n);
+        *self.sh.cfg.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new.clone());
+        tracing::info!(file = %path.display(), %by, "configuration reloaded");
+        let mut failed = Vec::new();
+        let mut resp_failed = |name: &str, e: LaunchError| failed.push(format!("{name}: {e}"));
+        for name in removed.iter().rev() {
+            let running = self.slot(name).is_ok_and(|s| lock(&s.st).pid.is_some());
+            if running {
+                match self.stop_by(name, by).await {
+                    Ok(_) => resp.stopped.push(name.clone()),
+                    Err(e) => resp_failed(name, e),
+                }
+            }
+        }
+        self.discover();
+        let names: Vec<String> = lock(&self.sh.slots).keys().cloned().collect();
+        let mut order: Vec<String> = new.autostart.clone();
+        order.extend(names.into_iter().filter(|n| !new.autostart.contains(n)));
+        for name in order {
+            if Some(name.as_str()) == self.core_name() {
+                if settings_changed(&name) {
+                    resp.needs_restart.push(format!("plugins.{name}"));
+                }
+                continue;
+            }
+            let Ok(slot) = self.slot(&name) else { continue };
+            let running = lock(&slot.st).pid.is_some();
+            if running && settings_changed(&name) {
+                let r = match self.stop_by(&name, by).await {
+                    Ok(_) => self.start(&name).await,
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(_) => resp.restarted.push(name.clone()),
+                    Err(e) => resp_failed(&name, e),
+                }
+            } else if !running && new.autostart.contains(&name) && !old.autostart.contains(&name) {
+                match self.start(&name).await {
+                    Ok(_) => resp.started.push(name.clone()),
+                    Err(e) => resp_failed(&name, e),
+                }
+            }
+        }
+        resp.failed = failed;
+        Ok(resp)
+    }
+}

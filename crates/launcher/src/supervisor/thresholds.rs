@@ -1,0 +1,166 @@
+//! Resource samples of each plugin's process tree and the thresholds (`maxCpu`, `maxMemory`,
+//! `for`) that restart a plugin or only alert.
+
+use super::*;
+
+impl Supervisor {
+    /// Samples every running plugin's process tree at the configured interval (off the async
+    /// workers: procfs reads are blocking I/O), updates `cpu`/`rss` and the history, and acts on
+    /// resource thresholds.
+    pub fn spawn_monitor(&self) {
+        let this = self.clone();
+        let every = self.cfg().sample_interval;
+        tokio::spawn(async move {
+            let mut mon = Monitor::new();
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let leaders: Vec<(String, u32)> = lock(&this.sh.slots)
+                    .values()
+                    .filter_map(|s| lock(&s.st).pid.map(|p| (s.name.clone(), p)))
+                    .collect();
+                let Ok((m, (samples, me))) = tokio::task::spawn_blocking(move || {
+                    let samples = mon.sample(&leaders);
+                    let me = mon.self_usage();
+                    (mon, (samples, me))
+                })
+                .await
+                else {
+                    return;
+                };
+                mon = m;
+                if let Some(me) = me {
+                    let prev = lock(&this.sh.self_usage).map(|u| u.0);
+                    let cpu = me.cpu_percent.or(prev).unwrap_or_default();
+                    *lock(&this.sh.self_usage) = Some((cpu, me.rss_bytes));
+                }
+                for (name, sample) in samples {
+                    this.record_sample(&name, sample);
+                }
+            }
+        });
+    }
+
+    /// A history long enough for the status view (5 minutes) and for the plugin's threshold
+    /// window, whichever is longer.
+    pub(super) fn new_history(&self, name: &str) -> History {
+        let interval = self.cfg().sample_interval;
+        let span = DEFAULT_HISTORY_SPAN.max(self.cfg().plugin(name).threshold_for + 2 * interval);
+        History::for_span(span, interval)
+    }
+
+    pub(super) fn record_sample(&self, name: &str, sample: TreeSample) {
+        let Ok(slot) = self.slot(name) else { return };
+        let pc = self.cfg().plugin(name);
+        let breach = {
+            let mut st = lock(&slot.st);
+            if st.pid.is_none() {
+                return;
+            }
+            if let Some(c) = sample.cpu_percent {
+                st.cpu = Some(c);
+            }
+            st.rss = Some(sample.rss_bytes);
+            st.history.push(sample);
+            if st.breaching {
+                None
+            } else {
+                let now = sample.time_ms;
+                let cpu = pc
+                    .max_cpu
+                    .filter(|l| {
+                        st.history
+                            .above_for(Measure::Cpu, *l, pc.threshold_for, now)
+                    })
+                    .map(|l| ("cpu", sample.cpu_percent.unwrap_or_default(), l));
+                let mem = pc
+                    .max_memory
+                    .map(|l| l as f64)
+                    .filter(|l| {
+                        st.history
+                            .above_for(Measure::Rss, *l, pc.threshold_for, now)
+                    })
+                    .map(|l| ("rss", sample.rss_bytes as f64, l));
+                let b = cpu.or(mem);
+                if b.is_some() {
+                    st.breaching = true;
+                    st.breaches += 1;
+                }
+                b
+            }
+        };
+        if let Some((measure, value, limit)) = breach {
+            self.on_breach(&slot, measure, value, limit, pc.threshold_for, pc.action);
+        }
+    }
+
+    pub(super) fn on_breach(
+        &self,
+        slot: &Arc<Slot>,
+        measure: &str,
+        value: f64,
+        limit: f64,
+        window: Duration,
+        action: ThresholdAction,
+    ) {
+        let act = match action {
+            ThresholdAction::Restart => "restart",
+            ThresholdAction::Alert => "alert",
+        };
+        tracing::warn!(plugin = %slot.name, measure, value, limit, ?window, act, "resource limit exceeded");
+        self.notice(Notice::Event(LauncherEvent {
+            pid: lock(&slot.st).pid,
+            measure: Some(measure.to_string()),
+            value: Some(value),
+            limit: Some(limit),
+            for_secs: Some(window.as_secs_f64()),
+            action: Some(act.to_string()),
+            ..self.event(&slot.name, events::RESOURCE_EXCEEDED)
+        }));
+        let this = self.clone();
+        let slot = slot.clone();
+        let measure = measure.to_string();
+        tokio::spawn(async move {
+            if action == ThresholdAction::Restart {
+                let gen = {
+                    let mut st = lock(&slot.st);
+                    st.restart_gen += 1;
+                    st.restart_gen
+                };
+                let _permit = this.sh.restart_sem.clone().acquire_owned().await;
+                {
+                    let _op = slot.op.lock().await;
+                    if lock(&slot.st).restart_gen != gen {
+                        return;
+                    }
+                    let _ = this.stop_inner(&slot, None).await;
+                }
+                {
+                    let mut st = lock(&slot.st);
+                    st.status = format!("restarting: {measure} over its limit");
+                }
+                match this.start_slot(&slot).await {
+                    Ok(_) => {
+                        {
+                            let mut st = lock(&slot.st);
+                            st.restarts += 1;
+                            st.threshold_restarts += 1;
+                        }
+                        if slot.is_core {
+                            this.release_held();
+                        }
+                    }
+                    Err(e) => {
+                        this.schedule_restart(&slot, e.to_string(), Duration::ZERO);
+                    }
+                }
+                this.publish_status(&slot);
+            }
+            // Start over: the next breach needs a full window of new samples.
+            let mut st = lock(&slot.st);
+            st.history = this.new_history(&slot.name);
+            st.breaching = false;
+        });
+    }
+}
