@@ -4,7 +4,8 @@
 
 use hivehub_api::auth::AUTH_SERVICE;
 use hivehub_api::cluster::{
-    events as cluster_events, LauncherStatus, PresenceEvent, LAUNCHERS_THING,
+    events as cluster_events, lease_methods, LauncherStatus, PresenceEvent, CAP_LEASES,
+    LAUNCHERS_THING,
 };
 use hivehub_api::launcher::{methods, LauncherEvent, NameReq, PluginInfo, CAP_MANAGE};
 use hivehub_testkit::{plugin_script, processes_running, wait_until, workspace_bin, Core, Member};
@@ -384,6 +385,34 @@ async fn move_hands_off_with_a_gap_shorter_than_a_start() {
     starts.sort();
     let start_time = starts[1];
     let to = ids[1 - h];
+    // `move` finds the source in the core's lease table; wait until the last start's lease is
+    // there, so the hand-off is measured from a settled placement.
+    let leased = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let list: Result<hivehub_api::cluster::LeaseList, _> = admin
+                .request(
+                    AUTH_SERVICE,
+                    CAP_LEASES,
+                    lease_methods::LIST,
+                    &serde_json::json!({}),
+                )
+                .await;
+            if list.is_ok_and(|l| {
+                l.leases
+                    .iter()
+                    .any(|x| x.name == "heartbeat" && x.holder.as_deref() == Some(ids[h]))
+            }) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        leased.is_ok(),
+        "the lease of heartbeat never showed {}",
+        ids[h]
+    );
     let before = Instant::now();
     let out = hubcli(&core, &["launcher", "move", "heartbeat", to]);
     let after = Instant::now();
