@@ -300,6 +300,16 @@ struct Inner {
     serving: Arc<Gate>,
 }
 
+/// No reply to `service/capability/method` within `after`.
+fn timed_out(service: &str, capability: &str, method: &str, after: Duration) -> RpcError {
+    RpcError::Timeout {
+        service: service.into(),
+        capability: capability.into(),
+        method: method.into(),
+        after,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind; keep going.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -631,14 +641,7 @@ impl HubClient {
                     pause = (pause * 2).min(BUSY_RETRY_MAX);
                 }
                 Ok(Some(reply)) => return reply.map_err(RpcError::Remote),
-                Ok(None) => {
-                    return Err(RpcError::Timeout {
-                        service: service.into(),
-                        capability: capability.into(),
-                        method: method.into(),
-                        after: timeout,
-                    })
-                }
+                Ok(None) => return Err(timed_out(service, capability, method, timeout)),
                 Err(e) => return Err(e),
             }
         }
@@ -663,12 +666,7 @@ impl HubClient {
             .await?
         {
             Some(reply) => reply.map_err(RpcError::Remote),
-            None => Err(RpcError::Timeout {
-                service: service.into(),
-                capability: capability.into(),
-                method: method.into(),
-                after: timeout,
-            }),
+            None => Err(timed_out(service, capability, method, timeout)),
         }
     }
 

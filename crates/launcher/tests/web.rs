@@ -5,7 +5,7 @@
 //! by playwright-core.
 
 use hivehub_api::launcher::PluginInfo;
-use hivehub_testkit::{plugin_script, wait_until, workspace_bin, LauncherHub};
+use hivehub_testkit::{plugin_script, wait_until, LauncherHub};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -205,20 +205,10 @@ fn scrape(port: u16, cred: &str) -> Resp {
     http(port, "GET", "/metrics", &[("Authorization", &auth)], "").expect("GET /metrics")
 }
 
-/// Runs hubcli (as the admin) on the launcher's home.
-fn hubcli(h: &LauncherHub, args: &[&str]) -> std::process::Output {
-    Command::new(workspace_bin("hubcli"))
-        .arg("--home")
-        .arg(h.home.root())
-        .args(args)
-        .output()
-        .expect("run hubcli")
-}
-
 /// Adds the client `id` with `role` (`hubcli auth add`); returns its token.
 fn add_client(h: &LauncherHub, id: &str, role: &str) -> String {
     h.url();
-    let out = hubcli(h, &["auth", "add", id, "--role", role]);
+    let out = h.hubcli(&["auth", "add", id, "--role", role]);
     assert!(
         out.status.success(),
         "hubcli auth add {id}: {}{}",

@@ -451,6 +451,16 @@ impl LauncherHub {
         self.child = Some(spawn_launcher(cmd, &self.home, self.dir.path()));
     }
 
+    /// Runs hubcli (logged in as the admin) on this hub's home.
+    pub fn hubcli(&self, args: &[&str]) -> Output {
+        Command::new(workspace_bin("hubcli"))
+            .arg("--home")
+            .arg(self.home.root())
+            .args(args)
+            .output()
+            .expect("run hubcli")
+    }
+
     /// The launcher's output so far.
     pub fn out(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("launcher.out")).unwrap_or_default()
@@ -784,4 +794,51 @@ pub async fn rpc_flood(
     let n = |i: usize| counts[i].load(Ordering::Relaxed);
     let other = last_other.lock().map(|l| l.clone()).unwrap_or_default();
     (n(0), n(1), n(2), n(3), other)
+}
+
+/// What a flood of requests got back.
+#[derive(Debug, Default)]
+pub struct FloodTally {
+    /// Requests sent.
+    pub sent: u64,
+    /// `busy` replies.
+    pub busy: u64,
+    /// Normal replies.
+    pub results: u64,
+    /// Other failures (timeouts, errors), and the last of them.
+    pub failed: u64,
+    /// The last other failure.
+    pub last_failure: String,
+}
+
+impl FloodTally {
+    /// The service bounded the flood: some requests were answered `busy`, some normally, few
+    /// failed otherwise (a busy reply is dropped only when the outgoing queue is full), and its
+    /// `log` mentions the refusals at most once per 10 s, not once each.
+    pub fn assert_bounded(&self, log: &str) {
+        let FloodTally {
+            sent,
+            busy,
+            results,
+            failed,
+            last_failure,
+        } = self;
+        assert!(
+            *busy > 0,
+            "no busy reply to {sent} requests ({results} results, {failed} other failures)"
+        );
+        assert!(
+            *results > 0,
+            "no normal reply to {sent} requests ({busy} busy, {failed} other failures)"
+        );
+        assert!(
+            failed * 100 <= *sent,
+            "{failed} of {sent} flood requests failed otherwise, last: {last_failure}"
+        );
+        let lines = log.matches("answering busy").count();
+        assert!(
+            (1..=3).contains(&lines),
+            "{lines} log lines about refusals; expected one per 10 s"
+        );
+    }
 }
