@@ -44,9 +44,9 @@ impl Supervisor {
                         st: Mutex::new(Run::new(
                             path.clone(),
                             if stale.is_some() {
-                                PluginState::Failed
+                                Phase::Failed
                             } else {
-                                PluginState::Stopped
+                                Phase::Stopped
                             },
                             match stale {
                                 Some(pid) => format!(
@@ -74,7 +74,7 @@ impl Supervisor {
                         exits: tx,
                         st: Mutex::new(Run::new(
                             self.sh.home.plugins().join(name),
-                            PluginState::Missing,
+                            Phase::Missing,
                             String::new(),
                             None,
                         )),
@@ -89,19 +89,29 @@ impl Supervisor {
                     st.present = true;
                     st.size = Some(size);
                     st.modified = Some(mtime);
-                    if st.state == PluginState::Missing {
-                        st.state = PluginState::Stopped;
+                    if self.apply(slot, &mut st, Event::BinaryFound).is_ok() {
                         st.status = "binary found".into();
                     }
                 }
                 None => {
                     st.present = false;
-                    if st.pid.is_none() && st.state != PluginState::Missing {
-                        st.state = PluginState::Missing;
+                    if self.apply(slot, &mut st, Event::BinaryLost) == Ok(PluginState::Missing) {
                         st.status = format!("binary {} not found", st.path.display());
                     }
                 }
             }
         }
+    }
+
+    /// Rescans `plugins/` every `every`.
+    pub fn spawn_watcher(&self, every: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                this.discover();
+            }
+        });
     }
 }

@@ -44,7 +44,7 @@ impl Supervisor {
         let mut failed = Vec::new();
         let mut resp_failed = |name: &str, e: LaunchError| failed.push(format!("{name}: {e}"));
         for name in removed.iter().rev() {
-            let running = self.slot(name).is_ok_and(|s| lock(&s.st).pid.is_some());
+            let running = self.slot(name).is_ok_and(|s| lock(&s.st).pid().is_some());
             if running {
                 match self.stop_by(name, by).await {
                     Ok(_) => resp.stopped.push(name.clone()),
@@ -64,7 +64,7 @@ impl Supervisor {
                 continue;
             }
             let Ok(slot) = self.slot(&name) else { continue };
-            let running = lock(&slot.st).pid.is_some();
+            let running = lock(&slot.st).pid().is_some();
             if running && settings_changed(&name) {
                 let r = match self.stop_by(&name, by).await {
                     Ok(_) => self.start(&name).await,

@@ -18,7 +18,7 @@ impl Supervisor {
                 tick.tick().await;
                 let leaders: Vec<(String, u32)> = lock(&this.sh.slots)
                     .values()
-                    .filter_map(|s| lock(&s.st).pid.map(|p| (s.name.clone(), p)))
+                    .filter_map(|s| lock(&s.st).pid().map(|p| (s.name.clone(), p)))
                     .collect();
                 let Ok((m, (samples, me))) = tokio::task::spawn_blocking(move || {
                     let samples = mon.sample(&leaders);
@@ -55,7 +55,7 @@ impl Supervisor {
         let pc = self.cfg().plugin(name);
         let breach = {
             let mut st = lock(&slot.st);
-            if st.pid.is_none() {
+            if st.pid().is_none() {
                 return;
             }
             if let Some(c) = sample.cpu_percent {
@@ -110,7 +110,7 @@ impl Supervisor {
         };
         tracing::warn!(plugin = %slot.name, measure, value, limit, ?window, act, "resource limit exceeded");
         self.notice(Notice::Event(LauncherEvent {
-            pid: lock(&slot.st).pid,
+            pid: lock(&slot.st).pid(),
             measure: Some(measure.to_string()),
             value: Some(value),
             limit: Some(limit),

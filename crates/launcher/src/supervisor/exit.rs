@@ -1,0 +1,333 @@
+//! Exits and automatic restarts: the reaper, the restart policy and the backoff.
+
+use super::*;
+
+impl Supervisor {
+    pub(super) fn stable_after(&self, slot: &Slot, bo: &Backoff) -> Duration {
+        let last = lock(&slot.st).last_delay;
+        bo.stable
+            .unwrap_or_else(|| Duration::from_secs(60).max(last))
+    }
+
+    /// After a start, resets the attempt count once the plugin has stayed up for the stable
+    /// period.
+    pub(super) fn watch_stability(&self, slot: &Arc<Slot>) {
+        let (pid, attempt) = {
+            let st = lock(&slot.st);
+            (st.pid(), st.attempt)
+        };
+        let (Some(pid), true) = (pid, attempt > 0) else {
+            return;
+        };
+        let bo = self.backoff_policy(slot);
+        let wait = self.stable_after(slot, &bo);
+        let this = self.clone();
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let reset = {
+                let mut st = lock(&slot.st);
+                if st.pid() == Some(pid) {
+                    st.attempt = 0;
+                    true
+                } else {
+                    false
+                }
+            };
+            if reset {
+                tracing::info!(plugin = %slot.name, "stable again; backoff reset");
+                this.save_backoff(&slot);
+                this.publish_status(&slot);
+            }
+        });
+    }
+
+    /// Decides, after an exit nobody asked for or a failed restart, whether and when to restart
+    /// (the restart policy is part of the transition table), and schedules it.
+    pub(super) fn schedule_restart(&self, slot: &Arc<Slot>, reason: String, uptime: Duration) {
+        let held = !slot.is_core && self.core_down();
+        let bo = self.backoff_policy(slot);
+        let stable = self.stable_after(slot, &bo);
+        let (attempt, delay, gen) = {
+            let mut st = lock(&slot.st);
+            let attempt = if uptime >= stable { 0 } else { st.attempt };
+            let delay = backoff_delay(&bo, attempt, rand::random::<f64>());
+            let retry = if held {
+                Retry::WhenCoreIsBack
+            } else {
+                Retry::At(SystemTime::now() + delay)
+            };
+            if self.apply(slot, &mut st, Event::ScheduleRestart(retry)) != Ok(PluginState::Backoff)
+            {
+                return;
+            }
+            if held {
+                st.status = format!("{reason}; restart held until the core is back");
+                drop(st);
+                tracing::warn!(plugin = %slot.name, "restart held: the core is down");
+                self.publish_status(slot);
+                return;
+            }
+            st.attempt = attempt.saturating_add(1);
+            st.last_delay = delay;
+            st.status = format!(
+                "{reason}; restart #{} in {:.1}s",
+                st.attempt,
+                delay.as_secs_f64()
+            );
+            (st.attempt, delay, st.restart_gen)
+        };
+        self.save_backoff(slot);
+        tracing::warn!(plugin = %slot.name, attempt, ?delay, %reason, "restarting");
+        self.notice(Notice::Event(LauncherEvent {
+            attempt: Some(attempt),
+            delay_ms: Some(delay.as_millis() as u64),
+            reason: Some(reason),
+            ..self.event(&slot.name, events::RESTARTING)
+        }));
+        self.publish_status(slot);
+        let this = self.clone();
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            this.restart_now(slot, gen).await;
+        });
+    }
+
+    /// Performs a scheduled (or released) restart, unless a manual start or stop came first.
+    pub(super) async fn restart_now(&self, slot: Arc<Slot>, gen: u64) {
+        let Ok(_permit) = self.sh.restart_sem.clone().acquire_owned().await else {
+            return;
+        };
+        let current = {
+            let st = lock(&slot.st);
+            st.restart_gen == gen && st.state() == PluginState::Backoff
+        };
+        if !current {
+            return;
+        }
+        match self.start_slot(&slot).await {
+            Ok(_) => {
+                lock(&slot.st).restarts += 1;
+                self.publish_status(&slot);
+                self.watch_stability(&slot);
+                if slot.is_core {
+                    self.release_held();
+                }
+            }
+            Err(LaunchError::NotPlaced { reason, .. }) => {
+                tracing::info!(plugin = %slot.name, "not restarted here: {reason}");
+            }
+            Err(e) => {
+                // Keep trying at the backoff pace; never give up silently.
+                self.schedule_restart(&slot, e.to_string(), Duration::ZERO);
+            }
+        }
+    }
+
+    /// Restarts the plugins whose restart waited for the core, without counting an attempt.
+    pub(super) fn release_held(&self) {
+        let held: Vec<Arc<Slot>> = lock(&self.sh.slots)
+            .values()
+            .filter(|s| lock(&s.st).life.phase().waits_for_core())
+            .cloned()
+            .collect();
+        for slot in held {
+            let gen = {
+                let mut st = lock(&slot.st);
+                let _ = self.apply(&slot, &mut st, Event::Release(SystemTime::now()));
+                st.restart_gen
+            };
+            let this = self.clone();
+            tokio::spawn(async move { this.restart_now(slot, gen).await });
+        }
+    }
+
+    /// Called by the reaper for every reaped child.
+    pub fn on_exit(&self, pid: u32, exit: Exit) {
+        let Some(slot) = lock(&self.sh.by_pid).remove(&pid) else {
+            tracing::debug!(pid, %exit, "reaped an orphaned descendant");
+            return;
+        };
+        let now = SystemTime::now();
+        let was;
+        {
+            let mut st = lock(&slot.st);
+            was = st.state();
+            let exited = Event::Exited {
+                pid,
+                clean: exit == Exit::Code(0),
+            };
+            if self.apply(&slot, &mut st, exited).is_err() {
+                tracing::warn!(plugin = %slot.name, pid, state = was.as_str(), "exit of a process the plugin no longer has");
+            }
+            let uptime = st
+                .start_time
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            let info = ExitInfo {
+                code: match exit {
+                    Exit::Code(c) => Some(c),
+                    _ => None,
+                },
+                signal: match exit {
+                    Exit::Signal(s) => Some(s),
+                    _ => None,
+                },
+                time: now_ms(now),
+            };
+            st.stop_time = Some(now);
+            st.last_exit = Some(info);
+            let unexpected = was != PluginState::Stopping;
+            let exited_event = LauncherEvent {
+                pid: Some(pid),
+                exit: st.last_exit.clone(),
+                uptime_secs: Some(uptime.as_secs_f64()),
+                ..self.event(&slot.name, events::EXITED)
+            };
+            if let Some(log) = st.log.clone() {
+                // Write the exit marker (and publish `exited` with the last lines) after the
+                // last output: let the pumps drain first (bounded, since a leftover
+                // descendant may hold the pipes open).
+                let pumps = std::mem::take(&mut st.pumps);
+                let this = self.clone();
+                let text = format!(
+                    "{} exited: {exit} after {:.1}s",
+                    slot.name,
+                    uptime.as_secs_f64()
+                );
+                tokio::spawn(async move {
+                    let drained = async {
+                        for p in pumps {
+                            let _ = p.await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
+                    log.marker(&text);
+                    if unexpected {
+                        this.notice(Notice::Event(LauncherEvent {
+                            log_tail: log.tail(),
+                            ..exited_event
+                        }));
+                    }
+                });
+            }
+            if unexpected {
+                st.status = format!("exited with {exit}");
+                tracing::warn!(plugin = %slot.name, pid, %exit, "plugin exited");
+            }
+        }
+        slot.exits.send_modify(|g| *g += 1);
+        if was != PluginState::Stopping {
+            self.publish_status(&slot);
+            let uptime = {
+                let st = lock(&slot.st);
+                st.start_time
+                    .zip(st.stop_time)
+                    .and_then(|(a, b)| b.duration_since(a).ok())
+                    .unwrap_or_default()
+            };
+            // An exit during a start is handled by whoever started it.
+            if was != PluginState::Starting {
+                self.schedule_restart(&slot, format!("exited with {exit}"), uptime);
+            }
+            // An unexpected exit: clean up what the plugin left behind in its session.
+            let this = self.clone();
+            let name = slot.name.clone();
+            let home = self.sh.home.root().to_path_buf();
+            let current = slot.clone();
+            tokio::task::spawn_blocking(move || {
+                // The plugin's new process, if it was already restarted, is one of the live
+                // plugins (`live_leaders` is decided under the reap lock, which is held from
+                // spawn until the new PID is recorded), so it and its tree are spared.
+                let others = || this.live_leaders(&[pid]);
+                let spare = |table: &process::ProcTable, _: &str, marked: Vec<u32>| -> Vec<u32> {
+                    let keep = current_pid(&this, &current)
+                        .map(|p| table.tree(p))
+                        .unwrap_or_default();
+                    marked.into_iter().filter(|p| !keep.contains(p)).collect()
+                };
+                let target = process::KillTarget {
+                    leader: pid,
+                    name: name.clone(),
+                    own: true,
+                    uid: sandbox::own_uid(&this.sh.home, &name),
+                };
+                let left: Vec<u32> = process::kill_plugins(
+                    &[target],
+                    &home,
+                    Duration::from_secs(5),
+                    &others,
+                    &spare,
+                )
+                .into_iter()
+                .flatten()
+                .collect();
+                if !left.is_empty() {
+                    tracing::warn!(plugin = %name, ?left, "descendants survive after exit");
+                }
+                if let Some(g) = &this.sh.guard {
+                    g.forget(pid);
+                }
+                // A quick restart may already have recorded its new process: only remove our own.
+                this.remove_pid_file_of(&name, pid);
+            });
+        }
+    }
+
+    /// Reaps children on SIGCHLD (and every second, in case a signal was coalesced).
+    pub fn spawn_reaper(&self) -> std::io::Result<()> {
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = sigchld.recv() => {}
+                    _ = tick.tick() => {}
+                }
+                let reaped = {
+                    let _g = lock(&this.sh.reap_lock);
+                    process::reap()
+                };
+                for (pid, exit) in reaped {
+                    this.on_exit(pid, exit);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// The delay before restart attempt `attempt` (0-based): `base × factor^attempt`, capped at
+/// `max`, then spread by ±`jitter` using `unit` (a random number in [0, 1)), and capped again.
+pub fn backoff_delay(bo: &Backoff, attempt: u32, unit: f64) -> Duration {
+    let exp = bo.factor.powi(attempt.min(1000) as i32);
+    let raw = bo.base.as_secs_f64() * exp;
+    let capped = raw.min(bo.max.as_secs_f64());
+    let spread = 1.0 + bo.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+    let secs = (capped * spread).clamp(0.0, bo.max.as_secs_f64());
+    Duration::from_secs_f64(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn backoff_grows_and_caps_at_max() {
+        let bo = Backoff::default();
+        let d: Vec<f64> = (0..15)
+            .map(|a| backoff_delay(&bo, a, 0.5).as_secs_f64())
+            .collect();
+        assert_eq!(&d[..4], &[1.0, 2.0, 4.0, 8.0]);
+        assert_eq!(d[12], 3600.0, "1 s × 2^12 is capped at 1 h");
+        assert_eq!(backoff_delay(&bo, 100_000, 0.5), Duration::from_secs(3600));
+        // ±20 % jitter, and never above the cap.
+        assert_eq!(backoff_delay(&bo, 3, 0.0), Duration::from_secs_f64(6.4));
+        assert_eq!(backoff_delay(&bo, 3, 1.0), Duration::from_secs_f64(9.6));
+        assert_eq!(backoff_delay(&bo, 20, 1.0), Duration::from_secs(3600));
+    }
+}
