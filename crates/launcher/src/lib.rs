@@ -171,6 +171,7 @@ pub async fn run(
         Err(e) => {
             sup.stop_all(true).await;
             sup.release_guard();
+            sup.shutdown_tasks().await;
             return Err(e);
         }
     };
@@ -181,7 +182,7 @@ pub async fn run(
         }
     }
     let s2 = sup.clone();
-    tokio::spawn(async move {
+    sup.spawn_task(async move {
         while hup.recv().await.is_some() {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
             match s2.reload("SIGHUP").await {
@@ -215,6 +216,8 @@ pub async fn run(
         }
     }
     sup.release_guard();
+    // Nothing of the launcher runs after this returns.
+    sup.shutdown_tasks().await;
     Ok(())
 }
 
@@ -250,12 +253,12 @@ async fn start_hub(
         .map_err(|e| LauncherError::Bus(format!("the launcher cannot connect: {e}")))?;
     tracing::info!(%url, id = %cfg.id, "connected to the hub");
     sup.set_bus(Some(bus.clone()), Some(url));
-    tokio::spawn(service::publish(bus.clone(), notices));
+    sup.spawn_task(service::publish(bus.clone(), notices));
     sup.publish_all_status();
     // Retained statuses live in the core's memory: after a core restart, publish them again.
     let mut state = bus.state();
     let s2 = sup.clone();
-    tokio::spawn(async move {
+    sup.spawn_task(async move {
         let mut was_connected = true;
         while state.changed().await.is_ok() {
             let connected = *state.borrow() == hivehub_client::ConnState::Connected;

@@ -173,7 +173,7 @@ async fn manage(sup: Supervisor, cluster: Cluster, r: Request) -> Result<Value, 
                     let s2 = sup.clone();
                     let by2 = by.clone();
                     let c2 = core.clone();
-                    tokio::spawn(async move {
+                    sup.spawn_task(async move {
                         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
                         if let Err(e) = s2.stop_by(&c2, &by2).await {
                             tracing::error!("{e}");

@@ -79,16 +79,23 @@ struct App {
     hosts: Arc<Vec<String>>,
 }
 
-/// Serves `/metrics` and the status page on `addr` until the process ends; returns the bound
-/// address.
+/// Serves `/metrics` and the status page on `addr` until the launcher shuts down (then open
+/// event streams end, requests in flight finish and the sessions' bus connections close);
+/// returns the bound address.
 pub async fn serve(addr: SocketAddr, sup: Supervisor, home: Home) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(sup, home, bound).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    let stop = sup.cancelled();
+    let tasks = sup.tracker();
+    let sessions = Sessions::new(tasks.clone());
+    let app = router(sup, home, bound, sessions.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tasks.spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(e) = serve.await {
             tracing::error!("the HTTP listener stopped: {e}");
         }
+        sessions.close_all();
     });
     Ok(bound)
 }
@@ -115,11 +122,11 @@ fn allowed_hosts(bound: SocketAddr) -> Vec<String> {
     hosts
 }
 
-fn router(sup: Supervisor, home: Home, bound: SocketAddr) -> Router {
+fn router(sup: Supervisor, home: Home, bound: SocketAddr, sessions: Sessions) -> Router {
     let app = App {
         sup,
         home,
-        sessions: Sessions::default(),
+        sessions,
         verified: Verified::default(),
         throttle: Throttle::default(),
         logins: Arc::new(Semaphore::new(CONCURRENT_LOGINS)),
@@ -218,7 +225,9 @@ async fn metrics_handler(
                     let left = exp.saturating_sub(hivehub_auth::unix_now());
                     app.verified
                         .insert(&id, &token, Instant::now() + Duration::from_secs(left));
-                    tokio::spawn(async move { client.disconnect().await });
+                    app.sup
+                        .tracker()
+                        .spawn(async move { client.disconnect().await });
                     return render(&app);
                 }
                 Err(r) => r,
@@ -320,6 +329,7 @@ async fn events(State(app): State<App>, headers: HeaderMap) -> Response {
         return log_in_first();
     };
     let rx = app.sup.notices();
+    let stop = app.sup.cancelled();
     let every = app
         .sup
         .config()
@@ -329,8 +339,11 @@ async fn events(State(app): State<App>, headers: HeaderMap) -> Response {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = futures_util::stream::unfold((rx, tick, app), move |(mut rx, mut tick, app)| {
         let sid = sid.clone();
+        let stop = stop.clone();
         async move {
             let ev = tokio::select! {
+                // The launcher shuts down: the stream ends so the server can.
+                _ = stop.cancelled() => return None,
                 n = rx.recv() => match n? {
                     // The page shows no log lines; they stay on the bus and in the log files.
                     Notice::Event(mut e) => {

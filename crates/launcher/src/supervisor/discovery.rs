@@ -106,7 +106,7 @@ impl Supervisor {
     /// Rescans `plugins/` every `every`.
     pub fn spawn_watcher(&self, every: Duration) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.spawn_task(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;

@@ -23,7 +23,7 @@ impl Supervisor {
         let wait = self.stable_after(slot, &bo);
         let this = self.clone();
         let slot = slot.clone();
-        tokio::spawn(async move {
+        self.spawn_task(async move {
             tokio::time::sleep(wait).await;
             let reset = {
                 let mut st = lock(&slot.st);
@@ -88,7 +88,7 @@ impl Supervisor {
         self.publish_status(slot);
         let this = self.clone();
         let slot = slot.clone();
-        tokio::spawn(async move {
+        self.spawn_task(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -141,7 +141,7 @@ impl Supervisor {
                 st.restart_gen
             };
             let this = self.clone();
-            tokio::spawn(async move { this.restart_now(slot, gen).await });
+            self.spawn_task(async move { this.restart_now(slot, gen).await });
         }
     }
 
@@ -198,7 +198,7 @@ impl Supervisor {
                     slot.name,
                     uptime.as_secs_f64()
                 );
-                tokio::spawn(async move {
+                self.spawn_task(async move {
                     let drained = async {
                         for p in pumps {
                             let _ = p.await;
@@ -238,7 +238,7 @@ impl Supervisor {
             let name = slot.name.clone();
             let home = self.sh.home.root().to_path_buf();
             let current = slot.clone();
-            tokio::task::spawn_blocking(move || {
+            self.spawn_blocking(move || {
                 // The plugin's new process, if it was already restarted, is one of the live
                 // plugins (`live_leaders` is decided under the reap lock, which is held from
                 // spawn until the new PID is recorded), so it and its tree are spared.
@@ -281,7 +281,7 @@ impl Supervisor {
     pub fn spawn_reaper(&self) -> std::io::Result<()> {
         let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
         let this = self.clone();
-        tokio::spawn(async move {
+        self.spawn_task(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {

@@ -37,6 +37,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 mod credentials;
 mod discovery;
@@ -120,7 +122,7 @@ struct Run {
     status: String,
     log: Option<Arc<PluginLog>>,
     /// The tasks copying the current process's output into the log.
-    pumps: Vec<tokio::task::JoinHandle<()>>,
+    pumps: Vec<tokio::task::JoinHandle<Option<()>>>,
     /// A process started by an earlier launcher that is still alive (pid).
     stale: Option<u32>,
     /// Failed restarts in a row; decays to 0 after a stable run.
@@ -238,6 +240,10 @@ struct Shared {
     gate: Mutex<Option<Arc<dyn PlacementGate>>>,
     /// The confinement of plugins.
     sandbox: sandbox::Sandbox,
+    /// Every task of the launcher, so that shutdown can wait for all of them.
+    tasks: TaskTracker,
+    /// Cancelled at shutdown: ends every task's loop.
+    cancel: CancellationToken,
 }
 
 /// The cluster's say over movable plugins, consulted before each spawn so that not even an
@@ -293,6 +299,8 @@ impl Supervisor {
                 core_listen: Mutex::new(None),
                 gate: Mutex::new(None),
                 sandbox,
+                tasks: TaskTracker::new(),
+                cancel: CancellationToken::new(),
             }),
         };
         sup.discover();
@@ -320,6 +328,49 @@ impl Supervisor {
     /// The name of the core plugin, when one is configured.
     pub fn core_name(&self) -> Option<&str> {
         self.sh.core.as_deref()
+    }
+
+    /// Runs `fut` as one of the launcher's tasks: tracked, and dropped at shutdown
+    /// ([`Supervisor::shutdown_tasks`]), so that nothing of the launcher outlives
+    /// [`crate::run`]. The handle yields `None` when the task was cancelled.
+    pub fn spawn_task<F>(&self, fut: F) -> tokio::task::JoinHandle<Option<F::Output>>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let cancel = self.sh.cancel.clone();
+        self.sh
+            .tasks
+            .spawn(async move { cancel.run_until_cancelled(fut).await })
+    }
+
+    /// Runs blocking work (a pass over `/proc`, a kill sweep) on the blocking pool, tracked
+    /// like [`Supervisor::spawn_task`]; it is bounded and runs to its end.
+    pub fn spawn_blocking<F, R>(&self, f: F) -> tokio::task::JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.sh.tasks.spawn_blocking(f)
+    }
+
+    /// A token cancelled at shutdown, for work that must end in its own way (a graceful HTTP
+    /// shutdown) rather than be dropped.
+    pub fn cancelled(&self) -> CancellationToken {
+        self.sh.cancel.clone()
+    }
+
+    /// The tracker of the launcher's tasks, for such work: shutdown waits for what it spawns.
+    pub fn tracker(&self) -> TaskTracker {
+        self.sh.tasks.clone()
+    }
+
+    /// Cancels every task of the launcher and waits until all have ended. Call after the
+    /// plugins are stopped: the reaper is one of the tasks.
+    pub async fn shutdown_tasks(&self) {
+        self.sh.cancel.cancel();
+        self.sh.tasks.close();
+        self.sh.tasks.wait().await;
     }
 
     /// Receives events and status changes from now on (the bus publisher).

@@ -8,19 +8,24 @@ use super::*;
 pub(super) struct Turn {
     pub(super) after: Option<tokio::sync::oneshot::Receiver<()>>,
     pub(super) _done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Where the hand-on task of a turn dropped early runs (tracked like every task).
+    pub(super) tasks: Option<TaskTracker>,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
         // Gone before its own turn (a start that failed early): the next one still waits for
         // the previous one.
-        if let (Some(after), Some(done)) = (self.after.take(), self._done.take()) {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = after.await;
-                    drop(done);
-                });
-            }
+        if let (Some(after), Some(done), Some(tasks), Ok(_)) = (
+            self.after.take(),
+            self._done.take(),
+            self.tasks.take(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            tasks.spawn(async move {
+                let _ = after.await;
+                drop(done);
+            });
         }
     }
 }
@@ -74,19 +79,24 @@ impl Supervisor {
         const WINDOW: usize = 32;
         type Pending = (
             String,
-            tokio::task::JoinHandle<Result<PluginInfo, LaunchError>>,
+            tokio::task::JoinHandle<Option<Result<PluginInfo, LaunchError>>>,
         );
         let mut out = Vec::new();
         let mut pending: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
         let mut after: Option<tokio::sync::oneshot::Receiver<()>> = None;
         async fn settle(p: Pending, out: &mut Vec<(String, Result<PluginInfo, LaunchError>)>) {
             let (name, h) = p;
-            let r = h.await.unwrap_or_else(|e| {
-                Err(LaunchError::StartFailed {
+            let r = match h.await {
+                Ok(Some(r)) => r,
+                Ok(None) => Err(LaunchError::StartFailed {
+                    name: name.clone(),
+                    reason: "the launcher is shutting down".into(),
+                }),
+                Err(e) => Err(LaunchError::StartFailed {
                     name: name.clone(),
                     reason: format!("start task failed: {e}"),
-                })
-            });
+                }),
+            };
             out.push((name, r));
         }
         for name in names {
@@ -104,6 +114,7 @@ impl Supervisor {
             let turn = Turn {
                 after: after.take(),
                 _done: Some(tx),
+                tasks: Some(self.sh.tasks.clone()),
             };
             after = Some(rx);
             let wait_ready = slot.is_core || self.cfg().plugin(&name).wait_ready;
@@ -118,7 +129,7 @@ impl Supervisor {
                 after = None;
                 out.push((name, r));
             } else {
-                pending.push_back((name, tokio::spawn(task)));
+                pending.push_back((name, self.spawn_task(task)));
                 while pending.len() > WINDOW {
                     if let Some(p) = pending.pop_front() {
                         settle(p, &mut out).await;

@@ -259,7 +259,7 @@ impl Supervisor {
         let mut pumps = Vec::new();
         for (fd, stream) in [(spawned.stdout, Stream::Out), (spawned.stderr, Stream::Err)] {
             match process::async_pipe(fd) {
-                Ok(p) => pumps.push(tokio::spawn(pump(p, log.clone(), stream))),
+                Ok(p) => pumps.push(self.spawn_task(pump(p, log.clone(), stream))),
                 Err(e) => tracing::warn!(plugin = name, "cannot read output: {e}"),
             }
         }

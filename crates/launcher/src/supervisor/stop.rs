@@ -95,7 +95,7 @@ impl Supervisor {
             return results;
         }
         let sweep: Vec<(u32, Signal)> = jobs.iter().map(|j| (j.pid, j.sig)).collect();
-        tokio::task::spawn_blocking(move || process::signal_trees(&sweep))
+        self.spawn_blocking(move || process::signal_trees(&sweep))
             .await
             .ok();
         async fn exited(pid: u32, own: bool, rx: &mut watch::Receiver<u64>, t: Duration) -> bool {
@@ -115,11 +115,12 @@ impl Supervisor {
         let mut waits = tokio::task::JoinSet::new();
         for mut j in jobs {
             let name = slots[j.i].name.clone();
+            let sup = self.clone();
             waits.spawn(async move {
                 if !exited(j.pid, j.own, &mut j.exits, j.timeout).await {
                     tracing::warn!(plugin = %name, pid = j.pid, "no exit after {:?}; killing", j.timeout);
                     let pid = j.pid;
-                    tokio::task::spawn_blocking(move || process::signal_tree(pid, Signal::SIGKILL))
+                    sup.spawn_blocking(move || process::signal_tree(pid, Signal::SIGKILL))
                         .await
                         .ok();
                     exited(j.pid, j.own, &mut j.exits, Duration::from_secs(5)).await;
@@ -146,7 +147,7 @@ impl Supervisor {
             .collect();
         let home = self.sh.home.root().to_path_buf();
         let this = self.clone();
-        let lefts = tokio::task::spawn_blocking(move || {
+        let lefts = self.spawn_blocking(move || {
             // Under the operation locks: no new process of these plugins exists yet.
             let leaders: Vec<u32> = targets.iter().map(|t| t.leader).collect();
             let others = || this.live_leaders(&leaders);

@@ -10,7 +10,7 @@ impl Supervisor {
     pub fn spawn_monitor(&self) {
         let this = self.clone();
         let every = self.cfg().sample_interval;
-        tokio::spawn(async move {
+        self.spawn_task(async move {
             let mut mon = Monitor::new();
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -20,7 +20,7 @@ impl Supervisor {
                     .values()
                     .filter_map(|s| lock(&s.st).pid().map(|p| (s.name.clone(), p)))
                     .collect();
-                let Ok((m, (samples, me))) = tokio::task::spawn_blocking(move || {
+                let Ok((m, (samples, me))) = this.spawn_blocking(move || {
                     let samples = mon.sample(&leaders);
                     let me = mon.self_usage();
                     (mon, (samples, me))
@@ -121,7 +121,7 @@ impl Supervisor {
         let this = self.clone();
         let slot = slot.clone();
         let measure = measure.to_string();
-        tokio::spawn(async move {
+        self.spawn_task(async move {
             if action == ThresholdAction::Restart {
                 let gen = {
                     let mut st = lock(&slot.st);

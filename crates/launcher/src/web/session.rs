@@ -27,6 +27,7 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio_util::task::TaskTracker;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "hivehub_session";
@@ -48,12 +49,28 @@ pub struct Session {
 }
 
 /// The sessions, by session ID. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Sessions {
     map: Arc<Mutex<HashMap<String, Session>>>,
+    /// Where the disconnects of ended sessions run (the launcher's tracker).
+    tasks: TaskTracker,
 }
 
 impl Sessions {
+    /// No sessions yet; ended ones are disconnected on `tasks`.
+    pub fn new(tasks: TaskTracker) -> Sessions {
+        Sessions {
+            map: Arc::default(),
+            tasks,
+        }
+    }
+
+    /// Ends every session (at shutdown).
+    pub fn close_all(&self) {
+        let all: Vec<Session> = self.lock().drain().map(|(_, s)| s).collect();
+        self.close(all);
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
         lock(&self.map)
     }
@@ -92,7 +109,7 @@ impl Sessions {
                 },
             );
         }
-        close(dropped);
+        self.close(dropped);
         sid
     }
 
@@ -102,7 +119,7 @@ impl Sessions {
         let dropped = expire(&mut map);
         let s = map.get(sid).cloned();
         drop(map);
-        close(dropped);
+        self.close(dropped);
         s
     }
 
@@ -117,7 +134,7 @@ impl Sessions {
     pub fn remove(&self, sid: &str) -> Option<Session> {
         let s = self.lock().remove(sid);
         if let Some(s) = &s {
-            close(vec![s.clone()]);
+            self.close(vec![s.clone()]);
         }
         s
     }
@@ -158,9 +175,11 @@ fn expire(map: &mut HashMap<String, Session>) -> Vec<Session> {
     old.iter().filter_map(|k| map.remove(k)).collect()
 }
 
-fn close(sessions: Vec<Session>) {
-    for s in sessions {
-        tokio::spawn(async move { s.client.disconnect().await });
+impl Sessions {
+    fn close(&self, sessions: Vec<Session>) {
+        for s in sessions {
+            self.tasks.spawn(async move { s.client.disconnect().await });
+        }
     }
 }
 
