@@ -130,3 +130,62 @@ async fn the_attempt_count_survives_a_launcher_restart() {
     let _ = s2.start("flaky").await;
     assert!(s2.info("flaky").unwrap().attempt <= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_restart_survives_a_binary_that_is_briefly_missing() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_d, home) = home();
+    plugin_script(&home, "svc", "exec sleep 1000");
+    let s = supervisor(
+        &home,
+        "autorestart: always\nbackoff: {base: 200ms, factor: 1.5, jitter: 0}\n",
+    );
+    // Scans run often, as they would during an upgrade that takes a while.
+    s.spawn_watcher(Duration::from_millis(20));
+    let pid = s.start("svc").await.unwrap().pid.unwrap();
+    let bin = home.plugins().join("svc");
+    let mode = |m: u32| std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(m));
+    mode(0o644).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Restarts fail while the binary is not executable, and it stays in backoff throughout.
+    let mut seen = Vec::new();
+    let failed_twice = wait_until(Duration::from_secs(10), || {
+        let i = s.info("svc").unwrap();
+        seen.push(i.state);
+        i.attempt >= 3
+    });
+    assert!(
+        failed_twice,
+        "retries went on: {:?}",
+        s.info("svc").unwrap()
+    );
+    let i = s.info("svc").unwrap();
+    assert_eq!(i.state, PluginState::Backoff, "{i:?}");
+    assert!(i.next_retry_at.is_some(), "{i:?}");
+    assert!(
+        i.status.contains("not found"),
+        "the reason is visible: {}",
+        i.status
+    );
+    assert!(
+        seen.iter().all(|s| matches!(
+            s,
+            PluginState::Running | PluginState::Backoff | PluginState::Starting
+        )),
+        "never dropped to missing or stopped: {seen:?}"
+    );
+    mode(0o755).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let i = s.info("svc").unwrap();
+            i.state == PluginState::Running && i.pid != Some(pid)
+        }),
+        "restarted once the binary was back: {:?}",
+        s.info("svc").unwrap()
+    );
+    s.stop("svc").await.unwrap();
+}

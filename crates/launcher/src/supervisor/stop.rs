@@ -147,20 +147,21 @@ impl Supervisor {
             .collect();
         let home = self.sh.home.root().to_path_buf();
         let this = self.clone();
-        let lefts = self.spawn_blocking(move || {
-            // Under the operation locks: no new process of these plugins exists yet.
-            let leaders: Vec<u32> = targets.iter().map(|t| t.leader).collect();
-            let others = || this.live_leaders(&leaders);
-            process::kill_plugins(
-                &targets,
-                &home,
-                Duration::from_secs(5),
-                &others,
-                &|_, _, m| m,
-            )
-        })
-        .await
-        .unwrap_or_default();
+        let lefts = self
+            .spawn_blocking(move || {
+                // Under the operation locks: no new process of these plugins exists yet.
+                let leaders: Vec<u32> = targets.iter().map(|t| t.leader).collect();
+                let others = || this.live_leaders(&leaders);
+                process::kill_plugins(
+                    &targets,
+                    &home,
+                    Duration::from_secs(5),
+                    &others,
+                    &|_, _, m| m,
+                )
+            })
+            .await
+            .unwrap_or_default();
         for (k, j) in jobs.iter().enumerate() {
             let slot = &slots[j.i];
             let left = lefts.get(k).cloned().unwrap_or_default();

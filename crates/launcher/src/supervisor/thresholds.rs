@@ -20,12 +20,13 @@ impl Supervisor {
                     .values()
                     .filter_map(|s| lock(&s.st).pid().map(|p| (s.name.clone(), p)))
                     .collect();
-                let Ok((m, (samples, me))) = this.spawn_blocking(move || {
-                    let samples = mon.sample(&leaders);
-                    let me = mon.self_usage();
-                    (mon, (samples, me))
-                })
-                .await
+                let Ok((m, (samples, me))) = this
+                    .spawn_blocking(move || {
+                        let samples = mon.sample(&leaders);
+                        let me = mon.self_usage();
+                        (mon, (samples, me))
+                    })
+                    .await
                 else {
                     return;
                 };
