@@ -543,21 +543,13 @@ pub fn tree_of(leader: u32) -> Vec<u32> {
     ProcTable::scan().tree(leader)
 }
 
-/// Sends `sig` to the plugin's process group and to every other process of its tree.
-pub fn signal_tree(leader: u32, sig: Signal) {
-    signal_trees(&[(leader, sig)]);
-}
-
-/// Like [`signal_tree`] for several plugins, in the given order, from one pass over `/proc`.
-pub fn signal_trees(targets: &[(u32, Signal)]) {
+/// Sends each plugin's main process its stop signal, once, in the given order. The rest of
+/// its tree is the plugin's own business (a shell passes the signal on, a runtime stops its
+/// workers) until the main process has exited or its stop timeout has passed; then
+/// [`kill_plugins`] deals with what is left.
+pub fn signal_leaders(targets: &[(u32, Signal)]) {
     for (leader, sig) in targets {
-        let _ = killpg(Pid::from_raw(*leader as i32), *sig);
-    }
-    let table = ProcTable::scan();
-    for (leader, sig) in targets {
-        for pid in table.tree(*leader) {
-            let _ = kill(Pid::from_raw(pid as i32), *sig);
-        }
+        let _ = kill(Pid::from_raw(*leader as i32), *sig);
     }
 }
 
@@ -618,6 +610,10 @@ pub struct KillTarget {
     /// launcher): every process of it is part of the plugin, even one that left its session
     /// and cleared its environment.
     pub uid: Option<u32>,
+    /// The signal what is left gets first, once, before SIGKILL after the grace period of
+    /// [`kill_plugins`]: the plugin's stop signal after its main process exited by itself.
+    /// `None`: SIGKILL at once.
+    pub polite: Option<Signal>,
 }
 
 /// The owner of `/proc/{pid}`: the process's effective user.
@@ -628,9 +624,11 @@ fn proc_uid(pid: i32, path: &mut String) -> Option<u32> {
     std::fs::metadata(&*path).ok().map(|m| m.uid())
 }
 
-/// SIGKILLs every process of every target until nothing of them remains, or `timeout` passes:
-/// each target's tree ([`ProcTable::tree`]) and every process marked with its identity
-/// ([`marked_processes`]). Returns the PIDs still alive per target (all empty on success).
+/// Ends every process of every target: each target's tree ([`ProcTable::tree`]) and every
+/// process marked with its identity ([`marked_processes`]). A target with a `polite` signal
+/// has its processes sent that signal once and `grace` to exit; then (and at once for the
+/// others) SIGKILL, until nothing of them remains or `grace + timeout` passes. Returns the
+/// PIDs still alive per target (all empty on success).
 ///
 /// Costs one pass over `/proc` `stat` files per round, whatever the number of targets, plus an
 /// `environ` read for the processes that could be an escaped daemon of a target: when this
@@ -644,11 +642,14 @@ fn proc_uid(pid: i32, path: &mut String) -> Option<u32> {
 pub fn kill_plugins(
     targets: &[KillTarget],
     home: &std::path::Path,
+    grace: Duration,
     timeout: Duration,
     others: &dyn Fn() -> Vec<u32>,
     spare: &SpareFn<'_>,
 ) -> Vec<Vec<u32>> {
-    let end = Instant::now() + timeout;
+    let polite_end = Instant::now() + grace;
+    let end = polite_end + timeout;
+    let mut asked: HashSet<u32> = HashSet::new();
     let home_var = format!("HIVEHUB_HOME={}", home.display());
     let me = std::process::id() as i32;
     let subreaper = nix::sys::prctl::get_child_subreaper().unwrap_or(false);
@@ -664,7 +665,7 @@ pub fn kill_plugins(
         .enumerate()
         .filter_map(|(i, t)| t.uid.map(|u| (u, i)))
         .collect();
-    for t in targets {
+    for t in targets.iter().filter(|t| t.polite.is_none()) {
         let _ = killpg(Pid::from_raw(t.leader as i32), Signal::SIGKILL);
     }
     loop {
@@ -713,7 +714,16 @@ pub fn kill_plugins(
             };
             found[i].extend(m);
             for p in &found[i] {
-                let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
+                let sig = match t.polite {
+                    Some(s) if Instant::now() < polite_end => {
+                        if !asked.insert(*p) {
+                            continue;
+                        }
+                        s
+                    }
+                    _ => Signal::SIGKILL,
+                };
+                let _ = kill(Pid::from_raw(*p as i32), sig);
             }
             any |= !found[i].is_empty();
         }

@@ -353,3 +353,50 @@ async fn stop_all_waits_for_stubborn_plugins_concurrently_and_leaves_no_daemon()
         "stop-all took {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_signals_the_main_process_once_then_what_it_left() {
+    let f = fixture();
+    let out = f.home.stores().join("polite/out");
+    // The main process counts its SIGTERMs for a while before it exits cleanly; its child
+    // records when its own SIGTERM came, after the main process was gone.
+    script(
+        &f.home,
+        "polite",
+        &format!(
+            "o={o}\nsh -c 'trap \"echo child-term >> {o}; exit 0\" TERM; while :; do sleep 0.02; done' &\nn=0\ntrap 'n=$((n+1)); echo main-term-$n >> {o}' TERM\nwhile [ $n -eq 0 ]; do sleep 0.02; done\nsleep 0.3\necho main-exit >> $o\nexit 0",
+            o = out.display()
+        ),
+    );
+    let s = supervisor(&f, "");
+    let pid = s.start("polite").await.unwrap().pid.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || tree_of(pid).len() >= 3),
+        "{:?}",
+        tree_of(pid)
+    );
+    let tree = tree_of(pid);
+    let info = s.stop("polite").await.unwrap();
+    assert_eq!(info.state, PluginState::Disabled);
+    assert_eq!(
+        info.last_exit.and_then(|e| e.code),
+        Some(0),
+        "the main process exited by itself"
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        ["main-term-1", "main-exit", "child-term"],
+        "one SIGTERM to the main process; the child's only after the main process exited"
+    );
+    for p in &tree {
+        assert!(
+            !hivehub_launcher::process::pid_alive(*p),
+            "pid {p} of {tree:?} survived"
+        );
+    }
+}

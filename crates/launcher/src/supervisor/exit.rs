@@ -254,10 +254,12 @@ impl Supervisor {
                     name: name.clone(),
                     own: true,
                     uid: sandbox::own_uid(&this.sh.home, &name),
+                    polite: None,
                 };
                 let left: Vec<u32> = process::kill_plugins(
                     &[target],
                     &home,
+                    Duration::ZERO,
                     Duration::from_secs(5),
                     &others,
                     &spare,

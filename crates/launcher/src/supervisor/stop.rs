@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// How long what is left of a plugin after its main process exited has, after the stop
+/// signal, before SIGKILL (at most the plugin's stop timeout).
+pub const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
+
 impl Supervisor {
     /// Stops a plugin: its stop signal to the whole tree, SIGKILL after the stop timeout, and
     /// success only once no descendant remains. Stopping a stopped plugin changes nothing.
@@ -32,11 +36,12 @@ impl Supervisor {
             .unwrap_or(Ok(()))
     }
 
-    /// Stops `slots` together; the caller holds their operation locks. The stop signals go out
-    /// in one sweep in the given order (one pass over `/proc`), then every plugin gets its own
-    /// stop timeout, concurrently, before SIGKILL; finally whatever is left of all of them is
-    /// killed from one pass over `/proc` per round ([`process::kill_plugins`]). A plugin counts
-    /// as stopped only when nothing of it remains. Returns one result per slot.
+    /// Stops `slots` together; the caller holds their operation locks. Each main process gets
+    /// its stop signal once, in the given order, then its own stop timeout to exit,
+    /// concurrently, before its whole tree is SIGKILLed. Then whatever is left of all of them
+    /// (from one pass over `/proc` per round, [`process::kill_plugins`]) gets the stop signal
+    /// and [`LEFTOVER_GRACE`] when its main process exited by itself, then SIGKILL. A plugin
+    /// counts as stopped only when nothing of it remains. Returns one result per slot.
     pub(super) async fn stop_locked(
         &self,
         slots: &[Arc<Slot>],
@@ -48,6 +53,8 @@ impl Supervisor {
             own: bool,
             sig: Signal,
             timeout: Duration,
+            /// The stop timeout passed and the tree was SIGKILLed.
+            killed: bool,
             exits: watch::Receiver<u64>,
         }
         let by_user = by.is_some();
@@ -88,6 +95,7 @@ impl Supervisor {
                 own,
                 sig: pc.stop_signal,
                 timeout: pc.stop_timeout,
+                killed: false,
                 exits,
             });
         }
@@ -95,7 +103,7 @@ impl Supervisor {
             return results;
         }
         let sweep: Vec<(u32, Signal)> = jobs.iter().map(|j| (j.pid, j.sig)).collect();
-        self.spawn_blocking(move || process::signal_trees(&sweep))
+        self.spawn_blocking(move || process::signal_leaders(&sweep))
             .await
             .ok();
         async fn exited(pid: u32, own: bool, rx: &mut watch::Receiver<u64>, t: Duration) -> bool {
@@ -120,10 +128,11 @@ impl Supervisor {
                 if !exited(j.pid, j.own, &mut j.exits, j.timeout).await {
                     tracing::warn!(plugin = %name, pid = j.pid, "no exit after {:?}; killing", j.timeout);
                     let pid = j.pid;
-                    sup.spawn_blocking(move || process::signal_tree(pid, Signal::SIGKILL))
+                    sup.spawn_blocking(move || process::kill_tree(pid, Duration::ZERO))
                         .await
                         .ok();
                     exited(j.pid, j.own, &mut j.exits, Duration::from_secs(5)).await;
+                    j.killed = true;
                 }
                 j
             });
@@ -143,8 +152,15 @@ impl Supervisor {
                 name: slots[j.i].name.clone(),
                 own: j.own,
                 uid: sandbox::own_uid(&self.sh.home, &slots[j.i].name),
+                polite: (!j.killed).then_some(j.sig),
             })
             .collect();
+        let grace = jobs
+            .iter()
+            .map(|j| j.timeout)
+            .min()
+            .unwrap_or_default()
+            .min(LEFTOVER_GRACE);
         let home = self.sh.home.root().to_path_buf();
         let this = self.clone();
         let lefts = self
@@ -155,6 +171,7 @@ impl Supervisor {
                 process::kill_plugins(
                     &targets,
                     &home,
+                    grace,
                     Duration::from_secs(5),
                     &others,
                     &|_, _, m| m,
