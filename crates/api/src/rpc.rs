@@ -28,6 +28,9 @@ pub enum ErrorCode {
     BadRequest,
     /// The capability has no such method.
     UnknownMethod,
+    /// Nobody serves the capability: no client subscribes to its requests (the service is
+    /// not connected, or has no capability of that name). Answered by the core at once.
+    UnknownCapability,
     /// The named object does not exist.
     NotFound,
     /// The caller's role may not do this.
@@ -52,6 +55,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "badRequest",
             ErrorCode::UnknownMethod => "unknownMethod",
+            ErrorCode::UnknownCapability => "unknownCapability",
             ErrorCode::NotFound => "notFound",
             ErrorCode::Denied => "denied",
             ErrorCode::Conflict => "conflict",

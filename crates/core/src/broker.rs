@@ -2,10 +2,11 @@
 //! SUBSCRIBE, PUBLISH and Last Will against the ACL, and track sessions so that expired or removed
 //! clients are disconnected.
 
-use crate::state::{CoreState, DeniedCall, SessionEntry};
+use crate::state::{CoreReply, CoreState, SessionEntry};
 use async_trait::async_trait;
 use hivehub_api::topic::{MsgType, Topic};
 use hivehub_api::Role;
+use hivehub_api::{ErrorCode, RemoteError};
 use hivehub_auth::token::{is_assertion, peek_claims, verify_assertion};
 use hivehub_auth::{may_publish, may_subscribe, unix_now};
 use rmqtt::codec::v5::SubscribeAckReason;
@@ -333,10 +334,14 @@ impl Handler for Hooks {
                                 .properties
                                 .as_ref()
                                 .and_then(|pp| pp.correlation_data.clone());
-                            let _ = self.state.outbox.denied.try_send(DeniedCall {
-                                role: e.role,
+                            let message = format!(
+                                "role {} may not call {}/{}/{}",
+                                e.role, t.agent, t.thing, t.name
+                            );
+                            let _ = self.state.outbox.replies.try_send(CoreReply {
                                 topic: t,
                                 corr,
+                                error: RemoteError::new(ErrorCode::Denied, message),
                             });
                         }
                     }
@@ -371,8 +376,56 @@ impl Handler for Hooks {
                 dropped.retain = false;
                 (false, Some(HookResult::Publish(dropped)))
             }
+            Parameter::MessagePublish(_, from, p) if p.topic.starts_with("rpc/") => {
+                self.answer_unserved(from, p).await;
+                (true, acc)
+            }
             _ => (true, acc),
         }
+    }
+}
+
+impl Hooks {
+    /// Answers a request nobody subscribes to with `unknownCapability` at once, instead of
+    /// leaving the caller to its timeout. Only a client's own request (sender = login) is
+    /// answered, in its own inbox.
+    async fn answer_unserved(&self, from: &rmqtt::types::From, p: &rmqtt::types::Publish) {
+        let login = from.id.username.as_deref().unwrap_or_default();
+        let Ok(t) = Topic::parse(&p.topic) else {
+            return;
+        };
+        if t.msg_type != MsgType::Rpc || t.sender != login {
+            return;
+        }
+        let served = match self
+            .state
+            .scx
+            .extends
+            .router()
+            .await
+            .matches(from.id.clone(), &p.topic)
+            .await
+        {
+            Ok(m) => m.values().any(|subs| !subs.is_empty()),
+            // Unknown: let the caller wait rather than answer wrongly.
+            Err(_) => true,
+        };
+        if served {
+            return;
+        }
+        let message = format!(
+            "nobody serves {}/{}: the service is not connected or has no capability '{}'",
+            t.agent, t.thing, t.thing
+        );
+        let corr = p
+            .properties
+            .as_ref()
+            .and_then(|pp| pp.correlation_data.clone());
+        let _ = self.state.outbox.replies.try_send(CoreReply {
+            topic: t,
+            corr,
+            error: RemoteError::new(ErrorCode::UnknownCapability, message),
+        });
     }
 }
 

@@ -18,11 +18,11 @@ mod state;
 pub mod store;
 
 use crate::config::CoreConfig;
-use crate::state::{CoreState, DeniedCall, Internal};
+use crate::state::{CoreReply, CoreState, Internal};
 use crate::store::ClientStore;
 use hivehub_api::auth::{ClientProfile, ADMIN_ID, AUTH_SERVICE, LAUNCHER_ID};
 use hivehub_api::rpc::MAX_PACKET_BYTES;
-use hivehub_api::{ClientType, ErrorCode, RemoteError, Reply, Role};
+use hivehub_api::{ClientType, Reply, Role};
 use hivehub_auth::{unix_now, KeyPair, TokenIssuer};
 use hivehub_client::{ClientOptions, HubClient, ServerUrl};
 use hivehub_home::{write_atomic, Home, SECRET_MODE};
@@ -234,7 +234,7 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
     rmqtt_retainer::register(&scx, true, false)
         .await
         .map_err(|e| CoreError::Internal(format!("retainer plugin: {e}")))?;
-    let (denied_tx, denied_rx) = tokio::sync::mpsc::channel(1024);
+    let (replies_tx, replies_rx) = tokio::sync::mpsc::channel(1024);
     let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
     let leases = lease::LeaseTable::open(
         Some(&home.stores().join("leases.json")),
@@ -250,7 +250,7 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
             pub_key: internal_key.public_key_b64(),
         },
         state::Outbox {
-            denied: denied_tx,
+            replies: replies_tx,
             presence: presence_tx,
         },
         scx.clone(),
@@ -312,7 +312,7 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
     service::serve_leases(&client, state.clone(), leases)
         .await
         .map_err(|e| CoreError::Internal(e.to_string()))?;
-    tokio::spawn(answer_denied_calls(client.clone(), denied_rx));
+    tokio::spawn(answer_calls(client.clone(), replies_rx));
     tokio::spawn(publish_presence(client.clone(), presence_rx));
     tokio::spawn(expire_sessions(state.clone()));
 
@@ -333,20 +333,15 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
     })
 }
 
-async fn answer_denied_calls(client: HubClient, mut rx: tokio::sync::mpsc::Receiver<DeniedCall>) {
+/// Sends the error replies the broker's hooks decided on (denied or unserved requests).
+async fn answer_calls(client: HubClient, mut rx: tokio::sync::mpsc::Receiver<CoreReply>) {
     while let Some(d) = rx.recv().await {
-        let reply = Reply::Err(RemoteError::new(
-            ErrorCode::Denied,
-            format!(
-                "role {} may not call {}/{}",
-                d.role, d.topic.agent, d.topic.name
-            ),
-        ));
+        let reply = Reply::Err(d.error);
         if let Err(e) = client
             .send_reply(&d.topic.sender, &d.topic.agent, d.corr, &reply)
             .await
         {
-            tracing::warn!("cannot answer denied call: {e}");
+            tracing::warn!("cannot answer a call: {e}");
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::store::ClientStore;
 use bytes::Bytes;
 use hivehub_api::auth::ClientProfile;
 use hivehub_api::topic::Topic;
-use hivehub_api::Role;
+use hivehub_api::{RemoteError, Role};
 use hivehub_auth::{unix_now, TokenError, TokenIssuer};
 use rmqtt::context::ServerContext;
 use rmqtt::types::Id;
@@ -49,17 +49,19 @@ pub(crate) struct Internal {
     pub pub_key: String,
 }
 
-/// A request the ACL refused; the core answers it with a `denied` error reply.
-pub(crate) struct DeniedCall {
-    pub role: Role,
+/// A request the core answers itself with an error reply: the ACL refused it (`denied`), or
+/// nobody serves its capability (`unknownCapability`).
+pub(crate) struct CoreReply {
+    /// The request's topic: the reply goes to its sender's inbox, from its agent.
     pub topic: Topic,
     pub corr: Option<Bytes>,
+    pub error: RemoteError,
 }
 
 /// Messages the broker's hooks (which must not block) leave for the core's own client.
 pub(crate) struct Outbox {
-    /// Refused requests, answered with a `denied` reply.
-    pub denied: mpsc::Sender<DeniedCall>,
+    /// Requests the core answers itself with an error reply.
+    pub replies: mpsc::Sender<CoreReply>,
     /// Launcher logins whose first session started (true) or last session ended (false).
     pub presence: mpsc::UnboundedSender<(String, bool)>,
 }

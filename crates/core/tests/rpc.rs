@@ -52,12 +52,32 @@ async fn round_trip_error_reply_and_timeout() {
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UnknownMethod));
 
-    // Nobody serves "ghost": a timeout, after the set time and not much later.
+    // Nobody serves "ghost", and "echo" has no capability "bogus": the core answers at once
+    // with a typed error instead of leaving the caller to its timeout.
+    for (agent, cap) in [("ghost", "util"), ("echo", "bogus")] {
+        let t0 = Instant::now();
+        let e = admin
+            .request_raw(agent, cap, "echo", b"{}".to_vec(), Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::UnknownCapability), "{e:?}");
+        assert!(e.to_string().contains(&format!("{agent}/{cap}")), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    }
+
+    // A served capability that does not answer: a timeout, after the set time and not much
+    // later.
+    svc.serve("silent", |_| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(serde_json::Value::Null)
+    })
+    .await
+    .unwrap();
     let t0 = Instant::now();
     let e = admin
         .request_raw(
-            "ghost",
-            "util",
+            "echo",
+            "silent",
             "echo",
             b"{}".to_vec(),
             Duration::from_millis(500),

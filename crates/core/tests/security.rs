@@ -296,7 +296,7 @@ async fn capabilities_need_a_grant() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "not permitted: role service may not call weather/today"
+        "not permitted: role service may not call weather/forecast/today"
     );
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
 

@@ -293,7 +293,7 @@ async fn plugin_credentials_cannot_control_the_launcher() {
     assert_eq!(e.code(), Some(ErrorCode::Denied));
     assert_eq!(
         e.to_string(),
-        "not permitted: role service may not call launcher/stopPlugin"
+        "not permitted: role service may not call launcher/manage/stopPlugin"
     );
     let e = plugin
         .request::<_, ListResp>("launcher", "view", "list", &json!({}))
