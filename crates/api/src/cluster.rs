@@ -1,5 +1,5 @@
 //! Several launchers, one hub: the shared launcher status, the leases that keep a movable plugin
-//! to one launcher at a time, and launcher presence. See `docs/ARCHITECTURE.md` ("Several hosts").
+//! to one launcher at a time, and launcher presence. See `docs/SCALING.md`.
 //!
 //! ```text
 //! event/{launcherID}/_launcher/status/{launcherID}   retained LauncherStatus (Last Will: online=false)

@@ -1,4 +1,8 @@
 //! Identifiers used as topic segments: client IDs, thing IDs, capability and method names.
+//!
+//! One rule for all of them: 1 to 64 bytes of `[A-Za-z0-9_.-]`, starting with a letter, a digit
+//! or `_`. No separator, wildcard, `$`, `:`, space or non-ASCII character, so an identifier can
+//! never change the meaning of a topic or a session name ([`validate_id`]).
 
 use thiserror::Error;
 

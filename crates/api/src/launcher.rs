@@ -1,4 +1,29 @@
 //! Types of the launcher service, shared by the launcher, hubcli and UIs.
+//!
+//! The launcher publishes every plugin as a thing of its own, QoS 1:
+//!
+//! ```text
+//! event/{launcherID}/{plugin}/{started|ready|stopped|exited|restarting|resourceExceeded}/{launcherID}
+//! event/{launcherID}/{plugin}/status/{launcherID}     retained PluginInfo
+//! ```
+//!
+//! `moved` ([`crate::cluster`]) comes the same way. The status is published at every change of
+//! state, and for every plugin each time the launcher (re)connects, since retained messages
+//! live in the core's RAM. When the events come:
+//!
+//! * `started`: a process was spawned. `ready`: it sent `READY=1` (the core and `waitReady`
+//!   plugins only).
+//! * `stopped`: a stop finished: a user's (`by` is the login), the launcher's shutdown
+//!   (`launcher shutdown`), or the launcher's own (readiness timeout, threshold restart; no
+//!   `by`).
+//! * `exited`: the process ended without a stop, including during its start. Sent once the
+//!   output is drained (at most 2 s), so it may arrive after the `status` and `restarting`
+//!   messages of the same exit.
+//! * `restarting`: an automatic restart is scheduled. `resourceExceeded`: a threshold held for
+//!   its duration (a threshold restart sends no `restarting`).
+//!
+//! Only the login that is `{launcherID}` may publish under `event/{launcherID}/…` (the ACL
+//! checks the agent and the sender segment), so a plugin cannot fake a launcher event.
 
 use serde::{Deserialize, Serialize};
 

@@ -16,6 +16,19 @@
 //! event's agent segment must be the publisher too. RPC to a capability is allowed only when the
 //! service that serves it granted the caller's role ([`Grants`]), with built-in grants for the
 //! core's auth service. Nothing else is allowed.
+//!
+//! Consequences worth knowing:
+//! * A subscription filter is allowed only if every topic it can match is allowed, so wildcards
+//!   cannot widen a grant: `#`, `rpc/#` and `_INBOX/#` are refused even to admin, and admin
+//!   cannot read other clients' requests or inboxes.
+//! * Plugins (launcher, service, device) have no user rank, so they cannot send actions or
+//!   config changes.
+//! * Only a launcher may publish on `event/{self}/_launcher/…`, the shared launcher status that
+//!   decides where movable plugins run.
+//! * Built-in grants ([`builtin_grant`]): `clients` and `leases` to admin and launcher,
+//!   `profile` to every role, `authz` to admin, launcher and service.
+//! * Only the responder named in an inbox topic may publish there; any client may still
+//!   publish into any inbox under its own name (the SDK drops replies it did not ask for).
 
 use hivehub_api::auth::{AUTH_SERVICE, CAP_AUTHZ, CAP_CLIENTS, CAP_PROFILE};
 use hivehub_api::cluster::{CAP_LEASES, LAUNCHER_THING};

@@ -1,4 +1,9 @@
 //! Client key pairs (ECDSA P-256).
+//!
+//! Every client has its key in `certs/{clientID}.key` (PKCS#8 PEM, mode 0400, written
+//! atomically). The core keeps only the public half, as base64 of the DER
+//! SubjectPublicKeyInfo, in the client's profile. A key is created only when its file is
+//! missing; a corrupt key file is an error, never silently replaced.
 
 use base64::Engine;
 use hivehub_home::{write_atomic, SECRET_MODE};

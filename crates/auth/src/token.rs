@@ -7,6 +7,16 @@
 //! A client whose token has expired can still prove who it is with a *key assertion*: a short-lived
 //! JWT that it signs with its own private key (`iss` = `client:{clientID}`). The core verifies it
 //! against the public key on file, which lets the client connect and refresh its token.
+//!
+//! Claims: `sub`, `clientType`, `role`, `pubKey`, `iss`, `iat`, `generation`, `exp`; no leeway
+//! on expiry. Lifetimes depend on the client type (hubcore's `tokenValidityDays`: user 30 days,
+//! service and device 90); admin is a user, launchers and plugins are services. A key assertion
+//! may live at most [`MAX_ASSERTION_SECS`] and may not be issued more than 60 s in the future;
+//! the SDK makes them for 120 s.
+//!
+//! A token is a bearer credential: a stolen one works until it expires, or until its client is
+//! removed or gets a new key or role. There is no revocation list, and issuing a new token does
+//! not invalidate older ones. An assertion is likewise replayable for its short lifetime.
 
 use crate::keys::{public_key_b64_to_pem, KeyPair};
 use crate::unix_now;

@@ -1,9 +1,16 @@
 //! hubcli, the admin command line of hivehub: controls a launcher's plugins (`launcher ls`,
-//! `start`, `stop`, `status`, `events`) and the hub's clients (`auth add`, `ls`, `rm`) over the
-//! bus, through the SDK, like any other client.
+//! `start`, `stop`, `status`, `events`, `move`, `reload`) and the hub's clients (`auth add`,
+//! `ls`, `rm`) over the bus, through the SDK, like any other client, so the core's ACL decides
+//! what it may do. The commands and their options are documented where clap reads them
+//! ([`cli`], `hubcli -h`).
+//!
+//! It logs in as `--login` (default `admin`) with `certs/{login}.key` and `.token` of the home,
+//! and never rewrites that token file: refresh is off, and an expired token is replaced by a key
+//! assertion at connect. `--launcher ID` (default `launcher`) picks the launcher to talk to.
 //!
 //! The binary (`src/main.rs`) only parses arguments and maps the result to an exit code; the
-//! commands live here so tests reach them. Text layout is in [`format`] (pure functions).
+//! commands live here so tests reach them. Text layout is in [`format`](mod@format) (pure
+//! functions).
 //!
 //! Exit codes ([`error::exit`]): 0 success; 1 the operation failed (service error such as not
 //! found, or a batch with failures); 2 usage error; 3 cannot reach the hub or login refused;

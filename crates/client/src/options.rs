@@ -1,3 +1,12 @@
+//! Where a client connects and with which credentials.
+//!
+//! [`ClientOptions::from_home`]: the server is the explicit value, else `$HIVEHUB_SERVER`, else
+//! `run/hubcore.url`, else `mqtts://127.0.0.1:8883`; the CA is `certs/caCert.pem`; the
+//! credentials are `certs/{clientID}.key` and `.token`. Connect and request timeouts are 10 s,
+//! the keep-alive 15 s, and the token is refreshed. [`ClientOptions::from_env`] is what a
+//! plugin uses: the home from `$HIVEHUB_HOME` (else the executable's), the client ID from
+//! `$HIVEHUB_CLIENT_ID` (else the binary's name): the variables the launcher sets.
+
 use crate::error::ClientError;
 use hivehub_home::{Home, ENV_HOME};
 use std::fmt;

@@ -1,6 +1,37 @@
 //! The broker side of security: rmqtt hooks that authenticate every CONNECT, check every
 //! SUBSCRIBE, PUBLISH and Last Will against the ACL, and track sessions so that expired or removed
 //! clients are disconnected.
+//!
+//! CONNECT checks, in order:
+//!
+//! 1. A username (the login) is required; the listeners also refuse anonymous clients.
+//! 2. The login must be a valid identifier.
+//! 3. The MQTT client identifier must be the login or `login:suffix` (the SDK uses
+//!    `{clientID}:{8 hex digits}`), for every role: otherwise a client could take over, resume
+//!    (and receive the queue of) or lock out someone else's session.
+//! 4. At most `maxConnections` sessions in all and `limits.maxConnectionsPerLogin` per login
+//!    (rmqtt's own setting only sizes its accept queue).
+//! 5. The client must be in the client store: a removed client is refused at once.
+//! 6. The password must verify: a hub token (signed by the signing key, `iss` the configured
+//!    issuer, `sub` the login, not expired, no leeway) or a key assertion checked against the
+//!    stored public key.
+//! 7. The credential's `pubKey` must be the stored one. A hub token's `role` and `generation`
+//!    must be the stored ones too, so a role change or a removal invalidates older tokens; a
+//!    key assertion proves identity only, and the role is the store's.
+//! 8. A Last Will must pass `may_publish` for that login and the size and retained limits of a
+//!    publish: rmqtt never runs the publish ACL for wills. When it fires it is checked again,
+//!    against the client as it is then; a removed or demoted client's will goes to
+//!    `$hivehub/dropped-will`, which no client can receive.
+//!
+//! Bad credentials get "bad user name or password"; the session name, the limits and the will
+//! "not authorized". The reason goes to the log and the audit record, never to the client. The
+//! core's internal `auth` client logs in with a token for this run's in-memory key and
+//! bypasses the ACL.
+//!
+//! While connected, a session keeps its login, role and credential expiry: publishes and
+//! subscriptions past the expiry are refused, and a sweep every second disconnects the session
+//! (`crate::state`). A refused request is answered `denied` by the internal client, into the
+//! real sender's inbox only, through a 1024-entry queue, so best effort.
 
 use crate::state::{CoreReply, CoreState, SessionEntry};
 use async_trait::async_trait;

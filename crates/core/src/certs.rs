@@ -1,8 +1,11 @@
 //! The hub's TLS material and token-signing key, in `certs/`.
 //!
-//! * `caCert.pem` / `caKey.pem`: the hub CA (ECDSA P-256, 10 years), created once.
+//! * `caCert.pem` / `caKey.pem`: the hub CA (ECDSA P-256, 10 years), created once, when both
+//!   are missing. One without the other is an error: a new CA would silently break every
+//!   client that trusts the old one.
 //! * `hubCert.pem` / `hubKey.pem`: the server certificate, re-issued at every start for
-//!   localhost, 127.0.0.1, ::1, the host name and the listen address (1 year).
+//!   localhost, 127.0.0.1, ::1, the host name and the listen address (1 year). An unspecified
+//!   listen address (`0.0.0.0`) names no IP address, so remote clients connect by host name.
 //! * `tokenSigningKey.pem`: signs bus tokens; created once and kept, so tokens survive restarts.
 
 use hivehub_auth::KeyPair;

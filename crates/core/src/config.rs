@@ -1,4 +1,7 @@
-//! `config/hubcore.yaml`.
+//! `config/hubcore.yaml` (`--config FILE` instead; the commented sample is in the repository's
+//! `config/`). Every key is optional: a missing or comment-only file gives the defaults, and an
+//! unknown key is an error that names its line. `--listen` and `--log-level` override `listen`
+//! and `logLevel`.
 
 use serde::Deserialize;
 use std::net::SocketAddr;

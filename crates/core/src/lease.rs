@@ -2,7 +2,7 @@
 //! movable plugin. Requests are serialised by one mutex, so two launchers asking at the same
 //! instant cannot both win.
 //!
-//! Why two instances cannot run at once (see docs/ARCHITECTURE.md, "Several hosts"):
+//! Why two instances cannot run at once (limits: docs/SCALING.md, "At most one instance"):
 //! - the core grants a lease for `ttl` from the moment it handles the request, and gives it to
 //!   nobody else until that time has passed on its own monotonic clock;
 //! - the holder counts its lease from the moment it *sent* the request, which is earlier, and

@@ -7,6 +7,27 @@
 //! * the auth service (`hivehub_api::auth`), served on the bus by the core's internal client.
 //!
 //! [`start`] runs it in the current tokio runtime; the `hubcore` binary is a thin wrapper.
+//!
+//! # Start
+//! [`start`] creates the home's folders; the CA if missing and a fresh server certificate
+//! ([`certs`]); the signing key if missing; opens the client store ([`store`]) and the lease
+//! table ([`lease`]); makes the internal client's key and token in memory (10 years, never
+//! written); builds the broker with its retainer; makes sure `admin` and `launcher` exist;
+//! registers the hooks; opens the listeners; connects the internal client over TLS and serves
+//! the auth and lease services; starts the denied-reply, presence and expiry tasks; and only
+//! then writes `run/hubcore.url`. So that file means clients can connect and the services
+//! answer; local clients take the server's address from it. The binary then prints
+//! `hubcore ready at URL` and sends `READY=1` (sd_notify, a no-op outside systemd); on SIGTERM
+//! or SIGINT it sends `STOPPING=1`, disconnects the internal client, removes `run/hubcore.url`
+//! and exits 0. A start failure prints `hubcore: error: …` and exits 1.
+//!
+//! `admin` (role admin) and `launcher` (role launcher) get a key when it is missing; their
+//! profile is rewritten when missing or when its key or role differs (so both come back if
+//! removed); their token file is reissued when missing, invalid, issued for another key, role
+//! or generation, or in the last quarter of its lifetime. Other clients are added over the bus.
+//!
+//! Retained messages live in RAM and are lost on a restart; the SDK connects with a clean
+//! start, so nothing is queued for a client while it is offline.
 
 mod audit;
 mod broker;

@@ -1,4 +1,27 @@
-//! The auth service: the core's own capabilities on the bus (see `hivehub_api::auth`).
+//! The auth service: the core's own capabilities on the bus (see `hivehub_api::auth`), and the
+//! lease service (`leases`, see `hivehub_api::cluster` and [`crate::lease`]).
+//!
+//! Who may call a capability at all is the ACL's built-in grant (`hivehub_auth::acl`); which
+//! clients a caller may manage is decided here:
+//!
+//! * Admin manages every client. A launcher manages only service clients (plugins): it may
+//!   add, re-key, issue tokens for and remove them, and it may replace only a client that a
+//!   launcher added (the profile records `createdBy` and, for a launcher, `plugin: true`), so a
+//!   plugin binary named like an existing user, device, remote service or launcher is refused
+//!   with `conflict` and cannot take its identity. Nobody may remove itself.
+//! * `addClient` on an existing ID replaces the profile; if the key or role changed, the
+//!   client's sessions end at once and its offline sessions are deleted. A new client gets a
+//!   new generation, so tokens of an earlier client with that ID never log in again.
+//!   `removeClient` also drops the client's grants and sessions. `auth` and IDs starting with
+//!   `_` are reserved.
+//! * `profile/refresh` issues a new token and extends the expiry of that login's live sessions.
+//! * `authz/setPermissions` sets who may call the caller's own capability (an empty list
+//!   withdraws the grant); a service may grant at most 64 capabilities, and an unchanged grant
+//!   does not rewrite the store.
+//! * Leases are for launchers and admin only; every change and expiry is published retained on
+//!   `event/auth/_leases/{plugin}/auth`.
+//!
+//! A profile never holds a secret. Every change goes to the audit record.
 
 use crate::lease::LeaseTable;
 use crate::state::CoreState;

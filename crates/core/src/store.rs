@@ -1,5 +1,11 @@
 //! The client store: every client's profile and the capability grants services registered.
 //! Kept in `stores/auth/clients.json` (mode 0600), rewritten atomically on every change.
+//!
+//! A grant maps a service's own capability to the roles that may call it
+//! (`HubClient::set_permissions`, over `authz/setPermissions`). Nothing is granted by default:
+//! until a service registers a grant, only admin may call it. Grants survive restarts and go
+//! with the service when it is removed. A missing file is an empty store; an unreadable or
+//! corrupt one stops the core with a message and is never overwritten.
 
 use hivehub_api::auth::ClientProfile;
 use hivehub_api::Role;

@@ -2,18 +2,43 @@
 //!
 //! ```text
 //! HOME/
-//!   bin/      hubcore, launcher, hubcli
-//!   plugins/  plugin executables
-//!   config/   hubcore.yaml, launcher.yaml, {plugin}.yaml
-//!   certs/    caCert.pem, caKey.pem, hubCert.pem, hubKey.pem, tokenSigningKey.pem,
-//!             {clientID}.key, {clientID}.token
-//!   logs/     {plugin}.log, launcher.log
-//!   stores/   auth/clients.json, and one folder per service
-//!   run/      pid and lock files, hubcore.url
+//!   bin/                        hubcore, launcher, hubcli
+//!   plugins/                    plugin executables (the launcher rescans them every 2 s)
+//!   config/                     hubcore.yaml, launcher.yaml, {plugin}.yaml (read, never written)
+//!   certs/               0700   0711 under a root launcher: plugin users pass, never list
+//!     caCert.pem         0644   the hub CA, created once
+//!     caKey.pem          0400   created once
+//!     hubCert.pem        0644   re-issued at every core start
+//!     hubKey.pem         0400   re-generated at every core start
+//!     tokenSigningKey.pem 0400  created once, kept
+//!     {clientID}.key     0400   created when missing (admin and launcher by the core,
+//!                               plugins by the launcher, others by `hubcli auth add`)
+//!     {clientID}.token   0400   a plugin's is rewritten at every start; owned by the
+//!                               plugin's own user under a root launcher, like its key
+//!   logs/                       {plugin}.log[.N] (the core's too), launcher.log with
+//!                               `logtofile`, audit.log[.N] (0600, the core's security record)
+//!   stores/              0700   (0711 under a root launcher)
+//!     auth/clients.json  0600   profiles and capability grants
+//!     leases.json        0600   movable plugins disabled hub-wide, held leases
+//!     {plugin}/          0700   a plugin's data, owned by its own user under a root launcher
+//!       tmp/             0700   its TMPDIR
+//!   run/                 0700   (0711 under a root launcher)
+//!     hubcore.url        0644   e.g. mqtts://127.0.0.1:8883; removed on a clean stop
+//!     launcher.lock             flock of the running launcher; holds its PID
+//!     {plugin}.pid       0644   `PID starttime` of the running process (the core's too)
+//!     {plugin}.backoff   0644   `attempt delayMs` while the attempt count is above 0
+//!     notify/{plugin}.sock      readiness socket, only while a start awaits READY=1
 //! ```
 //!
+//! hubcore and the launcher create the seven folders at start ([`Home::ensure_dirs`]). Files
+//! are replaced atomically, which also works on read-only 0400 files: [`write_atomic`]
+//! (temporary file, fsync, rename) for credentials and stores, [`write_replace`] (no fsync)
+//! for the pid and backoff records.
+//!
 //! Resolution order of the home: the `--home` flag; else the parent of the executable's folder
-//! when that folder is named `bin`; else `$HIVEHUB_HOME`; else an error that says so.
+//! when that folder is named `bin`; else `$HIVEHUB_HOME`; else an error that says so. Relative
+//! paths are made absolute. The SDK's `ClientOptions::from_env` (for plugins) passes
+//! `$HIVEHUB_HOME` as the flag, so there the variable wins over the binary's location.
 
 use std::ffi::OsStr;
 use std::fs;

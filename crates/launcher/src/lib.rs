@@ -9,6 +9,34 @@
 //! * [`monitor`]: CPU and memory of every plugin's process tree, from one pass over /proc.
 //! * [`supervisor`]: the state of every plugin; start, stop, restart with backoff, thresholds.
 //! * [`service`]: the launcher's capabilities on the bus, and its events.
+//! * [`cluster`]: the shared launcher status, and movable plugins under leases from the core.
+//! * [`web`]: the optional status page and Prometheus metrics (`httpListen`).
+//!
+//! # Start-up ([`run`])
+//!
+//! 1. Lock `run/launcher.lock` ([`lock_home`]): a second launcher on the same home exits 1
+//!    with `another launcher is already running on HOME (… is locked, pid N)`.
+//! 2. Handle SIGHUP, become a child subreaper, start the guard (without it the launcher warns
+//!    and goes on), the spawner, the reaper, the plugin watcher (every 2 s) and the monitor.
+//! 3. Start the core like a plugin that always awaits readiness (`READY=1` on
+//!    `run/notify/{core}.sock` within `readyTimeout`), then read the URL it wrote to
+//!    `run/hubcore.url`. A core that does not start stops whatever started and the launcher
+//!    exits 1 (`launcher: error: the core did not start: …`). Without a core (`core: ""`) the
+//!    launcher connects to `--server` or `serverURL` instead.
+//! 4. Connect as its `id`, with a Last Will that marks it offline; publish every plugin's
+//!    status; join the cluster; serve `view` and `manage` and grant them.
+//! 5. Autostart: failures are logged and the others still start. Then the status page, and
+//!    `READY=1` to systemd.
+//!
+//! # Signals
+//!
+//! * SIGTERM, SIGINT (handled by the binary): `STOPPING=1`; movable plugins are stopped and
+//!   their leases released; the other plugins stop in reverse start order; the launcher leaves
+//!   the bus; the core stops last; the guard is released.
+//! * SIGHUP: [`Supervisor::reload`], as `hubcli launcher reload` does, between `RELOADING=1`
+//!   and `READY=1`. A rejected file is logged and changes nothing.
+//! * SIGKILL: every plugin leader, the core included, gets SIGKILL from `PR_SET_PDEATHSIG`; the
+//!   guard sees end-of-file on its stdin and kills whatever remains ([`process`]).
 
 pub mod cluster;
 pub mod config;

@@ -1,6 +1,23 @@
 //! Per-plugin log files: `logs/{plugin}.log`, one timestamped line per output line, the
 //! launcher's own start and exit markers, size-based rotation with a cap on the number of files,
 //! and the last lines kept in memory for the `exited` event.
+//!
+//! The core's output goes to `logs/{core}.log` like any plugin's (hubcore logs to stderr).
+//! Each line is stamped when the launcher reads it (RFC 3339 UTC, milliseconds) and tagged with
+//! its source:
+//!
+//! ```text
+//! 2026-11-26T08:00:00.123Z [launcher] === started heartbeat: pid 4242, start #1
+//! 2026-11-26T08:00:00.301Z [err] (a line the plugin wrote to stderr)
+//! 2026-11-26T08:01:10.004Z [launcher] === heartbeat exited: exit code 1 after 69.7s
+//! ```
+//!
+//! The exit marker is written once the output is drained (at most 2 s, since a leftover
+//! descendant may hold the pipes open); a failed start writes `start failed: {reason}`. Lines
+//! over 16 KiB are split. Past `logMaxSize` the file becomes `{plugin}.log.1`, keeping
+//! `logMaxFiles` old files. `logplugins: false` keeps only the in-memory tail;
+//! `attachstdout`/`attachstderr` also copy the output to the launcher's own. The launcher's own
+//! log (stderr, or `logs/launcher.log` with `logtofile`) is set up by the binary.
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;

@@ -11,6 +11,40 @@
 //!   *thread* that forked the child exits;
 //! * `PR_SET_PDEATHSIG(SIGKILL)` kills a plugin if the launcher dies, and the guard process kills
 //!   the rest of its session (grandchildren do not inherit the death signal).
+//!
+//! # Spawn
+//! vfork-style (`clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does), so the launcher's page
+//! tables are not copied. The spawner thread blocks every signal; the child resets the handlers
+//! to their defaults and unblocks them before `execve`. In between it calls `setsid`, points
+//! stdin at `/dev/null` and stdout and stderr at pipes, enters the home, marks every other
+//! descriptor close-on-exec (`close_range`), takes the plugin's user (raw `setresuid`: glibc's
+//! would signal the launcher's threads), sets `PR_SET_PDEATHSIG` (again after a user switch,
+//! which clears it), `no_new_privs` and the Landlock ruleset ([`crate::sandbox`]). A script
+//! without `#!` runs under `/bin/sh`, as with `execvp`.
+//!
+//! # Finding and killing a plugin
+//! * The tree ([`tree_of`], [`ProcTable::tree`], one pass over `/proc/*/stat`): the plugin's
+//!   session plus every descendant of the leader or of a session member.
+//! * Marked processes ([`marked_processes`]): the launcher gives every plugin `HIVEHUB_HOME` and
+//!   `HIVEHUB_CLIENT_ID`, and its children inherit them, so a daemon that left the session and
+//!   the tree is still found. Under a root launcher a plugin's own user ID marks its processes
+//!   too, which also finds one that cleared its environment.
+//! * [`kill_plugins`] repeats SIGKILL over the trees and marked processes until nothing is
+//!   left or its timeout passes; a stop succeeds only when nothing is left.
+//!
+//! # The guard
+//! [`Guard`] runs this binary as `launcher __guard HOME` ([`guard_main`]) with a pipe on stdin:
+//! `+PID` when a plugin is spawned, `uUID` for a plugin's own user ID, `-PID` once the plugin is
+//! fully stopped, `done` at a clean exit. On end-of-file (the launcher died) it kills the tree
+//! of every session still listed, every process of a listed user ID and every process marked
+//! with the home. It ignores SIGINT and SIGHUP, so a terminal's ^C reaches only the launcher's
+//! orderly shutdown.
+//!
+//! # Limits
+//! A descendant that calls `setsid` and whose parent exits before a scan sees it is re-parented
+//! to the launcher, in no plugin's tree: it escapes the monitor's measurements, and escapes a
+//! stop and the guard only if it also cleared its environment and runs as the launcher's user.
+//! No cgroups: no kernel-enforced containment, no hard CPU or memory limits, only the monitor's.
 
 use crate::procstat::{is_zombie, parse_stat, read_into};
 use crate::sandbox::Confinement;

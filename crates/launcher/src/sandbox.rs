@@ -13,7 +13,10 @@
 //!   `/proc/<pid>/environ` and `mem`) to the plugin's own domain.
 //! * **A Unix user per plugin** (launcher running as root): a user ID from a reserved range,
 //!   recorded as the owner of `stores/{name}/` (as systemd's `DynamicUser` does), or
-//!   `plugins.<name>.user`. Its key and token are chowned to it.
+//!   `plugins.<name>.user`. Its key and token are chowned to it. A dynamic user ID is claimed
+//!   for the whole host in [`UID_REGISTRY`] (`/run/hivehub/uids/{uid}`, a symlink to the data
+//!   folder that has it), so two plugins never share one, even plugins of different homes; a
+//!   claim whose folder is gone or owned by someone else is stale and taken over.
 //! * **`no_new_privs`**, so no setuid binary can undo the above.
 //!
 //! Landlock cannot deny a path below an allowed one, so a default folder that contains the

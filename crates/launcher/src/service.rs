@@ -1,7 +1,24 @@
-//! The launcher's service on the bus: `view/list`, `view/status`, and `manage/startPlugin`,
-//! `stopPlugin`, `startAllPlugins`, `stopAllPlugins`. Every request gets a reply, a result or a
-//! typed error. Who may call what is enforced by the core's ACL from the grants registered here:
-//! `view` for viewer and up, `manage` for manager and admin only.
+//! The launcher's service on the bus, served under the launcher's `id`. Every request gets a
+//! reply, a result or a typed error. Who may call what is enforced by the core's ACL from the
+//! grants registered here, each time the launcher connects: `view` for viewer and up, `manage`
+//! for manager and admin only. A plugin, a device or another launcher is refused by the core
+//! (`denied`) before the request arrives. Types and method names: `hivehub_api::launcher`.
+//!
+//! | method | does |
+//! |---|---|
+//! | `view/list` | every plugin (`onlyRunning` for those with a process), sorted by name |
+//! | `view/status` | one plugin, its last output lines and its recent resource samples |
+//! | `manage/startPlugin` | starts one plugin; a running one is left as is; a movable one goes through the cluster |
+//! | `manage/stopPlugin` | stops one plugin and marks it `disabled`; the core is refused (`conflict`) |
+//! | `manage/startAllPlugins` | autostart order, then every other plugin (not the core, not movable ones) |
+//! | `manage/stopAllPlugins` | reverse start order; with `includeCore` the core goes about 300 ms after the reply, which travels through it |
+//! | `manage/reload` | re-reads `launcher.yaml` and applies the difference (`Supervisor::reload`); an invalid file is `badRequest` |
+//! | `manage/move` | hands a movable plugin to another launcher; sent to the one running it (`crate::cluster`) |
+//!
+//! The `cluster` capability (`check`, `adopt`, granted to launchers) is served by
+//! `crate::cluster`. Errors: `notFound` (`no plugin named 'x'; available: a, b`), `conflict`
+//! (a start failed, the core alone, a plugin not movable or not placed here), `internal` (a
+//! stop left processes behind), `badRequest`, `unknownMethod`, `tooLarge`.
 //!
 //! Also the publisher: lifecycle events and a retained status message per plugin.
 //!
