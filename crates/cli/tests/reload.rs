@@ -86,3 +86,28 @@ fn reload_applies_only_the_difference_and_rejects_bad_files() {
     );
     assert_eq!(pid(&h, "a"), a);
 }
+
+#[test]
+fn reload_reads_the_file_the_launcher_was_started_with() {
+    let mut h = LauncherHub::new(&workspace_bin("launcher"), "", "");
+    for n in ["a", "b"] {
+        plugin_script(&h.home, n, "exec sleep 1000");
+    }
+    // The home's own launcher.yaml autostarts a; the file given with --config autostarts b.
+    std::fs::write(h.home.config_file("launcher"), config("a", "one")).unwrap();
+    let other = h.home.root().join("other.yaml");
+    std::fs::write(&other, config("", "one")).unwrap();
+    h.start_with(&["--config", &other.display().to_string()]);
+    h.url();
+    assert!(wait_until(Duration::from_secs(30), || hubcli(
+        &h,
+        &["launcher", "ls", "--json"]
+    )
+    .0));
+    std::fs::write(&other, config("b", "one")).unwrap();
+    let (ok, out, err) = hubcli(&h, &["launcher", "reload", "--json"]);
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["started"], serde_json::json!(["b"]), "{out}");
+    assert_eq!(pid(&h, "a"), None, "the home's file was not read: {out}");
+}

@@ -397,6 +397,21 @@ async fn expired_session_is_disconnected() {
         dropped.is_ok(),
         "session with an expired token stayed connected"
     );
+    // Any MQTT 5 client is told why: a DISCONNECT with "not authorized" (0x87) and a reason
+    // string, before the connection closes.
+    let short = hub_issuer(&core)
+        .issue(&profile_for(&core, "p1"), 2)
+        .unwrap()
+        .0;
+    let mut args = core.mosq_args_with("p1", &short);
+    args.extend(["-d".into(), "-t".into(), "event/p1/+/+/p1".into()]);
+    let sub = hivehub_testkit::Sub::start(&args);
+    assert!(
+        sub.wait_for("DISCONNECT", Duration::from_secs(10)),
+        "no DISCONNECT: {}",
+        sub.output()
+    );
+    eprintln!("{}", sub.output());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

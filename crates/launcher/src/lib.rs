@@ -180,6 +180,8 @@ pub async fn run(
     let cfg = opts.config;
     let sup = Supervisor::new(home.clone(), cfg.clone(), guard)
         .map_err(io_err("cannot start the spawner"))?;
+    // A reload re-reads the file the launcher was started with.
+    sup.set_config_path(opts.config_path);
     let host = sup.sandbox_host();
     match host.shortfall() {
         Some(why) => tracing::warn!("{why}"),

@@ -421,11 +421,14 @@ impl LauncherHub {
 
     /// Starts the launcher (again).
     pub fn start(&mut self) {
-        self.child = Some(spawn_launcher(
-            Command::new(&self.bin),
-            &self.home,
-            self.dir.path(),
-        ));
+        self.start_with(&[]);
+    }
+
+    /// Starts the launcher with extra command-line arguments.
+    pub fn start_with(&mut self, args: &[&str]) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args);
+        self.child = Some(spawn_launcher(cmd, &self.home, self.dir.path()));
     }
 
     /// Starts the launcher as user and group `id` (through `setpriv`, with no capabilities

@@ -1,5 +1,12 @@
 //! A plugin's credentials and identity environment: its key and token, minted through the
 //! auth service before every start, and the `HIVEHUB_*` variables it finds them with.
+//!
+//! With `createPluginCred` (the default), every start first creates `certs/{name}.key` if it
+//! is missing, calls `auth/clients/addClient` (role and type `service`) and writes the token to
+//! `certs/{name}.token` (0400, atomically). That needs the bus: without it the start fails.
+//! The core refuses (`conflict`) to re-key a client that no launcher created, so a plugin named
+//! like a user, device or another launcher fails to start. A move mints the credentials on the
+//! target before the source stops, so the gap is only the spawn.
 
 use super::*;
 

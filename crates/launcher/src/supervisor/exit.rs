@@ -1,4 +1,35 @@
 //! Exits and automatic restarts: the reaper, the restart policy and the backoff.
+//!
+//! # Restarts
+//! After an exit nobody asked for, the policy decides: the plugin's `restart`, else the global
+//! `autorestart` (default `never`; the sample config sets `on-failure`). `never` leaves it
+//! stopped, `on-failure` restarts after a non-zero exit code or a signal, `always` after any
+//! exit. A user's stop is never undone; the core is always restarted. The policy is part of the
+//! transition table (`machine`): `schedule restart` leads to `backoff` or leaves the plugin as
+//! it is.
+//!
+//! Attempt *n* (from 0) waits `min(base × factor^n, max)` spread by ±`jitter` and capped at
+//! `max` ([`backoff_delay`]; defaults 1 s, ×2, 1 h, ±20 %). The count returns to 0 once the
+//! plugin has run for `stable` (default: the larger of 60 s and the last delay), checked by a
+//! timer after each start and at the next exit. It never gives up: a failed restart (its binary
+//! missing for a moment, say) is rescheduled at the backoff pace and stays `backoff`. A manual
+//! start resets the count and cancels a scheduled restart; autostart keeps the count an earlier
+//! launcher saved in `run/{plugin}.backoff`, so a crash loop does not start over from `base`
+//! when the launcher restarts. Automatic and threshold restarts each hold a permit of
+//! `restartConcurrency` (default 2), so one failure cannot become a thundering herd; manual
+//! starts do not wait.
+//!
+//! A plugin that should restart while the core has no process waits for it (state `backoff`,
+//! no timer, no attempt counted); once the core's restart succeeds, those plugins restart.
+//!
+//! An exit during a start begun by a user is reported by that start and not restarted. One
+//! during autostart, or during an automatic restart, goes to the restart policy.
+//!
+//! # Reaping
+//! [`Supervisor::spawn_reaper`] reaps on SIGCHLD and every second, under the reap lock that a
+//! start holds from spawn until the PID is recorded, so a child that exits at once is never
+//! reaped unknown. Other PIDs (orphans re-parented to the subreaper, the guard) are reaped and
+//! logged. After an unexpected exit, what the plugin left behind is killed.
 
 use super::*;
 

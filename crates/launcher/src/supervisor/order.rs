@@ -1,4 +1,9 @@
 //! Starting many plugins in order, pipelined: spawns keep the order, starts overlap.
+//!
+//! Consecutive plugins without `waitReady` start concurrently (at most 32 in flight,
+//! credentials minted concurrently); a `waitReady` plugin is ready (or failed) before a later one
+//! spawns. A movable plugin is spawned only when the cluster's [`PlacementGate`] allows it,
+//! automatic restarts included.
 
 use super::*;
 

@@ -1,4 +1,10 @@
 //! Applying a changed `launcher.yaml` without a restart (`reload`, SIGHUP).
+//!
+//! Settings the running launcher cannot change (`id`, `core`, `serverURL`, `httpListen`,
+//! `loglevel`, `logtofile`, `sampleInterval`, `restartConcurrency`, and the core's own
+//! `plugins.<core>` entry) are applied only at the next launcher start; the answer lists them in
+//! `needsRestart`. Callers: `manage/reload` (`hubcli launcher reload`) and SIGHUP; both read
+//! the file the launcher was started with.
 
 use super::*;
 

@@ -1,4 +1,13 @@
 //! Stopping plugins: one at a time or all in reverse start order, tree verified gone.
+//!
+//! A plugin's main process gets its stop signal (`stopSignal`, default SIGTERM) once. When it
+//! has exited, what is left of its tree (its session, its descendants, processes marked with
+//! its identity or running as its own user) gets the stop signal and up to [`LEFTOVER_GRACE`],
+//! then SIGKILL. When it has not exited after `stopTimeout`, the whole tree is SIGKILLed.
+//!
+//! Stop all is the mirror of the pipelined start: reverse start order, in batches whose stop
+//! signals go out together and whose stop timeouts run concurrently; a `waitReady` plugin is a
+//! barrier (what started after it is gone before it is stopped); the core goes last, alone.
 
 use super::*;
 
