@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -55,24 +55,116 @@ struct Held {
     started: bool,
 }
 
+/// What the cluster side tracks and changes, behind one lock so related facts (our leases and
+/// the core's table, say) are read and updated together. Never held across an `.await`, nor
+/// while calling the supervisor: its `info` asks the gate, which takes this lock.
+#[derive(Default)]
+struct ClusterState {
+    /// Leases this launcher holds.
+    held: HashMap<String, Held>,
+    /// The core's leases as last heard.
+    leases: HashMap<String, LeaseInfo>,
+    /// Every launcher's last status, this one included.
+    peers: BTreeMap<String, LauncherStatus>,
+    /// Plugins this module is stopping itself (move, lost lease, shutdown), so such a stop is
+    /// not mistaken for a user's.
+    own_stops: HashSet<String>,
+    /// Plugins being handed over right now; placement leaves them alone.
+    moving: HashSet<String>,
+    /// When each free lease was first seen free.
+    free_since: HashMap<String, Instant>,
+}
+
+impl ClusterState {
+    /// The lease's holder as last heard from the core.
+    fn holder(&self, name: &str) -> Option<String> {
+        self.leases.get(name).and_then(|l| l.holder.clone())
+    }
+
+    fn held_names(&self) -> Vec<String> {
+        self.held.keys().cloned().collect()
+    }
+
+    /// Takes in a lease event; false if it is older than what we know (events and replies
+    /// travel separately). A lease the core gave to someone else is no longer ours, whatever
+    /// our clock says.
+    fn hear_lease(&mut self, me: &str, l: LeaseInfo) -> bool {
+        let known = self.leases.get(&l.name).map_or(0, |k| k.generation);
+        if l.generation < known {
+            return false;
+        }
+        if l.holder.as_deref() != Some(me) && self.held.remove(&l.name).is_some() {
+            tracing::warn!(plugin = %l.name, holder = ?l.holder, "lease no longer ours");
+        }
+        self.leases.insert(l.name.clone(), l);
+        true
+    }
+
+    /// Replaces the lease table with the core's whole one: after a core restart its
+    /// generations start again, so older numbers must not hide newer events.
+    fn replace_leases(&mut self, me: &str, theirs: HashMap<String, LeaseInfo>) {
+        self.held.retain(|n, _| {
+            theirs
+                .get(n)
+                .is_none_or(|l| l.holder.is_none() || l.holder.as_deref() == Some(me))
+        });
+        self.leases = theirs;
+    }
+
+    /// Records the core's answer to an acquire or renew sent at `sent`. If the lease is ours it
+    /// counts from `sent` and never beyond `ttl`, keeping its residence and started mark.
+    fn record_take(&mut self, me: &str, name: &str, info: LeaseInfo, sent: Instant, ttl: Duration) {
+        if info.holder.as_deref() == Some(me) {
+            let granted = Duration::from_millis(info.expires_in_ms.unwrap_or(0)).min(ttl);
+            let (since, started) = self
+                .held
+                .get(name)
+                .map_or((sent, false), |h| (h.since, h.started));
+            self.held.insert(
+                name.to_string(),
+                Held {
+                    expires: sent + granted,
+                    since,
+                    started,
+                },
+            );
+        }
+        self.leases.insert(name.to_string(), info);
+    }
+
+    /// Marks a held plugin as started under its lease, so its restart policy takes over and a
+    /// later stop is no longer counted as ours.
+    fn mark_started(&mut self, name: &str) {
+        self.own_stops.remove(name);
+        if let Some(h) = self.held.get_mut(name) {
+            h.started = true;
+        }
+    }
+
+    /// Held leases that could run out before their plugin is gone.
+    fn expiring(&self, cfg: &LauncherConfig, now: Instant) -> Vec<String> {
+        self.held
+            .iter()
+            .filter(|(n, h)| h.expires <= now + stop_budget(cfg, n))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
 struct Inner {
     sup: Supervisor,
     bus: HubClient,
     id: String,
-    held: Mutex<HashMap<String, Held>>,
-    /// The core's leases as last heard.
-    leases: Mutex<HashMap<String, LeaseInfo>>,
-    /// Every launcher's last status, this one included.
-    peers: Mutex<BTreeMap<String, LauncherStatus>>,
-    /// Plugins this module is stopping itself (move, lost lease, shutdown), so such a stop is
-    /// not mistaken for a user's.
-    own_stops: Mutex<HashSet<String>>,
-    /// Plugins being handed over right now; placement leaves them alone.
-    moving: Mutex<HashSet<String>>,
-    /// When each free lease was first seen free.
-    free_since: Mutex<HashMap<String, Instant>>,
+    state: Mutex<ClusterState>,
     wake: Notify,
     shutting_down: AtomicBool,
+}
+
+impl Inner {
+    /// The one lock on the state; a panic elsewhere must not stop placement.
+    fn state(&self) -> MutexGuard<'_, ClusterState> {
+        lock(&self.state)
+    }
 }
 
 /// The cluster side of one launcher. Cheap to clone.
@@ -93,8 +185,10 @@ impl PlacementGate for Gate {
         }
         let cfg = inner.sup.config();
         let budget = stop_budget(&cfg, name);
-        let expires = lock(&inner.held).get(name).map(|h| h.expires);
-        let holder = lock(&inner.leases).get(name).and_then(|l| l.holder.clone());
+        let (expires, holder) = {
+            let st = inner.state();
+            (st.held.get(name).map(|h| h.expires), st.holder(name))
+        };
         match expires {
             Some(e) if e > Instant::now() + budget => Ok(()),
             Some(_) => Err("its lease is about to expire (the hub cannot be reached)".into()),
@@ -107,7 +201,7 @@ impl PlacementGate for Gate {
 
     fn held_elsewhere(&self, name: &str) -> Option<String> {
         let inner = self.0.upgrade()?;
-        let holder = lock(&inner.leases).get(name).and_then(|l| l.holder.clone());
+        let holder = inner.state().holder(name);
         holder.filter(|h| *h != inner.id)
     }
 }
@@ -242,12 +336,7 @@ impl Cluster {
             sup: sup.clone(),
             bus: bus.clone(),
             id,
-            held: Mutex::new(HashMap::new()),
-            leases: Mutex::new(HashMap::new()),
-            peers: Mutex::new(BTreeMap::new()),
-            own_stops: Mutex::new(HashSet::new()),
-            moving: Mutex::new(HashSet::new()),
-            free_since: Mutex::new(HashMap::new()),
+            state: Mutex::default(),
             wake: Notify::new(),
             shutting_down: AtomicBool::new(false),
         });
@@ -264,7 +353,7 @@ impl Cluster {
             while let Some(m) = statuses.recv().await {
                 match m.json::<LauncherStatus>() {
                     Ok(s) if s.launcher_id == m.topic.agent => {
-                        lock(&c2.inner.peers).insert(s.launcher_id.clone(), s);
+                        c2.inner.state().peers.insert(s.launcher_id.clone(), s);
                         c2.inner.wake.notify_one();
                     }
                     Ok(_) => {
@@ -295,23 +384,9 @@ impl Cluster {
     }
 
     fn on_lease(&self, l: LeaseInfo) {
-        let known = lock(&self.inner.leases)
-            .get(&l.name)
-            .map(|k| k.generation)
-            .unwrap_or(0);
-        if l.generation < known {
-            // An event older than a reply we already had (they travel separately).
-            return;
+        if self.inner.state().hear_lease(&self.inner.id, l) {
+            self.inner.wake.notify_one();
         }
-        let me = &self.inner.id;
-        if l.holder.as_deref() != Some(me.as_str()) && lock(&self.inner.held).contains_key(&l.name)
-        {
-            // The core gave it to someone else: our lease is gone, whatever our clock says.
-            tracing::warn!(plugin = %l.name, holder = ?l.holder, "lease no longer ours");
-            lock(&self.inner.held).remove(&l.name);
-        }
-        lock(&self.inner.leases).insert(l.name.clone(), l);
-        self.inner.wake.notify_one();
     }
 
     async fn refresh_leases(&self) {
@@ -322,20 +397,12 @@ impl Cluster {
             .await
         {
             Ok(list) => {
-                // The core's whole table replaces ours: after a core restart its generations
-                // start again, so older numbers must not hide newer events.
-                let me = self.inner.id.clone();
-                let theirs: HashMap<String, LeaseInfo> = list
+                let theirs = list
                     .leases
                     .into_iter()
                     .map(|l| (l.name.clone(), l))
                     .collect();
-                lock(&self.inner.held).retain(|n, _| {
-                    theirs.get(n).is_none_or(|l| {
-                        l.holder.is_none() || l.holder.as_deref() == Some(me.as_str())
-                    })
-                });
-                *lock(&self.inner.leases) = theirs;
+                self.inner.state().replace_leases(&self.inner.id, theirs);
                 self.inner.wake.notify_one();
             }
             Err(e) => tracing::warn!("cannot list leases: {e}"),
@@ -345,7 +412,10 @@ impl Cluster {
     /// Publishes this launcher's status now (retained).
     pub async fn publish_status(&self) {
         let s = status_of(&self.inner.sup, true, None);
-        lock(&self.inner.peers).insert(s.launcher_id.clone(), s.clone());
+        self.inner
+            .state()
+            .peers
+            .insert(s.launcher_id.clone(), s.clone());
         self.send_status(&s).await;
     }
 
@@ -415,23 +485,9 @@ impl Cluster {
                 ttl / 4,
             )
             .await?;
-        if info.holder.as_deref() == Some(self.inner.id.as_str()) {
-            let granted = Duration::from_millis(info.expires_in_ms.unwrap_or(0)).min(ttl);
-            let mut held = lock(&self.inner.held);
-            let (since, started) = held
-                .get(name)
-                .map(|h| (h.since, h.started))
-                .unwrap_or((sent, false));
-            held.insert(
-                name.to_string(),
-                Held {
-                    expires: sent + granted,
-                    since,
-                    started,
-                },
-            );
-        }
-        lock(&self.inner.leases).insert(name.to_string(), info.clone());
+        self.inner
+            .state()
+            .record_take(&self.inner.id, name, info.clone(), sent, ttl);
         Ok(info)
     }
 
@@ -439,13 +495,13 @@ impl Cluster {
         loop {
             let ttl = self.ttl();
             tokio::time::sleep(ttl / 8).await;
-            let names: Vec<String> = lock(&self.inner.held).keys().cloned().collect();
+            let names = self.inner.state().held_names();
             for name in names {
                 match self.take(&name, lease_methods::RENEW, false).await {
                     Ok(_) => {}
                     Err(RpcError::Remote(e)) => {
                         tracing::warn!(plugin = %name, "lease lost: {}", e.message);
-                        lock(&self.inner.held).remove(&name);
+                        self.inner.state().held.remove(&name);
                         self.stop_here(&name, "lease lost").await;
                     }
                     Err(e) => tracing::warn!(plugin = %name, "cannot renew lease: {e}"),
@@ -459,15 +515,10 @@ impl Cluster {
     /// can never hand it to another launcher while the plugin still runs here.
     async fn enforce_expiry(&self) {
         let cfg = self.inner.sup.config();
-        let now = Instant::now();
-        let expiring: Vec<String> = lock(&self.inner.held)
-            .iter()
-            .filter(|(n, h)| h.expires <= now + stop_budget(&cfg, n))
-            .map(|(n, _)| n.clone())
-            .collect();
+        let expiring = self.inner.state().expiring(&cfg, Instant::now());
         for name in expiring {
             tracing::warn!(plugin = %name, "cannot renew its lease in time; stopping it before the lease expires");
-            lock(&self.inner.held).remove(&name);
+            self.inner.state().held.remove(&name);
             self.stop_here(&name, "lease expiring (hub unreachable)")
                 .await;
         }
@@ -475,14 +526,14 @@ impl Cluster {
 
     /// Stops a plugin here on the cluster's own behalf.
     async fn stop_here(&self, name: &str, why: &str) {
-        lock(&self.inner.own_stops).insert(name.to_string());
+        self.inner.state().own_stops.insert(name.to_string());
         if let Err(e) = self.inner.sup.stop_by(name, why).await {
             tracing::error!(plugin = name, "{e}");
         }
     }
 
     fn is_user_stopped(&self, info: &PluginInfo) -> bool {
-        info.state == PluginState::Disabled && !lock(&self.inner.own_stops).contains(&info.name)
+        info.state == PluginState::Disabled && !self.inner.state().own_stops.contains(&info.name)
     }
 
     async fn placement_loop(self) {
@@ -500,7 +551,7 @@ impl Cluster {
             }
             let cfg = self.inner.sup.config();
             for name in eligible(&self.inner.sup, &cfg) {
-                if lock(&self.inner.moving).contains(&name) {
+                if self.inner.state().moving.contains(&name) {
                     continue;
                 }
                 self.place(&cfg, &name).await;
@@ -513,9 +564,9 @@ impl Cluster {
         let Ok(info) = self.inner.sup.info(name) else {
             return;
         };
-        let held = lock(&self.inner.held).get(name).cloned();
+        let held = self.inner.state().held.get(name).cloned();
         if let Some(h) = held {
-            lock(&self.inner.free_since).remove(name);
+            self.inner.state().free_since.remove(name);
             if self.is_user_stopped(&info) {
                 tracing::info!(
                     plugin = name,
@@ -530,7 +581,7 @@ impl Cluster {
             }
             // Fitness moves, with hysteresis.
             if info.pid.is_some() {
-                let peers = lock(&self.inner.peers).clone();
+                let peers = self.inner.state().peers.clone();
                 if let Some(to) =
                     rebalance_target(&peers, &me, name, h.since.elapsed(), &cfg.cluster)
                 {
@@ -546,10 +597,10 @@ impl Cluster {
             }
             return;
         }
-        let lease = lock(&self.inner.leases).get(name).cloned();
+        let lease = self.inner.state().leases.get(name).cloned();
         if let Some(l) = &lease {
             if l.disabled || l.holder.is_some() {
-                lock(&self.inner.free_since).remove(name);
+                self.inner.state().free_since.remove(name);
                 if info.pid.is_some() && l.holder.as_deref() != Some(me.as_str()) {
                     // Never run without the lease.
                     self.stop_here(name, "its lease is held elsewhere").await;
@@ -558,22 +609,29 @@ impl Cluster {
             }
         }
         // Free: the fittest eligible launcher asks first.
-        let peers = lock(&self.inner.peers).clone();
-        let ranked = rank(peers.values(), name);
-        let k = ranked
-            .iter()
-            .position(|s| s.launcher_id == me)
-            .unwrap_or(ranked.len());
-        let first_seen = *lock(&self.inner.free_since)
-            .entry(name.to_string())
-            .or_insert_with(Instant::now);
+        let (k, first_seen) = {
+            let mut st = self.inner.state();
+            let ranked = rank(st.peers.values(), name);
+            let k = ranked
+                .iter()
+                .position(|s| s.launcher_id == me)
+                .unwrap_or(ranked.len());
+            let first_seen = *st
+                .free_since
+                .entry(name.to_string())
+                .or_insert_with(Instant::now);
+            (k, first_seen)
+        };
         if first_seen.elapsed() < RANK_STEP * k as u32 {
             return;
         }
         match self.take(name, lease_methods::ACQUIRE, false).await {
             Ok(l) => {
-                lock(&self.inner.free_since).remove(name);
-                lock(&self.inner.own_stops).remove(name);
+                {
+                    let mut st = self.inner.state();
+                    st.free_since.remove(name);
+                    st.own_stops.remove(name);
+                }
                 tracing::info!(plugin = name, generation = l.generation, "lease acquired");
                 if self.start_held(name).await.is_some() {
                     if let Some(prev) = l.previous.filter(|p| *p != me) {
@@ -591,10 +649,7 @@ impl Cluster {
     /// Starts a plugin whose lease this launcher holds, once; a failed start gives the lease up
     /// (not disabled), so another eligible launcher may try.
     async fn start_held(&self, name: &str) -> Option<PluginInfo> {
-        lock(&self.inner.own_stops).remove(name);
-        if let Some(h) = lock(&self.inner.held).get_mut(name) {
-            h.started = true;
-        }
+        self.inner.state().mark_started(name);
         match self.inner.sup.start(name).await {
             Ok(info) => Some(info),
             Err(e) => {
@@ -618,7 +673,7 @@ impl Cluster {
     }
 
     async fn release(&self, name: &str, disable: bool) {
-        lock(&self.inner.held).remove(name);
+        self.inner.state().held.remove(name);
         let req = ReleaseReq {
             name: name.to_string(),
             disable,
@@ -628,7 +683,7 @@ impl Cluster {
             .await
         {
             Ok(l) => {
-                lock(&self.inner.leases).insert(name.to_string(), l);
+                self.inner.state().leases.insert(name.to_string(), l);
             }
             Err(e) => tracing::warn!(plugin = name, "cannot release lease: {e}"),
         }
@@ -649,10 +704,7 @@ impl Cluster {
         }
         match self.take(name, lease_methods::ACQUIRE, true).await {
             Ok(_) => {
-                lock(&self.inner.own_stops).remove(name);
-                if let Some(h) = lock(&self.inner.held).get_mut(name) {
-                    h.started = true;
-                }
+                self.inner.state().mark_started(name);
                 self.inner.sup.start(name).await.map_err(RemoteError::from)
             }
             Err(RpcError::Remote(e)) if e.code == ErrorCode::Conflict => Err(remote(
@@ -669,16 +721,14 @@ impl Cluster {
     /// A user's stop of a movable plugin: stops it and disables it hub-wide, so no other
     /// launcher takes it over.
     pub async fn user_stop(&self, name: &str, by: &str) -> Result<PluginInfo, RemoteError> {
-        let holder = lock(&self.inner.leases)
-            .get(name)
-            .and_then(|l| l.holder.clone());
+        let holder = self.inner.state().holder(name);
         if let Some(h) = holder.filter(|h| *h != self.inner.id) {
             return Err(remote(
                 ErrorCode::Conflict,
                 format!("{name} runs on {h}; stop it there (hubcli launcher --launcher {h} stop {name})"),
             ));
         }
-        lock(&self.inner.own_stops).insert(name.to_string());
+        self.inner.state().own_stops.insert(name.to_string());
         let r = self
             .inner
             .sup
@@ -686,7 +736,7 @@ impl Cluster {
             .await
             .map_err(RemoteError::from);
         self.release(name, true).await;
-        lock(&self.inner.own_stops).remove(name);
+        self.inner.state().own_stops.remove(name);
         r
     }
 
@@ -701,10 +751,11 @@ impl Cluster {
                 format!("{name} already runs on {me}"),
             ));
         }
-        if !lock(&self.inner.held).contains_key(name) {
-            let where_ = lock(&self.inner.leases)
-                .get(name)
-                .and_then(|l| l.holder.clone());
+        let (held_here, where_) = {
+            let st = self.inner.state();
+            (st.held.contains_key(name), st.holder(name))
+        };
+        if !held_here {
             return Err(remote(
                 ErrorCode::Conflict,
                 match where_ {
@@ -713,14 +764,14 @@ impl Cluster {
                 },
             ));
         }
-        if !lock(&self.inner.moving).insert(name.to_string()) {
+        if !self.inner.state().moving.insert(name.to_string()) {
             return Err(remote(
                 ErrorCode::Conflict,
                 format!("{name} is already being moved"),
             ));
         }
         let r = self.hand_over(name, to).await;
-        lock(&self.inner.moving).remove(name);
+        self.inner.state().moving.remove(name);
         r
     }
 
@@ -744,12 +795,15 @@ impl Cluster {
             .await
         {
             // Still ours: run it here again.
-            lock(&self.inner.own_stops).remove(name);
+            self.inner.state().own_stops.remove(name);
             let _ = self.inner.sup.start(name).await;
             return Err(rpc_remote(e));
         }
-        lock(&self.inner.held).remove(name);
-        lock(&self.inner.own_stops).remove(name);
+        {
+            let mut st = self.inner.state();
+            st.held.remove(name);
+            st.own_stops.remove(name);
+        }
         let adopt = AdoptReq {
             name: name.to_string(),
             from: self.inner.id.clone(),
@@ -794,9 +848,9 @@ impl Cluster {
             }
             cluster_methods::ADOPT => {
                 let q: AdoptReq = r.json()?;
-                lock(&self.inner.moving).insert(q.name.clone());
+                self.inner.state().moving.insert(q.name.clone());
                 let r = self.adopt(&q).await;
-                lock(&self.inner.moving).remove(&q.name);
+                self.inner.state().moving.remove(&q.name);
                 r
             }
             _ => Err(r.unknown_method()),
@@ -833,7 +887,7 @@ impl Cluster {
     /// (not disabled, so others take them over at once) and marks this launcher offline.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
-        let names: Vec<String> = lock(&self.inner.held).keys().cloned().collect();
+        let names = self.inner.state().held_names();
         for name in names {
             self.stop_here(&name, "launcher shutdown").await;
             self.release(&name, false).await;
