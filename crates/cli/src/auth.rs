@@ -44,7 +44,7 @@ pub(crate) async fn run(
                 client_id,
                 client_type: client_type.map(Into::into),
                 display_name: name,
-                role: role.into(),
+                role,
                 pub_key: String::new(),
             };
             add(ctx, client, req, out).await

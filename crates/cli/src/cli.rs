@@ -2,6 +2,7 @@
 //! the tests see exactly the same definition as the binary.
 
 use crate::duration::parse_duration;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hivehub_api::{ClientType, Role};
 use hivehub_client::ServerUrl;
@@ -177,8 +178,8 @@ pub enum AuthCmd {
         #[arg(value_name = "CLIENT_ID", value_parser = parse_id)]
         client_id: String,
         /// What the client may do.
-        #[arg(long, value_enum)]
-        role: RoleArg,
+        #[arg(long, value_parser = role_parser())]
+        role: Role,
         /// Kind of client (default: the usual one for the role).
         #[arg(long = "type", value_name = "TYPE", value_enum)]
         client_type: Option<TypeArg>,
@@ -198,36 +199,23 @@ pub enum AuthCmd {
     },
 }
 
-/// A role, as clap sees it (so that `--role` gets possible values and completions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RoleArg {
-    /// Reads events; calls capabilities granted to viewers.
-    Viewer,
-    /// Viewer, plus actions on things.
-    Operator,
-    /// Operator, plus configuration of things.
-    Manager,
-    /// Everything.
-    Admin,
-    /// A launcher.
-    Launcher,
-    /// A plugin.
-    Service,
-    /// An IoT device.
-    Device,
+/// `--role` takes the wire names of [`Role::ALL`], each with a line of help, so that it gets
+/// possible values and completions without a second list of the roles.
+fn role_parser() -> impl TypedValueParser<Value = Role> {
+    let values = Role::ALL.map(|r| PossibleValue::new(r.as_str()).help(role_help(r)));
+    PossibleValuesParser::new(values).try_map(|s| s.parse::<Role>())
 }
 
-impl From<RoleArg> for Role {
-    fn from(r: RoleArg) -> Role {
-        match r {
-            RoleArg::Viewer => Role::Viewer,
-            RoleArg::Operator => Role::Operator,
-            RoleArg::Manager => Role::Manager,
-            RoleArg::Admin => Role::Admin,
-            RoleArg::Launcher => Role::Launcher,
-            RoleArg::Service => Role::Service,
-            RoleArg::Device => Role::Device,
-        }
+/// The one-line help of a role in `--role`'s possible values.
+fn role_help(r: Role) -> &'static str {
+    match r {
+        Role::Viewer => "Reads events; calls capabilities granted to viewers",
+        Role::Operator => "Viewer, plus actions on things",
+        Role::Manager => "Operator, plus configuration of things",
+        Role::Admin => "Everything",
+        Role::Launcher => "A launcher",
+        Role::Service => "A plugin",
+        Role::Device => "An IoT device",
     }
 }
 
@@ -319,12 +307,14 @@ mod tests {
 
     #[test]
     fn role_args_cover_every_role() {
-        for r in RoleArg::value_variants() {
-            let role = Role::from(*r);
-            let name = r.to_possible_value().unwrap();
-            assert_eq!(name.get_name(), role.as_str());
+        for r in Role::ALL {
+            let c =
+                Cli::try_parse_from(["hubcli", "auth", "add", "p9", "--role", r.as_str()]).unwrap();
+            assert!(
+                matches!(c.command, Command::Auth(AuthCmd::Add { role, .. }) if role == r),
+                "{r}"
+            );
         }
-        assert_eq!(RoleArg::value_variants().len(), Role::ALL.len());
         for t in TypeArg::value_variants() {
             let name = t.to_possible_value().unwrap();
             assert_eq!(name.get_name(), ClientType::from(*t).as_str());

@@ -621,30 +621,8 @@ impl HubClient {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<serde_json::Value, RpcError> {
-        let topic =
-            Topic::rpc(service, capability, method, self.client_id()).map_err(ClientError::from)?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let payload = Bytes::from(payload);
-        let mut pause = BUSY_RETRY_FIRST;
-        loop {
-            match self
-                .request_once(&topic, service, payload.clone(), deadline)
-                .await
-            {
-                Ok(Some(Err(e))) if e.code == ErrorCode::Busy => {
-                    let jitter = pause.mul_f64(rand::random::<f64>() / 2.0);
-                    let wake = tokio::time::Instant::now() + pause + jitter;
-                    if wake >= deadline {
-                        return Err(RpcError::Remote(e));
-                    }
-                    tokio::time::sleep_until(wake).await;
-                    pause = (pause * 2).min(BUSY_RETRY_MAX);
-                }
-                Ok(Some(reply)) => return reply.map_err(RpcError::Remote),
-                Ok(None) => return Err(timed_out(service, capability, method, timeout)),
-                Err(e) => return Err(e),
-            }
-        }
+        self.request_retrying(service, capability, method, payload.into(), timeout, true)
+            .await
     }
 
     /// Like [`HubClient::request_raw`], but sends the request once: a [`ErrorCode::Busy`] reply
@@ -658,15 +636,42 @@ impl HubClient {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<serde_json::Value, RpcError> {
+        self.request_retrying(service, capability, method, payload.into(), timeout, false)
+            .await
+    }
+
+    /// The one body of [`HubClient::request_raw`] and [`HubClient::request_raw_once`]:
+    /// `retry_busy` says whether a busy reply is sent again while `timeout` allows.
+    async fn request_retrying(
+        &self,
+        service: &str,
+        capability: &str,
+        method: &str,
+        payload: Bytes,
+        timeout: Duration,
+        retry_busy: bool,
+    ) -> Result<serde_json::Value, RpcError> {
         let topic =
             Topic::rpc(service, capability, method, self.client_id()).map_err(ClientError::from)?;
         let deadline = tokio::time::Instant::now() + timeout;
-        match self
-            .request_once(&topic, service, Bytes::from(payload), deadline)
-            .await?
-        {
-            Some(reply) => reply.map_err(RpcError::Remote),
-            None => Err(timed_out(service, capability, method, timeout)),
+        let mut pause = BUSY_RETRY_FIRST;
+        loop {
+            match self
+                .request_once(&topic, service, payload.clone(), deadline)
+                .await?
+            {
+                Some(Err(e)) if retry_busy && e.code == ErrorCode::Busy => {
+                    let jitter = pause.mul_f64(rand::random::<f64>() / 2.0);
+                    let wake = tokio::time::Instant::now() + pause + jitter;
+                    if wake >= deadline {
+                        return Err(RpcError::Remote(e));
+                    }
+                    tokio::time::sleep_until(wake).await;
+                    pause = (pause * 2).min(BUSY_RETRY_MAX);
+                }
+                Some(reply) => return reply.map_err(RpcError::Remote),
+                None => return Err(timed_out(service, capability, method, timeout)),
+            }
         }
     }
 

@@ -349,32 +349,21 @@ impl Monitor {
             return Vec::new();
         }
         let window = match self.prev_at {
-            None => {
-                account(
-                    &self.prev,
-                    &self.procs,
-                    uptime,
-                    &mut self.next,
-                    &mut self.counted,
-                );
-                std::mem::swap(&mut self.prev, &mut self.next);
-                self.prev_at = Some(now);
-                None
-            }
-            Some(at) if now.duration_since(at) >= MIN_CPU_WINDOW => {
-                account(
-                    &self.prev,
-                    &self.procs,
-                    uptime,
-                    &mut self.next,
-                    &mut self.counted,
-                );
-                std::mem::swap(&mut self.prev, &mut self.next);
-                self.prev_at = Some(now);
-                Some(now.duration_since(at).as_secs_f64())
-            }
             // Too soon: keep the old baseline so that the next call measures a full window.
-            Some(_) => None,
+            Some(at) if now.duration_since(at) < MIN_CPU_WINDOW => None,
+            // No CPU figure on the first call, only the baseline.
+            prev_at => {
+                account(
+                    &self.prev,
+                    &self.procs,
+                    uptime,
+                    &mut self.next,
+                    &mut self.counted,
+                );
+                std::mem::swap(&mut self.prev, &mut self.next);
+                self.prev_at = Some(now);
+                prev_at.map(|at| now.duration_since(at).as_secs_f64())
+            }
         };
         self.build_indexes();
 
@@ -971,27 +960,17 @@ mod tests {
             1_400,
         );
         assert_eq!(c, [0, 90]);
-        // An old process never seen before (missed) contributes nothing this time.
-        let c = pass(
-            &mut l,
-            &[
+        // An old process never seen before (missed) contributes nothing this time; from the
+        // next pass on it counts as usual.
+        let with_old = |ticks| {
+            [
                 stat(1, 0, 0, 0, 0),
                 stat(100, 1, 1_250, 95, 0),
-                stat(200, 1, 10, 5_000, 0),
-            ],
-            1_600,
-        );
-        assert_eq!(c, [0, 5, 0]);
-        let c = pass(
-            &mut l,
-            &[
-                stat(1, 0, 0, 0, 0),
-                stat(100, 1, 1_250, 95, 0),
-                stat(200, 1, 10, 5_010, 0),
-            ],
-            1_800,
-        );
-        assert_eq!(c, [0, 0, 10]);
+                stat(200, 1, 10, ticks, 0),
+            ]
+        };
+        assert_eq!(pass(&mut l, &with_old(5_000), 1_600), [0, 5, 0]);
+        assert_eq!(pass(&mut l, &with_old(5_010), 1_800), [0, 0, 10]);
     }
 
     #[test]

@@ -146,10 +146,7 @@ impl Core {
 
     /// Kills the process (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(self.child.take());
     }
 
     /// Stops with SIGTERM and returns the exit status.
@@ -307,10 +304,7 @@ impl Sub {
 
 impl Drop for Sub {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(self.child.take());
     }
 }
 
@@ -350,6 +344,14 @@ pub fn plugin_script(home: &Home, name: &str, body: &str) {
     let p = home.plugins().join(name);
     std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// SIGKILL, then reap, so no zombie is left behind.
+fn kill_child(c: Option<Child>) {
+    if let Some(mut c) = c {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
 
 /// SIGTERM, then up to `timeout` for the exit, then SIGKILL; the exit status.
@@ -561,10 +563,7 @@ impl LauncherHub {
 
 impl Drop for LauncherHub {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(self.child.take());
     }
 }
 
@@ -654,10 +653,7 @@ impl Member {
 
     /// SIGKILLs the launcher and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(self.child.take());
     }
 
     /// SIGTERMs the launcher and waits up to `timeout` for it to exit (then SIGKILL).
