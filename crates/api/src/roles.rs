@@ -1,5 +1,5 @@
-//! Roles and client types. The permissions of each role live in `hivehub-auth`'s ACL and are
-//! documented in `docs/ARCHITECTURE.md` (roles table).
+//! Roles and client types. The permissions of each role live in `hivehub-auth`'s ACL, which
+//! documents them in its table (`hivehub_auth::acl`).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

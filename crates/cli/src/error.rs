@@ -27,7 +27,8 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 3;
     /// The hub or service answered that the login may not do this.
     pub const DENIED: u8 = 4;
-    /// No answer in time: nobody serves the call (e.g. no launcher), or it is too slow.
+    /// No answer: nobody serves the call (e.g. no launcher; the hub says so at once), or no
+    /// reply in time.
     pub const TIMEOUT: u8 = 5;
 }
 
@@ -43,13 +44,13 @@ pub enum CliError {
     /// A request failed.
     #[error(transparent)]
     Rpc(#[from] RpcError),
-    /// A request to the launcher got no reply; says which launcher, since a wrong `--launcher`
-    /// or a launcher that is not running is the usual cause.
+    /// Nobody serves the launcher's capabilities, or no reply came; says which launcher, since
+    /// a wrong `--launcher` or a launcher that is not running is the usual cause.
     #[error("{source} (is the launcher '{launcher}' running and connected to the hub?)")]
     NoLauncher {
         /// The launcher ID asked.
         launcher: String,
-        /// The timeout.
+        /// The timeout, or the core's `unknownCapability` reply.
         source: RpcError,
     },
     /// The client key could not be loaded or created.
@@ -138,6 +139,7 @@ fn rpc_code(e: &RpcError) -> u8 {
     match e {
         RpcError::Timeout { .. } => exit::TIMEOUT,
         RpcError::Remote(r) if r.code == ErrorCode::Denied => exit::DENIED,
+        RpcError::Remote(r) if r.code == ErrorCode::UnknownCapability => exit::TIMEOUT,
         RpcError::Remote(_) | RpcError::Decode(_) => exit::FAILED,
         RpcError::Client(c) => client_code(c),
     }

@@ -13,6 +13,7 @@ use hivehub_api::launcher::{
     CAP_MANAGE, CAP_VIEW,
 };
 use hivehub_api::rpc::Ack;
+use hivehub_api::ErrorCode;
 use hivehub_client::{ConnState, HubClient, RpcError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -57,6 +58,13 @@ impl Launcher<'_> {
                     launcher: self.id.to_string(),
                     source: e,
                 },
+                // The core answers at once when nobody serves the launcher's capabilities.
+                RpcError::Remote(ref r) if r.code == ErrorCode::UnknownCapability => {
+                    CliError::NoLauncher {
+                        launcher: self.id.to_string(),
+                        source: e,
+                    }
+                }
                 e => CliError::Rpc(e),
             })
     }

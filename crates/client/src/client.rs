@@ -8,6 +8,18 @@
 //! request instead of a task and a result each (a viewer flooding `launcher/view/status` once
 //! took the launcher from 29 MiB to gigabytes), and it cannot crowd out other callers.
 //! [`HubClient::request`] retries `busy` replies by itself within its timeout.
+//!
+//! Replies cannot be forged or redirected. A request carries 16 random bytes of correlation
+//! data; a reply is accepted only from the inbox `_INBOX/{self}/{service}` of the service that
+//! was called, with that correlation data. A served request is always answered into the inbox
+//! derived from its verified sender, never into the response topic it names. Each client
+//! subscribes to `_INBOX/{self}/+` when it connects.
+//!
+//! Tokens: the client refreshes its token (`profile/refresh`) when a quarter of its lifetime is
+//! left, or at once after connecting with a key assertion; it retries every 5 s and rewrites
+//! the token file (0400, atomically). At every reconnect it uses the newer of its in-memory
+//! token and the token file, and a key assertion if the token expires within 5 s. Nothing of
+//! a client runs on after [`HubClient::disconnect`].
 
 use crate::error::{ClientError, RpcError};
 use crate::options::ClientOptions;
@@ -983,11 +995,18 @@ async fn refresh_loop(weak: std::sync::Weak<Inner>) {
             }
             _ => 0,
         };
+        let mut state = inner.state.subscribe();
         drop(inner);
+        // A disconnect ends the wait (and the loop) at once: nothing of a closed client runs on.
+        let closed = async move {
+            let _ = state.wait_for(|s| *s == ConnState::Closed).await;
+        };
         if wait > 0 {
             // Wake at least hourly so a rewritten token file is noticed.
-            tokio::time::sleep(Duration::from_secs(wait.min(3600))).await;
-            continue;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(wait.min(3600))) => continue,
+                _ = closed => return,
+            }
         }
         let Some(inner) = weak.upgrade() else { return };
         match refresh_once(&inner).await {
@@ -995,7 +1014,10 @@ async fn refresh_loop(weak: std::sync::Weak<Inner>) {
             Err(e) => {
                 tracing::warn!("token refresh failed: {e}");
                 drop(inner);
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = closed => return,
+                }
             }
         }
     }

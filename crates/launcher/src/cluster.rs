@@ -14,6 +14,12 @@
 //!   automatic restart runs a movable plugin without a valid lease.
 //! - `move` prepares the target (credentials), stops the plugin here, transfers the lease in
 //!   one step at the core, then asks the target to adopt it.
+//! - A user's stop marks a movable plugin *disabled* hub-wide (kept by the core in
+//!   `stores/leases.json`), so no other launcher takes it over; a user's start enables it again.
+//!   A launcher that shuts down cleanly stops its movable plugins and releases their leases
+//!   (not disabled), so others take them at once.
+//! - Its tasks (status, renewal, placement, the lease and status listeners) are the
+//!   supervisor's, so they end when the launcher shuts down.
 
 use crate::config::LauncherConfig;
 use crate::lock;
@@ -349,7 +355,7 @@ impl Cluster {
             .subscribe_events(Some(AUTH_SERVICE), Some(LEASES_THING), None)
             .await?;
         let c2 = c.clone();
-        tokio::spawn(async move {
+        c.inner.sup.spawn_task(async move {
             while let Some(m) = statuses.recv().await {
                 match m.json::<LauncherStatus>() {
                     Ok(s) if s.launcher_id == m.topic.agent => {
@@ -364,7 +370,7 @@ impl Cluster {
             }
         });
         let c2 = c.clone();
-        tokio::spawn(async move {
+        c.inner.sup.spawn_task(async move {
             while let Some(m) = leases.recv().await {
                 match m.json::<LeaseInfo>() {
                     Ok(l) => {
@@ -376,9 +382,9 @@ impl Cluster {
         });
         c.refresh_leases().await;
         c.publish_status().await;
-        tokio::spawn(c.clone().status_loop());
-        tokio::spawn(c.clone().renew_loop());
-        tokio::spawn(c.clone().placement_loop());
+        c.inner.sup.spawn_task(c.clone().status_loop());
+        c.inner.sup.spawn_task(c.clone().renew_loop());
+        c.inner.sup.spawn_task(c.clone().placement_loop());
         c.serve().await?;
         Ok(c)
     }
@@ -588,7 +594,7 @@ impl Cluster {
                     tracing::info!(plugin = name, %to, "moving to a fitter launcher");
                     let c = self.clone();
                     let n = name.to_string();
-                    tokio::spawn(async move {
+                    self.inner.sup.spawn_task(async move {
                         if let Err(e) = c.move_to(&n, &to).await {
                             tracing::warn!(plugin = %n, "move failed: {}", e.message);
                         }

@@ -13,9 +13,8 @@
 //! [`crate::process::tree_of`]: every process in the leader's session plus every process
 //! descended from the leader (or from a session member), even one that called `setsid` again.
 //!
-//! CPU is computed here rather than taken from a library, as measured in
-//! `notes/DEPENDENCIES.md` §5: the CPU ticks the tree used since the previous pass, divided by
-//! `ticks_per_second()` and by the wall time since that pass. Per process:
+//! CPU is computed here rather than taken from a library: the CPU ticks the tree used since the
+//! previous pass, divided by `ticks_per_second()` and by the wall time since that pass. Per process:
 //! * processes are identified by **(pid, starttime)**, so a reused PID never inherits the ticks
 //!   of the process that had it before;
 //! * a process seen in the previous pass contributes Δ(utime+stime) + Δ(cutime+cstime), each
