@@ -1,7 +1,22 @@
-//! serde glue: the field deserialisers that give `launcher.yaml` its forgiving forms (`null`
-//! for an empty list, a duration as a number or a string, a signal by name).
+//! serde glue: the field deserialisers that give `launcher.yaml` its forgiving forms. `null`
+//! means an empty list or the defaults, a duration or size is a bare number or text with a
+//! unit, a switch is `true`/`false` or a word in any case, and a signal goes by name.
 
-use super::*;
+use super::hints::{did_you_mean, quote};
+use super::schema::{PluginConfig, RestartPolicy, SandboxConfig};
+use super::values::parse_signal;
+use hivehub_api::units::{parse_duration, parse_size, ValueError};
+use nix::sys::signal::Signal;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Accepted `autorestart` strings.
+const RESTART_VALUES: [&str; 3] = ["never", "on-failure", "always"];
 
 /// Lets `autostart:` with every entry commented out mean "none" instead of an error.
 pub(super) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -12,12 +27,12 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// `core: ""` and `core: null` both mean "no local core", as in HiveOT.
 /// A string that must be there when its key is (null is an error, not "unset").
 pub(super) fn de_some_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     String::deserialize(d).map(Some)
 }
 
+/// `core: ""` and `core: null` both mean "no local core", as in HiveOT.
 pub(super) fn de_core<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
@@ -34,97 +49,226 @@ pub(super) fn de_plugins<'de, D: Deserializer<'de>>(
         .collect())
 }
 
-pub(super) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a duration such as 500ms, 10s, 2m or 1h")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            Ok(Duration::from_secs(v))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v)
-                .map(Duration::from_secs)
-                .map_err(|_| E::custom(format!("invalid duration `{v}`: must not be negative")))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-            Err(E::custom(format!(
-                "invalid duration `{v}`: a fraction needs a unit, e.g. {v}s"
-            )))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            parse_duration(v).map_err(E::custom)
-        }
-    }
-    d.deserialize_any(V)
-}
-
-pub(super) fn de_opt_duration<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Duration>, D::Error> {
-    #[derive(Deserialize)]
-    struct W(#[serde(deserialize_with = "de_duration")] Duration);
-    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
-}
-
-pub(super) fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    struct W(#[serde(deserialize_with = "de_size")] u64);
-    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
-}
-
-pub(super) fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a size such as 512KB, 10MB or 1GiB")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-            Ok(v)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v)
-                .map_err(|_| E::custom(format!("invalid size `{v}`: must not be negative")))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
-            Err(E::custom(format!(
-                "invalid size `{v}`: use a unit, e.g. {v}MB, or a whole number of bytes"
-            )))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-            parse_size(v).map_err(E::custom)
-        }
-    }
-    d.deserialize_any(V)
-}
-
+/// A stop signal by name, as [`parse_signal`] reads it.
 pub(super) fn de_signal<'de, D: Deserializer<'de>>(d: D) -> Result<Signal, D::Error> {
     let name = String::deserialize(d)?;
     parse_signal(&name).map_err(de::Error::custom)
 }
 
-/// `SIGTERM`, `TERM`, `sigterm`, ...; SIGKILL and SIGSTOP are refused because they cannot
-/// give a plugin the chance to stop cleanly.
-pub(super) fn parse_signal(name: &str) -> Result<Signal, String> {
-    let upper = name.trim().to_ascii_uppercase();
-    let short = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if let Some((_, sig)) = STOP_SIGNALS.iter().find(|(n, _)| *n == short) {
-        return Ok(*sig);
+/// A duration: seconds as a bare number, or text such as `500ms` or `1.5s`.
+pub(super) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_any(&TIME)
+}
+
+/// An optional duration, as [`de_duration`] reads it.
+pub(super) fn de_opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    d.deserialize_option(Optional(&TIME))
+}
+
+/// A size: bytes as a bare number, or text such as `10MB` or `1GiB`.
+pub(super) fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(&BYTES)
+}
+
+/// An optional size, as [`de_size`] reads it.
+pub(super) fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    d.deserialize_option(Optional(&BYTES))
+}
+
+/// How one kind of quantity is written: a bare whole number in a base unit, or text with a
+/// unit (`hivehub_api::units`). A `&Unit` is the visitor that reads it.
+struct Unit<T: 'static> {
+    /// What it is called in messages.
+    name: &'static str,
+    /// Example spellings, for serde's "expected ..." wording.
+    examples: &'static str,
+    /// The value of a bare whole number.
+    from_whole: fn(u64) -> T,
+    /// How to write the bare fraction `v` instead.
+    fraction_hint: fn(f64) -> String,
+    /// The value of text with a unit.
+    parse: fn(&str) -> Result<T, ValueError>,
+}
+
+/// Durations; a bare number is seconds.
+static TIME: Unit<Duration> = Unit {
+    name: "duration",
+    examples: "500ms, 10s, 2m or 1h",
+    from_whole: Duration::from_secs,
+    fraction_hint: |v| format!("a fraction needs a unit, e.g. {v}s"),
+    parse: parse_duration,
+};
+
+/// Sizes; a bare number is bytes.
+static BYTES: Unit<u64> = Unit {
+    name: "size",
+    examples: "512KB, 10MB or 1GiB",
+    from_whole: |v| v,
+    fraction_hint: |v| format!("use a unit, e.g. {v}MB, or a whole number of bytes"),
+    parse: parse_size,
+};
+
+impl<T> Visitor<'_> for &'static Unit<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a {} such as {}", self.name, self.examples)
     }
-    if short == "KILL" || short == "STOP" {
-        return Err(format!(
-            "SIG{short} cannot be the stop signal: it gives the plugin no chance to stop cleanly \
-             (the launcher sends SIGKILL itself after stopTimeout)"
-        ));
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.parse)(v).map_err(E::custom)
     }
-    let hint = nearest(short, STOP_SIGNALS.map(|(n, _)| n))
-        .map(|n| format!("; did you mean `SIG{n}`?"))
-        .unwrap_or_default();
-    Err(format!(
-        "unknown stop signal {}; use SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 or SIGUSR2{hint}",
-        quote(name)
-    ))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        Ok((self.from_whole)(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        u64::try_from(v)
+            .map(self.from_whole)
+            .map_err(|_| E::custom(format!("invalid {} `{v}`: must not be negative", self.name)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        let hint = (self.fraction_hint)(v);
+        Err(E::custom(format!("invalid {} `{v}`: {hint}", self.name)))
+    }
+}
+
+/// Reads an optional quantity the way `Option<T>` reads one: null or nothing is `None`.
+struct Optional<T: 'static>(&'static Unit<T>);
+
+impl<'de, T> Visitor<'de> for Optional<T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("option")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_any(self.0).map(Some)
+    }
+}
+
+/// A setting written as `true`/`false`, as a word in any case (`on-failure`, `off`), or, for
+/// some, as a mapping.
+trait Switch: Sized {
+    /// serde's "expected ..." wording.
+    const EXPECTING: &'static str;
+    /// The value of `true` or `false`.
+    fn from_bool(on: bool) -> Self;
+    /// The value of a word, given trimmed and in lower case; `None` if it is not one.
+    fn from_word(word: &str) -> Option<Self>;
+    /// The message for a word that is not one, as written.
+    fn unknown_word(word: &str) -> String;
+    /// The value of the mapping form; by default there is none.
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        let _ = map;
+        Err(de::Error::invalid_type(
+            de::Unexpected::Map,
+            &Self::EXPECTING,
+        ))
+    }
+}
+
+/// Reads a [`Switch`] setting.
+fn de_switch<'de, T: Switch, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    struct V<T>(PhantomData<T>);
+    impl<'de, T: Switch> Visitor<'de> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(T::EXPECTING)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            T::from_word(&v.trim().to_ascii_lowercase())
+                .ok_or_else(|| E::custom(T::unknown_word(v)))
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+            Ok(T::from_bool(v))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::from_map(map)
+        }
+    }
+    d.deserialize_any(V(PhantomData))
+}
+
+impl Switch for RestartPolicy {
+    const EXPECTING: &'static str = "true, false, never, on-failure or always";
+    fn from_bool(on: bool) -> Self {
+        if on {
+            RestartPolicy::OnFailure
+        } else {
+            RestartPolicy::Never
+        }
+    }
+    fn from_word(word: &str) -> Option<Self> {
+        match word {
+            "never" | "false" => Some(RestartPolicy::Never),
+            "on-failure" | "true" => Some(RestartPolicy::OnFailure),
+            "always" => Some(RestartPolicy::Always),
+            _ => None,
+        }
+    }
+    fn unknown_word(word: &str) -> String {
+        format!(
+            "unknown restart policy {}; use never, on-failure or always (or true/false){}",
+            quote(word),
+            did_you_mean(word, RESTART_VALUES)
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for RestartPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_switch(d)
+    }
+}
+
+impl Switch for SandboxConfig {
+    const EXPECTING: &'static str = "off, on, or {read: [paths], write: [paths]}";
+    fn from_bool(on: bool) -> Self {
+        SandboxConfig {
+            enabled: on,
+            ..SandboxConfig::default()
+        }
+    }
+    fn from_word(word: &str) -> Option<Self> {
+        let on = match word {
+            "off" | "false" => false,
+            "on" | "true" => true,
+            _ => return None,
+        };
+        Some(Self::from_bool(on))
+    }
+    fn unknown_word(word: &str) -> String {
+        format!(
+            "unknown sandbox setting {}; use off, on, or {{read: [paths], write: [paths]}}",
+            quote(word)
+        )
+    }
+    /// `{read: [paths], write: [paths]}`: the sandbox on, with extra paths.
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Paths {
+            #[serde(default, deserialize_with = "null_as_default")]
+            read: Vec<PathBuf>,
+            #[serde(default, deserialize_with = "null_as_default")]
+            write: Vec<PathBuf>,
+        }
+        let p = Paths::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(SandboxConfig {
+            enabled: true,
+            read: p.read,
+            write: p.write,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SandboxConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_switch(d)
+    }
 }

@@ -1,7 +1,12 @@
-//! Where in the text a key or value is: a YAML position index by key path, and the wording of
-//! syntax and type errors with their line and column.
+//! Where in the text a key or value is: the YAML document read into [`Spanned`] nodes and
+//! flattened into an [`Index`] of key paths, so that an error can go from a position to a key
+//! path (parser and type errors) and from a key path to a position (broken rules).
 
-use super::*;
+use super::hints::{item_key, join_key, quote};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+use std::fmt;
 
 /// Line and column, 1-based.
 pub(super) type Pos = (u32, u32);
@@ -9,12 +14,19 @@ pub(super) type Pos = (u32, u32);
 /// One key or list item of the document.
 #[derive(Debug)]
 pub(super) struct Entry {
-    /// Key path, rendered like [`ConfigError::key`].
+    /// Key path, rendered like [`ConfigError::key`](super::ConfigError::key).
     pub(super) path: String,
     /// Where the key is; `None` for list items.
     pub(super) key: Option<Pos>,
     /// Where the value starts (for a block mapping: its first key).
     pub(super) value: Pos,
+}
+
+impl Entry {
+    /// The key, or for a list item its value: where the entry starts.
+    pub(super) fn start(&self) -> Pos {
+        self.key.unwrap_or(self.value)
+    }
 }
 
 /// Every key and list item in document order, built from [`Spanned`] nodes so that errors can
@@ -25,62 +37,33 @@ pub(super) struct Index {
 }
 
 /// A YAML node of any shape, with the positions of everything inside it.
-pub(super) enum Node {
+enum Node {
     Map(Vec<(Spanned<String>, Spanned<Node>)>),
     Seq(Vec<Spanned<Node>>),
-    Scalar,
+    /// A scalar, with its text when it has one that can name a key.
+    Scalar(Option<String>),
 }
 
-/// Any scalar key as text; complex keys (`? [a, b]`) are kept as a placeholder so the index can
-/// still be built and the real parse reports them.
-pub(super) struct KeyText(String);
-
-impl<'de> Deserialize<'de> for KeyText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = KeyText;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping key")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_i128<E: de::Error>(self, v: i128) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_u128<E: de::Error>(self, v: u128) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<KeyText, E> {
-                Ok(KeyText(v.to_string()))
-            }
-            fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<KeyText, E> {
-                Ok(KeyText("?".into()))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<KeyText, E> {
-                Ok(KeyText("null".into()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<KeyText, A::Error> {
-                while s.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(KeyText("?".into()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<KeyText, A::Error> {
-                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(KeyText("?".into()))
-            }
+impl Node {
+    /// The node as a mapping key: a scalar's text; complex keys (`? [a, b]`) get a placeholder
+    /// so the index can still be built and the real parse reports them.
+    fn into_key(self) -> String {
+        match self {
+            Node::Scalar(Some(text)) => text,
+            _ => "?".into(),
         }
-        d.deserialize_any(V)
     }
+}
+
+/// Visitor methods that keep a scalar's text, one for each scalar type serde-saphyr reports.
+macro_rules! scalar_text {
+    ($($method:ident($ty:ty)),+ $(,)?) => {
+        $(
+            fn $method<E: de::Error>(self, v: $ty) -> Result<Node, E> {
+                Ok(Node::Scalar(Some(v.to_string())))
+            }
+        )+
+    };
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -91,35 +74,23 @@ impl<'de> Deserialize<'de> for Node {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("any YAML value")
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_i128<E: de::Error>(self, _: i128) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_u128<E: de::Error>(self, _: u128) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Node, E> {
-                Ok(Node::Scalar)
-            }
+            scalar_text!(
+                visit_bool(bool),
+                visit_i64(i64),
+                visit_u64(u64),
+                visit_i128(i128),
+                visit_u128(u128),
+                visit_f64(f64),
+                visit_str(&str),
+            );
             fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Node, E> {
-                Ok(Node::Scalar)
+                Ok(Node::Scalar(None))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
-                Ok(Node::Scalar)
+                Ok(Node::Scalar(Some("null".into())))
             }
             fn visit_none<E: de::Error>(self) -> Result<Node, E> {
-                Ok(Node::Scalar)
+                Ok(Node::Scalar(None))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Node, A::Error> {
                 let mut items = Vec::new();
@@ -130,8 +101,8 @@ impl<'de> Deserialize<'de> for Node {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Node, A::Error> {
                 let mut entries = Vec::new();
-                while let Some(k) = m.next_key::<Spanned<KeyText>>()? {
-                    let key = Spanned::new(k.value.0, k.referenced, k.defined);
+                while let Some(k) = m.next_key::<Spanned<Node>>()? {
+                    let key = Spanned::new(k.value.into_key(), k.referenced, k.defined);
                     entries.push((key, m.next_value()?));
                 }
                 Ok(Node::Map(entries))
@@ -141,6 +112,7 @@ impl<'de> Deserialize<'de> for Node {
     }
 }
 
+/// The 1-based position of `loc`, if it has one.
 pub(super) fn pos(loc: &Location) -> Option<Pos> {
     let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     (loc.line() > 0).then(|| (clamp(loc.line()), clamp(loc.column())))
@@ -160,36 +132,37 @@ impl Index {
         Ok(index)
     }
 
-    pub(super) fn walk(&mut self, node: &Node, path: &str) {
+    /// Indexes what is under `node`, whose key path is `path`.
+    fn walk(&mut self, node: &Node, path: &str) {
         match node {
             Node::Map(entries) => {
                 for (k, v) in entries {
-                    let child = join_key(path, &k.value);
-                    if let (Some(key), Some(value)) = (pos(&k.referenced), pos(&v.referenced)) {
-                        self.entries.push(Entry {
-                            path: child.clone(),
-                            key: Some(key),
-                            value,
-                        });
-                    }
-                    self.walk(&v.value, &child);
+                    let spot = pos(&k.referenced).zip(pos(&v.referenced));
+                    let spot = spot.map(|(key, value)| (Some(key), value));
+                    self.add(join_key(path, &k.value), spot, &v.value);
                 }
             }
             Node::Seq(items) => {
                 for (i, v) in items.iter().enumerate() {
-                    let child = format!("{path}[{i}]");
-                    if let Some(value) = pos(&v.referenced) {
-                        self.entries.push(Entry {
-                            path: child.clone(),
-                            key: None,
-                            value,
-                        });
-                    }
-                    self.walk(&v.value, &child);
+                    let spot = pos(&v.referenced).map(|value| (None, value));
+                    self.add(item_key(path, i), spot, &v.value);
                 }
             }
-            Node::Scalar => {}
+            Node::Scalar(_) => {}
         }
+    }
+
+    /// Indexes one key or list item at `spot` (key and value positions), when it has one, and
+    /// then what is under it.
+    fn add(&mut self, path: String, spot: Option<(Option<Pos>, Pos)>, node: &Node) {
+        if let Some((key, value)) = spot {
+            self.entries.push(Entry {
+                path: path.clone(),
+                key,
+                value,
+            });
+        }
+        self.walk(node, &path);
     }
 
     pub(super) fn by_path(&self, path: &str) -> Option<&Entry> {
@@ -208,12 +181,7 @@ impl Index {
             .iter()
             .find(|e| e.value == at)
             .or_else(|| self.by_key_pos(at))
-            .or_else(|| {
-                self.entries
-                    .iter()
-                    .rev()
-                    .find(|e| e.key.unwrap_or(e.value) <= at)
-            })
+            .or_else(|| self.entries.iter().rev().find(|e| e.start() <= at))
     }
 }
 
@@ -229,7 +197,7 @@ pub(super) fn syntax_context(text: &str, at: Pos) -> Option<String> {
         .entries
         .iter()
         .rev()
-        .find(|e| e.key.unwrap_or(e.value).1 < at.1)
+        .find(|e| e.start().1 < at.1)
         .map(|e| e.path.clone())
 }
 
@@ -254,214 +222,4 @@ pub(super) fn found_text(text: &str, loc: &Location) -> Option<String> {
     } else {
         quote(s)
     })
-}
-
-/// Friendlier words for serde-saphyr's "expected ..." phrases.
-pub(super) fn expected_words(expected: &str) -> String {
-    match expected {
-        "sequence start" => "a list (`[a, b]`, or one `- item` per line)".into(),
-        "mapping start" => "a mapping (`key: value` lines)".into(),
-        "string scalar" => "a string".into(),
-        other => other.into(),
-    }
-}
-
-/// Friendlier words for serde's names of what was found.
-pub(super) fn unexpected_words(unexpected: &str) -> String {
-    match unexpected {
-        "unit value" => "nothing (null)".into(),
-        "sequence" => "a list".into(),
-        "map" => "a mapping".into(),
-        other => other.into(),
-    }
-}
-
-/// Friendlier words for the Rust type named in serde-saphyr's "invalid u64".
-pub(super) fn type_words(ty: &str) -> String {
-    match ty {
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".into(),
-        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
-        "f32" | "f64" => "a number".into(),
-        "bool" | "boolean" => "true or false".into(),
-        other => format!("a value of type {other}"),
-    }
-}
-
-/// Turns a serde-saphyr error into a [`ConfigError`]. With `index`, the error came from
-/// deserialising valid YAML; without, the YAML itself is broken.
-pub(super) fn yaml_error(
-    err: &serde_saphyr::Error,
-    text: &str,
-    file: &str,
-    index: Option<&Index>,
-) -> ConfigError {
-    use serde_saphyr::Error as E;
-    let mut inner = err;
-    while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = inner {
-        inner = error;
-    }
-    let loc = err.location().filter(|l| l.line() > 0);
-    let at = loc.as_ref().and_then(pos);
-    let found = loc.as_ref().and_then(|l| found_text(text, l));
-    let mut key = None;
-    let mut suggestion = None;
-    let (kind, mut message) = match inner {
-        E::SerdeUnknownField {
-            field, expected, ..
-        } => {
-            key = index
-                .zip(at)
-                .and_then(|(ix, at)| ix.by_key_pos(at))
-                .map(|e| e.path.clone())
-                .or_else(|| Some(join_key("", field)));
-            suggestion = nearest(field, expected.iter().copied()).map(str::to_string);
-            let mut msg = "unknown key".to_string();
-            if suggestion.is_none() {
-                let is_plugin = expected.contains(&"stopTimeout");
-                let (other, other_keys) = if is_plugin {
-                    (
-                        "a launcher-wide setting; move it to the top level",
-                        &LAUNCHER_KEYS[..],
-                    )
-                } else {
-                    (
-                        "a plugin setting; move it under `plugins: <name>:`",
-                        &PLUGIN_KEYS[..],
-                    )
-                };
-                if let Some(k) = nearest(field, other_keys.iter().copied())
-                    .or_else(|| other_keys.iter().copied().find(|k| *k == field))
-                {
-                    msg.push_str(&format!("; `{k}` is {other}"));
-                } else {
-                    msg.push_str(&format!("; valid keys: {}", expected.join(", ")));
-                }
-            }
-            (ConfigErrorKind::UnknownKey, msg)
-        }
-        E::DuplicateMappingKey { .. } => {
-            let here = index
-                .zip(at)
-                .and_then(|(ix, at)| ix.by_key_pos(at).map(|e| (ix, e)));
-            let mut msg = "duplicate key".to_string();
-            if let Some((ix, entry)) = here {
-                key = Some(entry.path.clone());
-                if let Some(first) = ix.by_path(&entry.path).filter(|f| f.key != entry.key) {
-                    let line = first.key.unwrap_or(first.value).0;
-                    msg.push_str(&format!("; first set on line {line}"));
-                }
-            }
-            (ConfigErrorKind::DuplicateKey, msg)
-        }
-        E::Message { msg, .. } => (ConfigErrorKind::InvalidValue, msg.clone()),
-        E::SerdeInvalidType {
-            unexpected,
-            expected,
-            ..
-        } => (
-            ConfigErrorKind::WrongType,
-            format!(
-                "expected {expected}, found {}",
-                unexpected_words(unexpected)
-            ),
-        ),
-        E::SerdeInvalidValue {
-            unexpected,
-            expected,
-            ..
-        } => (
-            ConfigErrorKind::InvalidValue,
-            format!("expected {expected}, found {unexpected}"),
-        ),
-        E::InvalidBooleanStrict { .. } => (
-            ConfigErrorKind::WrongType,
-            with_found("expected true or false", &found),
-        ),
-        E::InvalidScalar { ty, .. } => (
-            ConfigErrorKind::WrongType,
-            with_found(&format!("expected {}", type_words(ty)), &found),
-        ),
-        E::NullIntoString { .. } => (
-            ConfigErrorKind::WrongType,
-            "expected a value, found nothing; write \"\" for an empty string".into(),
-        ),
-        E::Unexpected { expected, .. } => (
-            ConfigErrorKind::WrongType,
-            with_found(&format!("expected {}", expected_words(expected)), &found),
-        ),
-        other => {
-            let msg = DefaultMessageFormatter.format_message(other).into_owned();
-            if index.is_some() {
-                (ConfigErrorKind::WrongType, msg)
-            } else {
-                (ConfigErrorKind::Syntax, syntax_message(&msg))
-            }
-        }
-    };
-    let mut at = at;
-    if key.is_none() {
-        key = match (index, at) {
-            (Some(ix), Some(here)) => ix.by_pos(here).map(|e| {
-                // Some value errors point at the key; the value is what needs fixing.
-                if e.key == Some(here) {
-                    at = Some(e.value);
-                }
-                e.path.clone()
-            }),
-            (None, Some(here)) => syntax_context(text, here),
-            _ => None,
-        };
-    }
-    match key.as_deref() {
-        None if kind == ConfigErrorKind::WrongType && at == Some((1, 1)) => {
-            message = "the file must be a mapping of settings (`key: value` lines)".into();
-        }
-        Some(k) if kind == ConfigErrorKind::WrongType => {
-            let setting = k
-                .strip_prefix("plugins.")
-                .filter(|s| PLUGIN_KEYS.contains(s));
-            if let Some(setting) = setting {
-                message.push_str(&format!(
-                    "; `{setting}` is a plugin setting: put it under `plugins: <name>:`"
-                ));
-            }
-        }
-        _ => {}
-    }
-    ConfigError {
-        file: file.to_string(),
-        line: at.map(|p| p.0),
-        column: at.map(|p| p.1),
-        key,
-        kind,
-        message,
-        suggestion,
-    }
-}
-
-pub(super) fn with_found(msg: &str, found: &Option<String>) -> String {
-    match found {
-        Some(f) => format!("{msg}, found {f}"),
-        None => msg.to_string(),
-    }
-}
-
-/// A parser message with a hint about the usual cause.
-pub(super) fn syntax_message(msg: &str) -> String {
-    let hint = if msg.contains("did not find expected key")
-        || msg.contains("did not find expected '-'")
-    {
-        "; check that this line is indented like the other entries of its block"
-    } else if msg.contains("mapping values are not allowed") {
-        "; a key may not follow a plain value on the same line or be indented under one, and a value containing `: ` must be quoted"
-    } else if msg.contains("unclosed") {
-        "; close it or quote the value"
-    } else if msg.contains("illegal placement of ':'") {
-        "; look for an unclosed `[` or `{` above, or quote a value containing `:`"
-    } else if msg.contains("multiple YAML documents") {
-        return "the file must hold a single YAML document; remove the second `---`".into();
-    } else {
-        ""
-    };
-    format!("YAML syntax error: {msg}{hint}")
 }

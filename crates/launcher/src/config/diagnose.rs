@@ -1,0 +1,230 @@
+//! serde-saphyr's syntax and type errors in the launcher's words: the kind of mistake, the key
+//! path it is about (through the position [`Index`]), a hint at the usual cause, and the
+//! nearest valid key for a typo.
+
+use super::error::{ConfigError, ConfigErrorKind};
+use super::hints::{join_key, nearest, LAUNCHER_KEYS, PLUGIN_KEYS};
+use super::locate::{found_text, pos, syntax_context, Index, Pos};
+use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
+
+/// Turns a serde-saphyr error into a [`ConfigError`]. With `index`, the error came from
+/// deserialising valid YAML; without, the YAML itself is broken.
+pub(super) fn yaml_error(
+    err: &serde_saphyr::Error,
+    text: &str,
+    file: &str,
+    index: Option<&Index>,
+) -> ConfigError {
+    use serde_saphyr::Error as E;
+    let mut inner = err;
+    while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = inner {
+        inner = error;
+    }
+    let loc = err.location().filter(|l| l.line() > 0);
+    let mut at = loc.as_ref().and_then(pos);
+    let found = loc.as_ref().and_then(|l| found_text(text, l));
+    let mut key = None;
+    let mut suggestion = None;
+    let (kind, mut message) = match inner {
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => {
+            key = index
+                .zip(at)
+                .and_then(|(ix, at)| ix.by_key_pos(at))
+                .map(|e| e.path.clone())
+                .or_else(|| Some(join_key("", field)));
+            suggestion = nearest(field, expected.iter().copied()).map(str::to_string);
+            let mut msg = "unknown key".to_string();
+            if suggestion.is_none() {
+                msg.push_str(&elsewhere_hint(field, expected));
+            }
+            (ConfigErrorKind::UnknownKey, msg)
+        }
+        E::DuplicateMappingKey { .. } => {
+            let (dup, msg) = duplicate_key(index, at);
+            key = dup;
+            (ConfigErrorKind::DuplicateKey, msg)
+        }
+        E::Message { msg, .. } => (ConfigErrorKind::InvalidValue, msg.clone()),
+        E::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        } => (
+            ConfigErrorKind::WrongType,
+            format!(
+                "expected {expected}, found {}",
+                unexpected_words(unexpected)
+            ),
+        ),
+        E::SerdeInvalidValue {
+            unexpected,
+            expected,
+            ..
+        } => (
+            ConfigErrorKind::InvalidValue,
+            format!("expected {expected}, found {unexpected}"),
+        ),
+        E::InvalidBooleanStrict { .. } => (
+            ConfigErrorKind::WrongType,
+            with_found("expected true or false", &found),
+        ),
+        E::InvalidScalar { ty, .. } => (
+            ConfigErrorKind::WrongType,
+            with_found(&format!("expected {}", type_words(ty)), &found),
+        ),
+        E::NullIntoString { .. } => (
+            ConfigErrorKind::WrongType,
+            "expected a value, found nothing; write \"\" for an empty string".into(),
+        ),
+        E::Unexpected { expected, .. } => (
+            ConfigErrorKind::WrongType,
+            with_found(&format!("expected {}", expected_words(expected)), &found),
+        ),
+        other => {
+            let msg = DefaultMessageFormatter.format_message(other).into_owned();
+            if index.is_some() {
+                (ConfigErrorKind::WrongType, msg)
+            } else {
+                (ConfigErrorKind::Syntax, syntax_message(&msg))
+            }
+        }
+    };
+    if key.is_none() {
+        key = match (index, at) {
+            (Some(ix), Some(here)) => ix.by_pos(here).map(|e| {
+                // Some value errors point at the key; the value is what needs fixing.
+                if e.key == Some(here) {
+                    at = Some(e.value);
+                }
+                e.path.clone()
+            }),
+            (None, Some(here)) => syntax_context(text, here),
+            _ => None,
+        };
+    }
+    if kind == ConfigErrorKind::WrongType {
+        match key.as_deref() {
+            None if at == Some((1, 1)) => {
+                message = "the file must be a mapping of settings (`key: value` lines)".into();
+            }
+            Some(k) => message.push_str(&misplaced_plugin_hint(k)),
+            None => {}
+        }
+    }
+    ConfigError {
+        key,
+        suggestion,
+        ..ConfigError::new(file, kind, message)
+    }
+    .at(at)
+}
+
+/// For an unknown key with no near miss: where it belongs if it is a key of the other level
+/// (a plugin setting at the top, a launcher-wide one under a plugin), else the valid keys.
+fn elsewhere_hint(field: &str, expected: &[&str]) -> String {
+    let is_plugin = expected.contains(&"stopTimeout");
+    let (other, other_keys) = if is_plugin {
+        (
+            "a launcher-wide setting; move it to the top level",
+            &LAUNCHER_KEYS[..],
+        )
+    } else {
+        (
+            "a plugin setting; move it under `plugins: <name>:`",
+            &PLUGIN_KEYS[..],
+        )
+    };
+    match nearest(field, other_keys.iter().copied())
+        .or_else(|| other_keys.iter().copied().find(|k| *k == field))
+    {
+        Some(k) => format!("; `{k}` is {other}"),
+        None => format!("; valid keys: {}", expected.join(", ")),
+    }
+}
+
+/// The key path of a duplicated key at `at`, and the message with the line of its first copy.
+fn duplicate_key(index: Option<&Index>, at: Option<Pos>) -> (Option<String>, String) {
+    let here = index
+        .zip(at)
+        .and_then(|(ix, at)| ix.by_key_pos(at).map(|e| (ix, e)));
+    let mut msg = "duplicate key".to_string();
+    let Some((ix, entry)) = here else {
+        return (None, msg);
+    };
+    if let Some(first) = ix.by_path(&entry.path).filter(|f| f.key != entry.key) {
+        msg.push_str(&format!("; first set on line {}", first.start().0));
+    }
+    (Some(entry.path.clone()), msg)
+}
+
+/// For a wrong type at `plugins.<setting>`: the plugin setting was written where a plugin's
+/// name belongs.
+fn misplaced_plugin_hint(key: &str) -> String {
+    key.strip_prefix("plugins.")
+        .filter(|s| PLUGIN_KEYS.contains(s))
+        .map(|setting| {
+            format!("; `{setting}` is a plugin setting: put it under `plugins: <name>:`")
+        })
+        .unwrap_or_default()
+}
+
+/// Friendlier words for serde-saphyr's "expected ..." phrases.
+fn expected_words(expected: &str) -> String {
+    match expected {
+        "sequence start" => "a list (`[a, b]`, or one `- item` per line)".into(),
+        "mapping start" => "a mapping (`key: value` lines)".into(),
+        "string scalar" => "a string".into(),
+        other => other.into(),
+    }
+}
+
+/// Friendlier words for serde's names of what was found.
+fn unexpected_words(unexpected: &str) -> String {
+    match unexpected {
+        "unit value" => "nothing (null)".into(),
+        "sequence" => "a list".into(),
+        "map" => "a mapping".into(),
+        other => other.into(),
+    }
+}
+
+/// Friendlier words for the Rust type named in serde-saphyr's "invalid u64".
+fn type_words(ty: &str) -> String {
+    match ty {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "bool" | "boolean" => "true or false".into(),
+        other => format!("a value of type {other}"),
+    }
+}
+
+/// `msg`, with the offending text when it is known.
+fn with_found(msg: &str, found: &Option<String>) -> String {
+    match found {
+        Some(f) => format!("{msg}, found {f}"),
+        None => msg.to_string(),
+    }
+}
+
+/// A parser message with a hint about the usual cause.
+fn syntax_message(msg: &str) -> String {
+    let hint = if msg.contains("did not find expected key")
+        || msg.contains("did not find expected '-'")
+    {
+        "; check that this line is indented like the other entries of its block"
+    } else if msg.contains("mapping values are not allowed") {
+        "; a key may not follow a plain value on the same line or be indented under one, and a value containing `: ` must be quoted"
+    } else if msg.contains("unclosed") {
+        "; close it or quote the value"
+    } else if msg.contains("illegal placement of ':'") {
+        "; look for an unclosed `[` or `{` above, or quote a value containing `:`"
+    } else if msg.contains("multiple YAML documents") {
+        return "the file must hold a single YAML document; remove the second `---`".into();
+    } else {
+        ""
+    };
+    format!("YAML syntax error: {msg}{hint}")
+}
