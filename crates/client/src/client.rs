@@ -309,6 +309,8 @@ struct Inner {
     state: watch::Sender<ConnState>,
     token: Mutex<Option<String>>,
     closed: AtomicBool,
+    /// Requests retry `busy` replies ([`HubClient::set_retry_busy`]).
+    retry_busy: AtomicBool,
     serving: Arc<Gate>,
 }
 
@@ -491,6 +493,13 @@ impl HubClient {
         lock(&self.inner.serving.st).set_limits(max_in_flight, max_per_sender);
     }
 
+    /// Whether requests send a [`ErrorCode::Busy`] reply's request again (the default) or
+    /// return it at once as [`RpcError::Remote`], for callers that handle a loaded service
+    /// themselves, or measure it.
+    pub fn set_retry_busy(&self, retry: bool) {
+        self.inner.retry_busy.store(retry, Ordering::Relaxed);
+    }
+
     /// The current limits of [`HubClient::set_serve_limits`]: `(max_in_flight, max_per_sender)`.
     pub fn serve_limits(&self) -> (usize, usize) {
         let st = lock(&self.inner.serving.st);
@@ -538,6 +547,7 @@ impl HubClient {
             suback: Mutex::new(None),
             state,
             closed: AtomicBool::new(false),
+            retry_busy: AtomicBool::new(true),
             serving: Arc::new(Gate::new(
                 HubClient::DEFAULT_MAX_IN_FLIGHT,
                 HubClient::DEFAULT_MAX_IN_FLIGHT_PER_SENDER,
@@ -633,27 +643,12 @@ impl HubClient {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<serde_json::Value, RpcError> {
-        self.request_retrying(service, capability, method, payload.into(), timeout, true)
+        self.request_retrying(service, capability, method, payload.into(), timeout)
             .await
     }
 
-    /// Like [`HubClient::request_raw`], but sends the request once: a [`ErrorCode::Busy`] reply
-    /// comes back at once as [`RpcError::Remote`] instead of being retried. For callers that
-    /// handle a loaded service themselves, or measure it.
-    pub async fn request_raw_once(
-        &self,
-        service: &str,
-        capability: &str,
-        method: &str,
-        payload: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<serde_json::Value, RpcError> {
-        self.request_retrying(service, capability, method, payload.into(), timeout, false)
-            .await
-    }
-
-    /// The one body of [`HubClient::request_raw`] and [`HubClient::request_raw_once`]:
-    /// `retry_busy` says whether a busy reply is sent again while `timeout` allows.
+    /// The body of [`HubClient::request_raw`]; a busy reply is sent again while `timeout`
+    /// allows unless [`HubClient::set_retry_busy`] turned that off.
     async fn request_retrying(
         &self,
         service: &str,
@@ -661,8 +656,8 @@ impl HubClient {
         method: &str,
         payload: Bytes,
         timeout: Duration,
-        retry_busy: bool,
     ) -> Result<serde_json::Value, RpcError> {
+        let retry_busy = self.inner.retry_busy.load(Ordering::Relaxed);
         let topic =
             Topic::rpc(service, capability, method, self.client_id()).map_err(ClientError::from)?;
         let deadline = tokio::time::Instant::now() + timeout;

@@ -756,6 +756,8 @@ pub async fn rpc_flood(
     flooding.store(true, Ordering::SeqCst);
     let mut tasks = tokio::task::JoinSet::new();
     for c in clients {
+        // Every busy reply is counted, not retried.
+        c.set_retry_busy(false);
         for _ in 0..outstanding {
             let (c, counts, last_other) = (c.clone(), counts.clone(), last_other.clone());
             let (service, capability, method) =
@@ -765,7 +767,7 @@ pub async fn rpc_flood(
                 while tokio::time::Instant::now() < end {
                     counts[0].fetch_add(1, Ordering::Relaxed);
                     let r = c
-                        .request_raw_once(
+                        .request_raw(
                             &service,
                             &capability,
                             &method,
