@@ -2,8 +2,6 @@
 //! means an empty list or the defaults, a duration or size is a bare number or text with a
 //! unit, a switch is `true`/`false` or a word in any case, and a signal goes by name.
 
-use super::hints::{did_you_mean, quote};
-use super::schema::{PluginConfig, RestartPolicy, SandboxConfig};
 use super::values::parse_signal;
 use hivehub_api::units::{parse_duration, parse_size, ValueError};
 use nix::sys::signal::Signal;
@@ -12,11 +10,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::path::PathBuf;
 use std::time::Duration;
-
-/// Accepted `autorestart` strings.
-const RESTART_VALUES: [&str; 3] = ["never", "on-failure", "always"];
 
 /// Lets `autostart:` with every entry commented out mean "none" instead of an error.
 pub(super) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -37,11 +31,11 @@ pub(super) fn de_core<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>,
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
-/// A plugin entry without settings (`heartbeat:`) gets the defaults.
-pub(super) fn de_plugins<'de, D: Deserializer<'de>>(
+/// An entry without settings (`heartbeat:` under `plugins:`) gets the defaults.
+pub(super) fn de_entries<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
     d: D,
-) -> Result<BTreeMap<String, PluginConfig>, D::Error> {
-    let raw: Option<BTreeMap<String, Option<PluginConfig>>> = Option::deserialize(d)?;
+) -> Result<BTreeMap<String, T>, D::Error> {
+    let raw: Option<BTreeMap<String, Option<T>>> = Option::deserialize(d)?;
     Ok(raw
         .unwrap_or_default()
         .into_iter()
@@ -153,7 +147,7 @@ impl<'de, T> Visitor<'de> for Optional<T> {
 
 /// A setting written as `true`/`false`, as a word in any case (`on-failure`, `off`), or, for
 /// some, as a mapping.
-trait Switch: Sized {
+pub(super) trait Switch: Sized {
     /// serde's "expected ..." wording.
     const EXPECTING: &'static str;
     /// The value of `true` or `false`.
@@ -173,7 +167,7 @@ trait Switch: Sized {
 }
 
 /// Reads a [`Switch`] setting.
-fn de_switch<'de, T: Switch, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+pub(super) fn de_switch<'de, T: Switch, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
     struct V<T>(PhantomData<T>);
     impl<'de, T: Switch> Visitor<'de> for V<T> {
         type Value = T;
@@ -192,83 +186,4 @@ fn de_switch<'de, T: Switch, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> 
         }
     }
     d.deserialize_any(V(PhantomData))
-}
-
-impl Switch for RestartPolicy {
-    const EXPECTING: &'static str = "true, false, never, on-failure or always";
-    fn from_bool(on: bool) -> Self {
-        if on {
-            RestartPolicy::OnFailure
-        } else {
-            RestartPolicy::Never
-        }
-    }
-    fn from_word(word: &str) -> Option<Self> {
-        match word {
-            "never" | "false" => Some(RestartPolicy::Never),
-            "on-failure" | "true" => Some(RestartPolicy::OnFailure),
-            "always" => Some(RestartPolicy::Always),
-            _ => None,
-        }
-    }
-    fn unknown_word(word: &str) -> String {
-        format!(
-            "unknown restart policy {}; use never, on-failure or always (or true/false){}",
-            quote(word),
-            did_you_mean(word, RESTART_VALUES)
-        )
-    }
-}
-
-impl<'de> Deserialize<'de> for RestartPolicy {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_switch(d)
-    }
-}
-
-impl Switch for SandboxConfig {
-    const EXPECTING: &'static str = "off, on, or {read: [paths], write: [paths]}";
-    fn from_bool(on: bool) -> Self {
-        SandboxConfig {
-            enabled: on,
-            ..SandboxConfig::default()
-        }
-    }
-    fn from_word(word: &str) -> Option<Self> {
-        let on = match word {
-            "off" | "false" => false,
-            "on" | "true" => true,
-            _ => return None,
-        };
-        Some(Self::from_bool(on))
-    }
-    fn unknown_word(word: &str) -> String {
-        format!(
-            "unknown sandbox setting {}; use off, on, or {{read: [paths], write: [paths]}}",
-            quote(word)
-        )
-    }
-    /// `{read: [paths], write: [paths]}`: the sandbox on, with extra paths.
-    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Paths {
-            #[serde(default, deserialize_with = "null_as_default")]
-            read: Vec<PathBuf>,
-            #[serde(default, deserialize_with = "null_as_default")]
-            write: Vec<PathBuf>,
-        }
-        let p = Paths::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        Ok(SandboxConfig {
-            enabled: true,
-            read: p.read,
-            write: p.write,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for SandboxConfig {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_switch(d)
-    }
 }

@@ -33,6 +33,7 @@ mod fields;
 mod hints;
 mod locate;
 mod schema;
+mod switches;
 mod validate;
 mod values;
 

@@ -4,7 +4,7 @@
 //! beyond types in `validate`.
 
 use super::fields::{
-    de_core, de_duration, de_opt_duration, de_opt_size, de_plugins, de_signal, de_size,
+    de_core, de_duration, de_entries, de_opt_duration, de_opt_size, de_signal, de_size,
     de_some_string, null_as_default,
 };
 use nix::sys::signal::Signal;
@@ -309,7 +309,7 @@ pub struct LauncherConfig {
     #[serde(deserialize_with = "null_as_default")]
     pub cluster: ClusterConfig,
     /// Per-plugin settings by plugin name.
-    #[serde(deserialize_with = "de_plugins")]
+    #[serde(deserialize_with = "de_entries")]
     pub plugins: BTreeMap<String, PluginConfig>,
 }
 
