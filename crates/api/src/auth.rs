@@ -110,7 +110,7 @@ pub struct AddClientResp {
     pub profile: ClientProfile,
     /// A fresh token for the client.
     pub token: String,
-    /// When the token expires (unix seconds).
+    /// When the token expires (unix milliseconds, like every time on the wire).
     pub expires: u64,
 }
 
@@ -147,7 +147,7 @@ pub struct ListClientsResp {
 pub struct TokenResp {
     /// The signed token (a JWT).
     pub token: String,
-    /// When it expires (unix seconds).
+    /// When it expires (unix milliseconds, like every time on the wire).
     pub expires: u64,
 }
 

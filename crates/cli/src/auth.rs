@@ -148,7 +148,7 @@ async fn add(
         format!(
             "token: {} (expires {} UTC)",
             token_file.display(),
-            format::date(resp.expires)
+            format::date(resp.expires / 1000)
         ),
         format!("Both files are {id}'s credentials: keep them secret (mode 0400)."),
         format!("If {id} runs on another host, copy both to the certs/ folder of its home there."),

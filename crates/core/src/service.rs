@@ -260,7 +260,8 @@ fn profile(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
         methods::REFRESH => {
             // The caller proved itself at CONNECT with its current token or its key.
             let (token, expires) = s.issue_for(&me).map_err(internal)?;
-            s.extend_sessions(&me.client_id, expires);
+            // Sessions count in unix seconds, the wire in milliseconds.
+            s.extend_sessions(&me.client_id, expires / 1000);
             to_value(TokenResp { token, expires })
         }
         _ => Err(r.unknown_method()),

@@ -182,11 +182,13 @@ impl CoreState {
     }
 
     /// Issues a token for `profile` with the lifetime of its client type.
+    /// A token for `profile` and its expiry in unix milliseconds (the wire's one time unit).
     pub fn issue_for(&self, profile: &ClientProfile) -> Result<(String, u64), TokenError> {
-        self.issuer.issue(
+        let (token, exp_secs) = self.issuer.issue(
             profile,
             self.cfg.token_validity_days.secs(profile.client_type),
-        )
+        )?;
+        Ok((token, exp_secs.saturating_mul(1000)))
     }
 
     /// After a refresh, the sessions of `login` live until the new expiry.

@@ -400,3 +400,33 @@ async fn a_stop_signals_the_main_process_once_then_what_it_left() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notify_socket_serves_systemd_notify_for_the_plugin_s_life() {
+    let f = fixture();
+    // A shell plugin has no datagram sockets: systemd-notify sends for it. The socket must
+    // still be there for a later STOPPING=1.
+    script(
+        &f.home,
+        "shelly",
+        "systemd-notify --ready || exit 3\nsleep 0.3\nsystemd-notify STOPPING=1 || exit 4\nexec sleep 1000",
+    );
+    let s = supervisor(&f, "plugins:\n  shelly:\n    waitReady: true\n");
+    let info = s.start("shelly").await.unwrap();
+    assert_eq!(info.state, PluginState::Running);
+    assert!(info.status.ends_with("ready"), "{}", info.status);
+    let log = f.home.logs().join("shelly.log");
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("notify: STOPPING=1"))),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(s.info("shelly").unwrap().state, PluginState::Running);
+    s.stop("shelly").await.unwrap();
+    let sock = f.home.run().join("notify/shelly.sock");
+    assert!(
+        wait_until(Duration::from_secs(5), || !sock.exists()),
+        "the socket goes with the plugin"
+    );
+}

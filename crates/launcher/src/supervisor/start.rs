@@ -306,8 +306,8 @@ impl Supervisor {
                 r = listener.wait_ready(timeout) => r,
                 _ = exits.changed() => Err("exited before it was ready".to_string()),
             };
-            listener.remove();
             if let Err(why) = ready {
+                listener.remove();
                 let reason = match lock(&slot.st).last_exit.as_ref() {
                     Some(e) if why.starts_with("exited") => format!("{why} ({})", describe_exit(e)),
                     _ => why,
@@ -319,6 +319,9 @@ impl Supervisor {
                 }
                 return Err(self.fail(&slot, reason));
             }
+            // The socket stays for the plugin's life: a later STOPPING=1 or WATCHDOG=1 must
+            // not fail (sd_notify libraries treat a missing socket as an error).
+            self.spawn_task(listener.follow(exits, log.clone(), name.to_string()));
         }
         {
             let mut st = lock(&slot.st);
@@ -396,6 +399,34 @@ impl ReadyListener {
 
     pub(super) fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// After READY=1: reads what the plugin still sends (`STOPPING=1`, noted in its log;
+    /// `WATCHDOG=1`, `STATUS=…` and the rest are accepted) until its process exits, then removes
+    /// the socket.
+    pub(super) async fn follow(
+        self,
+        mut exits: watch::Receiver<u64>,
+        log: Arc<PluginLog>,
+        name: String,
+    ) {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            tokio::select! {
+                r = self.sock.recv(&mut buf) => {
+                    let Ok(n) = r else { break };
+                    let msg = String::from_utf8_lossy(&buf[..n]);
+                    for line in msg.lines().map(str::trim) {
+                        if line == "STOPPING=1" {
+                            tracing::debug!(plugin = %name, "notify: stopping");
+                            log.marker("notify: STOPPING=1");
+                        }
+                    }
+                }
+                _ = exits.changed() => break,
+            }
+        }
+        self.remove();
     }
 }
 
