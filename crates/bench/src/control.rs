@@ -17,11 +17,16 @@
 //!   one `list`, disconnect) are timed in process, and `hubcli --version` gives the floor of
 //!   starting the binary at all.
 //!
-//! The module also holds the setup shared with [`crate::restart`]: homes, configs, supervisors
-//! guarded so that every process is gone when a [`Setup`] is dropped, even on an error path.
-//! Some helpers are copies of those in `launcher.rs` (kept apart on purpose).
+//! The module also holds the setup shared with [`crate::restart`]: supervisors guarded so that
+//! every process is gone when a [`Setup`] is dropped, even on an error path. The homes, configs
+//! and small helpers every benchmark uses are in [`crate::common`].
 
-use crate::procobs::{self, Observer, Supervised};
+use crate::common::{
+    bench_tempdir, clock, find_in_path, launcher_home, loadavg, ms, plugin_names, quantile,
+    raise_nofile, sorted_ms, supervisord_dir, tail, warn_about_other_supervisords, LauncherConf,
+    PLUGIN_SCRIPT,
+};
+use crate::procobs::{Observer, Supervised};
 use crate::sibling_binary;
 use anyhow::{bail, Context, Result};
 use hivehub_api::auth::{ADMIN_ID, LAUNCHER_ID};
@@ -31,20 +36,15 @@ use hivehub_home::Home;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::ffi::OsString;
-use std::fmt::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// The trivial plugin, the same for both supervisors (as in `launcher.rs`).
-pub const PLUGIN_SCRIPT: &str = "#!/bin/sh\nwhile :; do sleep 1; done\n";
 
 /// Untimed runs of each command before the timed ones.
 const WARMUP_RUNS: usize = 2;
 
 // ---------------------------------------------------------------------------------------------
-// Shared helpers (several copied from launcher.rs, which is not edited here).
+// Setup shared with restart.rs (the small helpers are in common.rs).
 
 /// The binaries a benchmark needs.
 pub(crate) struct Bins {
@@ -88,208 +88,6 @@ impl Bins {
     }
 }
 
-pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// Other supervisord processes on the machine would skew the numbers.
-pub(crate) fn warn_about_other_supervisords() {
-    let others: Vec<String> = procobs::descendants(1)
-        .into_iter()
-        .filter_map(|p| Some((p, procobs::cmdline(p)?)))
-        .filter(|(_, c)| c.contains("supervisord"))
-        .map(|(p, c)| format!("{p} ({c})"))
-        .collect();
-    if !others.is_empty() {
-        eprintln!(
-            "warning: other supervisord processes are running and may skew the numbers: {}\n\
-             (stop them, e.g. `service supervisor stop`)",
-            others.join(", ")
-        );
-    }
-}
-
-/// Raises the soft open-files limit (inherited by both supervisors) so N plugins fit: each
-/// launcher plugin costs two pipe ends and a log file, each supervisord program three pipe ends
-/// and two log files.
-pub(crate) fn raise_nofile(max_n: usize) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let want = (max_n as u64) * 8 + 1024;
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return;
-    };
-    if soft >= want {
-        return;
-    }
-    let new_hard = hard.max(want);
-    if setrlimit(Resource::RLIMIT_NOFILE, want, new_hard).is_err() {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(want), hard);
-    }
-    if let Ok((s, _)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if s < want {
-            eprintln!("note: open-files limit is {s}, below the {want} wanted for N = {max_n}");
-        }
-    }
-}
-
-/// The UTC time of day, to match results against other activity on the machine.
-pub(crate) fn clock() -> String {
-    let s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        % 86_400;
-    format!("{:02}:{:02}:{:02}Z", s / 3600, (s % 3600) / 60, s % 60)
-}
-
-pub(crate) fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-pub(crate) fn plugin_names(n: usize) -> Vec<String> {
-    let width = n.to_string().len().max(3);
-    (1..=n).map(|i| format!("plugin{i:0width$}")).collect()
-}
-
-fn write_plugins(dir: &Path, names: &[String]) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for name in names {
-        let p = dir.join(name);
-        std::fs::write(&p, PLUGIN_SCRIPT)?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(())
-}
-
-pub(crate) fn tail(path: &Path, lines: usize) -> String {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
-
-pub(crate) fn pid_from_file(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-pub(crate) fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// The `p` quantile (0..=1) of sorted values, interpolated linearly between the closest ranks
-/// (so the 0.5 quantile of an even count is the mean of the two middle values).
-pub(crate) fn quantile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let x = (sorted.len() - 1) as f64 * p.clamp(0.0, 1.0);
-    let lo = x.floor() as usize;
-    let hi = x.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (x - lo as f64)
-}
-
-/// Sorted copy of durations in milliseconds.
-pub(crate) fn sorted_ms(v: &[Duration]) -> Vec<f64> {
-    let mut s: Vec<f64> = v.iter().map(|d| ms(*d)).collect();
-    s.sort_by(f64::total_cmp);
-    s
-}
-
-/// What the launcher.yaml of a benchmark home says.
-/// A temporary folder others may pass through (0711): under a root launcher each plugin runs as
-/// a user of its own, which must reach its binary below it.
-pub(crate) fn bench_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = tempfile::Builder::new().prefix(prefix).tempdir()?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))?;
-    Ok(tmp)
-}
-
-pub(crate) struct LauncherConf {
-    /// `createPluginCred`.
-    pub creds: bool,
-    /// `autorestart`: never, on-failure or always.
-    pub autorestart: &'static str,
-    /// `backoff: {base: 0s, jitter: 0}` instead of the defaults.
-    pub zero_backoff: bool,
-    /// `sampleInterval`, e.g. "2s".
-    pub sample_interval: &'static str,
-    /// Plugins confined (the default); false writes `sandbox: off` for each.
-    pub sandbox: bool,
-}
-
-pub(crate) fn launcher_yaml(names: &[String], c: &LauncherConf) -> String {
-    let mut y = String::new();
-    y.push_str("# written by hivehub-bench\n");
-    y.push_str("core: hubcore\nloglevel: info\nlogtofile: false\nlogplugins: true\n");
-    let _ = writeln!(y, "autorestart: {}", c.autorestart);
-    let _ = writeln!(y, "createPluginCred: {}", c.creds);
-    let _ = writeln!(y, "sampleInterval: {}", c.sample_interval);
-    if c.zero_backoff {
-        y.push_str("backoff: {base: 0s, jitter: 0}\n");
-    }
-    if names.is_empty() {
-        y.push_str("autostart: []\n");
-    } else {
-        y.push_str("autostart:\n");
-        for n in names {
-            let _ = writeln!(y, "  - {n}");
-        }
-    }
-    y.push_str("plugins:\n  hubcore:\n    args: [\"--listen\", \"127.0.0.1:0\"]\n");
-    if !c.sandbox {
-        for n in names {
-            let _ = writeln!(y, "  {n}:\n    sandbox: off");
-        }
-    }
-    y
-}
-
-/// A supervisord configuration with one program per name (as in `launcher.rs`, plus the
-/// restart policy: `autorestart=true` restarts a program whatever its exit).
-pub(crate) fn supervisord_conf(
-    dir: &Path,
-    plugins: &Path,
-    names: &[String],
-    autorestart: bool,
-) -> String {
-    let d = dir.display();
-    let minfds = (names.len() * 6 + 256).max(1024);
-    let minprocs = (names.len() * 3 + 200).max(200);
-    let mut c = format!(
-        "; written by hivehub-bench\n\
-         [unix_http_server]\nfile={d}/supervisor.sock\nchmod=0700\n\n\
-         [supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\nlogfile_maxbytes=10MB\n\
-         logfile_backups=5\nloglevel=info\npidfile={d}/supervisord.pid\nchildlogdir={d}/logs\n\
-         minfds={minfds}\nminprocs={minprocs}\n\n\
-         [rpcinterface:supervisor]\n\
-         supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n\
-         [supervisorctl]\nserverurl=unix://{d}/supervisor.sock\n"
-    );
-    for n in names {
-        let _ = write!(
-            c,
-            "\n[program:{n}]\ncommand={p}/{n}\nautostart=true\nstartsecs=0\nautorestart={autorestart}\n\
-             stopsignal=TERM\nstopwaitsecs=10\nstopasgroup=true\nkillasgroup=true\n\
-             stdout_logfile={d}/logs/{n}.log\nstdout_logfile_maxbytes=10MB\nstdout_logfile_backups=5\n\
-             stderr_logfile={d}/logs/{n}.err.log\nstderr_logfile_maxbytes=10MB\nstderr_logfile_backups=5\n",
-            p = plugins.display()
-        );
-    }
-    c
-}
-
 /// One supervisor (the launcher or supervisord) with N plugins in a temporary folder. Dropping
 /// it kills the supervisor, its descendants and every process whose command line contains the
 /// folder ([`Supervised`]), then removes the folder.
@@ -310,10 +108,28 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
-    fn tempdir(prefix: &str) -> Result<(tempfile::TempDir, PathBuf)> {
-        let tmp = bench_tempdir(prefix)?;
-        let root = tmp.path().canonicalize()?;
-        Ok((tmp, root))
+    /// A setup of `names` in the folder `root` (guarded by `tmp`), its supervisor not yet
+    /// started.
+    fn new(
+        tmp: tempfile::TempDir,
+        root: PathBuf,
+        label: &str,
+        names: &[String],
+        plugins: PathBuf,
+    ) -> Setup {
+        Setup {
+            sup: Supervised {
+                child: None,
+                dir: root.clone(),
+            },
+            label: label.to_string(),
+            names: names.to_vec(),
+            plugins,
+            home: None,
+            conf: None,
+            out: root.join("supervisor.out"),
+            _tmp: tmp,
+        }
     }
 
     /// Spawns the supervisor with its output in `supervisor.out`.
@@ -336,55 +152,24 @@ impl Setup {
         conf: &LauncherConf,
         label: &str,
     ) -> Result<Setup> {
-        let (tmp, root) = Setup::tempdir("hivehub-bench-launcher-")?;
-        let home = Home::at(root.join("home"));
-        home.ensure_dirs()?;
-        std::fs::copy(&bins.hubcore, home.bin().join("hubcore")).context("cannot copy hubcore")?;
-        write_plugins(&home.plugins(), names)?;
-        std::fs::write(home.config_file("launcher"), launcher_yaml(names, conf))?;
+        let (tmp, root) = bench_tempdir("hivehub-bench-launcher-")?;
+        let home = launcher_home(&root, &bins.hubcore, names, conf)?;
         let mut cmd = Command::new(&bins.launcher);
         cmd.arg("--home").arg(home.root());
-        let mut s = Setup {
-            sup: Supervised {
-                child: None,
-                dir: root.clone(),
-            },
-            label: label.to_string(),
-            names: names.to_vec(),
-            plugins: home.plugins(),
-            home: Some(home),
-            conf: None,
-            out: root.join("supervisor.out"),
-            _tmp: tmp,
-        };
+        let mut s = Setup::new(tmp, root, label, names, home.plugins());
+        s.home = Some(home);
         s.start(cmd)?;
         Ok(s)
     }
 
     /// Starts supervisord (in the foreground) with one program per name.
     pub fn supervisord(bin: &Path, names: &[String], autorestart: bool) -> Result<Setup> {
-        let (tmp, root) = Setup::tempdir("hivehub-bench-sv-")?;
-        let sv = root.join("sv");
-        let plugins = sv.join("plugins");
-        std::fs::create_dir_all(sv.join("logs"))?;
-        write_plugins(&plugins, names)?;
-        let conf = sv.join("supervisord.conf");
-        std::fs::write(&conf, supervisord_conf(&sv, &plugins, names, autorestart))?;
+        let (tmp, root) = bench_tempdir("hivehub-bench-sv-")?;
+        let (plugins, conf) = supervisord_dir(&root, names, autorestart)?;
         let mut cmd = Command::new(bin);
         cmd.arg("-n").arg("-c").arg(&conf);
-        let mut s = Setup {
-            sup: Supervised {
-                child: None,
-                dir: root.clone(),
-            },
-            label: "supervisord".into(),
-            names: names.to_vec(),
-            plugins,
-            home: None,
-            conf: Some(conf),
-            out: root.join("supervisor.out"),
-            _tmp: tmp,
-        };
+        let mut s = Setup::new(tmp, root, "supervisord", names, plugins);
+        s.conf = Some(conf);
         s.start(cmd)?;
         Ok(s)
     }
@@ -522,6 +307,20 @@ struct Timed {
     times: Vec<Duration>,
     /// Bytes on stdout (last run).
     out_bytes: usize,
+}
+
+impl Timed {
+    /// A command not run yet.
+    fn new(label: &str, program: &Path, args: Vec<OsString>, check: Check) -> Timed {
+        Timed {
+            label: label.into(),
+            program: program.to_path_buf(),
+            args,
+            check,
+            times: Vec::new(),
+            out_bytes: 0,
+        }
+    }
 }
 
 fn check_output(check: Check, n: usize, o: &Output) -> Result<()> {
@@ -779,55 +578,34 @@ pub async fn run(o: Opts) -> Result<()> {
         _ => None,
     };
 
+    let ls_args: Vec<OsString> = vec![
+        "--home".into(),
+        home.root().into(),
+        "launcher".into(),
+        "ls".into(),
+    ];
+    let mut json_args = ls_args.clone();
+    json_args.push("--json".into());
     let mut cmds = vec![
-        Timed {
-            label: "hubcli launcher ls".into(),
-            program: hubcli.clone(),
-            args: vec![
-                "--home".into(),
-                home.root().into(),
-                "launcher".into(),
-                "ls".into(),
-            ],
-            check: Check::Table,
-            times: Vec::new(),
-            out_bytes: 0,
-        },
-        Timed {
-            label: "hubcli launcher ls --json".into(),
-            program: hubcli.clone(),
-            args: vec![
-                "--home".into(),
-                home.root().into(),
-                "launcher".into(),
-                "ls".into(),
-                "--json".into(),
-            ],
-            check: Check::Json,
-            times: Vec::new(),
-            out_bytes: 0,
-        },
-        Timed {
-            label: "hubcli --version".into(),
-            program: hubcli.clone(),
-            args: vec!["--version".into()],
-            check: Check::Exit0,
-            times: Vec::new(),
-            out_bytes: 0,
-        },
+        Timed::new("hubcli launcher ls", &hubcli, ls_args, Check::Table),
+        Timed::new("hubcli launcher ls --json", &hubcli, json_args, Check::Json),
+        Timed::new(
+            "hubcli --version",
+            &hubcli,
+            vec!["--version".into()],
+            Check::Exit0,
+        ),
     ];
     if let (Some(s), Some(ctl)) = (&mut sv, &bins.supervisorctl) {
         let conf = s.conf.clone().context("supervisord conf")?;
         // Wait until supervisorctl answers and reports every program RUNNING.
         let t0 = Instant::now();
-        let probe = Timed {
-            label: "supervisorctl status".into(),
-            program: ctl.clone(),
-            args: vec!["-c".into(), conf.into(), "status".into()],
-            check: Check::Status,
-            times: Vec::new(),
-            out_bytes: 0,
-        };
+        let probe = Timed::new(
+            "supervisorctl status",
+            ctl,
+            vec!["-c".into(), conf.into(), "status".into()],
+            Check::Status,
+        );
         loop {
             match run_once(&probe, o.n) {
                 Ok(_) => break,
@@ -994,62 +772,5 @@ fn report(
     );
     for n in notes {
         println!("- note: {n}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_interpolate() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(quantile(&v, 0.5), 2.5);
-        assert_eq!(quantile(&v, 0.0), 1.0);
-        assert_eq!(quantile(&v, 1.0), 4.0);
-        assert_eq!(quantile(&[5.0], 0.9), 5.0);
-        assert!(quantile(&[], 0.5).is_nan());
-        let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert!((quantile(&v, 0.9) - 18.1).abs() < 1e-9);
-    }
-
-    #[test]
-    fn launcher_yaml_has_the_keys() {
-        let names = plugin_names(2);
-        let y = launcher_yaml(
-            &names,
-            &LauncherConf {
-                creds: false,
-                autorestart: "always",
-                zero_backoff: true,
-                sample_interval: "2s",
-                sandbox: true,
-            },
-        );
-        assert!(y.contains("createPluginCred: false\n"), "{y}");
-        assert!(y.contains("autorestart: always\n"), "{y}");
-        assert!(y.contains("backoff: {base: 0s, jitter: 0}\n"), "{y}");
-        assert!(y.contains("  - plugin002\n"), "{y}");
-        let y = launcher_yaml(
-            &[],
-            &LauncherConf {
-                creds: true,
-                autorestart: "never",
-                zero_backoff: false,
-                sample_interval: "1h",
-                sandbox: true,
-            },
-        );
-        assert!(y.contains("autostart: []\n"), "{y}");
-        assert!(!y.contains("backoff"), "{y}");
-    }
-
-    #[test]
-    fn supervisord_restart_policy() {
-        let names = plugin_names(2);
-        let c = supervisord_conf(Path::new("/x"), Path::new("/x/p"), &names, true);
-        assert_eq!(c.matches("autorestart=true\n").count(), 2);
-        let c = supervisord_conf(Path::new("/x"), Path::new("/x/p"), &names, false);
-        assert_eq!(c.matches("autorestart=false\n").count(), 2);
     }
 }

@@ -17,24 +17,23 @@
 //! kernel's autogroup scheduling it then gets its own CPU share instead of sharing the benchmark's
 //! (the observer's) share. SIGINT, SIGTERM and SIGHUP to the benchmark end the round cleanly.
 
-use crate::control::{find_in_path, raise_nofile, warn_about_other_supervisords};
+use crate::common::{
+    bench_tempdir, clock, find_in_path, launcher_home, loadavg, ms, pid_from_file, plugin_names,
+    raise_nofile, supervisord_dir, tail, warn_about_other_supervisords, LauncherConf,
+    PLUGIN_SCRIPT,
+};
 use crate::procobs::{self, Observer, Supervised};
 use crate::sibling_binary;
 use anyhow::{bail, Context, Result};
-use hivehub_home::Home;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// The trivial plugin, the same for both supervisors.
-pub const PLUGIN_SCRIPT: &str = "#!/bin/sh\nwhile :; do sleep 1; done\n";
 
 /// Time allowed for the supervisor to settle after the cold start.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -254,121 +253,22 @@ struct Bins {
     supervisord: Option<PathBuf>,
 }
 
-/// The UTC time of day, to match rounds against other activity on the machine.
-fn clock() -> String {
-    let s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        % 86_400;
-    format!("{:02}:{:02}:{:02}Z", s / 3600, (s % 3600) / 60, s % 60)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn plugin_names(n: usize) -> Vec<String> {
-    let width = n.to_string().len().max(3);
-    (1..=n).map(|i| format!("plugin{i:0width$}")).collect()
-}
-
-fn write_plugins(dir: &Path, names: &[String]) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for name in names {
-        let p = dir.join(name);
-        std::fs::write(&p, PLUGIN_SCRIPT)?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(())
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
-
-fn launcher_yaml(names: &[String], creds: bool, sandbox: bool) -> String {
-    let mut y = String::new();
-    y.push_str("# written by hivehub-bench launcher\n");
-    y.push_str("core: hubcore\nloglevel: info\nlogtofile: false\nlogplugins: true\n");
-    y.push_str("autorestart: never\n");
-    let _ = writeln!(y, "createPluginCred: {creds}");
-    y.push_str("autostart:\n");
-    for n in names {
-        let _ = writeln!(y, "  - {n}");
-    }
-    y.push_str("plugins:\n  hubcore:\n    args: [\"--listen\", \"127.0.0.1:0\"]\n");
-    if !sandbox {
-        for n in names {
-            let _ = writeln!(y, "  {n}:\n    sandbox: off");
-        }
-    }
-    y
-}
-
-fn supervisord_conf(dir: &Path, plugins: &Path, names: &[String]) -> String {
-    let d = dir.display();
-    // supervisord needs 3 pipe ends and 2 log files per program; minfds is raised only as far
-    // as N needs (the default is 1024), since every spawn closes fds up to minfds.
-    let minfds = (names.len() * 6 + 256).max(1024);
-    let minprocs = (names.len() * 3 + 200).max(200);
-    let mut c = format!(
-        "; written by hivehub-bench launcher\n\
-         [unix_http_server]\nfile={d}/supervisor.sock\nchmod=0700\n\n\
-         [supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\nlogfile_maxbytes=10MB\n\
-         logfile_backups=5\nloglevel=info\npidfile={d}/supervisord.pid\nchildlogdir={d}/logs\n\
-         minfds={minfds}\nminprocs={minprocs}\n\n\
-         [rpcinterface:supervisor]\n\
-         supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n\
-         [supervisorctl]\nserverurl=unix://{d}/supervisor.sock\n"
-    );
-    for n in names {
-        let _ = write!(
-            c,
-            "\n[program:{n}]\ncommand={p}/{n}\nautostart=true\nstartsecs=0\nautorestart=false\n\
-             stopsignal=TERM\nstopwaitsecs=10\nstopasgroup=true\nkillasgroup=true\n\
-             stdout_logfile={d}/logs/{n}.log\nstdout_logfile_maxbytes=10MB\nstdout_logfile_backups=5\n\
-             stderr_logfile={d}/logs/{n}.err.log\nstderr_logfile_maxbytes=10MB\nstderr_logfile_backups=5\n",
-            p = plugins.display()
-        );
-    }
-    c
-}
-
-fn pid_from_file(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Runs one round of one case in a fresh temporary folder; every process is gone on return.
 fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round> {
-    let tmp = crate::control::bench_tempdir("hivehub-bench-launcher-")?;
-    let root = tmp.path().canonicalize()?;
+    let (_tmp, root) = bench_tempdir("hivehub-bench-launcher-")?;
     let names = plugin_names(n);
     let out = root.join("supervisor.out");
     let (mut cmd, plugins, url_file, core_pid_file) = match kind {
         Kind::LauncherOff | Kind::LauncherOn | Kind::LauncherNoSandbox => {
-            let home = Home::at(root.join("home"));
-            home.ensure_dirs()?;
-            std::fs::copy(&bins.hubcore, home.bin().join("hubcore"))
-                .context("cannot copy hubcore")?;
-            write_plugins(&home.plugins(), &names)?;
-            std::fs::write(
-                home.config_file("launcher"),
-                launcher_yaml(
-                    &names,
-                    kind == Kind::LauncherOn,
-                    kind != Kind::LauncherNoSandbox,
-                ),
-            )?;
+            let conf = LauncherConf {
+                creds: kind == Kind::LauncherOn,
+                autorestart: "never",
+                zero_backoff: false,
+                // The launcher's default, written out.
+                sample_interval: "2s",
+                sandbox: kind != Kind::LauncherNoSandbox,
+            };
+            let home = launcher_home(&root, &bins.hubcore, &names, &conf)?;
             let mut cmd = Command::new(&bins.launcher);
             cmd.arg("--home").arg(home.root());
             (
@@ -379,12 +279,7 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
             )
         }
         Kind::Supervisord => {
-            let sv = root.join("sv");
-            let plugins = sv.join("plugins");
-            std::fs::create_dir_all(sv.join("logs"))?;
-            write_plugins(&plugins, &names)?;
-            let conf = sv.join("supervisord.conf");
-            std::fs::write(&conf, supervisord_conf(&sv, &plugins, &names))?;
+            let (plugins, conf) = supervisord_dir(&root, &names, false)?;
             let bin = bins
                 .supervisord
                 .as_ref()
@@ -561,10 +456,6 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     } else {
         (v[m - 1] + v[m]) / 2.0
     })
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -774,19 +665,16 @@ fn report(
 
     let mut notes = Vec::new();
     for ((n, k), rs) in res {
+        let mut note = |what: String| notes.push(format!("N = {n}, {}: {what}", k.label()));
         let failed = rounds - rs.len();
         if failed > 0 {
-            notes.push(format!(
-                "N = {n}, {}: {failed} of {rounds} rounds failed (see stderr); median of the others",
-                k.label()
+            note(format!(
+                "{failed} of {rounds} rounds failed (see stderr); median of the others"
             ));
         }
         let lost: usize = rs.iter().map(|r| r.lost_while_idle).sum();
         if lost > 0 {
-            notes.push(format!(
-                "N = {n}, {}: {lost} plugins died while idle",
-                k.label()
-            ));
+            note(format!("{lost} plugins died while idle"));
         }
         let over: Vec<String> = rs
             .iter()
@@ -794,18 +682,16 @@ fn report(
             .map(|r| format!("{:.2}", r.foreign))
             .collect();
         if !over.is_empty() {
-            notes.push(format!(
-                "N = {n}, {}: {} round(s) kept although other processes used more than {max_foreign} cores during them ({} cores): read with care",
-                k.label(),
+            note(format!(
+                "{} round(s) kept although other processes used more than {max_foreign} cores during them ({} cores): read with care",
                 over.len(),
                 over.join(", ")
             ));
         }
         let left: usize = rs.iter().map(|r| r.leftovers).sum();
         if left > 0 {
-            notes.push(format!(
-                "N = {n}, {}: {left} processes left behind after the supervisor exited (killed by the benchmark)",
-                k.label()
+            note(format!(
+                "{left} processes left behind after the supervisor exited (killed by the benchmark)"
             ));
         }
         let bad: Vec<String> = rs
@@ -814,11 +700,7 @@ fn report(
             .map(|r| r.exit_status.to_string())
             .collect();
         if !bad.is_empty() {
-            notes.push(format!(
-                "N = {n}, {}: exit status after SIGTERM: {}",
-                k.label(),
-                bad.join(", ")
-            ));
+            note(format!("exit status after SIGTERM: {}", bad.join(", ")));
         }
     }
     let scan = median(res.values().flatten().map(|r| r.scan_ms).collect());
@@ -999,29 +881,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_distinct_and_padded() {
-        let v = plugin_names(500);
-        assert_eq!(v[0], "plugin001");
-        assert_eq!(v[499], "plugin500");
-        assert_eq!(plugin_names(1000)[0], "plugin0001");
-    }
-
-    #[test]
     fn median_odd_and_even() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(vec![]), None);
-    }
-
-    #[test]
-    fn configs_list_every_plugin() {
-        let names = plugin_names(3);
-        let y = launcher_yaml(&names, false, true);
-        assert!(y.contains("createPluginCred: false\n"));
-        assert!(y.contains("  - plugin003\n"));
-        let c = supervisord_conf(Path::new("/x"), Path::new("/x/plugins"), &names);
-        assert_eq!(c.matches("[program:").count(), 3);
-        assert!(c.contains("command=/x/plugins/plugin002\n"));
-        assert!(c.contains("minfds=1024\n"));
     }
 }

@@ -14,6 +14,7 @@
 //! and on) and under Debian's `supervisord` in the same run: the cold start until all N run, the
 //! stop-all after SIGTERM, and the supervisor's idle RSS and CPU (see [`launcher`]).
 
+mod common;
 mod control;
 mod launcher;
 mod procobs;
@@ -208,30 +209,28 @@ struct Rpc {
     p99: Duration,
 }
 
+/// One `bench/echo` round trip, the request both the warm-up and the timed loop send.
+async fn echo(requester: &HubClient, service: &str) -> Result<()> {
+    requester
+        .request_raw(
+            service,
+            "bench",
+            "echo",
+            b"{}".to_vec(),
+            Duration::from_secs(5),
+        )
+        .await?;
+    Ok(())
+}
+
 async fn measure_rpc(requester: &HubClient, service: &str, n: usize) -> Result<Rpc> {
     for _ in 0..n / 10 {
-        requester
-            .request_raw(
-                service,
-                "bench",
-                "echo",
-                b"{}".to_vec(),
-                Duration::from_secs(5),
-            )
-            .await?;
+        echo(requester, service).await?;
     }
     let mut lat = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        requester
-            .request_raw(
-                service,
-                "bench",
-                "echo",
-                b"{}".to_vec(),
-                Duration::from_secs(5),
-            )
-            .await?;
+        echo(requester, service).await?;
         lat.push(t.elapsed());
     }
     lat.sort();

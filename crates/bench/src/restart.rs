@@ -30,10 +30,11 @@
 //! within the window), which isolates the sampling from the other per-plugin work (the plugin
 //! watcher rescans `plugins/` every 2 s). Cases are interleaved within each round.
 
-use crate::control::{
-    clock, loadavg, ms, pid_from_file, plugin_names, quantile, raise_nofile, sorted_ms,
-    start_timeout, Bins, LauncherConf, Setup,
+use crate::common::{
+    clock, loadavg, ms, pid_from_file, plugin_names, quantile, raise_nofile, sorted_ms, tail,
+    LauncherConf,
 };
+use crate::control::{start_timeout, Bins, Setup};
 use crate::procobs;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
@@ -408,7 +409,7 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
                 "no new process of {name} within {:.0} s of SIGKILL (old pid {old}); {}'s output:\n{}",
                 TRIAL_TIMEOUT.as_secs_f64(),
                 s.label,
-                crate::control::tail(&s.out, 20)
+                tail(&s.out, 20)
             );
         }
         std::thread::sleep(poll);
@@ -683,20 +684,19 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
         med_f(gaps).unwrap_or(f64::NAN)
     );
     for (c, r) in &res {
+        // Every line about a case starts with its label.
+        let line = |what: String| println!("- {}: {what}", c.label());
+        let pause = BETWEEN_TRIALS.as_millis();
         let dead = r.trials.iter().filter(|t| !t.survived).count();
         if dead > 0 {
-            println!(
-                "- {}: **in {dead} of {} trials the new process was gone {} ms later** (killed or crashed again; see the supervisor's log).",
-                c.label(),
-                r.trials.len(),
-                BETWEEN_TRIALS.as_millis()
-            );
+            line(format!(
+                "**in {dead} of {} trials the new process was gone {pause} ms later** (killed or crashed again; see the supervisor's log).",
+                r.trials.len()
+            ));
         } else {
-            println!(
-                "- {}: every replacement process was still running {} ms later.",
-                c.label(),
-                BETWEEN_TRIALS.as_millis()
-            );
+            line(format!(
+                "every replacement process was still running {pause} ms later."
+            ));
         }
         let bad_pid = r
             .trials
@@ -704,28 +704,18 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
             .filter(|t| t.pidfile_ok == Some(false))
             .count();
         if bad_pid > 0 {
-            println!(
-                "- {}: after {bad_pid} of {} restarts, `run/NAME.pid` did not name the new process {} ms later.",
-                c.label(),
-                r.trials.len(),
-                BETWEEN_TRIALS.as_millis()
-            );
+            line(format!(
+                "after {bad_pid} of {} restarts, `run/NAME.pid` did not name the new process {pause} ms later.",
+                r.trials.len()
+            ));
         }
         if r.failed > 0 {
-            println!("- {}: {} trials failed (see stderr).", c.label(), r.failed);
+            line(format!("{} trials failed (see stderr).", r.failed));
         }
         if r.lost > 0 {
-            println!(
-                "- {}: {} plugins not running at the end.",
-                c.label(),
-                r.lost
-            );
+            line(format!("{} plugins not running at the end.", r.lost));
         }
-        println!(
-            "- {}: load average before the trials: {}.",
-            c.label(),
-            r.load
-        );
+        line(format!("load average before the trials: {}.", r.load));
     }
     Ok(())
 }

@@ -100,7 +100,7 @@ impl CliError {
     /// The process exit code for this error (see [`exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Home(HomeError::NotFound) => exit::USAGE,
+            CliError::Home(HomeError::NotFound { .. } | HomeError::Empty { .. }) => exit::USAGE,
             CliError::Home(HomeError::Unusable { .. }) => exit::FAILED,
             CliError::Client(e) => client_code(e),
             CliError::Rpc(e) | CliError::NoLauncher { source: e, .. } => rpc_code(e),
@@ -176,7 +176,12 @@ mod tests {
             reason: "connection refused".into(),
         };
         let cases: Vec<(CliError, u8)> = vec![
-            (CliError::Home(HomeError::NotFound), exit::USAGE),
+            (
+                CliError::Home(HomeError::NotFound {
+                    exe: "/usr/bin/hubcli".into(),
+                }),
+                exit::USAGE,
+            ),
             (CliError::Usage("x".into()), exit::USAGE),
             (
                 CliError::Client(ClientError::Config("bad url".into())),

@@ -10,7 +10,7 @@
 use crate::error::ClientError;
 use hivehub_home::{Home, ENV_HOME};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Environment variable with the hub's URL, set by the launcher for its plugins.
@@ -150,8 +150,16 @@ impl ClientOptions {
     /// Options from the environment a launcher gives its plugins: `HIVEHUB_HOME` (or the
     /// executable's home), `HIVEHUB_SERVER`, and `HIVEHUB_CLIENT_ID` (default: the binary's name).
     pub fn from_env() -> Result<ClientOptions, ClientError> {
-        let home = Home::resolve(std::env::var_os(ENV_HOME).map(PathBuf::from).as_deref())
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        // The launcher's HIVEHUB_HOME comes first; by hand, the binary's place in a home.
+        let env = std::env::var_os(ENV_HOME);
+        let home = match env.as_deref() {
+            Some(v) if v.is_empty() => Err(hivehub_home::HomeError::Empty {
+                what: ENV_HOME.into(),
+            }),
+            Some(v) => Home::resolve(Some(Path::new(v))),
+            None => Home::resolve(None),
+        }
+        .map_err(|e| ClientError::Config(e.to_string()))?;
         let id = match std::env::var(ENV_CLIENT_ID) {
             Ok(id) if !id.is_empty() => id,
             _ => std::env::current_exe()

@@ -53,9 +53,22 @@ pub const ENV_HOME: &str = "HIVEHUB_HOME";
 /// Errors while locating or preparing the home.
 #[derive(Debug, Error)]
 pub enum HomeError {
-    /// No flag, no `bin/` parent and no environment variable.
-    #[error("no hivehub home: pass --home DIR, set {ENV_HOME}, or run the binary from HOME/bin")]
-    NotFound,
+    /// No flag, no environment variable, and the executable is not in a home.
+    #[error(
+        "no hivehub home: no --home flag, {ENV_HOME} is not set, and {exe} is not in a home's \
+         bin/ or plugins/ folder; set {ENV_HOME}=DIR (hivehub's own commands also take --home DIR)"
+    )]
+    NotFound {
+        /// The executable that was looked at.
+        exe: String,
+    },
+    /// `--home` or the environment variable is set to an empty value: taking that as the
+    /// working folder would put credentials wherever the process happens to run.
+    #[error("{what} is set but empty; give the home folder, e.g. {ENV_HOME}=/opt/hivehub")]
+    Empty {
+        /// `--home` or the variable.
+        what: String,
+    },
     /// The home exists but is not a folder, or cannot be read.
     #[error("hivehub home {path}: {source}")]
     Unusable {
@@ -87,20 +100,29 @@ impl Home {
         Home { root }
     }
 
-    /// Resolves the home from an explicit flag, the executable's location, or `$HIVEHUB_HOME`.
+    /// Resolves the home from an explicit flag, the executable's location (in a home's `bin/`
+    /// or `plugins/`), or `$HIVEHUB_HOME`.
     pub fn resolve(flag: Option<&Path>) -> Result<Home, HomeError> {
         if let Some(p) = flag {
+            if p.as_os_str().is_empty() {
+                return Err(HomeError::Empty {
+                    what: "--home".into(),
+                });
+            }
             return Ok(Home::at(p));
         }
-        if let Some(root) = std::env::current_exe()
-            .ok()
-            .and_then(|exe| home_of_executable(&exe))
-        {
+        let exe = std::env::current_exe().ok();
+        if let Some(root) = exe.as_deref().and_then(home_of_executable) {
             return Ok(Home::at(root));
         }
         match std::env::var_os(ENV_HOME) {
-            Some(v) if !v.is_empty() => Ok(Home::at(PathBuf::from(v))),
-            _ => Err(HomeError::NotFound),
+            Some(v) if v.is_empty() => Err(HomeError::Empty {
+                what: ENV_HOME.into(),
+            }),
+            Some(v) => Ok(Home::at(PathBuf::from(v))),
+            None => Err(HomeError::NotFound {
+                exe: exe.map_or_else(|| "the executable".into(), |e| e.display().to_string()),
+            }),
         }
     }
 
@@ -191,10 +213,15 @@ impl Home {
 /// The home of an executable at `HOME/bin/exe`, if it lives in a folder named `bin`.
 pub fn home_of_executable(exe: &Path) -> Option<PathBuf> {
     let dir = exe.parent()?;
-    if dir.file_name() == Some(OsStr::new("bin")) {
-        dir.parent().map(Path::to_path_buf)
-    } else {
-        None
+    let home = dir.parent()?;
+    match dir.file_name() {
+        Some(d) if d == OsStr::new("bin") => Some(home.to_path_buf()),
+        // A plugin run by hand from HOME/plugins: only a folder that has a home's certs/ beside
+        // it, so a plugin elsewhere in a `plugins` folder is not mistaken for one.
+        Some(d) if d == OsStr::new("plugins") && home.join("certs").is_dir() => {
+            Some(home.to_path_buf())
+        }
+        _ => None,
     }
 }
 
@@ -270,6 +297,26 @@ mod tests {
             home_of_executable(Path::new("/usr/local/sbin/hubcore")),
             None
         );
+    }
+
+    #[test]
+    fn executable_in_a_home_s_plugins_gives_home() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path().join("h"));
+        let plugin = home.plugins().join("zwave");
+        assert_eq!(home_of_executable(&plugin), None, "no home there yet");
+        home.ensure_dirs().unwrap();
+        assert_eq!(
+            home_of_executable(&plugin).as_deref(),
+            Some(home.root()),
+            "a plugins/ folder beside certs/"
+        );
+    }
+
+    #[test]
+    fn an_empty_home_is_an_error_not_the_working_folder() {
+        let e = Home::resolve(Some(Path::new(""))).unwrap_err();
+        assert!(e.to_string().contains("--home is set but empty"), "{e}");
     }
 
     #[test]

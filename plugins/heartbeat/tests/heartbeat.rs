@@ -182,3 +182,58 @@ async fn beats_answers_viewers_and_stops_on_sigterm() {
         plugin.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_by_hand_from_plugins_it_finds_its_home() {
+    let core = Core::start(&workspace_bin("hubcore"));
+    let admin = core.client("admin").await;
+    core.add_client(&admin, "heartbeat", Role::Service).await;
+    let sub = Sub::start(
+        &[
+            core.mosq_args("admin"),
+            args(&["-t", "event/heartbeat/#", "-v"]),
+        ]
+        .concat(),
+    );
+    std::fs::create_dir_all(core.home.plugins()).expect("plugins/");
+    let bin = core.home.plugins().join("heartbeat");
+    std::fs::copy(env!("CARGO_BIN_EXE_heartbeat"), &bin).expect("copy heartbeat");
+    let run = |home: Option<&str>| {
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--interval", "200ms"])
+            .env_remove("HIVEHUB_HOME")
+            .env_remove("HIVEHUB_SERVER")
+            .env_remove("HIVEHUB_CLIENT_ID")
+            .env_remove("HEARTBEAT_INTERVAL")
+            .env_remove("NOTIFY_SOCKET")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(h) = home {
+            cmd.env("HIVEHUB_HOME", h);
+        }
+        cmd.spawn().expect("spawn heartbeat")
+    };
+
+    // An empty HIVEHUB_HOME is an error, not the working folder.
+    let out = run(Some("")).wait_with_output().expect("heartbeat");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HIVEHUB_HOME is set but empty"), "{err}");
+
+    // Nothing set: the binary's place in HOME/plugins gives the home, its name the client ID,
+    // and the core's run/hubcore.url the server.
+    let mut child = run(None);
+    let seen = wait_until(Duration::from_secs(15), || {
+        sub.output()
+            .contains("event/heartbeat/status/beat/heartbeat")
+    });
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("heartbeat");
+    assert!(
+        seen,
+        "no beat from a heartbeat run by hand:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
