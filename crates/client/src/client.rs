@@ -91,20 +91,36 @@ pub struct Request {
 }
 
 impl Request {
-    /// Decodes the payload; an empty payload reads as `{}`. A failure is a ready-made
-    /// [`ErrorCode::BadRequest`] reply that names the method and the problem.
+    /// Decodes the payload, which must be a JSON object (an empty payload reads as `{}`): an
+    /// array is not read by position, and `null` is not taken for a default. A failure is a
+    /// ready-made [`ErrorCode::BadRequest`] reply that names the method and the problem in the
+    /// wire's terms, never a Rust type name.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, RemoteError> {
-        let body: &[u8] = if self.payload.is_empty() {
-            b"{}"
-        } else {
-            &self.payload
-        };
-        serde_json::from_slice(body).map_err(|e| {
+        let bad = |why: String| {
             RemoteError::new(
                 ErrorCode::BadRequest,
-                format!("invalid request for {}: {e}", self.method),
+                format!("invalid request for {}: {why}", self.method),
             )
-        })
+        };
+        let value: serde_json::Value = if self.payload.is_empty() {
+            serde_json::Value::Object(serde_json::Map::new())
+        } else {
+            serde_json::from_slice(&self.payload).map_err(|e| bad(e.to_string()))?
+        };
+        let kind = match &value {
+            serde_json::Value::Object(_) => None,
+            serde_json::Value::Null => Some("null"),
+            serde_json::Value::Bool(_) => Some("a boolean"),
+            serde_json::Value::Number(_) => Some("a number"),
+            serde_json::Value::String(_) => Some("a string"),
+            serde_json::Value::Array(_) => Some("an array"),
+        };
+        if let Some(kind) = kind {
+            return Err(bad(format!(
+                "the body must be a JSON object (e.g. {{}}), not {kind}"
+            )));
+        }
+        serde_json::from_value(value).map_err(|e| bad(e.to_string()))
     }
 
     /// The standard reply for a method the capability does not have.

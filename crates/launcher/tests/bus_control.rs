@@ -389,6 +389,23 @@ async fn malformed_requests_get_error_replies() {
             .unwrap_err();
         assert_eq!(e.code(), Some(code), "{cap}/{method}: {e}");
     }
+    // A body must be an object: an array is not read by position, and the message speaks of
+    // the wire, not of Rust types.
+    for (body, kind) in [
+        (&br#"["x"]"#[..], "an array"),
+        (b"null", "null"),
+        (b"5", "a number"),
+    ] {
+        let e = admin
+            .request_raw("launcher", "view", "status", body.to_vec(), t)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("invalid request for status: the body must be a JSON object (e.g. {{}}), not {kind}")
+        );
+    }
     assert!(list(&admin).await.is_ok(), "the launcher keeps serving");
 }
 
