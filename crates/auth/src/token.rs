@@ -5,8 +5,11 @@
 //! the password is the token; the core checks that `sub` equals the username.
 //!
 //! A client whose token has expired can still prove who it is with a *key assertion*: a short-lived
-//! JWT that it signs with its own private key (`iss` = `client:{clientID}`). The core verifies it
-//! against the public key on file, which lets the client connect and refresh its token.
+//! ES256 JWT that it signs with its own private key, with exactly the claims `sub` = its client
+//! ID, `iss` = `client:{clientID}`, `iat` and `exp` (unix seconds; at most
+//! [`MAX_ASSERTION_SECS`] apart); other claims are ignored. The core verifies it against the
+//! public key on file, which lets the client connect and refresh its token; the role is the
+//! store's.
 //!
 //! Claims: `sub`, `clientType`, `role`, `pubKey`, `iss`, `iat`, `generation`, `exp`; no leeway
 //! on expiry. Lifetimes depend on the client type (hubcore's `tokenValidityDays`: user 30 days,
@@ -30,9 +33,36 @@ use thiserror::Error;
 /// client ID or in the hub's issuer name check, so an assertion is never mistaken for a hub token.
 pub const ASSERTION_ISSUER_PREFIX: &str = "client:";
 
-/// True if `claims` are those of a key assertion rather than a hub token.
-pub fn is_assertion(claims: &Claims) -> bool {
-    claims.iss.starts_with(ASSERTION_ISSUER_PREFIX)
+/// True if a token with issuer `iss` is a key assertion rather than a hub token.
+pub fn is_assertion(iss: &str) -> bool {
+    iss.starts_with(ASSERTION_ISSUER_PREFIX)
+}
+
+/// What any token says about itself, read without checking it: enough to choose how to check
+/// it, or to schedule a refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Peeked {
+    /// The client ID it names.
+    pub sub: String,
+    /// The hub's issuer name, or `client:{id}` for a key assertion.
+    pub iss: String,
+    /// Issued at (unix seconds).
+    pub iat: u64,
+    /// Expires at (unix seconds).
+    pub exp: u64,
+}
+
+/// The claims of a key assertion: who, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assertion {
+    /// The client ID; must equal the MQTT username.
+    pub sub: String,
+    /// `client:{sub}`.
+    pub iss: String,
+    /// Issued at (unix seconds).
+    pub iat: u64,
+    /// Expires at (unix seconds).
+    pub exp: u64,
 }
 
 /// Longest lifetime accepted for a key assertion, in seconds. Short, because an assertion is a
@@ -76,7 +106,7 @@ pub enum TokenError {
     #[error("token expired")]
     Expired,
     /// Not issued by this hub.
-    #[error("token issuer '{0}' is not this hub")]
+    #[error("token issuer '{0}' is not this hub (a key assertion has iss 'client:{{clientID}}')")]
     WrongIssuer(String),
     /// Issued to another client.
     #[error("token belongs to '{token}', not to '{login}'")]
@@ -175,6 +205,13 @@ impl TokenIssuer {
 
     /// Verifies a token presented by `login`: signature, expiry, issuer and subject.
     pub fn verify(&self, token: &str, login: &str) -> Result<Claims, TokenError> {
+        // The issuer first: a hand-made key assertion with a wrong `iss` is told so, not that
+        // its signature is invalid.
+        if let Ok(p) = peek_claims(token) {
+            if p.iss != self.issuer {
+                return Err(TokenError::WrongIssuer(p.iss));
+            }
+        }
         let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.dec, &validation())
             .map_err(map_jwt_error)?;
         let c = data.claims;
@@ -196,29 +233,31 @@ impl TokenIssuer {
 
 /// Reads the claims of a token without checking anything: only for deciding which check to run
 /// (hub token or key assertion) and for showing a token's expiry to its owner.
-pub fn peek_claims(token: &str) -> Result<Claims, TokenError> {
+pub fn peek_claims(token: &str) -> Result<Peeked, TokenError> {
+    jsonwebtoken::dangerous::insecure_decode::<Peeked>(token.trim())
+        .map(|d| d.claims)
+        .map_err(|e| TokenError::Malformed(format!("{:?}", e.kind())))
+}
+
+/// Reads all the claims of a hub token without checking it (for a display or a pre-check that
+/// the core's own check follows); a key assertion does not have them.
+pub fn peek_hub_claims(token: &str) -> Result<Claims, TokenError> {
     jsonwebtoken::dangerous::insecure_decode::<Claims>(token.trim())
         .map(|d| d.claims)
         .map_err(|e| TokenError::Malformed(format!("{:?}", e.kind())))
 }
 
-/// Creates a key assertion: a short-lived token for `profile` signed by the client's own key.
+/// Creates a key assertion for `client_id`, signed by the client's own key.
 pub fn sign_assertion(
     key: &KeyPair,
     client_id: &str,
-    client_type: ClientType,
-    role: Role,
     lifetime_secs: u64,
 ) -> Result<String, TokenError> {
     let now = unix_now();
-    let claims = Claims {
+    let claims = Assertion {
         sub: client_id.to_string(),
-        client_type,
-        role,
-        pub_key: key.public_key_b64(),
         iss: format!("{ASSERTION_ISSUER_PREFIX}{client_id}"),
         iat: now,
-        generation: None,
         exp: now + lifetime_secs.min(MAX_ASSERTION_SECS),
     };
     let enc = EncodingKey::from_ec_pem(
@@ -231,19 +270,46 @@ pub fn sign_assertion(
         .map_err(|e| TokenError::Sign(e.to_string()))
 }
 
-/// Verifies a key assertion from `login` against the public key on file for that client.
-pub fn verify_assertion(token: &str, login: &str, pub_key_b64: &str) -> Result<Claims, TokenError> {
-    let pem = public_key_b64_to_pem(pub_key_b64).map_err(TokenError::Malformed)?;
-    let dec = DecodingKey::from_ec_pem(pem.as_bytes()).map_err(map_jwt_error)?;
-    let c = jsonwebtoken::decode::<Claims>(token.trim(), &dec, &validation())
-        .map_err(map_jwt_error)?
+/// Verifies a key assertion from `login` against the public key on file for that client. The
+/// claims are checked before the signature, so a mistake in them is named as such rather than
+/// as a bad signature.
+pub fn verify_assertion(
+    token: &str,
+    login: &str,
+    pub_key_b64: &str,
+) -> Result<Assertion, TokenError> {
+    let peeked = jsonwebtoken::dangerous::insecure_decode::<Assertion>(token.trim())
+        .map_err(|e| {
+            TokenError::Malformed(format!(
+                "{:?}; a key assertion has the claims sub, iss, iat and exp",
+                e.kind()
+            ))
+        })?
         .claims;
-    if c.sub != login || c.iss != format!("{ASSERTION_ISSUER_PREFIX}{login}") {
+    let iss = format!("{ASSERTION_ISSUER_PREFIX}{login}");
+    if peeked.sub != login {
         return Err(TokenError::ClientMismatch {
-            token: c.sub,
+            token: peeked.sub,
             login: login.to_string(),
         });
     }
+    if peeked.iss != iss {
+        return Err(TokenError::Malformed(format!(
+            "a key assertion of '{login}' has iss '{iss}', not '{}'",
+            peeked.iss
+        )));
+    }
+    let pem = public_key_b64_to_pem(pub_key_b64).map_err(TokenError::Malformed)?;
+    let dec = DecodingKey::from_ec_pem(pem.as_bytes()).map_err(map_jwt_error)?;
+    let c = jsonwebtoken::decode::<Assertion>(token.trim(), &dec, &validation())
+        .map_err(|e| match map_jwt_error(e) {
+            TokenError::BadSignature => TokenError::Malformed(format!(
+                "the key assertion's signature does not match the public key on file for \
+                 '{login}' (ES256 over the JWT, signature as 64 bytes r||s, not DER)"
+            )),
+            other => other,
+        })?
+        .claims;
     if c.exp <= unix_now() {
         return Err(TokenError::Expired);
     }
@@ -296,13 +362,33 @@ mod tests {
     #[test]
     fn assertion_checks_key_and_lifetime() {
         let k = KeyPair::generate();
-        let a = sign_assertion(&k, "p1", ClientType::Service, Role::Service, 60).unwrap();
+        let a = sign_assertion(&k, "p1", 60).unwrap();
         assert!(verify_assertion(&a, "p1", &k.public_key_b64()).is_ok());
-        assert_eq!(
-            verify_assertion(&a, "p1", &KeyPair::generate().public_key_b64()),
-            Err(TokenError::BadSignature)
+        let e = verify_assertion(&a, "p1", &KeyPair::generate().public_key_b64()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not match the public key on file"),
+            "{e}"
         );
         assert!(verify_assertion(&a, "p2", &k.public_key_b64()).is_err());
+        // A mistake in the claims is named, not reported as a bad signature.
+        let enc = EncodingKey::from_ec_pem(k.private_pem().unwrap().as_bytes()).unwrap();
+        let now = unix_now();
+        let wrong_iss = Assertion {
+            sub: "p1".into(),
+            iss: "p1".into(),
+            iat: now,
+            exp: now + 60,
+        };
+        let t = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &wrong_iss, &enc).unwrap();
+        let e = verify_assertion(&t, "p1", &k.public_key_b64()).unwrap_err();
+        assert!(
+            e.to_string().contains("has iss 'client:p1', not 'p1'"),
+            "{e}"
+        );
+        let hub = TokenIssuer::new(&KeyPair::generate(), "hubcore").unwrap();
+        let e = hub.verify(&t, "p1").unwrap_err();
+        assert!(e.to_string().contains("a key assertion has iss"), "{e}");
         // A hub token is not an assertion, even for the right key.
         let hub = TokenIssuer::new(&k, "hubcore").unwrap();
         let (t, _) = hub.issue(&profile("p1", &k), 60).unwrap();

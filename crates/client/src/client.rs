@@ -457,11 +457,7 @@ impl Inner {
             .is_some_and(|c| c.exp > unix_now() + 5);
         if let (false, Some(key_file)) = (usable, &self.opts.key_file) {
             if let Ok(key) = KeyPair::load(key_file) {
-                let claims = token.as_deref().and_then(|t| peek_claims(t).ok());
-                let (ct, role) = claims
-                    .map(|c| (c.client_type, c.role))
-                    .unwrap_or((hivehub_api::ClientType::Service, Role::Service));
-                return sign_assertion(&key, self.id(), ct, role, 120)
+                return sign_assertion(&key, self.id(), 120)
                     .map_err(|e| ClientError::Config(e.to_string()));
             }
         }
@@ -999,7 +995,7 @@ async fn refresh_loop(weak: std::sync::Weak<Inner>) {
         let claims = inner.current_token().and_then(|t| peek_claims(&t).ok());
         let now = unix_now();
         let wait = match &claims {
-            Some(c) if !is_assertion(c) && c.exp > now + 5 => {
+            Some(c) if !is_assertion(&c.iss) && c.exp > now + 5 => {
                 let life = c.exp.saturating_sub(c.iat).max(1);
                 let refresh_at = c.exp.saturating_sub(life / 4);
                 refresh_at.saturating_sub(now)

@@ -131,33 +131,17 @@ impl Hooks {
             let profile = st.store.get(&login).ok_or_else(|| {
                 Refusal::BadCredentials(format!("unknown or removed client '{login}'"))
             })?;
-            let assertion = is_assertion(&claims);
-            let c = if assertion {
-                verify_assertion(&password, &login, &profile.pub_key)
+            let bad = |e: hivehub_auth::TokenError| Refusal::BadCredentials(e.to_string());
+            if is_assertion(&claims.iss) {
+                // A key assertion proves identity only (checked against the key on file); the
+                // role is the store's.
+                let a = verify_assertion(&password, &login, &profile.pub_key).map_err(bad)?;
+                (profile.role, a.exp, false)
             } else {
-                st.issuer.verify(&password, &login)
+                let c = st.issuer.verify(&password, &login).map_err(bad)?;
+                check_hub_token(&login, &c, &profile)?;
+                (profile.role, c.exp, false)
             }
-            .map_err(|e| Refusal::BadCredentials(e.to_string()))?;
-            if c.pub_key != profile.pub_key {
-                return Err(Refusal::BadCredentials(format!(
-                    "token of '{login}' was issued for another key"
-                )));
-            }
-            // A key assertion proves identity only; the role is the store's. A hub token must
-            // carry the current role, so a role change invalidates old tokens.
-            if !assertion && c.role != profile.role {
-                return Err(Refusal::BadCredentials(format!(
-                    "token of '{login}' carries role {} but the client now has role {}",
-                    c.role, profile.role
-                )));
-            }
-            // Removal is permanent: a token of an earlier client with this ID never logs in.
-            if !assertion && profile.generation.is_some() && c.generation != profile.generation {
-                return Err(Refusal::BadCredentials(format!(
-                    "token of '{login}' was issued before the client was removed and added again"
-                )));
-            }
-            (profile.role, c.exp, false)
         };
 
         // rmqtt never runs the publish ACL for wills, so check the will topic here, and hold a
@@ -469,6 +453,34 @@ impl Hooks {
             error: RemoteError::new(ErrorCode::UnknownCapability, message),
         });
     }
+}
+
+/// The checks a hub token (its signature and issuer verified) must pass against the client as
+/// it is now: the same key, the current role (so a role change invalidates old tokens), and
+/// the current generation (removal is permanent: a token of an earlier client with this ID
+/// never logs in).
+fn check_hub_token(
+    login: &str,
+    c: &hivehub_auth::Claims,
+    profile: &hivehub_api::auth::ClientProfile,
+) -> Result<(), Refusal> {
+    if c.pub_key != profile.pub_key {
+        return Err(Refusal::BadCredentials(format!(
+            "token of '{login}' was issued for another key"
+        )));
+    }
+    if c.role != profile.role {
+        return Err(Refusal::BadCredentials(format!(
+            "token of '{login}' carries role {} but the client now has role {}",
+            c.role, profile.role
+        )));
+    }
+    if profile.generation.is_some() && c.generation != profile.generation {
+        return Err(Refusal::BadCredentials(format!(
+            "token of '{login}' was issued before the client was removed and added again"
+        )));
+    }
+    Ok(())
 }
 
 /// Bytes of MQTT 5 user properties.

@@ -46,7 +46,7 @@ use axum::{Form, Json, Router};
 use hivehub_api::launcher::{methods, NameReq, PluginInfo, ResourceSample, CAP_MANAGE};
 use hivehub_api::time::now_ms;
 use hivehub_api::{ErrorCode, Role};
-use hivehub_auth::token::{is_assertion, peek_claims};
+use hivehub_auth::token::{is_assertion, peek_claims, peek_hub_claims};
 use hivehub_client::{ClientError, ClientOptions, HubClient, RpcError};
 use hivehub_home::Home;
 use serde::{Deserialize, Serialize};
@@ -455,14 +455,16 @@ impl App {
     }
 
     async fn try_log_in(&self, id: &str, token: &str) -> Result<HubClient, Failure> {
-        let claims =
+        let peeked =
             peek_claims(token).map_err(|_| Failure::Refused("not a hub token".to_string()))?;
         hivehub_api::validate_id(id).map_err(|e| Failure::BadRequest(e.to_string()))?;
-        if is_assertion(&claims) {
+        if is_assertion(&peeked.iss) {
             return Err(Failure::Refused(format!(
                 "a key assertion is not accepted here; give the hub token (certs/{id}.token)"
             )));
         }
+        let claims =
+            peek_hub_claims(token).map_err(|_| Failure::Refused("not a hub token".to_string()))?;
         if claims.sub != id {
             return Err(Failure::Refused(format!("the token is not that of {id}")));
         }
