@@ -1037,6 +1037,7 @@ async fn drive(
 ) {
     let mut first = Some(first);
     let mut backoff = Duration::from_millis(100);
+    let mut hub_said: Option<String> = None;
     match inner.password() {
         Ok(pw) => {
             el.options.set_credentials(inner.id(), pw);
@@ -1088,11 +1089,23 @@ async fn drive(
                 }
             }
             Ok(Event::Incoming(Packet::Disconnect(d))) => {
-                tracing::warn!(reason = ?d.reason_code, "the hub closed the connection");
+                let why = d
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.reason_string.clone())
+                    .unwrap_or_default();
+                tracing::warn!(reason = ?d.reason_code, %why, "the hub closed the connection");
+                hub_said = Some(format!(
+                    "the hub closed the connection ({:?}): {why}",
+                    d.reason_code
+                ));
             }
             Ok(_) => {}
             Err(e) => {
-                let reason = describe_connection_error(&e);
+                // The hub's own reason, when it gave one, says more than the socket error.
+                let reason = hub_said
+                    .take()
+                    .unwrap_or_else(|| describe_connection_error(&e));
                 if let Some(f) = first.take() {
                     let err = match e {
                         ConnectionError::ConnectionRefused(_) => ClientError::LoginRefused {

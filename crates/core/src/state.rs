@@ -311,6 +311,33 @@ impl CoreState {
             count = ids.len(),
             "disconnecting sessions whose token expired"
         );
-        self.kick(ids).await
+        self.close(
+            ids,
+            "token expired; connect with a new token or a key assertion",
+        )
+        .await
+    }
+
+    /// Ends sessions the way a client's own DISCONNECT would, but sent by the core: an MQTT 5
+    /// client gets a DISCONNECT with "not authorized" (0x87) and `why` (the vendored rmqtt
+    /// sends it before closing). The session itself stays, as after any lost connection, for
+    /// the client to resume.
+    async fn close(&self, ids: Vec<Id>, why: &str) -> usize {
+        use rmqtt::codec::v5::{Disconnect as V5Disconnect, DisconnectReasonCode};
+        use rmqtt::types::{Disconnect, Message, Reason};
+        let mut n = 0;
+        for id in ids {
+            let tx = { self.scx.extends.shared().await.entry(id.clone()).tx() };
+            let reason = Reason::ConnectDisconnect(Some(Disconnect::V5(V5Disconnect {
+                reason_code: DisconnectReasonCode::NotAuthorized,
+                reason_string: Some(why.to_string().into()),
+                ..Default::default()
+            })));
+            match tx.map(|tx| tx.unbounded_send(Message::Closed(reason))) {
+                Some(Ok(())) => n += 1,
+                _ => tracing::warn!(session = %id.client_id, "cannot disconnect: session gone"),
+            }
+        }
+        n
     }
 }
