@@ -36,7 +36,7 @@ use hivehub_api::launcher::{
     StopAllReq, CAP_MANAGE, CAP_VIEW,
 };
 use hivehub_api::{ErrorCode, RemoteError, Role};
-use hivehub_client::{HubClient, Request, RpcError};
+use hivehub_client::{HubClient, QoS, Request, RpcError};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -241,6 +241,11 @@ pub async fn publish(bus: HubClient, mut rx: mpsc::UnboundedReceiver<Notice>) {
             Notice::Event(e) => bus.publish_event(&e.plugin, &e.event, e, false).await,
             Notice::Status(info) => {
                 bus.publish_event(&info.name, events::STATUS, info, true)
+                    .await
+            }
+            // An empty retained message removes the retained status.
+            Notice::Gone(name) => {
+                bus.publish_event_raw(name, events::STATUS, Vec::new(), QoS::AtLeastOnce, true)
                     .await
             }
         };

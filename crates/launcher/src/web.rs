@@ -351,6 +351,8 @@ async fn events(State(app): State<App>, headers: HeaderMap) -> Response {
                         sse_event("event", &e)
                     }
                     Notice::Status(info) => sse_event("status", &info),
+                    // A plugin left the list: the page redraws from a snapshot.
+                    Notice::Gone(_) => sse_event("snapshot", &snapshot(&app.sup)),
                 },
                 _ = tick.tick() => sse_event("snapshot", &snapshot(&app.sup)),
             };

@@ -227,3 +227,68 @@ fn a_second_launcher_on_the_same_home_is_refused() {
         .unwrap();
     assert!(ok.status.success(), "--check works while a launcher runs");
 }
+
+/// Issue 14, items 1 to 3 against the real launcher binary: a binary copied in is started at
+/// once, a deleted one leaves the list, and a restart outlives a binary that is briefly not
+/// executable.
+#[test]
+fn copied_binaries_start_at_once_and_deleted_ones_leave_the_list() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut hub = launch(home_with(
+        "createPluginCred: false\nautorestart: always\nbackoff: {base: 300ms, factor: 1.5, jitter: 0}\n",
+    ));
+    hub.url();
+    let ls = |hub: &LauncherHub| -> Vec<serde_json::Value> {
+        let out = hub.hubcli(&["launcher", "ls", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    assert!(wait_until(Duration::from_secs(30), || !ls(&hub).is_empty()));
+    // Copied, then started at once: no "no plugin named".
+    script(&hub.home, "instant2", "exec sleep 1000");
+    let out = hub.hubcli(&["launcher", "start", "instant2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = hub.wait_running("instant2");
+    // Not executable for a while during backoff, then back: restarted, never dropped.
+    let bin = hub.home.plugins().join("instant2");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o644)).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let state = |hub: &LauncherHub| {
+        ls(hub)
+            .into_iter()
+            .find(|p| p["name"] == "instant2")
+            .map(|p| p["state"].as_str().unwrap_or_default().to_string())
+    };
+    assert!(wait_until(Duration::from_secs(10), || {
+        ls(&hub)
+            .iter()
+            .any(|p| p["name"] == "instant2" && p["attempt"].as_u64() >= Some(2))
+    }));
+    assert_eq!(state(&hub).as_deref(), Some("backoff"));
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || hub
+            .pid_of("instant2")
+            .is_some_and(|p| p != pid && pid_alive(p))),
+        "restarted once executable again: {:?}",
+        state(&hub)
+    );
+    // Stopped and deleted: it leaves the list.
+    assert!(hub
+        .hubcli(&["launcher", "stop", "instant2"])
+        .status
+        .success());
+    std::fs::remove_file(&bin).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || state(&hub).is_none()),
+        "still listed: {:?}",
+        state(&hub)
+    );
+}

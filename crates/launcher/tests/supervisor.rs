@@ -244,16 +244,35 @@ async fn log_rotation_caps_disk_use() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_appear_and_disappear_without_restart() {
     let f = fixture();
-    let s = supervisor(&f, "");
+    // `named` is in the config, `late` is not.
+    let s = supervisor(&f, "plugins:\n  named:\n    stopTimeout: 2s\n");
     assert!(s.info("late").is_err());
-    script(&f.home, "late", "exec sleep 1000");
+    for n in ["late", "named"] {
+        script(&f.home, n, "exec sleep 1000");
+    }
     s.discover();
     assert_eq!(s.info("late").unwrap().state, PluginState::Stopped);
-    std::fs::remove_file(f.home.plugins().join("late")).unwrap();
+    let mut gone = s.notices();
+    for n in ["late", "named"] {
+        std::fs::remove_file(f.home.plugins().join(n)).unwrap();
+    }
     s.discover();
-    assert_eq!(s.info("late").unwrap().state, PluginState::Missing);
-    let e = s.start("late").await.unwrap_err().to_string();
+    // A deleted binary the config does not name leaves the list (and its retained status is
+    // cleared); one the config names stays, missing, and a start says why.
+    assert!(s.info("late").is_err(), "{:?}", s.info("late"));
+    assert!(
+        matches!(gone.try_recv(), Ok(hivehub_launcher::supervisor::Notice::Gone(n)) if n == "late")
+    );
+    assert_eq!(s.info("named").unwrap().state, PluginState::Missing);
+    let e = s.start("named").await.unwrap_err().to_string();
     assert!(e.contains("not found"), "{e}");
+    // start all reports it and starts the others.
+    script(&f.home, "other", "exec sleep 1000");
+    let all = s.start_all().await;
+    let by_name = |n: &str| all.iter().find(|(m, _)| m == n).map(|(_, r)| r.is_ok());
+    assert_eq!(by_name("named"), Some(false));
+    assert_eq!(by_name("other"), Some(true));
+    s.stop_all(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

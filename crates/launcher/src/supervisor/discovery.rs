@@ -82,6 +82,8 @@ impl Supervisor {
                 );
             }
         }
+        let cfg = self.cfg();
+        let mut gone = Vec::new();
         for slot in slots.values() {
             let mut st = lock(&slot.st);
             match binary_meta(&st.path) {
@@ -95,11 +97,25 @@ impl Supervisor {
                 }
                 None => {
                     st.present = false;
+                    // A binary that is gone and that the config does not name leaves the list;
+                    // one it names stays, `missing`, so the problem shows.
+                    let named =
+                        cfg.autostart.contains(&slot.name) || cfg.plugins.contains_key(&slot.name);
+                    if !slot.is_core && !named && st.pid().is_none() && st.stale.is_none() {
+                        gone.push(slot.name.clone());
+                        continue;
+                    }
                     if self.apply(slot, &mut st, Event::BinaryLost) == Ok(PluginState::Missing) {
                         st.status = format!("binary {} not found", st.path.display());
                     }
                 }
             }
+        }
+        for name in gone {
+            slots.remove(&name);
+            lock(&self.sh.started_order).retain(|n| n != &name);
+            tracing::info!(plugin = %name, "binary removed; no longer listed");
+            self.notice(Notice::Gone(name));
         }
     }
 

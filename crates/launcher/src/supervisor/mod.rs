@@ -263,6 +263,9 @@ pub enum Notice {
     Event(LauncherEvent),
     /// A plugin's current state (published retained).
     Status(PluginInfo),
+    /// A plugin left the list (its binary is gone and the config does not name it): its
+    /// retained status is cleared.
+    Gone(String),
 }
 
 /// The plugin supervisor. Cheap to clone.

@@ -40,6 +40,8 @@ impl Supervisor {
     /// separately, first). Returns the result of each start. Pipelined like
     /// [`Supervisor::autostart`].
     pub async fn start_all(&self) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
+        // Binaries copied in since the last scan are started too.
+        self.discover();
         let cfg = self.cfg();
         let mut names: Vec<String> = cfg.autostart.clone();
         for n in lock(&self.sh.slots).keys() {
