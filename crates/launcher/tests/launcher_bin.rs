@@ -234,7 +234,7 @@ fn a_second_launcher_on_the_same_home_is_refused() {
 #[test]
 fn copied_binaries_start_at_once_and_deleted_ones_leave_the_list() {
     use std::os::unix::fs::PermissionsExt;
-    let mut hub = launch(home_with(
+    let hub = launch(home_with(
         "createPluginCred: false\nautorestart: always\nbackoff: {base: 300ms, factor: 1.5, jitter: 0}\n",
     ));
     hub.url();
