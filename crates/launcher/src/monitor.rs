@@ -554,26 +554,26 @@ impl History {
         self.buf.is_empty()
     }
 
-    /// True if `measure` stayed strictly above `limit` for the whole `window` ending at `now_ms`:
-    /// every sample with `time_ms >= now_ms - window` is above (a sample with unknown CPU is not),
-    /// there is at least one such sample, and the history reaches back to the window's start (its
-    /// oldest sample is at or before it), so a short history never triggers a threshold.
-    /// CPU samples measure the whole time since the previous pass, so they cover the window
-    /// without gaps; RSS samples are points in time.
+    /// True if `measure` stayed strictly above `limit` for at least `window` up to `now_ms`,
+    /// by the samples' own times: the newest sample is inside the window, and every sample back
+    /// to the last one at or before `now_ms - window` is above (a sample with unknown CPU is
+    /// not). So the first sample over the limit is at least `window` old, and a history that
+    /// does not reach back that far never triggers a threshold.
     pub fn above_for(&self, measure: Measure, limit: f64, window: Duration, now_ms: u64) -> bool {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         let start = now_ms.saturating_sub(window_ms);
-        if self.buf.front().is_none_or(|s| s.time_ms > start) {
+        if self.buf.back().is_none_or(|s| s.time_ms < start) {
             return false;
         }
-        let mut any = false;
-        for s in self.buf.iter().rev().take_while(|s| s.time_ms >= start) {
+        for s in self.buf.iter().rev() {
             if !s.value(measure).is_some_and(|v| v > limit) {
                 return false;
             }
-            any = true;
+            if s.time_ms <= start {
+                return true;
+            }
         }
-        any
+        false
     }
 }
 
@@ -1151,6 +1151,21 @@ mod tests {
         h.push(at(39_000, None, 300));
         assert!(!h.above_for(Measure::Cpu, 90.0, w, 39_000));
         assert!(h.above_for(Measure::Rss, 200.0, w, 39_000));
+        // `for` is time, not a count of samples: over the limit from the sample at 41_000 on,
+        // a 6 s window fires at 47_000, not before.
+        let mut t = History::new(100);
+        t.push(at(39_000, Some(10.0), 300));
+        for ms in [41_000, 43_000, 45_000] {
+            t.push(at(ms, Some(95.0), 300));
+        }
+        let six = Duration::from_secs(6);
+        assert!(!t.above_for(Measure::Cpu, 90.0, six, 45_000));
+        // An irregular pass at 46_000: only 5 s since the first sample over the limit.
+        let mut early = t.clone();
+        early.push(at(46_000, Some(95.0), 300));
+        assert!(!early.above_for(Measure::Cpu, 90.0, six, 46_000));
+        t.push(at(47_000, Some(95.0), 300));
+        assert!(t.above_for(Measure::Cpu, 90.0, six, 47_000));
         // Short history from the start.
         let mut short = History::new(10);
         short.push(at(5_000, Some(100.0), 1));

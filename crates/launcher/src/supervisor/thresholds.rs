@@ -1,8 +1,9 @@
 //! Resource samples of each plugin's process tree and the thresholds (`maxCpu`, `maxMemory`,
 //! `for`) that restart a plugin or only alert.
 //!
-//! A breach needs every sample of the last `for` strictly above the limit and a history that
-//! reaches back that far, so a new process always gets a full window. The history covers the
+//! A breach needs the measure over the limit continuously for at least `for`, by the samples'
+//! own times: every sample since the first one over the limit is above, and that one is at
+//! least `for` old, so a new process always gets a full window. The history covers the
 //! larger of 5 minutes and `for` plus two sample intervals, so any `for` can fire. On a breach
 //! the launcher publishes `resourceExceeded`; with `action: restart` (the default) it takes a
 //! restart permit, stops the plugin gracefully and starts it again, counted in `restarts` and
