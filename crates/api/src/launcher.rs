@@ -312,6 +312,10 @@ pub struct ReloadResp {
     pub failed: Vec<String>,
     /// Changed settings that only take effect when the launcher restarts.
     pub needs_restart: Vec<String>,
+    /// Changed settings that took effect without restarting anything (the plugin's next
+    /// start, restart or breach uses them), by key: `backoff`, `plugins.NAME`, ….
+    #[serde(default)]
+    pub applied: Vec<String>,
 }
 
 /// Result of `status`: the plugin and its recent log lines.

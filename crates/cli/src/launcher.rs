@@ -155,6 +155,7 @@ pub(crate) async fn run(
                 ("restarted", &r.restarted),
                 ("failed", &r.failed),
                 ("needs a launcher restart", &r.needs_restart),
+                ("applied", &r.applied),
             ] {
                 if !list.is_empty() {
                     text.push_str(&format!("{what}: {}\n", list.join(", ")));

@@ -111,3 +111,29 @@ fn reload_reads_the_file_the_launcher_was_started_with() {
     assert_eq!(r["started"], serde_json::json!(["b"]), "{out}");
     assert_eq!(pid(&h, "a"), None, "the home's file was not read: {out}");
 }
+
+#[test]
+fn reload_lists_settings_that_took_effect_without_a_restart() {
+    let mut h = LauncherHub::new(&workspace_bin("launcher"), "", "");
+    plugin_script(&h.home, "a", "exec sleep 1000");
+    let cfg = h.home.config_file("launcher");
+    std::fs::write(&cfg, config("a", "one")).unwrap();
+    h.start();
+    h.wait_running("a");
+    assert!(wait_until(Duration::from_secs(30), || hubcli(
+        &h,
+        &["launcher", "ls", "--json"]
+    )
+    .0));
+    // A new backoff, and a threshold action for `c`, which is not running: both apply without
+    // restarting anything, and the reply says so instead of "nothing changed".
+    std::fs::write(
+        &cfg,
+        "core: hubcore\nautostart: [a]\nbackoff: {base: 2s}\nplugins:\n  hubcore:\n    args: [\"--listen\", \"127.0.0.1:0\"]\n  b:\n    env: {MODE: one}\n  c:\n    maxMemory: 10MB\n    action: alert\n",
+    )
+    .unwrap();
+    let (ok, out, err) = hubcli(&h, &["launcher", "reload"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("applied: backoff, plugins.c"), "{out}");
+    assert!(!out.contains("nothing changed"), "{out}");
+}

@@ -88,6 +88,45 @@ impl Supervisor {
             }
         }
         resp.failed = failed;
+        resp.applied = applied_live(&old, &new, &resp);
         Ok(resp)
     }
+}
+
+/// The changed settings that took effect without a restart: every changed key that is not in
+/// `needsRestart`, and every plugin whose entry changed but that was not started, stopped or
+/// restarted (a stopped plugin, a movable one the cluster places, an `action` or a limit).
+fn applied_live(old: &LauncherConfig, new: &LauncherConfig, resp: &ReloadResp) -> Vec<String> {
+    let mut out: Vec<String> = [
+        ("logplugins", old.logplugins != new.logplugins),
+        ("attachstderr", old.attachstderr != new.attachstderr),
+        ("attachstdout", old.attachstdout != new.attachstdout),
+        ("autorestart", old.autorestart != new.autorestart),
+        ("createPluginCred", old.create_plugin_cred != new.create_plugin_cred),
+        ("autostart", old.autostart != new.autostart),
+        ("readyTimeout", old.ready_timeout != new.ready_timeout),
+        ("logMaxSize", old.log_max_size != new.log_max_size),
+        ("logMaxFiles", old.log_max_files != new.log_max_files),
+        ("backoff", old.backoff != new.backoff),
+        ("labels", old.labels != new.labels),
+        ("cluster", old.cluster != new.cluster),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(k, _)| k.to_string())
+    .collect();
+    let names: std::collections::BTreeSet<&String> =
+        old.plugins.keys().chain(new.plugins.keys()).collect();
+    let handled = |n: &str| {
+        [&resp.started, &resp.stopped, &resp.restarted]
+            .iter()
+            .any(|l| l.iter().any(|m| m == n))
+            || resp.needs_restart.iter().any(|k| k == &format!("plugins.{n}"))
+    };
+    for n in names {
+        if old.plugins.get(n) != new.plugins.get(n) && !handled(n) {
+            out.push(format!("plugins.{n}"));
+        }
+    }
+    out
 }
