@@ -296,6 +296,10 @@ pub struct BatchResp {
     pub results: Vec<BatchItem>,
     /// Every plugin afterwards.
     pub plugins: Vec<PluginInfo>,
+    /// What the caller should know about the outcome, e.g. how to bring the core back after
+    /// it was stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Result of `reload`: what changed. Plugins in none of the lists kept running untouched.

@@ -331,13 +331,21 @@ async fn batch(
             None => {
                 return line(
                     out,
-                    "the hub went away before replying: the core is stopping with the plugins (--include-core)",
+                    "the hub went away before replying: the core is stopping with the plugins \
+                     (--include-core); send the launcher SIGHUP (`systemctl reload hivehub`) to \
+                     start the core again",
                 )
             }
         },
         Op::Stop => {
-            l.call(CAP_MANAGE, methods::STOP_ALL, &StopAllReq { include_core: false })
-                .await?
+            l.call(
+                CAP_MANAGE,
+                methods::STOP_ALL,
+                &StopAllReq {
+                    include_core: false,
+                },
+            )
+            .await?
         }
     };
     if as_json {
@@ -348,11 +356,8 @@ async fn batch(
         }
         line(out, "")?;
         print_table(out, &resp.plugins, false)?;
-        if include_core {
-            line(
-                out,
-                "\nThe core stops now: the hub is unreachable until it is started again.",
-            )?;
+        if let Some(note) = &resp.note {
+            line(out, &format!("\n{note}"))?;
         }
     }
     let failed = resp.results.iter().filter(|r| !r.ok).count();

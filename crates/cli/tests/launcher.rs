@@ -168,6 +168,7 @@ fn manage(p: &Plugins, r: &Request) -> Result<serde_json::Value, RemoteError> {
             to_json(&BatchResp {
                 results,
                 plugins: p.values().cloned().collect(),
+                note: None,
             })
         }
         _ => Err(r.unknown_method()),

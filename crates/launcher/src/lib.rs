@@ -219,6 +219,16 @@ pub async fn run(
                 Ok(r) => tracing::info!(?r, "reload applied"),
                 Err(e) => tracing::error!("reload rejected, nothing changed: {e}"),
             }
+            // After `stop all --include-core` nothing reaches the launcher over the bus: SIGHUP
+            // (`systemctl reload`) is the way to bring the core back.
+            if let Some(core) = s2.core_name().map(str::to_string) {
+                if s2.info(&core).is_ok_and(|i| i.pid.is_none()) {
+                    match s2.start(&core).await {
+                        Ok(_) => tracing::info!("the core was stopped; started again on SIGHUP"),
+                        Err(e) => tracing::error!("cannot start the core again: {e}"),
+                    }
+                }
+            }
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         }
     });

@@ -60,6 +60,7 @@ fn batch(sup: &Supervisor, results: Vec<(String, Result<PluginInfo, LaunchError>
             })
             .collect(),
         plugins: sup.list(),
+        note: None,
     }
 }
 
@@ -197,6 +198,15 @@ async fn manage(sup: Supervisor, cluster: Cluster, r: Request) -> Result<Value, 
                         }
                     });
                     results.push((core.clone(), sup.info(&core)));
+                    let mut resp = batch(&sup, results);
+                    resp.note = Some(format!(
+                        "the core '{core}' stops in a moment, and with it the bus: nothing reaches \
+                         the launcher until it runs again. Start it with SIGHUP to the launcher \
+                         (`systemctl reload hivehub`, or `kill -HUP {}`), then `hubcli launcher \
+                         start all`.",
+                        std::process::id()
+                    ));
+                    return to_value(resp);
                 }
             }
             to_value(batch(&sup, results))

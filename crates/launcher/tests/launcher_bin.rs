@@ -292,3 +292,31 @@ fn copied_binaries_start_at_once_and_deleted_ones_leave_the_list() {
         state(&hub)
     );
 }
+
+/// Issue 14, item 12: after `stop all --include-core` nothing reaches the launcher over the bus;
+/// the reply says how to bring the core back, and SIGHUP does.
+#[test]
+fn sighup_starts_the_core_again_after_stop_all_include_core() {
+    let hub = launch(home_with("createPluginCred: false\n"));
+    hub.url();
+    let core = hub.wait_running("hubcore");
+    assert!(wait_until(Duration::from_secs(30), || hub
+        .hubcli(&["launcher", "ls"])
+        .status
+        .success()));
+    let out = hub.hubcli(&["launcher", "stop", "all", "--include-core"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SIGHUP"), "{text}");
+    assert!(wait_until(Duration::from_secs(15), || !pid_alive(core)));
+    hub.signal(nix::sys::signal::Signal::SIGHUP);
+    let again = hub.wait_running("hubcore");
+    assert_ne!(again, core);
+    assert!(
+        wait_until(Duration::from_secs(30), || hub
+            .hubcli(&["launcher", "ls"])
+            .status
+            .success()),
+        "hubcli reaches the launcher again: {}",
+        hub.out()
+    );
+}

@@ -102,7 +102,10 @@ fn applied_live(old: &LauncherConfig, new: &LauncherConfig, resp: &ReloadResp) -
         ("attachstderr", old.attachstderr != new.attachstderr),
         ("attachstdout", old.attachstdout != new.attachstdout),
         ("autorestart", old.autorestart != new.autorestart),
-        ("createPluginCred", old.create_plugin_cred != new.create_plugin_cred),
+        (
+            "createPluginCred",
+            old.create_plugin_cred != new.create_plugin_cred,
+        ),
         ("autostart", old.autostart != new.autostart),
         ("readyTimeout", old.ready_timeout != new.ready_timeout),
         ("logMaxSize", old.log_max_size != new.log_max_size),
@@ -121,7 +124,10 @@ fn applied_live(old: &LauncherConfig, new: &LauncherConfig, resp: &ReloadResp) -
         [&resp.started, &resp.stopped, &resp.restarted]
             .iter()
             .any(|l| l.iter().any(|m| m == n))
-            || resp.needs_restart.iter().any(|k| k == &format!("plugins.{n}"))
+            || resp
+                .needs_restart
+                .iter()
+                .any(|k| k == &format!("plugins.{n}"))
     };
     for n in names {
         if old.plugins.get(n) != new.plugins.get(n) && !handled(n) {
