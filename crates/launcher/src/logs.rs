@@ -192,7 +192,13 @@ impl PluginLog {
         }
     }
 
-    /// The last output lines (at most [`TAIL_LINES`]), oldest first.
+    /// Starts the tail over for a new process: the `exited` event and `status` show the lines
+    /// of the run that ended (or runs), never an earlier one's.
+    pub fn new_run(&self) {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// The last output lines of the current run (at most [`TAIL_LINES`]), oldest first.
     pub fn tail(&self) -> Vec<String> {
         self.tail
             .lock()

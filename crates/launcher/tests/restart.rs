@@ -189,3 +189,45 @@ async fn a_pending_restart_survives_a_binary_that_is_briefly_missing() {
     );
     s.stop("svc").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exited_event_carries_only_the_ending_run_s_lines() {
+    let (_d, home) = home();
+    // Each run prints its own number, then fails; the third stays up.
+    plugin_script(
+        &home,
+        "flaky",
+        &format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\necho \"run $n\"\nif [ $n -le 2 ]; then sleep 0.05; exit 1; fi\nexec sleep 1000",
+            c = home.stores().join("flaky/count").display()
+        ),
+    );
+    let s = supervisor(
+        &home,
+        "autorestart: on-failure\nbackoff: {base: 100ms, jitter: 0}\n",
+    );
+    let mut notices = s.notices();
+    s.start("flaky").await.unwrap();
+    let mut tails = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tails.len() < 2 {
+        let n = tokio::time::timeout_at(deadline, notices.recv())
+            .await
+            .expect("two exited events")
+            .expect("notices");
+        if let hivehub_launcher::supervisor::Notice::Event(e) = n {
+            if e.event == "exited" {
+                tails.push(e.log_tail);
+            }
+        }
+    }
+    let lines = |t: &[String]| -> Vec<String> {
+        t.iter()
+            .filter(|l| l.contains("run "))
+            .map(|l| l.rsplit("run ").next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(lines(&tails[0]), ["1"], "{tails:?}");
+    assert_eq!(lines(&tails[1]), ["2"], "{tails:?}");
+    s.stop("flaky").await.unwrap();
+}

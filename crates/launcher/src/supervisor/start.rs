@@ -256,6 +256,7 @@ impl Supervisor {
             "started {name}: pid {pid}, start #{}",
             lock(&slot.st).start_count + 1
         ));
+        log.new_run();
         let mut pumps = Vec::new();
         for (fd, stream) in [(spawned.stdout, Stream::Out), (spawned.stderr, Stream::Err)] {
             match process::async_pipe(fd) {
