@@ -231,3 +231,41 @@ async fn an_exited_event_carries_only_the_ending_run_s_lines() {
     assert_eq!(lines(&tails[1]), ["2"], "{tails:?}");
     s.stop("flaky").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_publishes_running_once() {
+    use hivehub_launcher::supervisor::Notice;
+    let (_d, home) = home();
+    plugin_script(&home, "svc", "exec sleep 1000");
+    let s = supervisor(
+        &home,
+        "autorestart: always\nbackoff: {base: 50ms, jitter: 0}\n",
+    );
+    let mut notices = s.notices();
+    let pid = s.start("svc").await.unwrap().pid.unwrap();
+    // And once more after a crash and its automatic restart.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let i = s.info("svc").unwrap();
+        i.state == PluginState::Running && i.pid != Some(pid)
+    }));
+    // The restart's last status (with `restarts` counted) is out once the pid file is written.
+    s.stop("svc").await.unwrap();
+    let mut running = Vec::new();
+    while let Ok(n) = notices.try_recv() {
+        if let Notice::Status(i) = n {
+            if i.state == PluginState::Running {
+                running.push((i.pid, i.restarts));
+            }
+        }
+    }
+    assert_eq!(running.len(), 2, "one `running` per start: {running:?}");
+    assert_eq!(
+        running[1].1, 1,
+        "the restart's status counts it: {running:?}"
+    );
+}

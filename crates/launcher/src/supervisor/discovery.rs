@@ -97,11 +97,19 @@ impl Supervisor {
                 }
                 None => {
                     st.present = false;
-                    // A binary that is gone and that the config does not name leaves the list;
-                    // one it names stays, `missing`, so the problem shows.
+                    // A binary that is deleted and that the config does not name leaves the
+                    // list; one it names, one only not executable (an upgrade in progress) and
+                    // one with a restart pending stay, so the problem shows.
                     let named =
                         cfg.autostart.contains(&slot.name) || cfg.plugins.contains_key(&slot.name);
-                    if !slot.is_core && !named && st.pid().is_none() && st.stale.is_none() {
+                    let deleted = std::fs::symlink_metadata(&st.path).is_err();
+                    if deleted
+                        && !slot.is_core
+                        && !named
+                        && st.pid().is_none()
+                        && st.stale.is_none()
+                        && st.state() != PluginState::Backoff
+                    {
                         gone.push(slot.name.clone());
                         continue;
                     }

@@ -139,10 +139,10 @@ impl Supervisor {
         if !current {
             return;
         }
+        lock(&slot.st).start_kind = StartKind::Restart;
         match self.start_slot(&slot).await {
+            // The start published the running status, counted.
             Ok(_) => {
-                lock(&slot.st).restarts += 1;
-                self.publish_status(&slot);
                 self.watch_stability(&slot);
                 if slot.is_core {
                     self.release_held();

@@ -148,6 +148,20 @@ struct Run {
     /// Credentials were minted for the next start already (a hand-over prepares them before
     /// the source stops, so the gap is only the spawn).
     creds_fresh: bool,
+    /// What the next start counts as; counted when it is running, before its status goes out.
+    start_kind: StartKind,
+}
+
+/// What a start counts as, in `restarts` and `thresholdRestarts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum StartKind {
+    /// By a user, the autostart or a move: not a restart.
+    #[default]
+    Manual,
+    /// An automatic restart after an exit.
+    Restart,
+    /// A restart after a resource threshold.
+    ThresholdRestart,
 }
 
 impl Run {
@@ -183,6 +197,7 @@ impl Run {
             history: History::for_span(DEFAULT_HISTORY_SPAN, DEFAULT_INTERVAL),
             breaching: false,
             creds_fresh: false,
+            start_kind: StartKind::Manual,
         }
     }
 

@@ -44,6 +44,7 @@ impl Supervisor {
         {
             let mut st = lock(&slot.st);
             st.restart_gen += 1;
+            st.start_kind = StartKind::Manual;
             if st.pid().is_none() {
                 st.attempt = 0;
             }
@@ -335,6 +336,14 @@ impl Supervisor {
                 return Err(self.fail(&slot, why));
             }
             if self.apply(&slot, &mut st, Event::Ready).is_ok() {
+                match std::mem::take(&mut st.start_kind) {
+                    StartKind::Manual => {}
+                    StartKind::Restart => st.restarts += 1,
+                    StartKind::ThresholdRestart => {
+                        st.restarts += 1;
+                        st.threshold_restarts += 1;
+                    }
+                }
                 st.status = if wait_ready {
                     format!("running, pid {pid}, ready")
                 } else {

@@ -149,14 +149,11 @@ impl Supervisor {
                 {
                     let mut st = lock(&slot.st);
                     st.status = format!("restarting: {measure} over its limit");
+                    st.start_kind = StartKind::ThresholdRestart;
                 }
                 match this.start_slot(&slot).await {
+                    // The start published the running status, counted.
                     Ok(_) => {
-                        {
-                            let mut st = lock(&slot.st);
-                            st.restarts += 1;
-                            st.threshold_restarts += 1;
-                        }
                         if slot.is_core {
                             this.release_held();
                         }
@@ -165,7 +162,6 @@ impl Supervisor {
                         this.schedule_restart(&slot, e.to_string(), Duration::ZERO);
                     }
                 }
-                this.publish_status(&slot);
             }
             // Start over: the next breach needs a full window of new samples.
             let mut st = lock(&slot.st);
