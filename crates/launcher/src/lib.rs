@@ -270,9 +270,23 @@ async fn start_hub(
     let notices = sup.notices();
     let url = match sup.core_name() {
         Some(core) => {
-            sup.start(core)
-                .await
-                .map_err(|e| LauncherError::Core(e.to_string()))?;
+            sup.start(core).await.map_err(|e| {
+                // The core's own words (a config error with its file and line) say more than
+                // its exit code: show its last lines.
+                let said: Vec<String> = sup
+                    .log_tail(core)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .rev()
+                    .take(5)
+                    .rev()
+                    .collect();
+                if said.is_empty() {
+                    LauncherError::Core(e.to_string())
+                } else {
+                    LauncherError::Core(format!("{e}; it said:\n  {}", said.join("\n  ")))
+                }
+            })?;
             sup.core_url().ok_or_else(|| {
                 LauncherError::Core(format!(
                     "it reported ready but did not write {}",

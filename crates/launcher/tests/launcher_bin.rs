@@ -320,3 +320,23 @@ fn sighup_starts_the_core_again_after_stop_all_include_core() {
         hub.out()
     );
 }
+
+/// Issue 14, item 8: a typo in hubcore.yaml: the launcher fails with the core's own error
+/// (its file and key), not only "exit code 1".
+#[test]
+fn a_broken_hubcore_yaml_is_shown_by_the_launcher() {
+    let hub = home_with("createPluginCred: false\n");
+    std::fs::write(hub.home.config_file("hubcore"), "limitz:\n  maxSubscriptions: 5\n").unwrap();
+    let mut hub = launch(hub);
+    let status = hub.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the launcher must fail: {status:?}"
+    );
+    let out = hub.out();
+    assert!(out.contains("the core did not start"), "{out}");
+    assert!(
+        out.contains("hubcore.yaml") && out.contains("limitz"),
+        "the core's own error, naming the file and the key: {out}"
+    );
+}
