@@ -607,6 +607,11 @@ impl HubClient {
         self.inner.state.subscribe()
     }
 
+    /// True once [`HubClient::disconnect`] was called: nothing more goes out.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
     /// Waits until the client is connected, up to `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let mut rx = self.state();

@@ -260,7 +260,17 @@ pub async fn publish(bus: HubClient, mut rx: mpsc::UnboundedReceiver<Notice>) {
             }
         };
         if let Err(e) = r {
-            tracing::warn!("cannot publish {n:?}: {e}");
+            // At a clean shutdown the bus goes first: not worth a warning, nor a struct dump.
+            let what = match &n {
+                Notice::Event(e) => format!("{} event of {}", e.event, e.plugin),
+                Notice::Status(i) => format!("status of {}", i.name),
+                Notice::Gone(name) => format!("removal of {name}"),
+            };
+            if bus.is_closed() {
+                tracing::debug!("not published (the bus connection is closed): {what}");
+            } else {
+                tracing::warn!("cannot publish the {what}: {e}");
+            }
         }
     }
 }

@@ -340,3 +340,26 @@ fn a_broken_hubcore_yaml_is_shown_by_the_launcher() {
         "the core's own error, naming the file and the key: {out}"
     );
 }
+
+/// Issue 14, item 22: a clean shutdown warns about nothing (no "cannot publish" with a struct
+/// dump once the bus is gone).
+#[test]
+fn a_clean_shutdown_logs_no_warning() {
+    let hub = home_with("createPluginCred: false\nautostart: [a, b]\n");
+    for n in ["a", "b"] {
+        script(&hub.home, n, "exec sleep 1000");
+    }
+    let mut hub = launch(hub);
+    hub.wait_running("a");
+    hub.wait_running("b");
+    hub.url();
+    hub.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = hub.wait_exit(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let out = hub.out();
+    let warnings: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}
