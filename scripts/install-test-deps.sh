@@ -28,3 +28,15 @@ npm ci --prefix crates/launcher/tests/browser --no-audit --no-fund >/dev/null
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # The Debian package starts a system mosquitto on 1883; the tests never use it.
 $SUDO systemctl stop mosquitto >/dev/null 2>&1 || true
+# The example plugins and their test (crates/launcher/tests/examples.rs): paho-mqtt for the
+# system python3, PyJWT with cryptography (the key-assertion login), MQTT.js in examples/node.
+need=()
+/usr/bin/python3 -c 'import paho.mqtt.client' 2>/dev/null || need+=(python3-paho-mqtt)
+/usr/bin/python3 -c 'import jwt' 2>/dev/null || need+=(python3-jwt)
+/usr/bin/python3 -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+npm ci --prefix examples/node --no-audit --no-fund >/dev/null
