@@ -50,11 +50,14 @@ pub enum PluginState {
     Missing,
     /// Stopped by a user; not restarted automatically.
     Disabled,
+    /// A process of its binary runs that this launcher did not start (by hand, or by an earlier
+    /// launcher): it is not started a second time, and a stop stops it.
+    External,
 }
 
 impl PluginState {
     /// Every state, in lifecycle order.
-    pub const ALL: [PluginState; 8] = [
+    pub const ALL: [PluginState; 9] = [
         PluginState::Stopped,
         PluginState::Starting,
         PluginState::Running,
@@ -63,6 +66,7 @@ impl PluginState {
         PluginState::Failed,
         PluginState::Missing,
         PluginState::Disabled,
+        PluginState::External,
     ];
 
     /// The wire name ("running", "backoff", …), as serde writes it.
@@ -76,6 +80,7 @@ impl PluginState {
             PluginState::Failed => "failed",
             PluginState::Missing => "missing",
             PluginState::Disabled => "disabled",
+            PluginState::External => "external",
         }
     }
 }

@@ -56,6 +56,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufRead, Write};
 use std::os::fd::{OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -568,6 +569,54 @@ impl ProcTable {
         v.sort_unstable();
         v
     }
+}
+
+/// The processes that run a binary of `dir` (`HOME/plugins`), by its file name: their
+/// executable is in `dir`, or, for a script, the interpreter's first or second argument is a
+/// file of `dir` (relative arguments are resolved against the process's working folder).
+/// `skip` are the session leaders of the plugins this launcher runs: their sessions and trees
+/// are not looked at. One pass over `/proc`, plus `exe` and `cmdline` of the other processes.
+pub fn instances_in(dir: &std::path::Path, skip: &[u32]) -> HashMap<String, Vec<u32>> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let table = ProcTable::scan();
+    let mut ours: HashSet<u32> = HashSet::from([std::process::id()]);
+    for leader in skip {
+        ours.extend(table.tree(*leader));
+    }
+    let in_dir = |p: &std::path::Path| -> Option<String> {
+        let p = std::fs::canonicalize(p).ok()?;
+        (p.parent() == Some(dir.as_path()))
+            .then(|| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .flatten()
+    };
+    let mut found: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut buf = Vec::new();
+    for e in &table.procs {
+        let pid = e.pid as u32;
+        if ours.contains(&pid) {
+            continue;
+        }
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+        let mut name = std::fs::read_link(proc_dir.join("exe"))
+            .ok()
+            .and_then(|exe| in_dir(&exe));
+        if name.is_none() && read_into(&format!("/proc/{pid}/cmdline"), &mut buf).is_ok() {
+            let cwd = std::fs::read_link(proc_dir.join("cwd")).unwrap_or_default();
+            name = buf
+                .split(|b| *b == 0)
+                .skip(1)
+                .take(2)
+                .filter(|a| !a.is_empty() && a[0] != b'-')
+                .find_map(|a| {
+                    let a = std::path::Path::new(std::ffi::OsStr::from_bytes(a));
+                    in_dir(&cwd.join(a))
+                });
+        }
+        if let Some(n) = name {
+            found.entry(n).or_default().push(pid);
+        }
+    }
+    found
 }
 
 /// The live processes of a plugin started as session leader `leader`: every process in its

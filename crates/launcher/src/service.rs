@@ -106,7 +106,7 @@ async fn view(sup: Supervisor, cache: StatusCache, r: Request) -> Result<Json, R
         methods::LIST => {
             let req: ListReq = r.json()?;
             let plugins = sup
-                .list()
+                .list_checked()
                 .into_iter()
                 .filter(|p| !req.only_running || p.running)
                 .collect();

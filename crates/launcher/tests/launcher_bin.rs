@@ -326,7 +326,11 @@ fn sighup_starts_the_core_again_after_stop_all_include_core() {
 #[test]
 fn a_broken_hubcore_yaml_is_shown_by_the_launcher() {
     let hub = home_with("createPluginCred: false\n");
-    std::fs::write(hub.home.config_file("hubcore"), "limitz:\n  maxSubscriptions: 5\n").unwrap();
+    std::fs::write(
+        hub.home.config_file("hubcore"),
+        "limitz:\n  maxSubscriptions: 5\n",
+    )
+    .unwrap();
     let mut hub = launch(hub);
     let status = hub.wait_exit(Duration::from_secs(30));
     assert!(
@@ -362,4 +366,57 @@ fn a_clean_shutdown_logs_no_warning() {
         .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
         .collect();
     assert!(warnings.is_empty(), "{warnings:#?}");
+}
+
+/// Issue 14, item 4: a plugin started by hand shows as `external` with its PID; `start` refuses
+/// to run a second copy, and `stop` stops it.
+#[test]
+fn a_plugin_started_by_hand_is_external_and_stop_stops_it() {
+    let hub = home_with("createPluginCred: false\n");
+    // A script that stays itself (no exec): its command line names plugins/beat.
+    script(&hub.home, "beat", "while :; do sleep 1; done");
+    let hub = launch(hub);
+    hub.url();
+    assert!(wait_until(Duration::from_secs(30), || hub
+        .hubcli(&["launcher", "ls"])
+        .status
+        .success()));
+    let mut by_hand = Command::new(hub.home.plugins().join("beat"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run beat by hand");
+    let pid = by_hand.id();
+    let beat = |hub: &LauncherHub| -> serde_json::Value {
+        let out = hub.hubcli(&["launcher", "ls", "--json"]);
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        all.into_iter()
+            .find(|p| p["name"] == "beat")
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let b = beat(&hub);
+            b["state"] == "external" && b["pid"].as_u64() == Some(u64::from(pid))
+        }),
+        "{}",
+        beat(&hub)
+    );
+    let out = hub.hubcli(&["launcher", "start", "beat"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("started outside this launcher") && err.contains(&pid.to_string()),
+        "{err}"
+    );
+    let out = hub.hubcli(&["launcher", "stop", "beat"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = by_hand.wait().expect("reap");
+    assert!(!status.success(), "stopped by its signal: {status:?}");
+    assert_eq!(beat(&hub)["state"], "disabled");
 }

@@ -43,10 +43,9 @@ impl Supervisor {
                         exits: tx,
                         st: Mutex::new(Run::new(
                             path.clone(),
-                            if stale.is_some() {
-                                Phase::Failed
-                            } else {
-                                Phase::Stopped
+                            match stale {
+                                Some(pid) => Phase::External { pid },
+                                None => Phase::Stopped,
                             },
                             match stale {
                                 Some(pid) => format!(
@@ -54,7 +53,6 @@ impl Supervisor {
                                 ),
                                 None => String::new(),
                             },
-                            stale,
                         )
                         .with_backoff(attempt, last_delay)),
                     }),
@@ -76,7 +74,6 @@ impl Supervisor {
                             self.sh.home.plugins().join(name),
                             Phase::Missing,
                             String::new(),
-                            None,
                         )),
                     }),
                 );
@@ -107,7 +104,7 @@ impl Supervisor {
                         && !slot.is_core
                         && !named
                         && st.pid().is_none()
-                        && st.stale.is_none()
+                        && st.life.phase().external().is_none()
                         && st.state() != PluginState::Backoff
                     {
                         gone.push(slot.name.clone());
@@ -124,6 +121,60 @@ impl Supervisor {
             lock(&self.sh.started_order).retain(|n| n != &name);
             tracing::info!(plugin = %name, "binary removed; no longer listed");
             self.notice(Notice::Gone(name));
+        }
+    }
+
+    /// Looks for processes of plugins' binaries that this launcher did not start (by hand, or
+    /// left by an earlier launcher) and marks those plugins `external`, so that they are not
+    /// started a second time and a stop stops them; an `external` plugin whose process is gone
+    /// is `stopped` again. Costs a pass over `/proc`, so only when some plugin has no process
+    /// of its own; called when a user lists, starts or stops plugins.
+    pub(super) fn find_external(&self) {
+        let slots: Vec<Arc<Slot>> = lock(&self.sh.slots).values().cloned().collect();
+        let idle: Vec<Arc<Slot>> = slots
+            .into_iter()
+            .filter(|s| lock(&s.st).pid().is_none())
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let found = if idle.iter().any(|s| !s.is_core) {
+            process::instances_in(&self.sh.home.plugins(), &self.live_leaders(&[]))
+        } else {
+            HashMap::new()
+        };
+        for slot in idle {
+            let changed = {
+                let mut st = lock(&slot.st);
+                let seen = found
+                    .get(&slot.name)
+                    .and_then(|p| p.first().copied())
+                    .filter(|_| !slot.is_core);
+                match (seen, st.life.phase().external()) {
+                    (Some(pid), was) if was != Some(pid) => {
+                        let ok = self.apply(&slot, &mut st, Event::Found(pid)).is_ok();
+                        if ok {
+                            st.status = format!(
+                                "running outside this launcher (pid {pid}): not started again; a stop stops it"
+                            );
+                        }
+                        ok
+                    }
+                    (None, Some(pid)) if !process::pid_alive(pid) => {
+                        let ok = self.apply(&slot, &mut st, Event::Vanished).is_ok();
+                        if ok {
+                            st.status = format!(
+                                "the process started outside this launcher (pid {pid}) is gone"
+                            );
+                        }
+                        ok
+                    }
+                    _ => false,
+                }
+            };
+            if changed {
+                self.publish_status(&slot);
+            }
         }
     }
 

@@ -42,6 +42,8 @@ pub(crate) enum Phase {
     Missing,
     /// Stopped by a user: not restarted automatically.
     Disabled,
+    /// `pid` runs its binary but was not started by this launcher.
+    External { pid: u32 },
 }
 
 impl Phase {
@@ -56,6 +58,7 @@ impl Phase {
             Phase::Failed => PluginState::Failed,
             Phase::Missing => PluginState::Missing,
             Phase::Disabled => PluginState::Disabled,
+            Phase::External { .. } => PluginState::External,
         }
     }
 
@@ -64,6 +67,14 @@ impl Phase {
         match self {
             Phase::Running { pid } => Some(pid),
             Phase::Starting { pid } | Phase::Stopping { pid } => pid,
+            _ => None,
+        }
+    }
+
+    /// The process of its binary that this launcher did not start.
+    pub(crate) fn external(self) -> Option<u32> {
+        match self {
+            Phase::External { pid } => Some(pid),
             _ => None,
         }
     }
@@ -119,6 +130,10 @@ pub(crate) enum Event {
     Stopped { by_user: bool },
     /// A user stopped a plugin that had no process.
     Disable,
+    /// A process of its binary that this launcher did not start was found.
+    Found(u32),
+    /// That process is gone.
+    Vanished,
 }
 
 /// An [`Event`] without its data: the table's key.
@@ -139,12 +154,14 @@ pub(crate) enum EventKind {
     Stopped,
     StoppedByUser,
     Disable,
+    Found,
+    Vanished,
 }
 
 impl EventKind {
     /// Every kind, in the table's order.
     #[cfg(test)]
-    pub(crate) const ALL: [EventKind; 15] = [
+    pub(crate) const ALL: [EventKind; 17] = [
         EventKind::Start,
         EventKind::Spawned,
         EventKind::Ready,
@@ -160,6 +177,8 @@ impl EventKind {
         EventKind::Stopped,
         EventKind::StoppedByUser,
         EventKind::Disable,
+        EventKind::Found,
+        EventKind::Vanished,
     ];
 
     /// The name in the documented table.
@@ -180,6 +199,8 @@ impl EventKind {
             EventKind::Stopped => "stopped",
             EventKind::StoppedByUser => "stopped by user",
             EventKind::Disable => "disable",
+            EventKind::Found => "found running",
+            EventKind::Vanished => "vanished",
         }
     }
 }
@@ -203,6 +224,8 @@ impl Event {
             Event::Stopped { by_user: false } => EventKind::Stopped,
             Event::Stopped { by_user: true } => EventKind::StoppedByUser,
             Event::Disable => EventKind::Disable,
+            Event::Found(_) => EventKind::Found,
+            Event::Vanished => EventKind::Vanished,
         }
     }
 }
@@ -298,6 +321,17 @@ pub(crate) const TRANSITIONS: &[Row] = &[
     row(S::Failed, E::Disable, S::Disabled),
     row(S::Backoff, E::Disable, S::Disabled),
     row(S::Disabled, E::Disable, S::Disabled),
+    // A copy started by hand (or left by an earlier launcher) while this launcher runs none.
+    row(S::Stopped, E::Found, S::External),
+    row(S::Failed, E::Found, S::External),
+    row(S::Missing, E::Found, S::External),
+    row(S::Backoff, E::Found, S::External),
+    row(S::Disabled, E::Found, S::External),
+    row(S::External, E::Found, S::External),
+    row(S::External, E::Vanished, S::Stopped),
+    row(S::External, E::Stop, S::Stopping),
+    // A start while it runs outside: refused, and said so; it stays external.
+    row(S::External, E::Fail, S::External),
 ];
 
 /// The row for `from`, `event` and `policy`, if the change is allowed.
@@ -382,6 +416,8 @@ impl Lifecycle {
                 }
             }
             (S::Backoff, Event::BinaryLost, p @ Phase::Backoff { .. }) => p,
+            (S::External, Event::Found(pid), _) => Phase::External { pid },
+            (S::External, Event::Fail, p @ Phase::External { .. }) => p,
             _ => return Err(refused),
         };
         self.phase = next;

@@ -124,8 +124,6 @@ struct Run {
     log: Option<Arc<PluginLog>>,
     /// The tasks copying the current process's output into the log.
     pumps: Vec<tokio::task::JoinHandle<Option<()>>>,
-    /// A process started by an earlier launcher that is still alive (pid).
-    stale: Option<u32>,
     /// Failed restarts in a row; decays to 0 after a stable run.
     attempt: u32,
     /// The last backoff delay.
@@ -171,7 +169,7 @@ impl Run {
         self
     }
 
-    fn new(path: PathBuf, phase: Phase, status: String, stale: Option<u32>) -> Run {
+    fn new(path: PathBuf, phase: Phase, status: String) -> Run {
         Run {
             life: Lifecycle::new(phase),
             path,
@@ -185,7 +183,6 @@ impl Run {
             status,
             log: None,
             pumps: Vec::new(),
-            stale,
             attempt: 0,
             last_delay: Duration::ZERO,
             restart_gen: 0,
@@ -482,8 +479,8 @@ impl Supervisor {
             path: st.path.display().to_string(),
             size: st.size,
             modified_time: st.modified,
-            pid: st.pid(),
-            running: st.pid().is_some(),
+            pid: st.pid().or(st.life.phase().external()),
+            running: st.pid().is_some() || st.life.phase().external().is_some(),
             state: st.state(),
             start_count: st.start_count,
             start_time: st.start_time.map(now_ms),
@@ -523,6 +520,13 @@ impl Supervisor {
     /// What this host offers to confine plugins.
     pub fn sandbox_host(&self) -> sandbox::Host {
         self.sh.sandbox.host()
+    }
+
+    /// Like [`Supervisor::list`], after looking for copies of idle plugins that run outside
+    /// the launcher (a pass over `/proc`): for a user's `ls`, not for periodic work.
+    pub fn list_checked(&self) -> Vec<PluginInfo> {
+        self.find_external();
+        self.list()
     }
 
     /// Information about every known plugin, sorted by name.

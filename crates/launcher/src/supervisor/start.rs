@@ -32,6 +32,7 @@ impl Supervisor {
             }
         };
         self.reset_for_manual_start(&slot);
+        self.find_external();
         let r = self.start_slot(&slot).await;
         if r.is_ok() {
             self.watch_stability(&slot);
@@ -72,9 +73,10 @@ impl Supervisor {
                 drop(st);
                 return Ok(self.info_of(&slot));
             }
-            if let Some(pid) = st.stale {
+            if let Some(pid) = st.life.phase().external() {
                 let reason = format!(
-                    "an instance started by an earlier launcher is still running (pid {pid}); stop it first"
+                    "it runs already, started outside this launcher (pid {pid}); stop that one \
+                     first (hubcli launcher stop {name})"
                 );
                 drop(st);
                 return Err(self.fail(&slot, reason));

@@ -26,6 +26,7 @@ impl Supervisor {
     /// `stopped` event.
     pub async fn stop_by(&self, name: &str, by: &str) -> Result<PluginInfo, LaunchError> {
         let slot = self.slot(name)?;
+        self.find_external();
         let _op = slot.op.lock().await;
         let r = self.stop_inner(&slot, Some(by.to_string())).await;
         self.publish_status(&slot);
@@ -79,7 +80,8 @@ impl Supervisor {
             let mut exits = slot.exits.subscribe();
             exits.borrow_and_update();
             let mut st = lock(&slot.st);
-            let Some(pid) = st.pid().or(st.stale) else {
+            let external = st.life.phase().external();
+            let Some(pid) = st.pid().or(external) else {
                 if let Some(who) = &by {
                     if self.apply(slot, &mut st, Event::Disable).is_ok() {
                         st.status = format!("stopped by {who}");
@@ -87,7 +89,7 @@ impl Supervisor {
                 }
                 continue;
             };
-            let own = st.stale.is_none();
+            let own = external.is_none();
             if let Err(e) = self.apply(slot, &mut st, Event::Stop(pid)) {
                 results[i] = Err(LaunchError::StopFailed {
                     name: slot.name.clone(),
@@ -196,7 +198,6 @@ impl Supervisor {
             }
             self.remove_pid_file_of(&slot.name, j.pid);
             let mut st = lock(&slot.st);
-            st.stale = None;
             if !left.is_empty() {
                 let _ = self.apply(slot, &mut st, Event::Fail);
                 st.status = format!("processes {left:?} survived SIGKILL");
@@ -278,7 +279,7 @@ impl Supervisor {
             .filter_map(|n| self.slot(n).ok())
             .filter(|slot| {
                 let st = lock(&slot.st);
-                st.pid().is_some() || st.stale.is_some()
+                st.pid().is_some() || st.life.phase().external().is_some()
             })
             .collect();
         // The mirror of the pipelined start: plugins in reverse start order, stopped together

@@ -19,6 +19,7 @@ fn phase_of(s: PluginState) -> Phase {
         S::Failed => Phase::Failed,
         S::Missing => Phase::Missing,
         S::Disabled => Phase::Disabled,
+        S::External => Phase::External { pid: 9 },
     }
 }
 
@@ -46,6 +47,8 @@ fn event_of(k: EventKind) -> Event {
         E::Stopped => Event::Stopped { by_user: false },
         E::StoppedByUser => Event::Stopped { by_user: true },
         E::Disable => Event::Disable,
+        E::Found => Event::Found(9),
+        E::Vanished => Event::Vanished,
     }
 }
 
@@ -93,6 +96,15 @@ const EXPECTED: &[(S, E, Option<&[P]>, S)] = &[
     (S::Failed, E::Disable, None, S::Disabled),
     (S::Backoff, E::Disable, None, S::Disabled),
     (S::Disabled, E::Disable, None, S::Disabled),
+    (S::Stopped, E::Found, None, S::External),
+    (S::Failed, E::Found, None, S::External),
+    (S::Missing, E::Found, None, S::External),
+    (S::Backoff, E::Found, None, S::External),
+    (S::Disabled, E::Found, None, S::External),
+    (S::External, E::Found, None, S::External),
+    (S::External, E::Vanished, None, S::Stopped),
+    (S::External, E::Stop, None, S::Stopping),
+    (S::External, E::Fail, None, S::External),
 ];
 
 fn expected(from: S, event: E, policy: P) -> Option<S> {
