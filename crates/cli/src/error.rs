@@ -38,6 +38,17 @@ pub enum CliError {
     /// The home folder could not be found or used.
     #[error(transparent)]
     Home(#[from] HomeError),
+    /// The home given (`--home`, `$HIVEHUB_HOME`) is not a folder: no home found.
+    #[error(
+        "no hivehub home at {path}: {why}; give an existing home with --home DIR or \
+         HIVEHUB_HOME=DIR"
+    )]
+    NoHome {
+        /// The path given.
+        path: PathBuf,
+        /// "no such folder", "not a folder".
+        why: &'static str,
+    },
     /// Connecting or subscribing failed.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -102,6 +113,7 @@ impl CliError {
         match self {
             CliError::Home(HomeError::NotFound { .. } | HomeError::Empty { .. }) => exit::USAGE,
             CliError::Home(HomeError::Unusable { .. }) => exit::FAILED,
+            CliError::NoHome { .. } => exit::USAGE,
             CliError::Client(e) => client_code(e),
             CliError::Rpc(e) | CliError::NoLauncher { source: e, .. } => rpc_code(e),
             CliError::Usage(_) => exit::USAGE,
@@ -115,10 +127,38 @@ impl CliError {
         }
     }
 
+    /// The error as the one-line JSON object `--json` prints on stderr:
+    /// `{"error":{"code":EXIT_CODE,"kind":KIND,"message":TEXT}}`.
+    pub fn to_json(&self) -> String {
+        error_json(self.exit_code(), &self.to_string())
+    }
+
     /// True when stdout was closed by its reader (`hubcli … | head`): not worth a message.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, CliError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
     }
+}
+
+/// The name of an exit code in `--json` errors ("failed", "usage", "unreachable", "denied",
+/// "timeout").
+pub fn kind(code: u8) -> &'static str {
+    match code {
+        exit::OK => "ok",
+        exit::USAGE => "usage",
+        exit::UNREACHABLE => "unreachable",
+        exit::DENIED => "denied",
+        exit::TIMEOUT => "timeout",
+        _ => "failed",
+    }
+}
+
+/// `{"error":{"code":CODE,"kind":KIND,"message":MESSAGE}}`, on one line: what `--json` prints
+/// on stderr for an error (usage errors of the argument parser included).
+pub fn error_json(code: u8, message: &str) -> String {
+    serde_json::json!({
+        "error": {"code": code, "kind": kind(code), "message": message}
+    })
+    .to_string()
 }
 
 fn client_code(e: &ClientError) -> u8 {
@@ -183,6 +223,13 @@ mod tests {
                 exit::USAGE,
             ),
             (CliError::Usage("x".into()), exit::USAGE),
+            (
+                CliError::NoHome {
+                    path: "/nonexistent".into(),
+                    why: "no such folder",
+                },
+                exit::USAGE,
+            ),
             (
                 CliError::Client(ClientError::Config("bad url".into())),
                 exit::USAGE,
@@ -277,5 +324,34 @@ mod tests {
     fn broken_pipe_is_quiet() {
         assert!(CliError::Output(io::Error::from(io::ErrorKind::BrokenPipe)).is_broken_pipe());
         assert!(!CliError::Output(io::Error::from(io::ErrorKind::Other)).is_broken_pipe());
+    }
+    #[test]
+    fn json_errors_carry_exit_code_kind_and_message() {
+        let cases: Vec<(CliError, u8, &str)> = vec![
+            (
+                remote(ErrorCode::Denied, "role service may not call x"),
+                exit::DENIED,
+                "denied",
+            ),
+            (CliError::Usage("bad".into()), exit::USAGE, "usage"),
+            (
+                CliError::Client(ClientError::Unreachable {
+                    url: "mqtts://h:1".into(),
+                    reason: "connection refused".into(),
+                }),
+                exit::UNREACHABLE,
+                "unreachable",
+            ),
+            (CliError::Rpc(timeout()), exit::TIMEOUT, "timeout"),
+            (CliError::NoSuchClient("p9".into()), exit::FAILED, "failed"),
+        ];
+        for (e, code, kind) in cases {
+            let j: serde_json::Value = serde_json::from_str(&e.to_json()).expect("JSON");
+            assert_eq!(
+                j,
+                serde_json::json!({"error": {"code": code, "kind": kind, "message": e.to_string()}})
+            );
+            assert!(!e.to_json().contains('\n'), "one line");
+        }
     }
 }

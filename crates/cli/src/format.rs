@@ -136,20 +136,32 @@ pub fn exit_text(e: &ExitInfo) -> String {
     }
 }
 
-/// The "last error" of a plugin: its status text when it failed, else how its last process
-/// ended and how long ago (plus when it is retried, in backoff), else [`NONE`].
+/// The "last error" of a plugin: why a plugin that is not running is not, when that is an
+/// error. In state `failed`, its status text (or how its last process ended); in `backoff`, how
+/// its last process ended, how long ago and when it is retried; in `missing`, its status text.
+/// Anything else is no error, [`NONE`]: a running plugin (whatever ended its previous process),
+/// a stop by a user ("killed by SIGTERM"), a plugin that ended by itself and stays stopped.
 pub fn last_error(p: &PluginInfo, now_ms: u64) -> String {
-    if p.state == PluginState::Failed && !p.status.is_empty() {
-        return p.status.clone();
+    if p.running {
+        return NONE.to_string();
     }
-    let mut s = match &p.last_exit {
+    let exit = || match &p.last_exit {
         Some(e) => format!("{} ({} ago)", exit_text(e), ago(e.time, now_ms)),
         None => NONE.to_string(),
     };
-    if let (PluginState::Backoff, Some(t)) = (p.state, p.next_retry_at) {
-        s.push_str(&format!("; retry #{} in {}", p.attempt, ago(now_ms, t)));
+    match p.state {
+        PluginState::Failed if !p.status.is_empty() => p.status.clone(),
+        PluginState::Failed => exit(),
+        PluginState::Backoff => {
+            let mut s = exit();
+            if let Some(t) = p.next_retry_at {
+                s.push_str(&format!("; retry #{} in {}", p.attempt, ago(now_ms, t)));
+            }
+            s
+        }
+        PluginState::Missing if !p.status.is_empty() => p.status.clone(),
+        _ => NONE.to_string(),
     }
-    s
 }
 
 fn or_none<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
@@ -433,6 +445,7 @@ pub fn status_text(s: &StatusResp, now_ms: u64) -> String {
                 format!("{} at {}", exit_text(e), timestamp(e.time))
             }),
         ),
+        ("last error", last_error(p, now_ms)),
         ("restarts", restarts_text(p)),
         (
             "next retry",
@@ -576,14 +589,28 @@ pub fn event_line(e: &LauncherEvent) -> String {
     out
 }
 
-/// A plugin's retained status as an event line, stamped with the time it was received.
-pub fn status_event_line(time_ms: u64, launcher: &str, plugin: &str, p: &PluginInfo) -> String {
+/// When a plugin's state last changed, as far as its status tells: the newest of its last
+/// start, its last stop and its last exit (unix ms); `None` for a plugin never started.
+pub fn status_time(p: &PluginInfo) -> Option<u64> {
+    [
+        p.start_time,
+        p.stop_time,
+        p.last_exit.as_ref().map(|e| e.time),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+}
+
+/// A plugin's retained status as an event line, stamped with the time of its last change
+/// ([`status_time`]), else with `now_ms` (when it was received); the uptime is at `now_ms`.
+pub fn status_event_line(now_ms: u64, launcher: &str, plugin: &str, p: &PluginInfo) -> String {
     let mut details = vec![p.state.as_str().to_string()];
     if let Some(pid) = p.pid {
         details.push(format!("pid {pid}"));
     }
     details.push(format!("starts {}", p.start_count));
-    if let Some(u) = uptime_at(p, time_ms) {
+    if let Some(u) = uptime_at(p, now_ms) {
         details.push(format!("up {}", uptime(u)));
     }
     if let (PluginState::Backoff, Some(t)) = (p.state, p.next_retry_at) {
@@ -591,7 +618,7 @@ pub fn status_event_line(time_ms: u64, launcher: &str, plugin: &str, p: &PluginI
     }
     let mut line = format!(
         "{} {launcher} {plugin} status {}",
-        timestamp(time_ms),
+        timestamp(status_time(p).unwrap_or(now_ms)),
         details.join(", ")
     );
     if !p.status.is_empty() {
@@ -637,7 +664,8 @@ impl Op {
 
 /// What a successful start or stop of `name` did, from the plugin before and after:
 /// "started heartbeat (pid 1234)", "heartbeat: already running (pid 1234)",
-/// "stopped heartbeat (was pid 1234)", "heartbeat: not running".
+/// "stopped heartbeat (was pid 1234)", "heartbeat: not running", and for the stop of a plugin
+/// that was waiting to be restarted (state `backoff`), "heartbeat: restart cancelled (…)".
 pub fn outcome(
     op: Op,
     name: &str,
@@ -661,34 +689,51 @@ pub fn outcome(
                 None => format!("started {name}"),
             },
         },
-        Op::Stop => match was {
-            Some(pid) => format!("stopped {name} (was pid {pid})"),
-            None => format!("{name}: not running"),
+        Op::Stop => match (was, before.map(|p| p.state)) {
+            (Some(pid), _) => format!("stopped {name} (was pid {pid})"),
+            (None, Some(PluginState::Backoff)) => {
+                format!("{name}: restart cancelled (it was in backoff, waiting to be restarted)")
+            }
+            (None, _) => format!("{name}: not running"),
         },
     }
 }
 
-/// One line per plugin of a batch result, errors included ("heartbeat: failed: …").
+/// What a successful start or stop of `name` did when the plugin list before it could not be
+/// read (the login may not list): only the plugin after it is known.
+pub fn outcome_after(op: Op, name: &str, after: &PluginInfo) -> String {
+    match (op, after.pid) {
+        (Op::Start, _) => outcome(op, name, None, Some(after)),
+        (Op::Stop, Some(pid)) => format!("{name}: still running (pid {pid})"),
+        (Op::Stop, None) => format!("{name}: not running ({})", after.state.as_str()),
+    }
+}
+
+/// One line per plugin of a batch result, errors included ("heartbeat: failed: …"); `before` is
+/// the list before the batch, `None` when it could not be read.
 pub fn batch_lines(
     op: Op,
     results: &[BatchItem],
-    before: &[PluginInfo],
+    before: Option<&[PluginInfo]>,
     after: &[PluginInfo],
 ) -> Vec<String> {
     let find = |list: &'_ [PluginInfo], n: &str| list.iter().find(|p| p.name == n).cloned();
     results
         .iter()
         .map(|r| {
-            if r.ok {
-                outcome(
+            if !r.ok {
+                let why = r.error.as_deref().unwrap_or("no reason given");
+                return format!("{}: failed to {}: {why}", r.name, op.verb());
+            }
+            let now = find(after, &r.name);
+            match (before, &now) {
+                (None, Some(now)) => outcome_after(op, &r.name, now),
+                (before, _) => outcome(
                     op,
                     &r.name,
-                    find(before, &r.name).as_ref(),
-                    find(after, &r.name).as_ref(),
-                )
-            } else {
-                let why = r.error.as_deref().unwrap_or("no reason given");
-                format!("{}: failed to {}: {why}", r.name, op.verb())
+                    before.and_then(|b| find(b, &r.name)).as_ref(),
+                    now.as_ref(),
+                ),
             }
         })
         .collect()
@@ -921,7 +966,8 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[3],
-            "heartbe…  running  4194304  123456  full     100.0%  1.5 GiB   4d03h  killed by…",
+            // Running: whatever ended its previous process is no error now.
+            "heartbe…  running  4194304  123456  full     100.0%  1.5 GiB   4d03h  -",
             "{t}"
         );
         assert!(lines[1].starts_with("a-plugi…  failed"), "{t}");
@@ -1060,11 +1106,12 @@ mod tests {
     fn status_event_lines_and_json() {
         let mut p = plugin("heartbeat", PluginState::Running);
         p.status = "started, pid 4242".into();
-        // A retained status was published long ago: its uptime field is stale.
+        // A retained status was published long ago: its uptime field is stale. The line is
+        // stamped with the start (192 s ago), the uptime is counted to now.
         p.uptime = Some(0);
         assert_eq!(
             status_event_line(NOW, "launcher", "heartbeat", &p),
-            "2025-11-26T08:55:21.123Z launcher heartbeat status running, pid 4242, starts 3, up 3m12s: started, pid 4242"
+            "2025-11-26T08:52:09.123Z launcher heartbeat status running, pid 4242, starts 3, up 3m12s: started, pid 4242"
         );
         let j = serde_json::to_value(StatusEventJson {
             event: "status",
@@ -1125,7 +1172,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            batch_lines(Op::Start, &results, &[stopped], &[run]),
+            batch_lines(Op::Start, &results, Some(&[stopped]), &[run]),
             vec![
                 "started hb (pid 4242)".to_string(),
                 "bad: failed to start: cannot start 'bad': binary not found".to_string()
@@ -1153,5 +1200,205 @@ mod tests {
         let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(&row[..3], ["p9", "service", "service"], "{t}");
         assert!(t.contains("2025-11-26 08:55"), "{t}");
+    }
+    fn exit(code: Option<i32>, signal: Option<i32>, time: u64) -> Option<ExitInfo> {
+        Some(ExitInfo { code, signal, time })
+    }
+
+    #[test]
+    fn last_error_shows_an_exit_only_when_failed_or_backoff_and_not_running() {
+        let sigterm = exit(None, Some(15), NOW - 60_000);
+        let code0 = exit(Some(0), None, NOW - 60_000);
+        let code1 = exit(Some(1), None, NOW - 60_000);
+        // (state, running, last exit, status, next retry) → LAST ERROR
+        type Case = (
+            PluginState,
+            bool,
+            Option<ExitInfo>,
+            &'static str,
+            Option<u64>,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            // A user stop is not an error…
+            (
+                PluginState::Disabled,
+                false,
+                sigterm.clone(),
+                "stopped by admin",
+                None,
+                "-",
+            ),
+            (
+                PluginState::Disabled,
+                false,
+                code0.clone(),
+                "stopped by admin",
+                None,
+                "-",
+            ),
+            (PluginState::Stopped, false, code0.clone(), "", None, "-"),
+            (PluginState::Stopping, true, None, "", None, "-"),
+            // …and a running plugin shows none, whatever ended its previous process.
+            (PluginState::Running, true, sigterm.clone(), "", None, "-"),
+            (PluginState::Running, true, code1.clone(), "", None, "-"),
+            (PluginState::Starting, true, code1.clone(), "", None, "-"),
+            // Failed: why it cannot start, else how it ended.
+            (
+                PluginState::Failed,
+                false,
+                code1.clone(),
+                "binary /x not found",
+                None,
+                "binary /x not found",
+            ),
+            (
+                PluginState::Failed,
+                false,
+                code1.clone(),
+                "",
+                None,
+                "exit code 1 (1m00s ago)",
+            ),
+            (PluginState::Failed, false, None, "", None, "-"),
+            // Backoff: how it ended, and when it is retried.
+            (
+                PluginState::Backoff,
+                false,
+                code1.clone(),
+                "",
+                None,
+                "exit code 1 (1m00s ago)",
+            ),
+            (
+                PluginState::Backoff,
+                false,
+                sigterm.clone(),
+                "",
+                Some(NOW + 8000),
+                "killed by SIGTERM (1m00s ago); retry #3 in 8s",
+            ),
+            // Missing binary: the launcher's status says so (no exit involved).
+            (
+                PluginState::Missing,
+                false,
+                code0.clone(),
+                "binary gone",
+                None,
+                "binary gone",
+            ),
+            (PluginState::Missing, false, code0, "", None, "-"),
+        ];
+        for (state, running, last_exit, text, retry, want) in cases {
+            let mut p = plugin("hb", state);
+            p.running = running;
+            p.last_exit = last_exit;
+            p.status = text.into();
+            p.next_retry_at = retry;
+            p.attempt = 3;
+            assert_eq!(
+                last_error(&p, NOW),
+                want,
+                "{state:?} running={running} {text:?}"
+            );
+            let row = plugin_table(&[p.clone()], 200, NOW);
+            assert!(
+                row.lines().nth(1).unwrap().ends_with(want),
+                "{state:?}: {row}"
+            );
+            let st = status_text(&status(p, &[]), NOW);
+            assert!(
+                st.contains(&format!("\nlast error: {want}\n")),
+                "{state:?}: {st}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_line_is_stamped_with_newest_start_stop_or_exit() {
+        let t = |ms: u64| timestamp(ms);
+        // (start, stop, exit) → the stamp; none of them → the time it was received (NOW).
+        type Case = (Option<u64>, Option<u64>, Option<u64>, u64);
+        let cases: Vec<Case> = vec![
+            (None, None, None, NOW),
+            (Some(NOW - 5000), None, None, NOW - 5000),
+            (Some(NOW - 5000), Some(NOW - 3000), None, NOW - 3000),
+            (
+                Some(NOW - 5000),
+                Some(NOW - 3000),
+                Some(NOW - 2999),
+                NOW - 2999,
+            ),
+            // Restarted after a stop: the start is the newest.
+            (
+                Some(NOW - 1000),
+                Some(NOW - 3000),
+                Some(NOW - 3000),
+                NOW - 1000,
+            ),
+            (None, None, Some(NOW - 7000), NOW - 7000),
+        ];
+        for (start, stop, exit_at, want) in cases {
+            let mut p = plugin("hb", PluginState::Stopped);
+            p.start_time = start;
+            p.stop_time = stop;
+            p.last_exit = exit_at.and_then(|at| exit(Some(1), None, at));
+            let line = status_event_line(NOW, "launcher", "hb", &p);
+            assert!(
+                line.starts_with(&format!("{} launcher hb status stopped", t(want))),
+                "{start:?} {stop:?} {exit_at:?}: {line}"
+            );
+            assert_eq!(status_time(&p).unwrap_or(NOW), want);
+        }
+    }
+
+    #[test]
+    fn stop_of_a_plugin_in_backoff_says_restart_cancelled() {
+        let mut backoff = plugin("hb", PluginState::Backoff);
+        backoff.next_retry_at = Some(NOW + 60_000);
+        let disabled = plugin("hb", PluginState::Disabled);
+        let failed = plugin("hb", PluginState::Failed);
+        let run = plugin("hb", PluginState::Running);
+        // (before, after) → the line of a single stop
+        let cases = [
+            (
+                Some(&backoff),
+                "hb: restart cancelled (it was in backoff, waiting to be restarted)",
+            ),
+            (Some(&failed), "hb: not running"),
+            (Some(&disabled), "hb: not running"),
+            (Some(&run), "stopped hb (was pid 4242)"),
+            (None, "hb: not running"),
+        ];
+        for (before, want) in cases {
+            assert_eq!(outcome(Op::Stop, "hb", before, Some(&disabled)), want);
+        }
+        let ok = vec![BatchItem {
+            name: "hb".into(),
+            ok: true,
+            error: None,
+        }];
+        assert_eq!(
+            batch_lines(
+                Op::Stop,
+                &ok,
+                Some(&[backoff]),
+                std::slice::from_ref(&disabled)
+            ),
+            ["hb: restart cancelled (it was in backoff, waiting to be restarted)"]
+        );
+        // Without the list before (the login may not list), the reply alone says what it is.
+        assert_eq!(
+            batch_lines(Op::Stop, &ok, None, std::slice::from_ref(&disabled)),
+            ["hb: not running (disabled)"]
+        );
+        assert_eq!(
+            outcome_after(Op::Start, "hb", &run),
+            "started hb (pid 4242)"
+        );
+        assert_eq!(
+            outcome_after(Op::Stop, "hb", &run),
+            "hb: still running (pid 4242)"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! `hubcli launcher …`: requests to the launcher service (`view` and `manage` capabilities).
 
-use crate::cli::LauncherCmd;
+use crate::cli::{LauncherCmd, LsArgs, StartArgs, StopArgs};
 use crate::format::{self, Op};
 use crate::{events, json, line, now_ms, table_width, CliError, Ctx};
 use hivehub_api::auth::AUTH_SERVICE;
@@ -25,10 +25,10 @@ const ALL: &str = "all";
 /// Argument checks clap cannot express, done before connecting so they are usage errors.
 pub(crate) fn check(cmd: &LauncherCmd) -> Result<(), CliError> {
     match cmd {
-        LauncherCmd::Stop {
+        LauncherCmd::Stop(StopArgs {
             target,
             include_core: true,
-        } if target != ALL => Err(CliError::Usage(
+        }) if target != ALL => Err(CliError::Usage(
             "--include-core only applies to 'stop all'".into(),
         )),
         _ => Ok(()),
@@ -89,7 +89,7 @@ pub(crate) async fn run(
     };
     let as_json = ctx.g.json;
     match cmd {
-        LauncherCmd::Ls { running, all: true } => {
+        LauncherCmd::Ls(LsArgs { running, all: true }) => {
             let all = all_launchers(client, running).await?;
             if as_json {
                 json(out, &all)
@@ -126,7 +126,7 @@ pub(crate) async fn run(
                 ),
             )
         }
-        LauncherCmd::Ls { running, .. } => {
+        LauncherCmd::Ls(LsArgs { running, .. }) => {
             let plugins = l.list(running).await?;
             if as_json {
                 json(out, &plugins)
@@ -134,15 +134,19 @@ pub(crate) async fn run(
                 print_table(out, &plugins, running)
             }
         }
-        LauncherCmd::Start { target } if target == ALL => {
+        LauncherCmd::Start(StartArgs { target }) if target == ALL => {
             batch(&l, Op::Start, false, as_json, out).await
         }
-        LauncherCmd::Start { target } => single(&l, Op::Start, &target, as_json, out).await,
-        LauncherCmd::Stop {
+        LauncherCmd::Start(StartArgs { target }) => {
+            single(&l, Op::Start, &target, as_json, out).await
+        }
+        LauncherCmd::Stop(StopArgs {
             target,
             include_core,
-        } if target == ALL => batch(&l, Op::Stop, include_core, as_json, out).await,
-        LauncherCmd::Stop { target, .. } => single(&l, Op::Stop, &target, as_json, out).await,
+        }) if target == ALL => batch(&l, Op::Stop, include_core, as_json, out).await,
+        LauncherCmd::Stop(StopArgs { target, .. }) => {
+            single(&l, Op::Stop, &target, as_json, out).await
+        }
         LauncherCmd::Reload => {
             let r: ReloadResp = l.call(CAP_MANAGE, methods::RELOAD, &Ack {}).await?;
             if as_json {
@@ -283,6 +287,40 @@ fn print_table(
     line(out, &format::plugin_table(plugins, table_width(), now_ms()))
 }
 
+/// True for the reply "not permitted".
+fn is_denied(e: &CliError) -> bool {
+    matches!(e, CliError::Rpc(RpcError::Remote(r)) if r.code == ErrorCode::Denied)
+}
+
+/// The plugin list around an operation, for its outcome lines: `None` when the login may not
+/// list (a plugin's own login, say). The operation then goes on, and its own reply (often "not
+/// permitted" as well, naming the operation) is what the user sees.
+async fn list_for_outcome(l: &Launcher<'_>) -> Result<Option<Vec<PluginInfo>>, CliError> {
+    match l.list(false).await {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if is_denied(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The launcher refuses to stop the core by name, and its message names the RPC
+/// (`stopAllPlugins` with `includeCore`); say which hubcli command does that.
+fn core_stop_refused(e: CliError, name: &str) -> CliError {
+    match &e {
+        CliError::Rpc(RpcError::Remote(r))
+            if r.code == ErrorCode::Conflict
+                && r.message.starts_with(&format!("'{name}' is the core")) =>
+        {
+            CliError::Failed(format!(
+                "'{name}' is the hub core and is not stopped on its own: `hubcli launcher stop \
+                 all --include-core` stops every plugin and then the core (the bus goes down \
+                 with it); or stop the launcher"
+            ))
+        }
+        _ => e,
+    }
+}
+
 /// `start NAME` / `stop NAME`: what happened, then the list. The list before the operation tells
 /// "already running" from "started" (both succeed, with the same PluginInfo shape).
 async fn single(
@@ -297,17 +335,29 @@ async fn single(
         Op::Stop => methods::STOP_PLUGIN,
     };
     let req = NameReq { name: name.into() };
+    let call = async {
+        let r: Result<PluginInfo, CliError> = l.call(CAP_MANAGE, method, &req).await;
+        match op {
+            Op::Stop => r.map_err(|e| core_stop_refused(e, name)),
+            Op::Start => r,
+        }
+    };
     if as_json {
-        let info: PluginInfo = l.call(CAP_MANAGE, method, &req).await?;
+        let info = call.await?;
         return json(out, &info);
     }
-    let before = l.list(false).await?;
-    let info: PluginInfo = l.call(CAP_MANAGE, method, &req).await?;
-    let was = before.iter().find(|p| p.name == name);
-    line(out, &format::outcome(op, name, was, Some(&info)))?;
-    line(out, "")?;
-    let after = l.list(false).await?;
-    print_table(out, &after, false)
+    let before = list_for_outcome(l).await?;
+    let info = call.await?;
+    let text = match &before {
+        Some(list) => format::outcome(op, name, list.iter().find(|p| p.name == name), Some(&info)),
+        None => format::outcome_after(op, name, &info),
+    };
+    line(out, &text)?;
+    if let Some(after) = list_for_outcome(l).await? {
+        line(out, "")?;
+        print_table(out, &after, false)?;
+    }
+    Ok(())
 }
 
 /// `start all` / `stop all [--include-core]`: one line per plugin, then the list; fails (exit 1)
@@ -320,9 +370,9 @@ async fn batch(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let before = if as_json {
-        Vec::new()
+        None
     } else {
-        l.list(false).await?
+        list_for_outcome(l).await?
     };
     let resp: BatchResp = match op {
         Op::Start => l.call(CAP_MANAGE, methods::START_ALL, &Ack {}).await?,
@@ -351,7 +401,7 @@ async fn batch(
     if as_json {
         json(out, &resp)?;
     } else {
-        for s in format::batch_lines(op, &resp.results, &before, &resp.plugins) {
+        for s in format::batch_lines(op, &resp.results, before.as_deref(), &resp.plugins) {
             line(out, &s)?;
         }
         line(out, "")?;

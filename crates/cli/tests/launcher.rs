@@ -308,7 +308,6 @@ fn ls_start_stop_status() {
     );
     let w = row(&r, "weather");
     assert_eq!(w[..3], ["weather", "disabled", "-"]);
-    assert!(r.stdout.contains("killed by SIGT"), "{}", r.stdout);
     let r = hubcli(core, &["launcher", "stop", "weather"]);
     assert_eq!(r.stdout.lines().next(), Some("weather: not running"));
 
@@ -504,5 +503,165 @@ fn events_follow_prints_live_events_until_sigint() {
     assert!(
         rx.recv_timeout(Duration::from_millis(200)).is_err(),
         "the weather event must have been filtered out"
+    );
+}
+
+#[test]
+fn user_stop_is_no_error_in_ls_or_status() {
+    let h = hub();
+    let core = &h.core;
+    let r = hubcli(core, &["launcher", "stop", "weather"]);
+    r.expect_code(0);
+    // The stand-in records the stop as the launcher does: killed by SIGTERM, state disabled.
+    assert_eq!(row(&r, "weather").last(), Some(&"-"), "{}", r.stdout);
+    assert!(!r.stdout.contains("SIGTERM"), "{}", r.stdout);
+    let r = hubcli(core, &["launcher", "status", "weather"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("\nlast exit:  killed by SIGTERM at "),
+        "the exit is still told: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("\nlast error: -\n"), "{}", r.stdout);
+    // Running again: still no error.
+    let r = hubcli(core, &["launcher", "start", "weather"]);
+    r.expect_code(0);
+    assert_eq!(row(&r, "weather")[1], "running");
+    assert_eq!(row(&r, "weather").last(), Some(&"-"), "{}", r.stdout);
+    let r = hubcli(core, &["launcher", "status", "weather"]);
+    assert!(r.stdout.contains("\nlast error: -\n"), "{}", r.stdout);
+    // A plugin that cannot start keeps its reason.
+    let r = hubcli(core, &["launcher", "ls"]);
+    assert_eq!(
+        row(&r, "broken")[8..10],
+        ["cannot", "start"],
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn top_level_ls_start_stop_are_launcher_aliases() {
+    let h = hub();
+    let core = &h.core;
+    let long = hubcli(core, &["launcher", "ls", "--json"]);
+    let short = hubcli(core, &["ls", "--json"]);
+    short.expect_code(0);
+    assert_eq!(short.stdout, long.stdout);
+    let r = hubcli(core, &["ls", "--running"]);
+    r.expect_code(0);
+    assert!(r.stdout.starts_with("NAME "), "{}", r.stdout);
+    assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
+
+    let r = hubcli(core, &["stop", "weather"]);
+    r.expect_code(0);
+    assert_eq!(
+        r.stdout.lines().next(),
+        Some("stopped weather (was pid 4242)")
+    );
+    assert_eq!(row(&r, "weather")[1], "disabled");
+    let r = hubcli(core, &["start", "weather", "--json"]);
+    r.expect_code(0);
+    let i: PluginInfo = serde_json::from_str(&r.stdout).expect("a PluginInfo");
+    assert_eq!(i.pid, Some(5002));
+    let r = hubcli(core, &["start", "all"]);
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("started heartbeat (pid 5001)"),
+        "{}",
+        r.stdout
+    );
+    let r = hubcli(core, &["stop", "weather", "--include-core"]);
+    r.expect_code(2);
+    assert!(
+        r.stderr
+            .contains("--include-core only applies to 'stop all'"),
+        "{}",
+        r.stderr
+    );
+    let r = hubcli(core, &["stop", "all"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout.contains("stopped heartbeat (was pid 5001)"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn plugin_login_sees_the_denied_stop_not_the_denied_list() {
+    let h = hub();
+    let core = &h.core;
+    h.rt.block_on(async {
+        let admin = core.client("admin").await;
+        core.add_client(&admin, "p1", Role::Service).await;
+        admin.disconnect().await;
+    });
+    // The list (launcher/view/list) is denied to a plugin's login; the answer that matters is
+    // the one to the operation asked for.
+    let r = hubcli(core, &["--login", "p1", "launcher", "ls"]);
+    r.expect_code(4);
+    assert!(r.stderr.contains("view/list"), "{}", r.stderr);
+    for (args, method) in [
+        (
+            &["--login", "p1", "launcher", "stop", "weather"][..],
+            "stopPlugin",
+        ),
+        (&["--login", "p1", "start", "weather"], "startPlugin"),
+        (&["--login", "p1", "stop", "all"], "stopAllPlugins"),
+    ] {
+        let r = hubcli(core, args);
+        r.expect_code(4);
+        assert!(
+            r.stderr.starts_with("hubcli: error: not permitted:")
+                && r.stderr.contains(method)
+                && !r.stderr.contains("view/list"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+    }
+    // Nothing was stopped.
+    let r = hubcli(core, &["launcher", "ls"]);
+    assert_eq!(row(&r, "weather")[1], "running");
+}
+
+#[test]
+fn events_status_is_stamped_with_the_plugins_last_change() {
+    let h = hub();
+    let core = &h.core;
+    let r = hubcli(core, &["launcher", "ls", "--json"]);
+    let list: Vec<PluginInfo> = serde_json::from_str(&r.stdout).expect("PluginInfo array");
+    let started = list
+        .iter()
+        .find(|p| p.name == "weather")
+        .and_then(|p| p.start_time)
+        .expect("weather's start time");
+    let before = hivehub_api::time::now_ms();
+    let r = hubcli(core, &["launcher", "events"]);
+    r.expect_code(0);
+    let line = |name: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(2) == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {}", r.stdout))
+            .to_string()
+    };
+    // Started 192 s ago: stamped with its start, not with now.
+    let weather = line("weather");
+    assert!(
+        weather.starts_with(&format!(
+            "{} launcher weather status running",
+            hivehub_cli::format::timestamp(started)
+        )),
+        "{weather}"
+    );
+    // Never started: no time of its own, so the time it was received.
+    let heartbeat = line("heartbeat");
+    let stamp = heartbeat.split_whitespace().next().unwrap();
+    assert!(
+        stamp >= hivehub_cli::format::timestamp(before - 1000).as_str()
+            && stamp <= hivehub_cli::format::timestamp(hivehub_api::time::now_ms()).as_str(),
+        "{heartbeat}"
     );
 }

@@ -391,8 +391,18 @@ fn tls_config(opts: &ClientOptions) -> Result<Transport, ClientError> {
     )))
 }
 
-fn describe_connection_error(e: &ConnectionError) -> String {
+fn describe_connection_error(e: &ConnectionError, server: &crate::options::ServerUrl) -> String {
     match e {
+        // A reply that is not MQTT on a plain connection: a TLS port answering (rumqttc would
+        // say "Promised boundary crossed, contains 768 bytes" or the like).
+        ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(d)) if !server.tls => {
+            tracing::debug!("not an MQTT reply from {server}: {d}");
+            let tls = crate::options::ServerUrl {
+                tls: true,
+                ..server.clone()
+            };
+            format!("the server speaks TLS on this port, not plain MQTT: use {tls}")
+        }
         ConnectionError::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
             std::io::ErrorKind::ConnectionReset => "connection reset".into(),
@@ -1110,7 +1120,7 @@ async fn drive(
                 // The hub's own reason, when it gave one, says more than the socket error.
                 let reason = hub_said
                     .take()
-                    .unwrap_or_else(|| describe_connection_error(&e));
+                    .unwrap_or_else(|| describe_connection_error(&e, &inner.opts.server));
                 if let Some(f) = first.take() {
                     let err = match e {
                         ConnectionError::ConnectionRefused(_) => ClientError::LoginRefused {
