@@ -15,7 +15,9 @@
 //! The exit marker is written once the output is drained (at most 2 s, since a leftover
 //! descendant may hold the pipes open); a failed start writes `start failed: {reason}`. Lines
 //! over 16 KiB are split. Past `logMaxSize` the file becomes `{plugin}.log.1`, keeping
-//! `logMaxFiles` old files. `logplugins: false` keeps only the in-memory tail;
+//! `logMaxFiles` old files. A plugin may log [`RATE_BURST`] lines per [`RATE_INTERVAL`]
+//! (journald's defaults); the rest is dropped, with a marker when dropping starts and one with
+//! the count when the window ends or the run does. `logplugins: false` keeps only the in-memory tail;
 //! `attachstdout`/`attachstderr` also copy the output to the launcher's own. The launcher's own
 //! log (stderr, or `logs/launcher.log` with `logtofile`) is set up by the binary.
 
@@ -38,6 +40,20 @@ const MAX_LINE: usize = 16 * 1024;
 
 /// Size of one write to the log file.
 const WRITE_CHUNK: usize = 8 * 1024;
+
+/// Lines a plugin may log per [`RATE_INTERVAL`] before the rest is dropped: journald's
+/// defaults (`RateLimitBurst=10000`, `RateLimitIntervalSec=30s`), so that one chatty plugin
+/// can take neither the launcher's CPU nor the disk.
+pub const RATE_BURST: u64 = 10_000;
+/// The window of [`RATE_BURST`].
+pub const RATE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The lines logged in the current window, and those dropped over [`RATE_BURST`].
+struct Budget {
+    window: std::time::Instant,
+    used: u64,
+    dropped: u64,
+}
 
 /// Which output a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +102,7 @@ pub struct PluginLog {
     tail: Mutex<VecDeque<String>>,
     attach_out: bool,
     attach_err: bool,
+    budget: Mutex<Budget>,
 }
 
 impl PluginLog {
@@ -110,7 +127,64 @@ impl PluginLog {
             tail: Mutex::new(VecDeque::with_capacity(TAIL_LINES)),
             attach_out,
             attach_err,
+            budget: Mutex::new(Budget {
+                window: std::time::Instant::now(),
+                used: 0,
+                dropped: 0,
+            }),
         }
+    }
+
+    /// How many of `n` new lines may be logged; the others are counted as dropped. A marker
+    /// says when dropping starts and, once the window is over (or the run ends), how much was
+    /// dropped.
+    fn admit(&self, n: usize) -> usize {
+        let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        if b.window.elapsed() >= RATE_INTERVAL {
+            let dropped = std::mem::take(&mut b.dropped);
+            b.window = std::time::Instant::now();
+            b.used = 0;
+            drop(b);
+            self.report_dropped(dropped);
+            b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        }
+        let room = RATE_BURST.saturating_sub(b.used);
+        let take = (n as u64).min(room);
+        b.used += take;
+        let over = n as u64 - take;
+        if over > 0 {
+            let first = b.dropped == 0;
+            b.dropped += over;
+            drop(b);
+            if first {
+                self.marker(&format!(
+                    "output over {RATE_BURST} lines in {}s: dropping lines until the window ends",
+                    RATE_INTERVAL.as_secs()
+                ));
+            }
+        }
+        take as usize
+    }
+
+    fn report_dropped(&self, dropped: u64) {
+        if dropped > 0 {
+            self.marker(&format!(
+                "dropped {dropped} lines over the limit of {RATE_BURST} lines per {}s",
+                RATE_INTERVAL.as_secs()
+            ));
+        }
+    }
+
+    /// Writes how many lines were dropped so far (at the end of a run).
+    pub fn flush_dropped(&self) {
+        let dropped = std::mem::take(
+            &mut self
+                .budget
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .dropped,
+        );
+        self.report_dropped(dropped);
     }
 
     fn write(&self, buf: &[u8]) {
@@ -143,6 +217,7 @@ impl PluginLog {
 
     /// Writes complete lines of one stream, each with a timestamp, in one write.
     fn lines(&self, stream: Stream, lines: &[&[u8]]) {
+        let lines = &lines[..self.admit(lines.len())];
         if lines.is_empty() {
             return;
         }

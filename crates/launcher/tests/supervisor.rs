@@ -449,3 +449,38 @@ async fn the_notify_socket_serves_systemd_notify_for_the_plugin_s_life() {
         "the socket goes with the plugin"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_plugin_is_rate_limited_and_the_log_says_how_much_was_dropped() {
+    let f = fixture();
+    script(&f.home, "chatty2", "seq 1 50000\nexec sleep 1000");
+    let s = supervisor(&f, "");
+    s.start("chatty2").await.unwrap();
+    let log = f.home.logs().join("chatty2.log");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || read()
+            .contains("dropping lines")),
+        "{}",
+        read().lines().rev().take(3).collect::<Vec<_>>().join("\n")
+    );
+    s.stop("chatty2").await.unwrap();
+    let text = read();
+    let out_lines = text.lines().filter(|l| l.contains(" [out] ")).count();
+    assert_eq!(
+        out_lines as u64,
+        hivehub_launcher::logs::RATE_BURST,
+        "the first lines, then none"
+    );
+    assert!(
+        text.contains(" [out] 10000\n") && !text.contains(" [out] 10001\n"),
+        "in order, from the first"
+    );
+    // Dropped lines are counted, and the count is written (here when the run ends).
+    assert!(
+        wait_until(Duration::from_secs(5), || read()
+            .contains("dropped 40000 lines")),
+        "{}",
+        read().lines().rev().take(3).collect::<Vec<_>>().join("\n")
+    );
+}

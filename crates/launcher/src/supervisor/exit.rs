@@ -236,6 +236,7 @@ impl Supervisor {
                         }
                     };
                     let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
+                    log.flush_dropped();
                     log.marker(&text);
                     if unexpected {
                         this.notice(Notice::Event(LauncherEvent {
