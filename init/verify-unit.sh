@@ -3,9 +3,11 @@
 #
 # Usage: init/verify-unit.sh [UNIT_FILE]     (default: hivehub.service next to this script)
 #
-# The unit names a launcher binary and a user that exist only on an installed system, so the
-# check runs on a copy in a temporary folder with ExecStart pointing at /bin/true and
-# User/Group set to root. Everything else is checked as written. systemd-analyze exits 0 even
+# UNIT_FILE may also be a unit as scripts/install.sh wrote it (another home than /opt/hivehub).
+# The unit names a launcher binary and a user that may exist only on an installed system, so
+# the check runs on a copy in a temporary folder with ExecStart pointing at /bin/true and
+# User/Group set to root. Everything else is checked as written, and ExecReload must send
+# SIGHUP to the launcher (that is how `systemctl reload` reloads it). systemd-analyze exits 0 even
 # for unknown keys or bad values (it only warns), so any output line that mentions the unit
 # counts as a failure too. Lines about other units (installed on the machine) are ignored.
 #
@@ -16,7 +18,6 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 unit=${1:-$here/hivehub.service}
 name=$(basename "$unit")
-launcher=/opt/hivehub/bin/launcher
 stand_in=/bin/true
 
 analyze=$(command -v systemd-analyze || true)
@@ -28,8 +29,14 @@ if [[ ! -f $unit ]]; then
     echo "verify-unit: no unit file at $unit" >&2
     exit 2
 fi
-if ! grep -q "^ExecStart=$launcher " "$unit"; then
-    echo "verify-unit: $unit: ExecStart does not start with $launcher; update this script" >&2
+# The launcher: the program of ExecStart, HOME/bin/launcher.
+launcher=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$unit" | head -n 1)
+if [[ $launcher != /*/bin/launcher ]]; then
+    echo "verify-unit: $unit: ExecStart does not start HOME/bin/launcher (found '${launcher:-nothing}'); update this script" >&2
+    exit 1
+fi
+if ! grep -qx 'ExecReload=/bin/kill -HUP \$MAINPID' "$unit"; then
+    echo "verify-unit: $unit: ExecReload must be '/bin/kill -HUP \$MAINPID' (SIGHUP reloads the launcher)" >&2
     exit 1
 fi
 

@@ -3,10 +3,13 @@
 #   bin/      hubcore, launcher, hubcli
 #   plugins/  the example plugins (heartbeat)
 #   config/   hubcore.yaml, launcher.yaml — an existing file is never overwritten
+#   docs/     the operator's docs (OPERATIONS.md, SECURITY.md, ...), which the unit names
 #   certs/ logs/ stores/ run/  created empty (certs, stores and run private)
-# With --systemd it also installs init/hivehub.service with the home rewritten, gives the hub's
-# user certs/, stores/ and run/ (hubcore runs as that user; the launcher as root, so each plugin
-# gets a user of its own), and runs `systemctl daemon-reload`. Run it again to upgrade: binaries are replaced, config kept.
+# With --systemd it also installs init/hivehub.service with the home rewritten (and ProtectHome
+# off when the home is under /home, /root or /run/user, which ProtectHome would hide from the
+# launcher), gives the hub's user certs/, stores/ and run/ (hubcore runs as that user; the
+# launcher as root, so each plugin gets a user of its own), and runs `systemctl daemon-reload`.
+# Run it again to upgrade: binaries and docs are replaced, config kept.
 set -euo pipefail
 
 usage() {
@@ -51,10 +54,11 @@ for b in hubcore launcher hubcli heartbeat; do
   [ -x "$bin_dir/$b" ] || { echo "install.sh: $bin_dir/$b is missing; build first" >&2; exit 1; }
 done
 
-mkdir -p "$prefix"/{bin,plugins,config,logs}
+mkdir -p "$prefix"/{bin,plugins,config,logs,docs}
 install -d -m 0700 "$prefix/certs" "$prefix/stores" "$prefix/run"
 for b in hubcore launcher hubcli; do install -m 0755 "$bin_dir/$b" "$prefix/bin/$b"; done
 install -m 0755 "$bin_dir/heartbeat" "$prefix/plugins/heartbeat"
+for f in "$root"/docs/*.md; do install -m 0644 "$f" "$prefix/docs/"; done
 for f in "$root"/config/*.yaml; do
   dest="$prefix/config/$(basename "$f")"
   if [ -e "$dest" ]; then
@@ -76,9 +80,22 @@ if [ "$systemd" = 1 ]; then
       chown -R "$user:$group" "$prefix"/{certs,stores,run}
     fi
   fi
+  # ProtectHome=yes hides /home, /root and /run/user from the service: a home there would be
+  # hidden from the launcher itself. Decided on the real path, so a symlink into /home counts.
+  protect_home=yes
+  real_prefix="$(realpath -m "$prefix")"
+  for hidden in /home /root /run/user; do
+    case "$prefix/" in "$hidden"/*) protect_home=no ;; esac
+    case "$real_prefix/" in "$hidden"/*) protect_home=no ;; esac
+  done
+  # The home, escaped for sed's replacement.
+  esc_prefix="$(printf '%s' "$prefix" | sed -e 's/[|&\\]/\\&/g')"
+  unit_sed=(-e "s|/opt/hivehub|$esc_prefix|g")
+  if [ "$protect_home" = no ]; then
+    unit_sed+=(-e "s|^ProtectHome=yes\$|# install.sh: the home ($esc_prefix) is under /home, /root or /run/user, which\\n# ProtectHome=yes would hide from the launcher itself.\\nProtectHome=no|")
+  fi
   mkdir -p "$unit_dir"
-  sed -e "s|/opt/hivehub|$prefix|g" \
-      "$root/init/hivehub.service" > "$unit_dir/hivehub.service"
+  sed "${unit_sed[@]}" "$root/init/hivehub.service" > "$unit_dir/hivehub.service"
   chmod 0644 "$unit_dir/hivehub.service"
   if [ "$unit_dir" = /etc/systemd/system ] && command -v systemctl >/dev/null; then
     systemctl daemon-reload || true

@@ -22,7 +22,7 @@ if [ -e "$unit_dir/hivehub.service" ]; then
   rm -f "$unit_dir/hivehub.service"
 fi
 [ -d "$prefix" ] || { echo "nothing installed in $prefix"; exit 0; }
-rm -rf "$prefix/bin" "$prefix/plugins" "$prefix/logs" "$prefix/run"
+rm -rf "$prefix/bin" "$prefix/plugins" "$prefix/docs" "$prefix/logs" "$prefix/run"
 if [ "$purge" = 1 ]; then
   rm -rf "$prefix/certs" "$prefix/stores" "$prefix/config"
   rmdir "$prefix" 2>/dev/null || true

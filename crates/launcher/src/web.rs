@@ -7,17 +7,21 @@
 //! * `GET /healthz`: `ok`, nothing else; the only route without a login.
 //! * `GET /`: a self-contained status page (inline CSS and JS, nothing fetched from elsewhere).
 //!   It embeds no data: it shows a login form, then loads the data below with the session.
-//! * `GET /api/status`: every plugin with its recent resource history, and who is logged in.
-//! * `GET /events`: server-sent events: `event` (a lifecycle event, without log lines),
-//!   `status` (a plugin's changed state) and, every sample interval, `snapshot` (every plugin,
-//!   for CPU and memory). Ends when the session does.
+//! * `GET /api/status`: every plugin of this launcher with its recent resource history, every
+//!   launcher of the hub with its plugins (`launchers`, the `hubcli launcher ls --all` view:
+//!   [`peers`]), and who is logged in.
+//! * `GET /events`: server-sent events: `event` (a lifecycle event of this launcher, without
+//!   log lines), `status` (a plugin of this launcher changed state) and, every sample interval,
+//!   `snapshot` (every plugin and every launcher, for CPU and memory). Ends when the session
+//!   does.
 //! * `GET /metrics`: the Prometheus text format ([`metrics`]), with the session cookie or
 //!   `Authorization: Bearer <token>` or `Bearer <clientID>:<token>`, where the token is a hub
 //!   token (`certs/{ID}.token`; the ID defaults to the token's `sub`). The bearer is checked by
 //!   logging in to the hub with it, remembered for a minute ([`session::Verified`]).
 //! * `POST /login` (`{clientID, token}` as JSON or a form), `POST /logout`,
-//!   `POST /api/start/{name}`, `POST /api/stop/{name}`: see [`session`]. Start and stop go to the
-//!   launcher over the bus as the logged-in user, so the core's ACL applies to them.
+//!   `POST /api/start/{name}`, `POST /api/stop/{name}` (`?launcher=ID` for a plugin of another
+//!   launcher): see [`session`]. Start and stop go to the launcher over the bus as the
+//!   logged-in user, so the core's ACL applies to them.
 //!
 //! Without a session, `/api/status` and `/events` answer 401, as does `/metrics` without a
 //! valid bearer token. A login (form or bearer) must be a hub token of a user role (viewer or
@@ -31,24 +35,27 @@
 //! SameSite=Strict session cookie. Errors are JSON: `{"error": "..."}`.
 
 mod metrics;
+mod peers;
 mod session;
 
 pub use metrics::render as render_metrics;
 
 use crate::supervisor::{Notice, Supervisor};
-use axum::extract::{ConnectInfo, FromRequest, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
+use hivehub_api::cluster::LauncherStatus;
 use hivehub_api::launcher::{methods, NameReq, PluginInfo, ResourceSample, CAP_MANAGE};
 use hivehub_api::time::now_ms;
 use hivehub_api::{ErrorCode, Role};
 use hivehub_auth::token::{is_assertion, peek_claims, peek_hub_claims};
 use hivehub_client::{ClientError, ClientOptions, HubClient, RpcError};
 use hivehub_home::Home;
+use peers::Peers;
 use serde::{Deserialize, Serialize};
 use session::{Sessions, Throttle, Verified, Who};
 use std::collections::BTreeMap;
@@ -64,6 +71,8 @@ pub const CSRF_HEADER: &str = "x-hivehub";
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
                    connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
                    form-action 'self'; frame-ancestors 'none'";
+/// How long the first `/api/status` of a session waits for the launchers' retained statuses.
+const FIRST_STATUSES: Duration = Duration::from_millis(500);
 /// Hub logins in progress at once; more wait, so a burst cannot open many hub connections
 /// before its first failures lock it out.
 const CONCURRENT_LOGINS: usize = 4;
@@ -272,10 +281,13 @@ struct Snapshot {
     #[serde(rename = "self", skip_serializing_if = "Option::is_none")]
     self_usage: Option<SelfUsage>,
     sample_interval_ms: u64,
+    /// This launcher's plugins.
     plugins: Vec<PluginInfo>,
+    /// Every launcher of the hub with its plugins, this one first ([`peers::launchers`]).
+    launchers: Vec<LauncherStatus>,
 }
 
-fn snapshot(sup: &Supervisor) -> Snapshot {
+fn snapshot(sup: &Supervisor, peers: &Peers) -> Snapshot {
     Snapshot {
         launcher_id: sup.config().id.clone(),
         time: now_ms(),
@@ -284,6 +296,7 @@ fn snapshot(sup: &Supervisor) -> Snapshot {
         self_usage: sup.self_usage().map(|(cpu, rss)| SelfUsage { cpu, rss }),
         sample_interval_ms: sup.config().sample_interval.as_millis() as u64,
         plugins: sup.list(),
+        launchers: peers::launchers(sup, peers),
     }
 }
 
@@ -293,7 +306,7 @@ fn snapshot(sup: &Supervisor) -> Snapshot {
 struct StatusPage {
     #[serde(flatten)]
     snapshot: Snapshot,
-    /// Recent resource samples by plugin, oldest first.
+    /// Recent resource samples by plugin of this launcher, oldest first.
     history: BTreeMap<String, Vec<ResourceSample>>,
     /// The logged-in client ID.
     user: String,
@@ -303,7 +316,8 @@ async fn status(State(app): State<App>, headers: HeaderMap) -> Response {
     let Some(s) = app.session(&headers) else {
         return log_in_first();
     };
-    let snapshot = snapshot(&app.sup);
+    s.peers.first(FIRST_STATUSES).await;
+    let snapshot = snapshot(&app.sup, &s.peers);
     let history = snapshot
         .plugins
         .iter()
@@ -328,6 +342,9 @@ async fn events(State(app): State<App>, headers: HeaderMap) -> Response {
     let Some(sid) = session::from_headers(&headers).filter(|sid| app.sessions.alive(sid)) else {
         return log_in_first();
     };
+    let Some(peers) = app.sessions.get(&sid).map(|s| s.peers) else {
+        return log_in_first();
+    };
     let rx = app.sup.notices();
     let stop = app.sup.cancelled();
     let every = app
@@ -340,6 +357,7 @@ async fn events(State(app): State<App>, headers: HeaderMap) -> Response {
     let stream = futures_util::stream::unfold((rx, tick, app), move |(mut rx, mut tick, app)| {
         let sid = sid.clone();
         let stop = stop.clone();
+        let peers = peers.clone();
         async move {
             let ev = tokio::select! {
                 // The launcher shuts down: the stream ends so the server can.
@@ -352,9 +370,9 @@ async fn events(State(app): State<App>, headers: HeaderMap) -> Response {
                     }
                     Notice::Status(info) => sse_event("status", &info),
                     // A plugin left the list: the page redraws from a snapshot.
-                    Notice::Gone(_) => sse_event("snapshot", &snapshot(&app.sup)),
+                    Notice::Gone(_) => sse_event("snapshot", &snapshot(&app.sup, &peers)),
                 },
-                _ = tick.tick() => sse_event("snapshot", &snapshot(&app.sup)),
+                _ = tick.tick() => sse_event("snapshot", &snapshot(&app.sup, &peers)),
             };
             // Logged out, evicted or expired: the stream ends (and a reconnect gets 401).
             if !app.sessions.alive(&sid) {
@@ -530,7 +548,15 @@ async fn login(
         Err(r) => return r,
     };
     tracing::info!(id = %l.client_id, "status page login");
-    let sid = app.sessions.insert(l.client_id.clone(), client);
+    // The other launchers, as this user may see them.
+    let peers = match Peers::follow(&client, &app.sup.tracker(), app.sup.cancelled()).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(id = %l.client_id, "the status page cannot follow the other launchers: {e}");
+            Peers::default()
+        }
+    };
+    let sid = app.sessions.insert(l.client_id.clone(), client, peers);
     let mut resp = Json(serde_json::json!({ "clientID": l.client_id })).into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&sid)) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -571,18 +597,38 @@ fn rpc_status(e: &RpcError) -> StatusCode {
     }
 }
 
-/// Sends `manage/{method}` for `name` to this launcher as the logged-in user.
-async fn manage(app: App, headers: HeaderMap, name: String, method: &str) -> Response {
+/// `?launcher=ID` of the start and stop routes: the launcher the plugin belongs to (default:
+/// this one).
+#[derive(Deserialize)]
+struct Target {
+    launcher: Option<String>,
+}
+
+/// Sends `manage/{method}` for `name` to this launcher, or to the one `target` names, as the
+/// logged-in user.
+async fn manage(
+    app: App,
+    headers: HeaderMap,
+    target: Target,
+    name: String,
+    method: &str,
+) -> Response {
     if let Some(r) = csrf_rejected(&headers) {
         return r;
     }
     let Some(s) = app.session(&headers) else {
         return log_in_first();
     };
-    let id = &app.sup.config().id;
+    let id = match target.launcher.filter(|l| !l.is_empty()) {
+        Some(l) => match hivehub_api::validate_id(&l) {
+            Ok(()) => l,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("launcher: {e}")),
+        },
+        None => app.sup.config().id.clone(),
+    };
     let r: Result<PluginInfo, RpcError> = s
         .client
-        .request(id, CAP_MANAGE, method, &NameReq { name })
+        .request(&id, CAP_MANAGE, method, &NameReq { name })
         .await;
     match r {
         Ok(info) => Json(info).into_response(),
@@ -590,10 +636,20 @@ async fn manage(app: App, headers: HeaderMap, name: String, method: &str) -> Res
     }
 }
 
-async fn start(State(app): State<App>, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    manage(app, headers, name, methods::START_PLUGIN).await
+async fn start(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(target): Query<Target>,
+    Path(name): Path<String>,
+) -> Response {
+    manage(app, headers, target, name, methods::START_PLUGIN).await
 }
 
-async fn stop(State(app): State<App>, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    manage(app, headers, name, methods::STOP_PLUGIN).await
+async fn stop(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(target): Query<Target>,
+    Path(name): Path<String>,
+) -> Response {
+    manage(app, headers, target, name, methods::STOP_PLUGIN).await
 }

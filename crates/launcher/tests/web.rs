@@ -1,11 +1,11 @@
 //! The launcher's HTTP listener, end to end: a real launcher (with a real hubcore) serving
 //! `/metrics`, checked with the Python Prometheus text parser; the status page's API with real
 //! logins through the hub; what a hostile client gets (no data without a login, foreign `Host`
-//! refused, session flooding, login guessing); and the page itself driven in headless Chromium
-//! by playwright-core.
+//! refused, session flooding, login guessing); every launcher of a hub on one launcher's page;
+//! and the page itself driven in headless Chromium by playwright-core.
 
 use hivehub_api::launcher::PluginInfo;
-use hivehub_testkit::{plugin_script, wait_until, LauncherHub};
+use hivehub_testkit::{plugin_script, wait_until, workspace_bin, Core, LauncherHub, Member};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -993,4 +993,446 @@ fn status_page_in_headless_chromium() {
     assert!(h
         .pid_of("sleeper")
         .is_none_or(|p| !hivehub_launcher::process::pid_alive(p)));
+}
+
+/// The launchers of an `/api/status` answer, by ID.
+fn launchers_of(st: &Value) -> BTreeMap<String, Value> {
+    st["launchers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no launchers in {st}"))
+        .iter()
+        .map(|l| {
+            (
+                l["launcherID"].as_str().expect("launcherID").to_string(),
+                l.clone(),
+            )
+        })
+        .collect()
+}
+
+/// `launcher`'s plugin `name` in an `/api/status` answer's `launchers`.
+fn plugin_on(st: &Value, launcher: &str, name: &str) -> Option<PluginInfo> {
+    let all = launchers_of(st);
+    let p = all.get(launcher)?["plugins"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?
+        .clone();
+    Some(serde_json::from_value(p).expect("a PluginInfo"))
+}
+
+/// Drives the page in headless Chromium: logs in, waits for a row of `launcher`'s `plugin`
+/// under that launcher's group, and prints what it saw as JSON. The script lives in a
+/// temporary folder and loads playwright-core from tests/browser by path.
+const MULTI_PAGE: &str = r##"
+import { pathToFileURL } from "node:url";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+const [pw, url, token, launcher, plugin, shot] = process.argv.slice(2);
+const { chromium } = await import(pathToFileURL(pw).href);
+const profile = mkdtempSync(join(tmpdir(), "hivehub-chromium-"));
+const T = 15000;
+let context;
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1280, height: 720 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(url, { waitUntil: "domcontentloaded", timeout: T });
+  await page.locator("#login").waitFor({ state: "visible", timeout: T });
+  await page.fill('#login input[name="clientID"]', "admin");
+  await page.fill('#login input[name="token"]', token);
+  await page.click('#login button[type="submit"]');
+  const sel = `tr[data-launcher="${launcher}"][data-name="${plugin}"]`;
+  await page.waitForFunction((s) => document.querySelector(s)?.dataset.state === "running", sel, { timeout: T });
+  // Live: the stream's snapshots keep the other launcher's rows.
+  await page.waitForFunction(() => document.querySelector("#livetext")?.textContent === "live", null, { timeout: T });
+  await page.waitForTimeout(1500);
+  const seen = await page.evaluate(() => {
+    const rows = [];
+    let group = null;
+    for (const tr of document.querySelectorAll("#plugins tbody tr")) {
+      if (tr.classList.contains("group")) {
+        group = tr.dataset.launcher;
+        rows.push({ group, online: tr.dataset.online, text: tr.textContent });
+      } else {
+        rows.push({ under: group, launcher: tr.dataset.launcher, name: tr.dataset.name, state: tr.dataset.state });
+      }
+    }
+    return { rows, count: document.querySelector("#nlaunchers")?.textContent };
+  });
+  await page.screenshot({ path: shot, fullPage: true });
+  if (errors.length) throw new Error(errors.join("\n"));
+  console.log(JSON.stringify(seen));
+} catch (e) {
+  console.error(`multi-launcher page failed: ${e.stack || e}`);
+  process.exitCode = 1;
+} finally {
+  if (context) await context.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+}
+"##;
+
+#[test]
+fn status_page_shows_every_launcher_of_the_hub() {
+    // Two launchers on one hub, as on two hosts: alpha serves the page, beta runs plugins of
+    // its own; both can run the movable `mover`.
+    let core = Core::start(&workspace_bin("hubcore"));
+    let port = free_port();
+    let cluster = "cluster:\n  leaseTtl: 3s\n  statusInterval: 300ms\n";
+    let movable = "  mover:\n    placement: movable\n";
+    let mut alpha = Member::new(
+        &core,
+        "alpha",
+        &format!(
+            "httpListen: 127.0.0.1:{port}\nsampleInterval: 200ms\n{cluster}autostart: [sleeper]\n"
+        ),
+        movable,
+    );
+    let mut beta = Member::new(
+        &core,
+        "beta",
+        &format!("sampleInterval: 200ms\n{cluster}autostart: [napper]\n"),
+        movable,
+    );
+    plugin_script(&alpha.home, "sleeper", "exec sleep 1000");
+    plugin_script(&alpha.home, "mover", "while :; do sleep 1; done");
+    // A shell that stays, so its processes name the plugin (`Member::instances`).
+    for name in ["napper", "idler", "mover"] {
+        plugin_script(&beta.home, name, "while :; do sleep 1; done");
+    }
+    alpha.start();
+    beta.start();
+    let outs = |a: &Member, b: &Member| format!("alpha:\n{}\nbeta:\n{}", a.out(), b.out());
+    let up = wait_until(Duration::from_secs(30), || {
+        get(port, "/healthz").is_ok_and(|r| r.status == 200)
+    });
+    assert!(up, "no HTTP listener; {}", outs(&alpha, &beta));
+    let token = std::fs::read_to_string(core.home.token_file("admin"))
+        .expect("the admin's token")
+        .trim()
+        .to_string();
+    let adm = login(port, "admin", &token);
+
+    // The API: this launcher first, then beta with its plugins, each naming its launcher; the
+    // movable plugin under the one launcher that runs it.
+    let mut st = Value::Null;
+    let all_there = wait_until(Duration::from_secs(30), || {
+        st = get_as(port, "/api/status", &adm).json();
+        plugin_on(&st, "beta", "napper").is_some_and(|p| p.running)
+            && plugin_on(&st, "alpha", "sleeper").is_some_and(|p| p.running)
+            && (plugin_on(&st, "alpha", "mover").is_some_and(|p| p.running)
+                || plugin_on(&st, "beta", "mover").is_some_and(|p| p.running))
+    });
+    assert!(all_there, "{st:#}\n{}", outs(&alpha, &beta));
+    let ids: Vec<&str> = st["launchers"]
+        .as_array()
+        .expect("launchers")
+        .iter()
+        .map(|l| l["launcherID"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(ids, ["alpha", "beta"], "{st:#}");
+    assert_eq!(st["launcherID"], "alpha");
+    let napper = plugin_on(&st, "beta", "napper").expect("beta's napper");
+    assert_eq!(napper.launcher_id, "beta");
+    assert_eq!(napper.pid, beta.instances("napper").first().copied());
+    assert_eq!(
+        plugin_on(&st, "beta", "idler")
+            .expect("idler")
+            .state
+            .as_str(),
+        "stopped"
+    );
+    assert!(plugin_on(&st, "alpha", "napper").is_none(), "{st:#}");
+    for (id, l) in launchers_of(&st) {
+        assert_eq!(l["online"], true, "{id}: {l}");
+        for p in l["plugins"].as_array().expect("plugins") {
+            assert_eq!(p["launcherID"], id.as_str(), "{p}");
+        }
+    }
+    let movers: Vec<String> = launchers_of(&st)
+        .iter()
+        .filter(|(_, l)| {
+            l["plugins"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|p| p["name"] == "mover"))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(movers.len(), 1, "mover listed once, where it runs: {st:#}");
+    // The plugins of this launcher stay where they were.
+    assert_eq!(plugin(&st, "sleeper").launcher_id, "alpha");
+
+    // Start and stop a plugin of the other launcher from this page, as the logged-in user.
+    let json_t = "application/json";
+    let r = post(
+        port,
+        "/api/start/idler?launcher=beta",
+        Some(&adm),
+        json_t,
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["launcherID"], "beta");
+    assert_eq!(r.json()["state"], "running");
+    assert_eq!(beta.instances("idler").len(), 1);
+    let seen = wait_until(Duration::from_secs(10), || {
+        plugin_on(&get_as(port, "/api/status", &adm).json(), "beta", "idler")
+            .is_some_and(|p| p.running)
+    });
+    assert!(seen, "beta's status did not follow");
+    let vera = add_viewer(&core, "vera");
+    let vera = login(port, "vera", &vera);
+    let r = post(
+        port,
+        "/api/stop/idler?launcher=beta",
+        Some(&vera),
+        json_t,
+        "",
+    );
+    assert_eq!(r.status, 403, "a viewer may not: {}", r.body);
+    let st = get_as(port, "/api/status", &vera).json();
+    assert!(
+        plugin_on(&st, "beta", "napper").is_some(),
+        "a viewer sees beta: {st:#}"
+    );
+    let r = post(
+        port,
+        "/api/stop/idler?launcher=beta",
+        Some(&adm),
+        json_t,
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "disabled");
+    assert!(wait_until(Duration::from_secs(10), || beta
+        .instances("idler")
+        .is_empty()));
+    let r = post(
+        port,
+        "/api/stop/idler?launcher=no%2Fsuch",
+        Some(&adm),
+        json_t,
+        "",
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // The event stream's snapshots carry every launcher too.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {adm}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut seen = String::new();
+    let mut buf = [0u8; 8192];
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end && !seen.contains("\"launcherID\":\"beta\"") {
+        if let Ok(n) = s.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(seen.contains("event: snapshot"), "{seen}");
+    assert!(seen.contains("\"launcherID\":\"beta\""), "{seen}");
+    drop(s);
+
+    // The page shows beta's plugins under beta.
+    if let Some(rows) = page_rows(port, &token, "beta", "napper") {
+        let groups: Vec<&str> = rows["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter_map(|r| r["group"].as_str())
+            .collect();
+        assert_eq!(groups, ["alpha", "beta"], "{rows:#}");
+        let napper = rows["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["name"] == "napper")
+            .unwrap_or_else(|| panic!("no napper row: {rows:#}"));
+        assert_eq!(napper["under"], "beta", "{rows:#}");
+        assert_eq!(napper["launcher"], "beta");
+        assert!(rows["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(|r| r["name"] == "sleeper" && r["under"] == "alpha"));
+        assert_eq!(rows["count"], "2 launchers", "{rows:#}");
+    }
+
+    // beta dies: its Last Will shows it offline, without plugins.
+    beta.kill();
+    let mut st = Value::Null;
+    let offline = wait_until(Duration::from_secs(20), || {
+        st = get_as(port, "/api/status", &adm).json();
+        launchers_of(&st)
+            .get("beta")
+            .is_some_and(|l| l["online"] == false)
+    });
+    assert!(offline, "beta not offline: {st:#}");
+    let b = &launchers_of(&st)["beta"];
+    assert!(b["plugins"].as_array().is_some_and(|v| v.is_empty()), "{b}");
+    assert!(b["reason"].is_string(), "{b}");
+    alpha.terminate(Duration::from_secs(20));
+}
+
+/// Adds the viewer `id` in the core's home; its token.
+fn add_viewer(core: &Core, id: &str) -> String {
+    let out = Command::new(workspace_bin("hubcli"))
+        .arg("--home")
+        .arg(core.home.root())
+        .args(["auth", "add", id, "--role", "viewer"])
+        .output()
+        .expect("hubcli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(core.home.token_file(id))
+        .expect("token")
+        .trim()
+        .to_string()
+}
+
+/// What the page in headless Chromium shows once `launcher`'s `plugin` runs there (see
+/// [`MULTI_PAGE`]); None, with a note, where Chromium or playwright-core is missing (the
+/// status_page_in_headless_chromium test fails for that).
+fn page_rows(port: u16, token: &str, launcher: &str, plugin: &str) -> Option<Value> {
+    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let pw = browser_dir.join("node_modules/playwright-core/index.mjs");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !pw.exists() || !std::path::Path::new(&chromium).exists() {
+        eprintln!("no Chromium or playwright-core: the page itself is not checked here");
+        return None;
+    }
+    let dir = hivehub_testkit::tempdir();
+    let script = dir.path().join("multi_page.mjs");
+    std::fs::write(&script, MULTI_PAGE).expect("write the script");
+    let shot = artifacts_dir().join("status-page-launchers.png");
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(&pw)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(token)
+        .arg(launcher)
+        .arg(plugin)
+        .arg(&shot)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node is needed for the browser test: apt-get install nodejs npm");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("screenshot: {}", shot.display());
+    Some(serde_json::from_str(stdout.trim()).expect("the page's rows as JSON"))
+}
+
+/// Item 26: docs/OPERATIONS.md lists every metric a running launcher serves, each in its own
+/// table row with every label it has (and every value of `state` and `reason`), and names no
+/// metric that does not exist: the doc cannot drift from the code.
+#[test]
+fn every_metric_name_and_label_is_in_operations_md() {
+    let (h, port) = launcher(
+        true,
+        "autostart: [sleeper]\n",
+        "  sleeper:\n    restart: always\n",
+    );
+    h.wait_running("sleeper");
+    let adm = login(port, "admin", &wait_token(&h, "admin"));
+    let mut text = String::new();
+    let sampled = wait_until(Duration::from_secs(20), || {
+        text = get_as(port, "/metrics", &adm).body;
+        raw_value(&text, "hivehub_plugin_cpu_percent", "sleeper", "").is_some()
+            && text.contains("hivehub_launcher_rss_bytes{")
+            && text.contains("hivehub_plugin_uptime_seconds{")
+    });
+    assert!(sampled, "no samples in:\n{text}");
+
+    // What the launcher serves: the families (`# TYPE`), named as their samples are (a
+    // counter's end in `_total`), with the labels and label values of their samples.
+    let mut served: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            let (name, kind) = (it.next().unwrap(), it.next().unwrap());
+            let name = if kind == "counter" && !name.ends_with("_total") {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            served.entry(name).or_default();
+        }
+    }
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, rest) = l
+            .split_once('{')
+            .unwrap_or_else(|| panic!("unlabelled: {l}"));
+        let labels = served
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("{name} has no # TYPE line in:\n{text}"));
+        let inner = rest.rsplit_once('}').expect("closing brace").0;
+        for pair in inner.split(',') {
+            let (k, v) = pair.split_once('=').expect("label=value");
+            labels
+                .entry(k.to_string())
+                .or_default()
+                .insert(v.trim_matches('"').to_string());
+        }
+    }
+    assert!(served.len() >= 11, "{served:#?}");
+    assert!(
+        served.values().all(|l| !l.is_empty()),
+        "a metric without samples: {served:#?}"
+    );
+
+    let doc_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/OPERATIONS.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("docs/OPERATIONS.md");
+    for (name, labels) in &served {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("docs/OPERATIONS.md has no table row for {name}"));
+        for (label, values) in labels {
+            assert!(
+                row.contains(&format!("`{label}`")),
+                "{name}: label {label} missing in: {row}"
+            );
+            if ["state", "reason"].contains(&label.as_str()) {
+                for v in values {
+                    assert!(
+                        row.contains(&format!("`{v}`")),
+                        "{name}: {label}=\"{v}\" missing in: {row}"
+                    );
+                }
+            }
+        }
+    }
+    // ... and no metric the launcher does not serve.
+    let named: BTreeSet<&str> = doc
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("hivehub_plugin_") || w.starts_with("hivehub_launcher_"))
+        .collect();
+    for n in named {
+        assert!(
+            served.contains_key(n),
+            "docs/OPERATIONS.md names {n}, which /metrics does not serve"
+        );
+    }
 }

@@ -19,6 +19,7 @@
 //!   [`MAX_LOCK`]). A locked login is answered 429 without trying the hub. Successes do not
 //!   count. Both maps are capped; the least recently used entry is dropped.
 
+use super::peers::Peers;
 use crate::lock;
 use hivehub_client::HubClient;
 use std::collections::hash_map::RandomState;
@@ -45,6 +46,8 @@ pub struct Session {
     pub client: HubClient,
     /// The user's client ID.
     pub id: String,
+    /// The hub's launchers, as this user's connection hears them.
+    pub peers: Peers,
     created: Instant,
 }
 
@@ -75,9 +78,9 @@ impl Sessions {
         lock(&self.map)
     }
 
-    /// Keeps `client` as a new session of `id`, first ending the sessions the caps require;
-    /// returns the session ID.
-    pub fn insert(&self, id: String, client: HubClient) -> String {
+    /// Keeps `client` (following `peers`) as a new session of `id`, first ending the sessions
+    /// the caps require; returns the session ID.
+    pub fn insert(&self, id: String, client: HubClient, peers: Peers) -> String {
         let sid: String = rand::random::<[u8; 16]>()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -105,6 +108,7 @@ impl Sessions {
                 Session {
                     client,
                     id,
+                    peers,
                     created: Instant::now(),
                 },
             );
