@@ -1,8 +1,9 @@
 //! Several launchers, one hub: this launcher's shared status, and the placement of movable
 //! plugins under leases from the core.
 //!
-//! - Every `statusInterval` the launcher publishes its [`LauncherStatus`] retained; its Last
-//!   Will is the same message with `online: false`.
+//! - The launcher publishes its [`LauncherStatus`] retained when it changed (checked every
+//!   `statusInterval`; load, memory and plugins' CPU alone do not count) and at least every
+//!   [`STATUS_REFRESH`]; its Last Will is the same message with `online: false`.
 //! - For each movable plugin it can run, it follows the core's lease (retained lease events,
 //!   plus a `list` at start). A free lease is taken by the fittest eligible launcher: each
 //!   launcher waits one second per launcher ranked above it before it asks, and the core's
@@ -79,6 +80,8 @@ struct ClusterState {
     moving: HashSet<String>,
     /// When each free lease was first seen free.
     free_since: HashMap<String, Instant>,
+    /// The [`signature`] of the status last sent, and when it was sent.
+    sent: Option<(Vec<u8>, Instant)>,
 }
 
 impl ClusterState {
@@ -302,6 +305,25 @@ fn eligible_of(plugins: &[PluginInfo], cfg: &LauncherConfig) -> Vec<String> {
         .collect()
 }
 
+/// How often the shared status goes out when nothing in it changed but the numbers (load,
+/// free memory, plugins' CPU and memory).
+pub const STATUS_REFRESH: Duration = Duration::from_secs(30);
+
+/// What of a status matters between refreshes: everything but its time, the host's load and
+/// free memory, and the plugins' CPU, memory and uptime.
+fn signature(s: &LauncherStatus) -> Vec<u8> {
+    let mut s = s.clone();
+    s.time = 0;
+    s.load1 = 0.0;
+    s.mem_free = 0;
+    for p in &mut s.plugins {
+        p.cpu = None;
+        p.rss = None;
+        p.uptime = None;
+    }
+    serde_json::to_vec(&s).unwrap_or_default()
+}
+
 /// This launcher's status as others see it.
 pub fn status_of(sup: &Supervisor, online: bool, reason: Option<&str>) -> LauncherStatus {
     let cfg = sup.config();
@@ -417,12 +439,31 @@ impl Cluster {
 
     /// Publishes this launcher's status now (retained).
     pub async fn publish_status(&self) {
+        self.publish_status_when(true).await;
+    }
+
+    /// Publishes this launcher's status when `force`, when it changed in a way that matters
+    /// ([`signature`]), or when the last one is [`STATUS_REFRESH`] old: at N = 500 a status is
+    /// about 250 KB, so an idle hub should not send one every `statusInterval`.
+    async fn publish_status_when(&self, force: bool) {
         let s = status_of(&self.inner.sup, true, None);
-        self.inner
-            .state()
-            .peers
-            .insert(s.launcher_id.clone(), s.clone());
-        self.send_status(&s).await;
+        let sig = signature(&s);
+        let due = {
+            let mut st = self.inner.state();
+            st.peers.insert(s.launcher_id.clone(), s.clone());
+            let due = force
+                || st
+                    .sent
+                    .as_ref()
+                    .is_none_or(|(last, at)| *last != sig || at.elapsed() >= STATUS_REFRESH);
+            if due {
+                st.sent = Some((sig, Instant::now()));
+            }
+            due
+        };
+        if due {
+            self.send_status(&s).await;
+        }
     }
 
     async fn send_status(&self, s: &LauncherStatus) {
@@ -452,7 +493,7 @@ impl Cluster {
             if self.inner.shutting_down.load(Ordering::SeqCst) {
                 return;
             }
-            self.publish_status().await;
+            self.publish_status_when(false).await;
         }
     }
 
@@ -930,6 +971,34 @@ mod tests {
         list.into_iter()
             .map(|s| (s.launcher_id.clone(), s))
             .collect()
+    }
+
+    #[test]
+    fn the_status_signature_ignores_only_the_numbers() {
+        let plugin: PluginInfo = serde_json::from_value(serde_json::json!({
+            "name": "p", "launcherID": "a", "path": "/x/p", "running": true,
+            "state": "running", "startCount": 1, "status": "", "attempt": 0,
+            "restarts": 0, "thresholdRestarts": 0, "breaches": 0, "movable": false,
+            "pid": 7, "cpu": 1.0, "rss": 1000, "uptime": 3
+        }))
+        .expect("a PluginInfo");
+        let mut a = status("a", 50, true);
+        a.plugins = vec![plugin];
+        let sig = signature(&a);
+        let mut b = a.clone();
+        b.time = 99;
+        b.load1 = 1.5;
+        b.mem_free = 7;
+        b.plugins[0].cpu = Some(80.0);
+        b.plugins[0].rss = Some(5000);
+        b.plugins[0].uptime = Some(60);
+        assert_eq!(signature(&b), sig, "numbers alone send nothing new");
+        let mut c = a.clone();
+        c.plugins[0].state = PluginState::Stopped;
+        assert_ne!(signature(&c), sig);
+        let mut d = a.clone();
+        d.eligible.clear();
+        assert_ne!(signature(&d), sig);
     }
 
     #[test]
