@@ -60,7 +60,7 @@ fn bad_config_names_file_line_and_key() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(
-        e.contains("hubcore.yaml") && e.contains("line 2") && e.contains("listen_plain"),
+        e.contains("hubcore.yaml:2:1:") && e.contains("listen_plain"),
         "{e}"
     );
     std::fs::write(

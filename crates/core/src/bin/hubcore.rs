@@ -2,8 +2,10 @@
 
 use anyhow::Context;
 use clap::Parser;
-use hivehub_core::config::CoreConfig;
+use hivehub_core::config::{check_log_filter, CoreConfig};
 use hivehub_home::Home;
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
@@ -19,18 +21,49 @@ struct Args {
     /// TLS listen address, overriding `listen` in the config (port 0 picks a free port).
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
-    /// Config file (default: HOME/config/hubcore.yaml; a missing file means defaults).
+    /// Config file (default: HOME/config/hubcore.yaml; only the default file may be missing,
+    /// which means defaults).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log filter, overriding `logLevel` in the config (e.g. info, debug, hivehub_core=debug).
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Validate the config file, print `FILE: valid` and exit 0, or print the error and exit 1;
+    /// nothing is started or written.
+    #[arg(long)]
+    check: bool,
+}
+
+/// The config and the file it came from; a file named with `--config` must exist.
+fn load_config(home: Option<&Home>, args: &Args) -> anyhow::Result<(PathBuf, CoreConfig)> {
+    let (path, cfg) = match (&args.config, home) {
+        (Some(p), _) => (p.clone(), CoreConfig::load_named(p)?),
+        (None, Some(home)) => {
+            let p = home.config_file("hubcore");
+            let cfg = CoreConfig::load(&p)?;
+            (p, cfg)
+        }
+        (None, None) => anyhow::bail!("no config file to check"),
+    };
+    if let Some(filter) = &args.log_level {
+        check_log_filter(filter).map_err(|m| anyhow::anyhow!("--log-level: {m}"))?;
+    }
+    Ok((path, cfg))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Checking a file named with --config needs no home.
+    if args.check && args.config.is_some() && args.home.is_none() {
+        let (path, _) = load_config(None, &args)?;
+        println!("{}: valid", path.display());
+        return Ok(());
+    }
     let home = Home::resolve(args.home.as_deref())?;
-    let cfg_path = args.config.unwrap_or_else(|| home.config_file("hubcore"));
-    let mut cfg = CoreConfig::load(&cfg_path)?;
+    let (cfg_path, mut cfg) = load_config(Some(&home), &args)?;
+    if args.check {
+        println!("{}: valid", cfg_path.display());
+        return Ok(());
+    }
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
@@ -38,6 +71,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .log_level
         .clone()
         .unwrap_or_else(|| cfg.log_level.clone());
+    // Colour only for a person at a terminal: under the launcher stderr is a pipe into
+    // logs/hubcore.log, and under systemd the journal.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(format!(
@@ -45,6 +80,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ))
             .context("invalid log filter")?,
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     // Install signal handlers before starting, so an early SIGTERM is a clean stop too.
@@ -67,11 +103,71 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A word after a single dash (`-home`, Go's flag syntax) would be read by clap as `-h` plus
+/// letters, that is help and exit 0, so hubcore would "succeed" without starting. Such a word
+/// is read as the long flag of that name, and refused (exit 2) if there is none.
+fn single_dash_words(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    const FLAGS: [&str; 7] = [
+        "home",
+        "listen",
+        "config",
+        "log-level",
+        "check",
+        "help",
+        "version",
+    ];
+    let mut value_next = false;
+    let mut out = Vec::with_capacity(args.len());
+    for (i, arg) in args.into_iter().enumerate() {
+        let word = arg
+            .to_str()
+            .filter(|s| i > 0 && !value_next && !s.starts_with("--"))
+            .and_then(|s| s.strip_prefix('-'))
+            .filter(|w| w.split('=').next().is_some_and(|n| n.chars().count() > 1));
+        value_next = arg
+            .to_str()
+            .is_some_and(|s| ["--home", "--listen", "--config", "--log-level"].contains(&s));
+        let Some(word) = word else {
+            out.push(arg);
+            continue;
+        };
+        let name = word.split('=').next().unwrap_or(word);
+        let long = match name.to_ascii_lowercase().as_str() {
+            "loglevel" => "log-level".to_string(),
+            n if FLAGS.contains(&n) => n.to_string(),
+            _ => {
+                return Err(format!(
+                    "unknown flag `-{word}`; hubcore's flags are --home, --listen, --config, --log-level and --check (see hubcore --help)"
+                ))
+            }
+        };
+        value_next = !word.contains('=') && !matches!(long.as_str(), "check" | "help" | "version");
+        out.push(match word.split_once('=') {
+            Some((_, v)) => format!("--{long}={v}").into(),
+            None => format!("--{long}").into(),
+        });
+    }
+    Ok(out)
+}
+
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let args = match single_dash_words(std::env::args_os().collect()) {
+        Ok(args) => Args::parse_from(args),
+        Err(e) => {
+            eprintln!("hubcore: error: {e}");
+            std::process::exit(2);
+        }
+    };
+    // One line on stderr, which the launcher can show when the core does not start.
     if let Err(e) = run(args).await {
-        eprintln!("hubcore: error: {e:#}");
+        let msg = format!("{e:#}");
+        let one_line: Vec<&str> = msg
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        eprintln!("hubcore: error: {}", one_line.join("; "));
         std::process::exit(1);
     }
 }

@@ -3,14 +3,23 @@
 use clap::Parser;
 use hivehub_home::Home;
 use hivehub_launcher::{config, config_path, process, run, sandbox, LaunchOptions};
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// The hivehub launcher: starts the core named in config/launcher.yaml, then the autostart
 /// plugins in order, each with its own credentials and log file; stops them all on SIGTERM or
 /// SIGINT (plugins in reverse start order, the core last).
 #[derive(Debug, Parser)]
-#[command(name = "launcher", version)]
+#[command(
+    name = "launcher",
+    version,
+    after_help = "HiveOT's flags are accepted too: -home, -config, -serverURL (--server) and \
+                  -loglevel (--log-level); its -clientID is `id` in config/launcher.yaml."
+)]
 struct Args {
     /// Home folder (default: the parent of this binary's bin/ folder, else $HIVEHUB_HOME).
     #[arg(long, value_name = "DIR")]
@@ -21,7 +30,8 @@ struct Args {
     /// Hub URL when no core is started locally (overrides serverURL), e.g. mqtts://hub:8883.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
-    /// Validate the config file, print the result and exit (0 when valid).
+    /// Validate the config file, and the core's (config/hubcore.yaml, through `bin/hubcore
+    /// --check`) when a core is configured; print the result and exit (0 when valid).
     #[arg(long)]
     check: bool,
     /// Log filter, overriding `loglevel` (e.g. info, debug, hivehub_launcher=debug).
@@ -46,22 +56,210 @@ fn init_logging(home: &Home, cfg: &config::LauncherConfig, filter: &str) -> anyh
             .with_writer(std::sync::Mutex::new(file))
             .init();
     } else {
+        // Colour only for a person at a terminal: not in the journal, a pipe or a file.
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .init();
     }
     Ok(())
 }
 
+/// How long `bin/hubcore --check` may take; it only reads one file.
+const CORE_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// For `--check` with a core configured: validates the core's config with the core's own rules,
+/// by running `{core} --check --home HOME` (with the `--config` of the core's `args`, if any)
+/// from the home's `bin/`, else from the launcher's own folder. Returns what it printed.
+async fn check_core_config(home: &Home, cfg: &config::LauncherConfig) -> anyhow::Result<String> {
+    let Some(core) = cfg.core.as_deref() else {
+        return Ok(String::new());
+    };
+    let in_home = home.bin().join(core);
+    let own = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(core)));
+    let Some(bin) = std::iter::once(in_home.clone())
+        .chain(own)
+        .find(|p| is_executable(p))
+    else {
+        anyhow::bail!(
+            "cannot check the core's config: {} is missing or not executable (the launcher could not start the core either)",
+            in_home.display()
+        );
+    };
+    // Run it as the launcher would run the core: only a binary that cannot be swapped under
+    // it, and as the core's user when the launcher is root.
+    let host = sandbox::Host::probe();
+    sandbox::check_binary(&bin, host.uid)
+        .map_err(|why| anyhow::anyhow!("cannot check the core's config: {why}"))?;
+    let pc = cfg.plugin(core);
+    // Without certs/ (a home that never ran) the core would run as the launcher's user.
+    let creds = if pc.user.is_some() || home.certs().exists() {
+        sandbox::core_creds(home, &pc, &host)
+            .map_err(|why| anyhow::anyhow!("cannot check the core's config: {why}"))?
+    } else {
+        None
+    };
+    let mut cmd = tokio::process::Command::new(&bin);
+    if let Some(c) = creds {
+        // std drops root's supplementary groups along with the user.
+        cmd.uid(c.uid).gid(c.gid);
+    }
+    cmd.arg("--check").arg("--home").arg(home.root());
+    if let Some(file) = config_arg(&pc.args) {
+        cmd.arg("--config").arg(file);
+    }
+    // The core runs in the home, so a relative --config means the same file here.
+    cmd.current_dir(home.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let run = format!("{} --check", bin.display());
+    let out = tokio::time::timeout(CORE_CHECK_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{run} did not finish within {}s; is {core} a hubcore?",
+                CORE_CHECK_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|e| anyhow::anyhow!("cannot run {run}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() {
+        return Ok(stdout);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    // hubcore's error is its last line; a usage error (exit code 2) starts with what is wrong.
+    let line = if out.status.code() == Some(1) {
+        lines.next_back()
+    } else {
+        lines.next()
+    }
+    .unwrap_or("no message");
+    // `hubcore: error: FILE:LINE:COLUMN: key: ...` becomes the launcher's own error.
+    let why = line
+        .strip_prefix("error: ")
+        .or_else(|| {
+            line.split_once(": error: ")
+                .filter(|(program, _)| !program.contains([' ', '/']))
+                .map(|(_, rest)| rest)
+        })
+        .unwrap_or(line)
+        .to_string();
+    match out.status.code() {
+        Some(1) => Err(anyhow::anyhow!(why)),
+        Some(code) => Err(anyhow::anyhow!(
+            "{run} failed with exit code {code} (does this core support --check?): {why}"
+        )),
+        None => Err(anyhow::anyhow!("{run} was killed: {why}")),
+    }
+}
+
+/// True for a regular file with an execute bit.
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The value of `--config FILE` or `--config=FILE` in the core's arguments.
+fn config_arg(args: &[String]) -> Option<&str> {
+    let mut it = args.iter();
+    let mut found = None;
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            found = it.next().map(String::as_str);
+        } else if let Some(v) = a.strip_prefix("--config=") {
+            found = Some(v);
+        }
+    }
+    found
+}
+
+/// HiveOT's launcher took Go-style flags (`-home DIR`, `-serverURL URL`), and its systemd units
+/// carry them. To clap, `-home` is `-h -o -m -e`, that is help, and the unit would "succeed"
+/// without running anything. So a word after a single dash is read as a long flag: HiveOT's
+/// names map to the launcher's equivalents, and anything else is refused (exit 2), never taken
+/// for help.
+fn go_style_args(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    const TAKES_VALUE: [&str; 4] = ["home", "config", "server", "log-level"];
+    let mut out = Vec::with_capacity(args.len());
+    let mut value_next = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let flag = arg
+            .to_str()
+            .filter(|s| i > 0 && !value_next && s.starts_with('-') && *s != "-" && *s != "--");
+        value_next = false;
+        let Some(s) = flag else {
+            out.push(arg);
+            continue;
+        };
+        let double = s.starts_with("--");
+        let word = if double { &s[2..] } else { &s[1..] };
+        let (name, value) = match word.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (word, None),
+        };
+        let long = match name.to_ascii_lowercase().as_str() {
+            // `-h` and `-V` are clap's own.
+            _ if !double && name.chars().count() < 2 => {
+                out.push(arg);
+                continue;
+            }
+            "clientid" => {
+                return Err(format!(
+                    "`{s}` (HiveOT's client ID) has no launcher flag: set `id: NAME` in config/launcher.yaml"
+                ))
+            }
+            "serverurl" | "server" => "server",
+            "loglevel" | "log-level" => "log-level",
+            "home" => "home",
+            "config" => "config",
+            "check" => "check",
+            "help" => "help",
+            "version" => "version",
+            // clap refuses an unknown `--flag` itself, with exit code 2.
+            _ if double => {
+                value_next = value.is_none() && TAKES_VALUE.contains(&name);
+                out.push(arg);
+                continue;
+            }
+            _ => {
+                return Err(format!(
+                    "unknown flag `{s}`; the launcher's flags are --home, --config, --server, --check and --log-level (see launcher --help)"
+                ))
+            }
+        };
+        value_next = value.is_none() && TAKES_VALUE.contains(&long);
+        out.push(match value {
+            Some(v) => format!("--{long}={v}").into(),
+            None => format!("--{long}").into(),
+        });
+    }
+    Ok(out)
+}
+
 async fn main_inner(args: Args) -> anyhow::Result<()> {
     let home = Home::resolve(args.home.as_deref())?;
+    let named = args.config.is_some();
     let path = config_path(&home, args.config);
-    let cfg = config::load(&path)?;
+    // Only the default file may be absent: a named one that is not there is a typo.
+    let cfg = if named {
+        config::load_named(&path)?
+    } else {
+        config::load(&path)?
+    };
     if args.check {
         sandbox::check_config(&cfg, &home)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         println!("{}: valid", path.display());
+        let core = check_core_config(&home, &cfg).await?;
+        if !core.is_empty() {
+            println!("{core}");
+        }
         return Ok(());
     }
     let filter = args.log_level.unwrap_or_else(|| cfg.loglevel.clone());
@@ -104,7 +302,13 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("__guard") {
         std::process::exit(process::guard_main());
     }
-    let args = Args::parse();
+    let args = match go_style_args(std::env::args_os().collect()) {
+        Ok(args) => Args::parse_from(args),
+        Err(e) => {
+            eprintln!("launcher: error: {e}");
+            std::process::exit(2);
+        }
+    };
     limit_malloc_arenas();
     // Two workers are plenty for a supervisor (and what a 2-core host would get anyway); the
     // blocking pool (procfs scans, stops) is kept small and lets idle threads go quickly.

@@ -4,7 +4,7 @@
 
 use super::error::{ConfigError, ConfigErrorKind};
 use super::hints::{join_key, nearest, LAUNCHER_KEYS, PLUGIN_KEYS};
-use super::locate::{found_text, pos, syntax_context, Index, Pos};
+use super::locate::{found_shape, found_text, open_flow, pos, syntax_context, Index, Pos};
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 /// Turns a serde-saphyr error into a [`ConfigError`]. With `index`, the error came from
@@ -25,6 +25,20 @@ pub(super) fn yaml_error(
     let found = loc.as_ref().and_then(|l| found_text(text, l));
     let mut key = None;
     let mut suggestion = None;
+    // A scalar was expected where a list or mapping stands; which scalar depends on the key.
+    let mut wants_scalar = false;
+    // serde's own errors (raised by a visitor, not by the parser) carry the position of their
+    // key. In a block mapping that is also where the parent's value starts, so the key there is
+    // the one meant, not the parent. (A block mapping that is itself the wrong value is
+    // reported where it starts, with an empty span: that is a value, not the key of its first
+    // entry.)
+    let at_key = matches!(
+        inner,
+        E::Message { .. } | E::SerdeInvalidType { .. } | E::SerdeInvalidValue { .. }
+    ) && loc
+        .as_ref()
+        .and_then(|l| l.span().byte_len())
+        .is_some_and(|len| len > 0);
     let (kind, mut message) = match inner {
         E::SerdeUnknownField {
             field, expected, ..
@@ -78,31 +92,65 @@ pub(super) fn yaml_error(
             ConfigErrorKind::WrongType,
             "expected a value, found nothing; write \"\" for an empty string".into(),
         ),
-        E::Unexpected { expected, .. } => (
-            ConfigErrorKind::WrongType,
-            with_found(&format!("expected {}", expected_words(expected)), &found),
-        ),
+        E::Unexpected { expected, .. } => {
+            wants_scalar = *expected == "string scalar";
+            (
+                ConfigErrorKind::WrongType,
+                with_found(&format!("expected {}", expected_words(expected)), &found),
+            )
+        }
         other => {
             let msg = DefaultMessageFormatter.format_message(other).into_owned();
             if index.is_some() {
                 (ConfigErrorKind::WrongType, msg)
             } else {
-                (ConfigErrorKind::Syntax, syntax_message(&msg))
+                // A parser error inside a `[...]` or `{...}` opened on an earlier line is
+                // about the key that opened it, and usually means a missing `]` or `}`.
+                if let Some((open, close, here)) = at
+                    .and_then(|here| open_flow(text, here).map(|(o, c)| (o, c, here)))
+                    .filter(|(o, _, here)| o.0 < here.0)
+                {
+                    at = Some(open);
+                    let msg = format!(
+                        "invalid YAML in the collection opened here: {msg} at line {}, column {}; is its `{close}` missing?",
+                        here.0, here.1
+                    );
+                    (ConfigErrorKind::Syntax, msg)
+                } else {
+                    (ConfigErrorKind::Syntax, syntax_message(&msg))
+                }
             }
         }
     };
     if key.is_none() {
         key = match (index, at) {
-            (Some(ix), Some(here)) => ix.by_pos(here).map(|e| {
-                // Some value errors point at the key; the value is what needs fixing.
-                if e.key == Some(here) {
-                    at = Some(e.value);
-                }
-                e.path.clone()
-            }),
+            (Some(ix), Some(here)) => {
+                let entry = if at_key {
+                    ix.by_key_pos(here).or_else(|| ix.by_pos(here))
+                } else {
+                    ix.by_pos(here)
+                };
+                entry.map(|e| {
+                    // Some value errors point at the key; the value is what needs fixing.
+                    if e.key == Some(here) {
+                        at = Some(e.value);
+                    }
+                    e.path.clone()
+                })
+            }
             (None, Some(here)) => syntax_context(text, here),
             _ => None,
         };
+    }
+    if wants_scalar && found.is_none() {
+        let shape = loc.as_ref().and_then(|l| found_shape(text, l));
+        message = format!(
+            "expected {}",
+            scalar_words(key.as_deref().unwrap_or_default())
+        );
+        if let Some(shape) = shape {
+            message.push_str(&format!(", found {shape}"));
+        }
     }
     if kind == ConfigErrorKind::WrongType {
         match key.as_deref() {
@@ -180,6 +228,19 @@ fn expected_words(expected: &str) -> String {
     }
 }
 
+/// What a setting that takes a single value expects, by its key path: serde-saphyr only says
+/// "string scalar" when a list or mapping stands where any scalar belongs.
+fn scalar_words(key: &str) -> &'static str {
+    let name = key.rsplit('.').next().unwrap_or(key);
+    match name {
+        "logtofile" | "logplugins" | "attachstderr" | "attachstdout" | "createPluginCred"
+        | "waitReady" => "true or false",
+        "factor" | "jitter" | "margin" | "maxCpu" => "a number",
+        "logMaxFiles" | "restartConcurrency" => "a whole number",
+        _ => "a single value",
+    }
+}
+
 /// Friendlier words for serde's names of what was found.
 fn unexpected_words(unexpected: &str) -> String {
     match unexpected {
@@ -226,5 +287,5 @@ fn syntax_message(msg: &str) -> String {
     } else {
         ""
     };
-    format!("YAML syntax error: {msg}{hint}")
+    format!("invalid YAML: {msg}{hint}")
 }

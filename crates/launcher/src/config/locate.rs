@@ -112,6 +112,19 @@ impl<'de> Deserialize<'de> for Node {
     }
 }
 
+/// A plain (unquoted) key as written: the parsed value of `y`, `on` or `1.0` is a boolean or a
+/// number, but the config reads every key as text.
+fn plain_key<'t>(text: &'t str, loc: &Location) -> Option<&'t str> {
+    let span = loc.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let len = usize::try_from(span.byte_len()?).ok()?;
+    let raw = text.get(start..start.checked_add(len)?)?.trim();
+    let plain = !raw.is_empty()
+        && !raw.contains('\n')
+        && !raw.starts_with(['\'', '"', '?', '[', '{', '&', '*', '!', '|', '>']);
+    plain.then_some(raw)
+}
+
 /// The 1-based position of `loc`, if it has one.
 pub(super) fn pos(loc: &Location) -> Option<Pos> {
     let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
@@ -127,25 +140,26 @@ impl Index {
         let root: Option<Spanned<Node>> = serde_saphyr::from_str_with_options(text, options)?;
         let mut index = Index::default();
         if let Some(root) = root {
-            index.walk(&root.value, "");
+            index.walk(text, &root.value, "");
         }
         Ok(index)
     }
 
     /// Indexes what is under `node`, whose key path is `path`.
-    fn walk(&mut self, node: &Node, path: &str) {
+    fn walk(&mut self, text: &str, node: &Node, path: &str) {
         match node {
             Node::Map(entries) => {
                 for (k, v) in entries {
                     let spot = pos(&k.referenced).zip(pos(&v.referenced));
                     let spot = spot.map(|(key, value)| (Some(key), value));
-                    self.add(join_key(path, &k.value), spot, &v.value);
+                    let name = plain_key(text, &k.referenced).unwrap_or(&k.value);
+                    self.add(text, join_key(path, name), spot, &v.value);
                 }
             }
             Node::Seq(items) => {
                 for (i, v) in items.iter().enumerate() {
                     let spot = pos(&v.referenced).map(|value| (None, value));
-                    self.add(item_key(path, i), spot, &v.value);
+                    self.add(text, item_key(path, i), spot, &v.value);
                 }
             }
             Node::Scalar(_) => {}
@@ -154,7 +168,7 @@ impl Index {
 
     /// Indexes one key or list item at `spot` (key and value positions), when it has one, and
     /// then what is under it.
-    fn add(&mut self, path: String, spot: Option<(Option<Pos>, Pos)>, node: &Node) {
+    fn add(&mut self, text: &str, path: String, spot: Option<(Option<Pos>, Pos)>, node: &Node) {
         if let Some((key, value)) = spot {
             self.entries.push(Entry {
                 path: path.clone(),
@@ -162,7 +176,7 @@ impl Index {
                 value,
             });
         }
-        self.walk(node, &path);
+        self.walk(text, node, &path);
     }
 
     pub(super) fn by_path(&self, path: &str) -> Option<&Entry> {
@@ -185,20 +199,110 @@ impl Index {
     }
 }
 
-/// For a syntax error, the enclosing key as far as the text before the bad line shows it: the
-/// last key left of the error column.
+/// For a syntax error at `at`, the key it is about as far as the text before the error shows
+/// it: the last key left of the error column, on the error's own line (the key whose value is
+/// broken) or above it (the block the line belongs to).
 pub(super) fn syntax_context(text: &str, at: Pos) -> Option<String> {
-    let before: Vec<&str> = text
-        .lines()
-        .take(usize::try_from(at.0).ok()?.saturating_sub(1))
-        .collect();
-    let index = Index::build(&before.join("\n")).ok()?;
-    index
+    let line = usize::try_from(at.0).ok()?.saturating_sub(1);
+    let column = usize::try_from(at.1).ok()?.saturating_sub(1);
+    let lines: Vec<&str> = text.lines().collect();
+    let before = lines.get(..line.min(lines.len()))?.join("\n");
+    let left: String = lines
+        .get(line)
+        .map(|l| l.chars().take(column).collect())
+        .unwrap_or_default();
+    // Before the first `[` or `{` of the error line still open at the error.
+    let flow_start = open_flows(text, at)
+        .into_iter()
+        .find(|(p, _)| p.0 == at.0)
+        .and_then(|(p, _)| usize::try_from(p.1).ok())
+        .map(|col| left.chars().take(col - 1).collect::<String>());
+    // The error line up to the error, when that much of it still parses; else up to the
+    // collection it is in; else the lines above.
+    let mut candidates = vec![format!("{before}\n{left}")];
+    candidates.extend(flow_start.map(|l| format!("{before}\n{l}")));
+    candidates.push(before);
+    candidates
+        .iter()
+        .find_map(|candidate| Index::build(candidate).ok())?
         .entries
         .iter()
         .rev()
         .find(|e| e.start().1 < at.1)
         .map(|e| e.path.clone())
+}
+
+/// The innermost flow collection (`[...]` or `{...}`) still open at `at`: where it opens and
+/// the bracket that would close it.
+pub(super) fn open_flow(text: &str, at: Pos) -> Option<(Pos, char)> {
+    open_flows(text, at).pop()
+}
+
+/// The flow collections (`[...]` or `{...}`) still open at `at`, outermost first: where each
+/// opens and the bracket that would close it. Quotes and comments are skipped; block scalars
+/// are not recognised, which only costs a hint.
+fn open_flows(text: &str, at: Pos) -> Vec<(Pos, char)> {
+    let mut open: Vec<(Pos, char)> = Vec::new();
+    for (n, line) in (1u32..).zip(text.lines()) {
+        if n > at.0 {
+            break;
+        }
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        let mut chars = (1u32..).zip(line.chars()).peekable();
+        while let Some((col, c)) = chars.next() {
+            if n == at.0 && col >= at.1 {
+                break;
+            }
+            match quote {
+                Some('\'') if c == '\'' => {
+                    // `''` is an escaped quote inside single quotes.
+                    if chars.peek().is_some_and(|(_, next)| *next == '\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                Some('"') if c == '\\' => {
+                    chars.next();
+                }
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => {
+                    // Indicators count only where a token starts: `a[1]` is a plain scalar.
+                    let token_start =
+                        prev.is_whitespace() || (!open.is_empty() && "[{,:".contains(prev));
+                    match c {
+                        '#' if prev.is_whitespace() => break,
+                        '\'' | '"' if token_start => quote = Some(c),
+                        '[' if token_start => open.push(((n, col), ']')),
+                        '{' if token_start => open.push(((n, col), '}')),
+                        ']' | '}' if !open.is_empty() => {
+                            open.pop();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            prev = c;
+        }
+    }
+    open
+}
+
+/// "a list" or "a mapping" for a collection at `loc`, for "found ..." in messages.
+pub(super) fn found_shape(text: &str, loc: &Location) -> Option<&'static str> {
+    let start = usize::try_from(loc.span().byte_offset()?).ok()?;
+    let rest = text.get(start..)?;
+    let first_line = rest.lines().next()?.trim_end();
+    if first_line.starts_with('[') || first_line == "-" || first_line.starts_with("- ") {
+        Some("a list")
+    } else if first_line.starts_with('{') || first_line.ends_with(':') || first_line.contains(": ")
+    {
+        Some("a mapping")
+    } else {
+        None
+    }
 }
 
 /// The scalar text at `loc`, for "found `maybe`" in messages.

@@ -14,7 +14,8 @@
 //! Rules that types cannot express are checked on the finished config, by key path; the index
 //! turns the key path back into a line and column.
 //!
-//! This module holds the entry points, [`load`] and [`parse`]. The rest, by concern:
+//! This module holds the entry points, [`load`] (and [`load_named`] for a file named
+//! explicitly, which must exist) and [`parse`]. The rest, by concern:
 //!
 //! * `schema`: the settings, their defaults and the lookups on them;
 //! * `fields`: serde glue for the forgiving forms (null lists, durations, switches, signals);
@@ -50,10 +51,29 @@ use std::path::Path;
 
 /// Reads the launcher config; a missing file gives the defaults, because a fresh home has none.
 pub fn load(path: &Path) -> Result<LauncherConfig, ConfigError> {
+    read(path, false)
+}
+
+/// Reads a config file named explicitly (`--config FILE`): unlike [`load`], a missing file is
+/// an error, because a mistyped name would otherwise run, or pass a check, on the defaults.
+pub fn load_named(path: &Path) -> Result<LauncherConfig, ConfigError> {
+    read(path, true)
+}
+
+/// [`load`], or with `required` [`load_named`].
+fn read(path: &Path, required: bool) -> Result<LauncherConfig, ConfigError> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, &file),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LauncherConfig::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(LauncherConfig::default())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ConfigError::new(
+            &file,
+            ConfigErrorKind::Io,
+            "no such file; a config file named explicitly must exist (only the default one may be absent)"
+                .into(),
+        )),
         Err(e) => Err(ConfigError::new(
             &file,
             ConfigErrorKind::Io,

@@ -138,7 +138,7 @@ fn syntax_errors() {
     assert_eq!(e.key.as_deref(), Some("plugins.zwave"));
     let shown = e.to_string();
     assert!(
-        shown.starts_with(&format!("{FILE}:4:4: plugins.zwave: YAML syntax error")),
+        shown.starts_with(&format!("{FILE}:4:4: plugins.zwave: invalid YAML")),
         "{shown}"
     );
     assert!(shown.contains("indented"), "{shown}");
@@ -206,4 +206,129 @@ fn display_is_one_line_even_for_hostile_input() {
         suggestion: None,
     };
     assert_eq!(e.to_string(), "f: x\\ny");
+}
+
+#[test]
+fn wrong_type_in_a_block_mapping_names_the_key_not_its_parent() {
+    // serde reports these at the key, which is also where the parent's value starts.
+    let e = assert_err(
+        "core: hubcore\nautostart: [yesplugin]\nplugins:\n  yesplugin:\n    stopTimeout: [2]\n",
+        5,
+        "plugins.yesplugin.stopTimeout",
+        &["expected a duration", "found a list"],
+    );
+    assert_eq!(e.column, Some(18));
+    let e = assert_err(
+        "backoff:\n  base: [1]\n",
+        2,
+        "backoff.base",
+        &["expected a duration"],
+    );
+    assert_eq!(e.column, Some(9));
+    assert_err(
+        "backoff: {base: [1]}\n",
+        1,
+        "backoff.base",
+        &["expected a duration"],
+    );
+    assert_err(
+        "plugins:\n  a:\n    stopTimeout: 5x\n",
+        3,
+        "plugins.a.stopTimeout",
+        &["invalid duration `5x`"],
+    );
+    assert_err(
+        "plugins:\n  a:\n    restart: [always]\n",
+        3,
+        "plugins.a.restart",
+        &["found a list"],
+    );
+    assert_err(
+        "plugins:\n  a:\n    stopTimeout:\n      s: 1\n",
+        4,
+        "plugins.a.stopTimeout",
+        &["found a mapping"],
+    );
+    // Where any scalar would do, the key says which.
+    assert_err(
+        "plugins:\n  a:\n    waitReady: [2]\n",
+        3,
+        "plugins.a.waitReady",
+        &["expected true or false, found a list"],
+    );
+    assert_err(
+        "backoff:\n  factor: [1]\n",
+        2,
+        "backoff.factor",
+        &["expected a number, found a list"],
+    );
+    // A mapping where a list belongs is still the list's key.
+    assert_err("autostart:\n  a: 1\n", 2, "autostart", &["expected a list"]);
+}
+
+#[test]
+fn keys_are_named_as_written() {
+    // `y` and `on` read as booleans in YAML 1.1, but a plugin's name is text.
+    assert_err(
+        "plugins:\n  y:\n    sandbox:\n      read: 5\n",
+        4,
+        "plugins.y.sandbox.read",
+        &["expected a list"],
+    );
+    assert_err(
+        "plugins:\n  on:\n    stopTimeout: 0\n",
+        3,
+        "plugins.on.stopTimeout",
+        &["greater than 0"],
+    );
+}
+
+#[test]
+fn syntax_error_names_the_key_on_the_broken_line() {
+    let e = assert_err(
+        "core: hubcore\nautostart: [a, b\n",
+        2,
+        "autostart",
+        &["invalid YAML", "unclosed bracket"],
+    );
+    assert_eq!(e.column, Some(12));
+    // The parser only notices later; the error goes back to where the list opens.
+    let e = assert_err(
+        "core: hubcore\nautostart: [a, b\nplugins:\n  a: {}\n",
+        2,
+        "autostart",
+        &["invalid YAML", "at line 3, column 8", "is its `]` missing?"],
+    );
+    assert_eq!(e.column, Some(12));
+    assert_eq!(e.kind, ConfigErrorKind::Syntax);
+    assert_err(
+        "core: hubcore\nplugins:\n  a: {args: [x, y}\n  b: {}\n",
+        3,
+        "plugins.a",
+        &["invalid YAML"],
+    );
+    assert_err("core: hubcore\nid: a: b\n", 2, "id", &["must be quoted"]);
+    // A list that spans lines and is closed is no unclosed bracket.
+    let e = err("autostart: [a,\n  b]\nplugins:\n  a: {args: [x}\n");
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(!e.to_string().contains("missing"), "{e}");
+    // Brackets in quotes and comments do not count.
+    let e = err("id: \"[x\" # {\nautostart: [a\nplugins: {}\n");
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(2), Some("autostart")),
+        "{e}"
+    );
+}
+
+#[test]
+fn error_lines_say_error_only_once() {
+    for text in [
+        "autostart: [a\n",
+        "id: 'x\n",
+        "plugins:\n  a:\n    args: [a]\n   stopTimeout: 4\n",
+    ] {
+        let shown = err(text).to_string();
+        assert!(!shown.contains("error"), "{shown}");
+    }
 }

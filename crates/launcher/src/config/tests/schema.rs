@@ -192,3 +192,19 @@ fn a_launcher_without_a_core_defaults_to_launcher_hostname() {
     assert_eq!(set.id, "pi2");
     assert_eq!(parse("", FILE).expect("valid").id, "launcher");
 }
+
+#[test]
+fn a_named_config_file_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("launcher.yaml");
+    assert_eq!(load(&missing).unwrap(), LauncherConfig::default());
+    let e = load_named(&missing).unwrap_err();
+    assert_eq!(e.kind, ConfigErrorKind::Io);
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: no such file", missing.display())),
+        "{e}"
+    );
+    std::fs::write(&missing, "logtofile: true\n").unwrap();
+    assert!(load_named(&missing).unwrap().logtofile);
+}
