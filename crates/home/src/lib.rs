@@ -314,6 +314,17 @@ mod tests {
     }
 
     #[test]
+    fn no_home_says_what_was_tried() {
+        let e = HomeError::NotFound {
+            exe: "/usr/local/bin/zwave".into(),
+        }
+        .to_string();
+        for tried in ["--home", ENV_HOME, "/usr/local/bin/zwave", "bin/ or plugins/"] {
+            assert!(e.contains(tried), "{e}");
+        }
+    }
+
+    #[test]
     fn an_empty_home_is_an_error_not_the_working_folder() {
         let e = Home::resolve(Some(Path::new(""))).unwrap_err();
         assert!(e.to_string().contains("--home is set but empty"), "{e}");
