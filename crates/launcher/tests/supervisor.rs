@@ -487,3 +487,21 @@ async fn a_chatty_plugin_is_rate_limited_and_the_log_says_how_much_was_dropped()
         text.lines().rev().take(3).collect::<Vec<_>>().join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_folder_changes_are_seen_without_a_periodic_scan() {
+    let f = fixture();
+    let s = supervisor(&f, "");
+    // A periodic rescan once an hour: what is seen sooner came from inotify.
+    s.spawn_watcher(Duration::from_secs(3600));
+    script(&f.home, "fresh", "exec sleep 1000");
+    assert!(
+        wait_until(Duration::from_secs(5), || s.info("fresh").is_ok()),
+        "a new binary is listed"
+    );
+    std::fs::remove_file(f.home.plugins().join("fresh")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || s.info("fresh").is_err()),
+        "a deleted one leaves the list"
+    );
+}

@@ -1,5 +1,6 @@
-//! Which plugins exist: the binaries in `plugins/` (and the core in `bin/`), rescanned
-//! periodically and before a start, and the autostart names without a binary.
+//! Which plugins exist: the binaries in `plugins/` (and the core in `bin/`), rescanned when
+//! inotify says `plugins/` changed (every 60 s as a safety net, every 2 s without inotify) and
+//! before a start, and the autostart names without a binary.
 
 use super::*;
 
@@ -181,12 +182,77 @@ impl Supervisor {
     /// Rescans `plugins/` every `every`.
     pub fn spawn_watcher(&self, every: Duration) {
         let this = self.clone();
+        let watch = watch_folder(&self.sh.home.plugins());
+        if let Err(e) = &watch {
+            tracing::warn!("cannot watch plugins/ ({e}); rescanning it every {every:?}");
+        }
         self.spawn_task(async move {
-            let mut tick = tokio::time::interval(every);
+            // With inotify a scan runs when plugins/ changes, and otherwise only every
+            // `RESCAN` as a safety net: an idle launcher does not stat every binary each
+            // `every`.
+            let period = if watch.is_ok() {
+                RESCAN.max(every)
+            } else {
+                every
+            };
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut watch = watch.ok();
             loop {
-                tick.tick().await;
+                match &mut watch {
+                    Some(w) => tokio::select! {
+                        _ = tick.tick() => {}
+                        r = w.readable() => match r {
+                            Ok(mut guard) => {
+                                // Drain what is there; one scan covers every event.
+                                let _ = guard.try_io(|fd| {
+                                    fd.get_ref().0.read_events().map_err(std::io::Error::from)
+                                });
+                            }
+                            Err(_) => watch = None,
+                        },
+                    },
+                    None => {
+                        tick.tick().await;
+                    }
+                }
                 this.discover();
             }
         });
     }
+}
+
+/// How often `plugins/` is rescanned when inotify reports its changes.
+const RESCAN: Duration = Duration::from_secs(60);
+
+/// An inotify instance, as tokio's `AsyncFd` wants it.
+struct Watch(nix::sys::inotify::Inotify);
+
+impl std::os::fd::AsRawFd for Watch {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// An inotify watch on `dir` for the changes that matter to the list: a binary created,
+/// written, deleted, moved or made (not) executable.
+fn watch_folder(dir: &std::path::Path) -> std::io::Result<tokio::io::unix::AsyncFd<Watch>> {
+    use nix::sys::inotify::{AddWatchFlags as W, InitFlags, Inotify};
+    let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+    ino.add_watch(
+        dir,
+        W::IN_CREATE
+            | W::IN_CLOSE_WRITE
+            | W::IN_DELETE
+            | W::IN_MOVED_FROM
+            | W::IN_MOVED_TO
+            | W::IN_ATTRIB,
+    )?;
+    // SAFETY: `Watch` owns the inotify instance, so its descriptor stays open and the same for
+    // as long as the `AsyncFd` holds it.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(Watch(ino), tokio::io::Interest::READABLE)
+    }
+    .map_err(std::io::Error::from)
 }
