@@ -327,6 +327,9 @@ struct Inner {
     closed: AtomicBool,
     /// Requests retry `busy` replies ([`HubClient::set_retry_busy`]).
     retry_busy: AtomicBool,
+    /// The client's own tasks (the connection driver, the token refresher), which
+    /// [`HubClient::disconnect`] waits for.
+    own_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     serving: Arc<Gate>,
 }
 
@@ -570,13 +573,15 @@ impl HubClient {
             state,
             closed: AtomicBool::new(false),
             retry_busy: AtomicBool::new(true),
+            own_tasks: Mutex::new(Vec::new()),
             serving: Arc::new(Gate::new(
                 HubClient::DEFAULT_MAX_IN_FLIGHT,
                 HubClient::DEFAULT_MAX_IN_FLIGHT_PER_SENDER,
             )),
         });
         let (first_tx, first_rx) = oneshot::channel();
-        tokio::spawn(drive(inner.clone(), eventloop, first_tx));
+        let driver = tokio::spawn(drive(inner.clone(), eventloop, first_tx));
+        lock(&inner.own_tasks).push(driver);
         let client = HubClient { inner };
         let first = tokio::time::timeout(client.inner.opts.connect_timeout, first_rx).await;
         match first {
@@ -597,7 +602,8 @@ impl HubClient {
             .subscribe_filter(&filter::inbox(client.inner.id()))
             .await?;
         if client.inner.opts.refresh_token {
-            tokio::spawn(refresh_loop(Arc::downgrade(&client.inner)));
+            let refresher = tokio::spawn(refresh_loop(Arc::downgrade(&client.inner)));
+            lock(&client.inner.own_tasks).push(refresher);
         }
         Ok(client)
     }
@@ -927,6 +933,14 @@ impl HubClient {
             Duration::from_secs(2),
             rx.wait_for(|s| *s == ConnState::Closed),
         )
+        .await;
+        // Nothing of the client runs on once this returns.
+        let tasks = std::mem::take(&mut *lock(&self.inner.own_tasks));
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
         .await;
     }
 }
