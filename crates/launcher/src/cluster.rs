@@ -76,7 +76,7 @@ struct ClusterState {
     /// Plugins this module is stopping itself (move, lost lease, shutdown), so such a stop is
     /// not mistaken for a user's.
     own_stops: HashSet<String>,
-    /// Plugins being handed over right now; placement leaves them alone.
+    /// Plugins being handed over or started by a user right now; placement leaves them alone.
     moving: HashSet<String>,
     /// When each free lease was first seen free.
     free_since: HashMap<String, Instant>,
@@ -544,11 +544,26 @@ impl Cluster {
             tokio::time::sleep(ttl / 8).await;
             let names = self.inner.state().held_names();
             for name in names {
+                // The holding this renewal is for: a refusal must not undo a newer one (a
+                // user's stop and start while the renewal was on its way).
+                let since = self.inner.state().held.get(&name).map(|h| h.since);
                 match self.take(&name, lease_methods::RENEW, false).await {
                     Ok(_) => {}
                     Err(RpcError::Remote(e)) => {
+                        let current = {
+                            let mut st = self.inner.state();
+                            let current =
+                                since.is_some() && st.held.get(&name).map(|h| h.since) == since;
+                            if current {
+                                st.held.remove(&name);
+                            }
+                            current
+                        };
+                        if !current {
+                            tracing::debug!(plugin = %name, "stale renewal refused: {}", e.message);
+                            continue;
+                        }
                         tracing::warn!(plugin = %name, "lease lost: {}", e.message);
-                        self.inner.state().held.remove(&name);
                         self.stop_here(&name, "lease lost").await;
                     }
                     Err(e) => tracing::warn!(plugin = %name, "cannot renew lease: {e}"),
@@ -749,7 +764,16 @@ impl Cluster {
                 ),
             ));
         }
-        match self.take(name, lease_methods::ACQUIRE, true).await {
+        // Placement leaves it alone meanwhile: until the start, it is still `disabled` here and
+        // would look like a user's stop whose lease must go.
+        if !self.inner.state().moving.insert(name.to_string()) {
+            return Err(remote(
+                ErrorCode::Conflict,
+                format!("{name} is being moved or started; try again"),
+            ));
+        }
+        let taken = self.take(name, lease_methods::ACQUIRE, true).await;
+        let r = match taken {
             Ok(_) => {
                 self.inner.state().mark_started(name);
                 self.inner.sup.start(name).await.map_err(RemoteError::from)
@@ -762,7 +786,9 @@ impl Cluster {
                 ),
             )),
             Err(e) => Err(rpc_remote(e)),
-        }
+        };
+        self.inner.state().moving.remove(name);
+        r
     }
 
     /// A user's stop of a movable plugin: stops it and disables it hub-wide, so no other
