@@ -33,7 +33,8 @@
 //! hubcore and the launcher create the seven folders at start ([`Home::ensure_dirs`]). Files
 //! are replaced atomically, which also works on read-only 0400 files: [`write_atomic`]
 //! (temporary file, fsync, rename) for credentials and stores, [`write_replace`] (no fsync)
-//! for the pid and backoff records.
+//! for the pid and backoff records. The YAML files in `config/` are read by [`yaml`], with errors
+//! that name file, line, column and key.
 //!
 //! Resolution order of the home: the `--home` flag; else the parent of the executable's folder
 //! when that folder is named `bin`; else `$HIVEHUB_HOME`; else an error that says so. Relative
@@ -46,6 +47,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+
+pub mod yaml;
 
 /// Environment variable naming the home folder.
 pub const ENV_HOME: &str = "HIVEHUB_HOME";
@@ -319,7 +322,12 @@ mod tests {
             exe: "/usr/local/bin/zwave".into(),
         }
         .to_string();
-        for tried in ["--home", ENV_HOME, "/usr/local/bin/zwave", "bin/ or plugins/"] {
+        for tried in [
+            "--home",
+            ENV_HOME,
+            "/usr/local/bin/zwave",
+            "bin/ or plugins/",
+        ] {
             assert!(e.contains(tried), "{e}");
         }
     }

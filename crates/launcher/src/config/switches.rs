@@ -3,8 +3,8 @@
 //! depend on the schema it serves.
 
 use super::fields::{de_switch, null_as_default, Switch};
-use super::hints::{did_you_mean, quote};
 use super::schema::{RestartPolicy, SandboxConfig};
+use hivehub_home::yaml::{did_you_mean, quote};
 use serde::de::{self, Deserializer, MapAccess};
 use serde::Deserialize;
 use std::path::PathBuf;

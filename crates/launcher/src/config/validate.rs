@@ -3,13 +3,11 @@
 //! for configs built in code as well as parsed ones; the position index turns it into a line
 //! and column when there is a file.
 
-use super::error::{ConfigError, ConfigErrorKind};
-use super::hints::{item_key, join_key, quote};
-use super::locate::Index;
 use super::schema::{Backoff, LauncherConfig, Placement, PluginConfig};
 use super::values::{
     canonical_level, check_id, check_level, check_server_url, check_stop_signal, remote_id,
 };
+use hivehub_home::yaml::{item_key, join_key, quote, ConfigError, ConfigErrorKind, Index};
 use std::time::Duration;
 
 /// Smallest `logMaxSize`; anything smaller would rotate on nearly every line.

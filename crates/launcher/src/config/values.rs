@@ -2,7 +2,7 @@
 //! the hub URL, log levels and stop signals. They answer with a bare message; the caller adds
 //! the key path (and through it the line). Durations and sizes are `hivehub_api::units`.
 
-use super::hints::{did_you_mean, nearest, quote};
+use hivehub_home::yaml::{did_you_mean, nearest, quote};
 use nix::sys::signal::Signal::{self, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
 /// Longest identifier; the same limit as topic segments in the shared API crate.

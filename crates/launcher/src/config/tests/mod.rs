@@ -3,9 +3,10 @@
 //! `checks` (rules beyond types) and `diagnostics` (parser and type errors, the display). The
 //! helpers here parse a text that must fail and check where and how the error is shown.
 
-use super::hints::{nearest, LAUNCHER_KEYS, PLUGIN_KEYS};
 use super::values::{check_id, parse_signal, remote_id};
+use super::wording::{LAUNCHER_KEYS, PLUGIN_KEYS};
 use super::*;
+use hivehub_home::yaml::nearest;
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,28 +3,26 @@
 //! path (parser and type errors) and from a key path to a position (broken rules).
 
 use super::hints::{item_key, join_key, quote};
+use super::Pos;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 use std::fmt;
 
-/// Line and column, 1-based.
-pub(super) type Pos = (u32, u32);
-
 /// One key or list item of the document.
 #[derive(Debug)]
-pub(super) struct Entry {
+pub struct Entry {
     /// Key path, rendered like [`ConfigError::key`](super::ConfigError::key).
-    pub(super) path: String,
+    pub path: String,
     /// Where the key is; `None` for list items.
-    pub(super) key: Option<Pos>,
+    pub key: Option<Pos>,
     /// Where the value starts (for a block mapping: its first key).
-    pub(super) value: Pos,
+    pub value: Pos,
 }
 
 impl Entry {
     /// The key, or for a list item its value: where the entry starts.
-    pub(super) fn start(&self) -> Pos {
+    pub fn start(&self) -> Pos {
         self.key.unwrap_or(self.value)
     }
 }
@@ -32,8 +30,8 @@ impl Entry {
 /// Every key and list item in document order, built from [`Spanned`] nodes so that errors can
 /// go from a position to a key path and back.
 #[derive(Debug, Default)]
-pub(super) struct Index {
-    pub(super) entries: Vec<Entry>,
+pub struct Index {
+    entries: Vec<Entry>,
 }
 
 /// A YAML node of any shape, with the positions of everything inside it.
@@ -133,7 +131,7 @@ pub(super) fn pos(loc: &Location) -> Option<Pos> {
 
 impl Index {
     /// Fails only when the text is not valid YAML.
-    pub(super) fn build(text: &str) -> Result<Index, serde_saphyr::Error> {
+    pub fn build(text: &str) -> Result<Index, serde_saphyr::Error> {
         let mut options = serde_saphyr::Options::default();
         // Keep both copies of a duplicated key, so the error can say where the first one is.
         options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
@@ -179,18 +177,20 @@ impl Index {
         self.walk(text, node, &path);
     }
 
-    pub(super) fn by_path(&self, path: &str) -> Option<&Entry> {
+    /// The entry of the key path `path`, such as `plugins.zwave.stopTimeout`.
+    pub fn by_path(&self, path: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.path == path)
     }
 
-    pub(super) fn by_key_pos(&self, at: Pos) -> Option<&Entry> {
+    /// The entry whose key is at `at`.
+    pub fn by_key_pos(&self, at: Pos) -> Option<&Entry> {
         self.entries.iter().find(|e| e.key == Some(at))
     }
 
     /// The key a parser error at `at` is about: the outermost value starting there (a mapping
     /// where a list belongs starts at its first key), else the key there, else the last key or
     /// item before it.
-    pub(super) fn by_pos(&self, at: Pos) -> Option<&Entry> {
+    pub fn by_pos(&self, at: Pos) -> Option<&Entry> {
         self.entries
             .iter()
             .find(|e| e.value == at)

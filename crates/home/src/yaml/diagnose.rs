@@ -1,10 +1,12 @@
-//! serde-saphyr's syntax and type errors in the launcher's words: the kind of mistake, the key
-//! path it is about (through the position [`Index`]), a hint at the usual cause, and the
-//! nearest valid key for a typo.
+//! serde-saphyr's syntax and type errors in words a person can act on: the kind of mistake, the
+//! key path it is about (through the position [`Index`]), a hint at the usual cause, and the
+//! nearest valid key for a typo. What depends on a binary's own keys comes from its
+//! [`Wording`].
 
 use super::error::{ConfigError, ConfigErrorKind};
-use super::hints::{join_key, nearest, LAUNCHER_KEYS, PLUGIN_KEYS};
-use super::locate::{found_shape, found_text, open_flow, pos, syntax_context, Index, Pos};
+use super::hints::{join_key, nearest};
+use super::locate::{found_shape, found_text, open_flow, pos, syntax_context, Index};
+use super::{Pos, Wording};
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter};
 
 /// Turns a serde-saphyr error into a [`ConfigError`]. With `index`, the error came from
@@ -14,6 +16,7 @@ pub(super) fn yaml_error(
     text: &str,
     file: &str,
     index: Option<&Index>,
+    wording: &dyn Wording,
 ) -> ConfigError {
     use serde_saphyr::Error as E;
     let mut inner = err;
@@ -25,8 +28,9 @@ pub(super) fn yaml_error(
     let found = loc.as_ref().and_then(|l| found_text(text, l));
     let mut key = None;
     let mut suggestion = None;
-    // A scalar was expected where a list or mapping stands; which scalar depends on the key.
-    let mut wants_scalar = false;
+    // A list or mapping where a scalar belongs, or the other way round: the words depend on the
+    // key, so the message waits until the key is known.
+    let mut unexpected = None;
     // serde's own errors (raised by a visitor, not by the parser) carry the position of their
     // key. In a block mapping that is also where the parent's value starts, so the key there is
     // the one meant, not the parent. (A block mapping that is itself the wrong value is
@@ -51,7 +55,7 @@ pub(super) fn yaml_error(
             suggestion = nearest(field, expected.iter().copied()).map(str::to_string);
             let mut msg = "unknown key".to_string();
             if suggestion.is_none() {
-                msg.push_str(&elsewhere_hint(field, expected));
+                msg.push_str(&wording.unknown_key_hint(field, expected));
             }
             (ConfigErrorKind::UnknownKey, msg)
         }
@@ -60,7 +64,7 @@ pub(super) fn yaml_error(
             key = dup;
             (ConfigErrorKind::DuplicateKey, msg)
         }
-        E::Message { msg, .. } => (ConfigErrorKind::InvalidValue, msg.clone()),
+        E::Message { msg, .. } => (ConfigErrorKind::InvalidValue, wording.invalid_value(msg)),
         E::SerdeInvalidType {
             unexpected,
             expected,
@@ -93,11 +97,8 @@ pub(super) fn yaml_error(
             "expected a value, found nothing; write \"\" for an empty string".into(),
         ),
         E::Unexpected { expected, .. } => {
-            wants_scalar = *expected == "string scalar";
-            (
-                ConfigErrorKind::WrongType,
-                with_found(&format!("expected {}", expected_words(expected)), &found),
-            )
+            unexpected = Some(*expected);
+            (ConfigErrorKind::WrongType, String::new())
         }
         other => {
             let msg = DefaultMessageFormatter.format_message(other).into_owned();
@@ -142,14 +143,12 @@ pub(super) fn yaml_error(
             _ => None,
         };
     }
-    if wants_scalar && found.is_none() {
-        let shape = loc.as_ref().and_then(|l| found_shape(text, l));
-        message = format!(
-            "expected {}",
-            scalar_words(key.as_deref().unwrap_or_default())
-        );
-        if let Some(shape) = shape {
-            message.push_str(&format!(", found {shape}"));
+    if let Some(expected) = unexpected {
+        message = wrong_shape(expected, &key, &found, wording);
+        if found.is_none() && (expected == SCALAR || wording.names_wrong_collection()) {
+            if let Some(shape) = loc.as_ref().and_then(|l| found_shape(text, l)) {
+                message.push_str(&format!(", found {shape}"));
+            }
         }
     }
     if kind == ConfigErrorKind::WrongType {
@@ -157,7 +156,7 @@ pub(super) fn yaml_error(
             None if at == Some((1, 1)) => {
                 message = "the file must be a mapping of settings (`key: value` lines)".into();
             }
-            Some(k) => message.push_str(&misplaced_plugin_hint(k)),
+            Some(k) => message.push_str(&wording.wrong_type_hint(k)),
             None => {}
         }
     }
@@ -169,27 +168,24 @@ pub(super) fn yaml_error(
     .at(at)
 }
 
-/// For an unknown key with no near miss: where it belongs if it is a key of the other level
-/// (a plugin setting at the top, a launcher-wide one under a plugin), else the valid keys.
-fn elsewhere_hint(field: &str, expected: &[&str]) -> String {
-    let is_plugin = expected.contains(&"stopTimeout");
-    let (other, other_keys) = if is_plugin {
-        (
-            "a launcher-wide setting; move it to the top level",
-            &LAUNCHER_KEYS[..],
-        )
-    } else {
-        (
-            "a plugin setting; move it under `plugins: <name>:`",
-            &PLUGIN_KEYS[..],
-        )
+/// What serde-saphyr says it expected where a list or mapping stands instead of a scalar.
+const SCALAR: &str = "string scalar";
+
+/// "expected ..." for serde-saphyr's `Unexpected`: a list or mapping where a scalar belongs
+/// (named by what the key takes), or the other way round; with the scalar found, if any.
+fn wrong_shape(
+    expected: &str,
+    key: &Option<String>,
+    found: &Option<String>,
+    wording: &dyn Wording,
+) -> String {
+    let words = match expected {
+        "sequence start" => "a list (`[a, b]`, or one `- item` per line)",
+        "mapping start" => "a mapping (`key: value` lines)",
+        SCALAR => wording.scalar_words(key.as_deref().unwrap_or_default()),
+        other => other,
     };
-    match nearest(field, other_keys.iter().copied())
-        .or_else(|| other_keys.iter().copied().find(|k| *k == field))
-    {
-        Some(k) => format!("; `{k}` is {other}"),
-        None => format!("; valid keys: {}", expected.join(", ")),
-    }
+    with_found(&format!("expected {words}"), found)
 }
 
 /// The key path of a duplicated key at `at`, and the message with the line of its first copy.
@@ -205,40 +201,6 @@ fn duplicate_key(index: Option<&Index>, at: Option<Pos>) -> (Option<String>, Str
         msg.push_str(&format!("; first set on line {}", first.start().0));
     }
     (Some(entry.path.clone()), msg)
-}
-
-/// For a wrong type at `plugins.<setting>`: the plugin setting was written where a plugin's
-/// name belongs.
-fn misplaced_plugin_hint(key: &str) -> String {
-    key.strip_prefix("plugins.")
-        .filter(|s| PLUGIN_KEYS.contains(s))
-        .map(|setting| {
-            format!("; `{setting}` is a plugin setting: put it under `plugins: <name>:`")
-        })
-        .unwrap_or_default()
-}
-
-/// Friendlier words for serde-saphyr's "expected ..." phrases.
-fn expected_words(expected: &str) -> String {
-    match expected {
-        "sequence start" => "a list (`[a, b]`, or one `- item` per line)".into(),
-        "mapping start" => "a mapping (`key: value` lines)".into(),
-        "string scalar" => "a string".into(),
-        other => other.into(),
-    }
-}
-
-/// What a setting that takes a single value expects, by its key path: serde-saphyr only says
-/// "string scalar" when a list or mapping stands where any scalar belongs.
-fn scalar_words(key: &str) -> &'static str {
-    let name = key.rsplit('.').next().unwrap_or(key);
-    match name {
-        "logtofile" | "logplugins" | "attachstderr" | "attachstdout" | "createPluginCred"
-        | "waitReady" => "true or false",
-        "factor" | "jitter" | "margin" | "maxCpu" => "a number",
-        "logMaxFiles" | "restartConcurrency" => "a whole number",
-        _ => "a single value",
-    }
 }
 
 /// Friendlier words for serde's names of what was found.

@@ -1,19 +1,20 @@
 //! The error every config failure ends as: [`ConfigError`] with file, line, column, key path
 //! and kind, displayed as one line that a hostile file cannot split or forge.
 
+use super::Pos;
 use thiserror::Error;
 
 /// What kind of mistake a [`ConfigError`] is, for callers that react differently (e.g. tests,
 /// or a UI that highlights the key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigErrorKind {
-    /// The file exists but cannot be read.
+    /// The file exists but cannot be read, or a file named explicitly does not exist.
     Io,
     /// The text is not valid YAML (indentation, quotes, brackets).
     Syntax,
-    /// A key that the launcher does not know, usually a typo.
+    /// A key that the binary does not know, usually a typo.
     UnknownKey,
-    /// A key given twice in one mapping, or a plugin listed twice in autostart.
+    /// A key given twice in one mapping, or an entry listed twice where it may stand once.
     DuplicateKey,
     /// A value of the wrong shape, such as a list where a boolean belongs.
     WrongType,
@@ -28,7 +29,7 @@ pub enum ConfigErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{}", self.one_line())]
 pub struct ConfigError {
-    /// The file, as given to [`load`](super::load) or [`parse`](super::parse); empty for
+    /// The file, as given to [`read`](super::read) or [`parse`](super::parse); empty for
     /// configs built in code.
     pub file: String,
     /// 1-based line, when known.
@@ -47,20 +48,20 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error in `file` with no position, key or suggestion yet.
-    pub(super) fn new(file: &str, kind: ConfigErrorKind, message: String) -> ConfigError {
+    pub fn new(file: &str, kind: ConfigErrorKind, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: file.to_string(),
             line: None,
             column: None,
             key: None,
             kind,
-            message,
+            message: message.into(),
             suggestion: None,
         }
     }
 
     /// Sets the line and column from a 1-based position, when there is one.
-    pub(super) fn at(mut self, pos: Option<(u32, u32)>) -> ConfigError {
+    pub fn at(mut self, pos: Option<Pos>) -> ConfigError {
         self.line = pos.map(|p| p.0);
         self.column = pos.map(|p| p.1);
         self

@@ -1,59 +1,13 @@
 //! The wording every error shares: user values quoted on one line, key paths
-//! (`plugins.zwave.stopTimeout`), and the nearest valid word for a typo. The key lists live
-//! here because they only serve hints: an unknown plugin key that is a launcher-wide one (or
-//! the other way round) is told where it belongs.
-
-/// Top-level keys, for "belongs elsewhere" hints on unknown plugin keys.
-pub(super) const LAUNCHER_KEYS: [&str; 21] = [
-    "labels",
-    "cluster",
-    "httpListen",
-    "backoff",
-    "sampleInterval",
-    "restartConcurrency",
-    "id",
-    "loglevel",
-    "logtofile",
-    "core",
-    "logplugins",
-    "attachstderr",
-    "attachstdout",
-    "autorestart",
-    "createPluginCred",
-    "autostart",
-    "serverURL",
-    "readyTimeout",
-    "logMaxSize",
-    "logMaxFiles",
-    "plugins",
-];
-
-/// Plugin keys, for "belongs elsewhere" hints on unknown top-level keys.
-pub(super) const PLUGIN_KEYS: [&str; 15] = [
-    "sandbox",
-    "user",
-    "placement",
-    "requires",
-    "args",
-    "env",
-    "stopSignal",
-    "stopTimeout",
-    "waitReady",
-    "restart",
-    "backoff",
-    "maxCpu",
-    "maxMemory",
-    "for",
-    "action",
-];
+//! (`plugins.zwave.stopTimeout`, `autostart[2]`), and the nearest valid word for a typo.
 
 /// A user-supplied value in backticks, escaped so it stays on one line.
-pub(super) fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     format!("`{}`", s.escape_debug())
 }
 
 /// Appends `key` to a key path, quoting keys that would make the path ambiguous.
-pub(super) fn join_key(path: &str, key: &str) -> String {
+pub fn join_key(path: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key
             .chars()
@@ -71,16 +25,13 @@ pub(super) fn join_key(path: &str, key: &str) -> String {
 }
 
 /// `path[i]`, the key path of a list item.
-pub(super) fn item_key(path: &str, i: usize) -> String {
+pub fn item_key(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
 /// The candidate closest to `word`, if close enough to be a likely typo. Case, `_` and `-` are
 /// ignored, so `ready_timeout` finds `readyTimeout`.
-pub(super) fn nearest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let norm = |s: &str| -> String {
         s.chars()
             .filter(|c| *c != '_' && *c != '-')
@@ -104,10 +55,7 @@ pub(super) fn nearest<'a>(
 }
 
 /// `"; did you mean `x`?"` or nothing, for value suggestions inside messages.
-pub(super) fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> String {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
     nearest(word, candidates)
         .map(|c| format!("; did you mean `{c}`?"))
         .unwrap_or_default()
