@@ -1,16 +1,22 @@
 //! `hivehub-bench control`: the `hubcli launcher ls` round trip with N running plugins, against
-//! `supervisorctl status` over the same N programs under Debian's supervisord, in the same run.
+//! the "status of all" command of each peer over the same N plugins, in the same run:
+//! `supervisorctl status` (Debian's supervisord), `sv status` (runit) and `s6-svstat` once per
+//! service (s6 has no command for the status of all services outside s6-rc: a `/bin/sh` loop
+//! over the service folders, as a user would type it).
 //!
 //! * Setup: a launcher home (hubcore in `bin/`, N copies of the trivial plugin
-//!   [`PLUGIN_SCRIPT`] in `plugins/`, `createPluginCred: false`, `autorestart: never`) and a
-//!   supervisord with the same N programs. The benchmark waits until all N plugins have a live
-//!   process (seen in `/proc`), the launcher's `view/list` reports N + 1 running entries (the
-//!   plugins and hubcore), and `supervisorctl status` reports N `RUNNING`.
-//! * Whole process: `hubcli --home H launcher ls`, `hubcli --home H launcher ls --json` and
-//!   `supervisorctl -c CONF status`, each timed from `spawn` to exit (stdout and stderr read
-//!   through pipes), after 2 untimed warm-up runs each. The three commands are interleaved run
-//!   by run, so drift on the (shared) machine hits them alike. Every output is checked (N
-//!   plugin rows, a JSON array of N + 1, N `RUNNING` lines).
+//!   [`PLUGIN_SCRIPT`] in `plugins/`, `createPluginCred: false`, `autorestart: never`), a
+//!   supervisord, a runsvdir and an s6-svscan with the same N plugins, all running side by
+//!   side. The benchmark waits until all N plugins have a live process under each (seen in
+//!   `/proc`), the launcher's `view/list` reports N + 1 running entries (the plugins and
+//!   hubcore), and each peer's status command reports N running.
+//! * Whole process: `hubcli --home H launcher ls`, `hubcli --home H launcher ls --json`,
+//!   `supervisorctl -c CONF status`, `sv status DIR/plugin001 ..` and
+//!   `sh -c 'for d; do s6-svstat "$d" || exit 1; done' sh DIR/plugin001 ..`, each timed from
+//!   `spawn` to exit (stdout and stderr read through pipes), after 2 untimed warm-up runs each.
+//!   The commands are interleaved run by run, so drift on the (shared) machine hits them alike.
+//!   Every output is checked (N plugin rows, a JSON array of N + 1, N `RUNNING`, `run: ` or
+//!   `up ` lines).
 //! * In process: one SDK client logged in as `admin` (the credentials hubcore wrote in the home)
 //!   sends `launcher/view/list` sequentially, after a warm-up; each request-to-reply time is
 //!   recorded. To break the whole-process time down, the same client steps as hubcli (connect,
@@ -22,11 +28,11 @@
 //! and small helpers every benchmark uses are in [`crate::common`].
 
 use crate::common::{
-    bench_tempdir, clock, find_in_path, launcher_home, loadavg, ms, plugin_names, quantile,
-    raise_nofile, sorted_ms, supervisord_dir, tail, warn_about_other_supervisords, LauncherConf,
-    PLUGIN_SCRIPT,
+    bench_tempdir, check_interrupted, clock, find_in_path, launcher_home, loadavg, ms, nap,
+    peer_dir, plugin_names, prepare_supervisor, quantile, raise_nofile, sorted_ms, supervisord_dir,
+    tail, warn_about_other_supervisords, LauncherConf, Peer, PeerBins, PLUGIN_SCRIPT,
 };
-use crate::procobs::{Observer, Supervised};
+use crate::procobs::{self, Observer, Supervised};
 use crate::sibling_binary;
 use anyhow::{bail, Context, Result};
 use hivehub_api::auth::{ADMIN_ID, LAUNCHER_ID};
@@ -52,12 +58,15 @@ pub(crate) struct Bins {
     pub hubcore: PathBuf,
     pub supervisord: Option<PathBuf>,
     pub supervisorctl: Option<PathBuf>,
+    /// runit, s6 and the floor ([`PeerBins::find`]).
+    pub peers: PeerBins,
 }
 
 impl Bins {
     /// The launcher and hubcore next to this binary; supervisord and supervisorctl from PATH
-    /// unless `no_supervisord` (the caller says why they are left out).
-    pub fn find(no_supervisord: bool) -> Result<Bins> {
+    /// unless `no_supervisord` (the caller says why they are left out); the other peers as
+    /// given.
+    pub fn find(no_supervisord: bool, peers: PeerBins) -> Result<Bins> {
         let (supervisord, supervisorctl) = if no_supervisord {
             (None, None)
         } else {
@@ -84,13 +93,15 @@ impl Bins {
             hubcore: sibling_binary("hubcore")?,
             supervisord,
             supervisorctl,
+            peers,
         })
     }
 }
 
-/// One supervisor (the launcher or supervisord) with N plugins in a temporary folder. Dropping
-/// it kills the supervisor, its descendants and every process whose command line contains the
-/// folder ([`Supervised`]), then removes the folder.
+/// One supervisor (the launcher, supervisord, runit, s6 or the floor) with N plugins in a
+/// temporary folder. Dropping it kills the supervisor, its descendants and every process whose
+/// command line contains the folder or that carries the round's mark ([`Supervised`]), then
+/// removes the folder.
 pub(crate) struct Setup {
     /// Declared first: dropped (processes killed) before the folder is removed.
     pub sup: Supervised,
@@ -102,6 +113,12 @@ pub(crate) struct Setup {
     pub home: Option<Home>,
     /// supervisord's configuration file.
     pub conf: Option<PathBuf>,
+    /// runit and s6: each plugin's service folder.
+    pub services: Vec<PathBuf>,
+    /// runit and s6 with loggers: the folder each plugin's logger writes.
+    pub logs: Vec<PathBuf>,
+    /// The signal that stops the whole tree (SIGHUP for runsvdir, SIGTERM for the others).
+    pub stop_signal: Signal,
     /// The supervisor's stdout and stderr.
     pub out: PathBuf,
     _tmp: tempfile::TempDir,
@@ -127,17 +144,17 @@ impl Setup {
             plugins,
             home: None,
             conf: None,
+            services: Vec::new(),
+            logs: Vec::new(),
+            stop_signal: Signal::SIGTERM,
             out: root.join("supervisor.out"),
             _tmp: tmp,
         }
     }
 
-    /// Spawns the supervisor with its output in `supervisor.out`.
+    /// Spawns the supervisor ([`prepare_supervisor`]) with its output in `supervisor.out`.
     fn start(&mut self, mut cmd: Command) -> Result<()> {
-        let log = std::fs::File::create(&self.out)?;
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        prepare_supervisor(&mut cmd, &self.sup.dir, &self.out)?;
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.label))?;
@@ -152,8 +169,19 @@ impl Setup {
         conf: &LauncherConf,
         label: &str,
     ) -> Result<Setup> {
+        Setup::launcher_with(bins, names, conf, label, PLUGIN_SCRIPT)
+    }
+
+    /// [`Setup::launcher`] with each plugin a copy of `script`.
+    pub fn launcher_with(
+        bins: &Bins,
+        names: &[String],
+        conf: &LauncherConf,
+        label: &str,
+        script: &str,
+    ) -> Result<Setup> {
         let (tmp, root) = bench_tempdir("hivehub-bench-launcher-")?;
-        let home = launcher_home(&root, &bins.hubcore, names, conf)?;
+        let home = launcher_home(&root, &bins.hubcore, names, conf, script)?;
         let mut cmd = Command::new(&bins.launcher);
         cmd.arg("--home").arg(home.root());
         let mut s = Setup::new(tmp, root, label, names, home.plugins());
@@ -171,6 +199,26 @@ impl Setup {
         let mut s = Setup::new(tmp, root, "supervisord", names, plugins);
         s.conf = Some(conf);
         s.start(cmd)?;
+        Ok(s)
+    }
+
+    /// Starts runit, s6 or the floor ([`peer_dir`]) over `names`, each a copy of `script`, with a
+    /// logger per plugin if `logged`.
+    pub fn peer(
+        bins: &Bins,
+        peer: Peer,
+        names: &[String],
+        script: &str,
+        logged: bool,
+        label: &str,
+    ) -> Result<Setup> {
+        let (tmp, root) = bench_tempdir("hivehub-bench-peer-")?;
+        let d = peer_dir(peer, &bins.peers, &root, names, script, logged)?;
+        let mut s = Setup::new(tmp, root, label, names, d.plugins);
+        s.services = d.services;
+        s.logs = d.logs;
+        s.stop_signal = d.stop;
+        s.start(d.cmd)?;
         Ok(s)
     }
 
@@ -206,6 +254,7 @@ impl Setup {
                 return Ok(t0.elapsed());
             }
             self.check_alive("starting its plugins")?;
+            check_interrupted()?;
             if t0.elapsed() > timeout {
                 bail!(
                     "only {}/{n} plugins running after {:.0} s under {}; its output:\n{}",
@@ -227,6 +276,7 @@ impl Setup {
                 return Ok(());
             }
             self.check_alive(&format!("waiting for `{needle}`"))?;
+            check_interrupted()?;
             if t0.elapsed() > timeout {
                 bail!(
                     "no `{needle}` from {} after {:.0} s; its output:\n{}",
@@ -244,15 +294,19 @@ impl Setup {
         Observer::new(&self.plugins).census().plugins
     }
 
-    /// SIGTERM, then waits for the supervisor to exit (the launcher stops its plugins and
-    /// hubcore first). Whatever is left is killed when the Setup is dropped.
+    /// The stop signal (SIGTERM; SIGHUP for runsvdir), then waits for the supervisor to exit
+    /// (the launcher stops its plugins and hubcore first) and for the rest of its tree (runsv,
+    /// s6-supervise, plugins) to go. Whatever is left is killed when the Setup is dropped.
     pub fn stop(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let child = self.sup.child.as_mut()?;
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(child.id() as i32), self.stop_signal);
         let t0 = Instant::now();
         while t0.elapsed() < timeout {
             if let Ok(Some(st)) = child.try_wait() {
                 self.sup.child = None;
+                while t0.elapsed() < timeout && procobs::round_processes(&self.sup.dir) > 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 return Some(st);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -284,6 +338,10 @@ pub struct Opts {
     pub requests: usize,
     /// Leave supervisord out even when it is installed.
     pub no_supervisord: bool,
+    /// Leave runit out even when it is installed.
+    pub no_runit: bool,
+    /// Leave s6 out even when it is installed.
+    pub no_s6: bool,
 }
 
 /// How the output of a timed command is checked.
@@ -295,6 +353,10 @@ enum Check {
     Json,
     /// `supervisorctl status`: N lines with RUNNING.
     Status,
+    /// `sv status`, the `s6-svstat` loop: N lines that start with this.
+    Lines(&'static str),
+    /// One `s6-svstat`: one line that starts with this.
+    Line(&'static str),
     /// Anything that exits 0.
     Exit0,
 }
@@ -354,6 +416,17 @@ fn check_output(check: Check, n: usize, o: &Output) -> Result<()> {
                 bail!("{running} RUNNING lines, {n} expected:\n{out}");
             }
         }
+        Check::Lines(prefix) | Check::Line(prefix) => {
+            let want = if matches!(check, Check::Line(_)) {
+                1
+            } else {
+                n
+            };
+            let running = out.lines().filter(|l| l.starts_with(prefix)).count();
+            if running != want {
+                bail!("{running} lines starting with `{prefix}`, {want} expected:\n{out}");
+            }
+        }
         Check::Exit0 => {}
     }
     Ok(())
@@ -386,6 +459,7 @@ fn time_commands(cmds: &mut [Timed], n: usize, runs: usize) -> Result<()> {
         }
     }
     for _ in 0..runs {
+        check_interrupted()?;
         for t in cmds.iter_mut() {
             let (d, bytes) = run_once(t, n)?;
             t.times.push(d);
@@ -537,7 +611,7 @@ pub async fn run(o: Opts) -> Result<()> {
     if o.no_supervisord {
         eprintln!("note: supervisord skipped (--no-supervisord)");
     }
-    let bins = Bins::find(o.no_supervisord)?;
+    let bins = Bins::find(o.no_supervisord, PeerBins::find(o.no_runit, o.no_s6))?;
     let hubcli = sibling_binary("hubcli")?;
     raise_nofile(o.n);
     eprintln!("{} load average at start: {}", clock(), loadavg());
@@ -564,19 +638,72 @@ pub async fn run(o: Opts) -> Result<()> {
         o.n
     );
 
-    let mut sv = match (&bins.supervisord, &bins.supervisorctl) {
-        (Some(d), Some(_)) => {
-            let mut s = Setup::supervisord(d, &names, false)?;
-            let took = s.wait_all_running(start_timeout(o.n))?;
-            eprintln!(
-                "supervisord: {} programs running after {:.0} ms",
-                o.n,
-                ms(took)
-            );
-            Some(s)
-        }
-        _ => None,
-    };
+    // The peers, running side by side with the launcher, and each one's "status of all"
+    // command (`cmds[i]` is `peers[i]`'s).
+    let mut peers: Vec<Setup> = Vec::new();
+    let mut cmds: Vec<Timed> = Vec::new();
+    // One call of the s6 loop's command, to tell the per-service cost from the loop's.
+    let mut s6_one = None;
+    if let (Some(d), Some(ctl)) = (&bins.supervisord, &bins.supervisorctl) {
+        let s = Setup::supervisord(d, &names, false)?;
+        let conf = s.conf.clone().context("supervisord conf")?;
+        cmds.push(Timed::new(
+            SUPERVISORCTL,
+            ctl,
+            vec!["-c".into(), conf.into(), "status".into()],
+            Check::Status,
+        ));
+        peers.push(s);
+    }
+    if let Some(r) = &bins.peers.runit {
+        let s = Setup::peer(&bins, Peer::Runit, &names, PLUGIN_SCRIPT, false, "runit")?;
+        let mut args: Vec<OsString> = vec!["status".into()];
+        args.extend(s.services.iter().map(|d| d.clone().into_os_string()));
+        cmds.push(Timed::new(SV_STATUS, &r.sv, args, Check::Lines("run: ")));
+        peers.push(s);
+    }
+    if let Some(b) = &bins.peers.s6 {
+        let s = Setup::peer(
+            &bins,
+            Peer::S6 { ready: true },
+            &names,
+            PLUGIN_SCRIPT,
+            false,
+            "s6",
+        )?;
+        let mut args: Vec<OsString> = vec![
+            "-c".into(),
+            format!("for d; do {} \"$d\" || exit 1; done", b.svstat.display()).into(),
+            "sh".into(),
+        ];
+        args.extend(s.services.iter().map(|d| d.clone().into_os_string()));
+        cmds.push(Timed::new(
+            S6_SVSTAT,
+            Path::new("/bin/sh"),
+            args,
+            Check::Lines("up "),
+        ));
+        let first = s.services.first().context("no s6 service")?;
+        s6_one = Some(Timed::new(
+            S6_SVSTAT_ONE,
+            &b.svstat,
+            vec![first.clone().into_os_string()],
+            Check::Line("up "),
+        ));
+        peers.push(s);
+    }
+    for (s, status) in peers.iter_mut().zip(&cmds) {
+        let took = s.wait_all_running(start_timeout(o.n))?;
+        wait_status(status, o.n)?;
+        eprintln!(
+            "{}: {} plugins running after {:.0} ms; `{}` reports all",
+            s.label,
+            o.n,
+            ms(took),
+            status.label
+        );
+    }
+    cmds.extend(s6_one);
 
     let ls_args: Vec<OsString> = vec![
         "--home".into(),
@@ -586,38 +713,26 @@ pub async fn run(o: Opts) -> Result<()> {
     ];
     let mut json_args = ls_args.clone();
     json_args.push("--json".into());
-    let mut cmds = vec![
-        Timed::new("hubcli launcher ls", &hubcli, ls_args, Check::Table),
-        Timed::new("hubcli launcher ls --json", &hubcli, json_args, Check::Json),
-        Timed::new(
-            "hubcli --version",
-            &hubcli,
-            vec!["--version".into()],
-            Check::Exit0,
-        ),
-    ];
-    if let (Some(s), Some(ctl)) = (&mut sv, &bins.supervisorctl) {
-        let conf = s.conf.clone().context("supervisord conf")?;
-        // Wait until supervisorctl answers and reports every program RUNNING.
-        let t0 = Instant::now();
-        let probe = Timed::new(
-            "supervisorctl status",
-            ctl,
-            vec!["-c".into(), conf.into(), "status".into()],
-            Check::Status,
-        );
-        loop {
-            match run_once(&probe, o.n) {
-                Ok(_) => break,
-                Err(e) if t0.elapsed() > Duration::from_secs(60) => {
-                    return Err(e.context("supervisorctl status never reported all RUNNING"))
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-        cmds.push(probe);
-    }
+    cmds.splice(
+        0..0,
+        [
+            Timed::new("hubcli launcher ls", &hubcli, ls_args, Check::Table),
+            Timed::new("hubcli launcher ls --json", &hubcli, json_args, Check::Json),
+            Timed::new(
+                "hubcli --version",
+                &hubcli,
+                vec!["--version".into()],
+                Check::Exit0,
+            ),
+        ],
+    );
 
+    eprintln!(
+        "{} load average before the timed runs: {}",
+        clock(),
+        loadavg()
+    );
+    let load = loadavg();
     let (n, runs) = (o.n, o.runs);
     let cmds = tokio::task::spawn_blocking(move || -> Result<Vec<Timed>> {
         time_commands(&mut cmds, n, runs)?;
@@ -636,34 +751,70 @@ pub async fn run(o: Opts) -> Result<()> {
         );
     }
 
+    check_interrupted()?;
     let ip = in_process(&home, o.requests, o.runs).await?;
     eprintln!("{} load average at end: {}", clock(), loadavg());
 
-    let lost_launcher = o.n.saturating_sub(lh.census());
-    let lost_sv = sv.as_ref().map(|s| o.n.saturating_sub(s.census()));
-    let lh_exit = lh.stop(Duration::from_secs(60));
-    let sv_exit = sv.as_mut().and_then(|s| s.stop(Duration::from_secs(60)));
-    drop(sv);
+    let mut outcomes = vec![Outcome::of(&mut lh, o.n)];
+    outcomes.extend(peers.iter_mut().map(|s| Outcome::of(s, o.n)));
+    drop(peers);
     drop(lh);
 
-    report(&o, &cmds, &ip, lost_launcher, lost_sv, lh_exit, sv_exit);
+    report(&o, &cmds, &ip, &outcomes, &bins, &load);
     Ok(())
 }
 
-fn report(
-    o: &Opts,
-    cmds: &[Timed],
-    ip: &InProcess,
-    lost_launcher: usize,
-    lost_sv: Option<usize>,
-    lh_exit: Option<std::process::ExitStatus>,
-    sv_exit: Option<std::process::ExitStatus>,
-) {
+const SUPERVISORCTL: &str = "supervisorctl status";
+const SV_STATUS: &str = "sv status";
+const S6_SVSTAT: &str = "s6-svstat × N";
+const S6_SVSTAT_ONE: &str = "s6-svstat (one service)";
+
+/// Runs a status command until it reports all N running (the supervisor may answer before it
+/// has started everything, or before its control files exist).
+fn wait_status(probe: &Timed, n: usize) -> Result<()> {
+    let t0 = Instant::now();
+    loop {
+        match run_once(probe, n) {
+            Ok(_) => return Ok(()),
+            Err(e) if t0.elapsed() > Duration::from_secs(60) => {
+                return Err(e.context(format!("`{}` never reported all running", probe.label)))
+            }
+            Err(_) => nap(Duration::from_millis(200))?,
+        }
+    }
+}
+
+/// How a supervisor ended the run.
+struct Outcome {
+    label: String,
+    /// Plugins not running at the end.
+    lost: usize,
+    /// Exit status after the stop signal.
+    exit: Option<std::process::ExitStatus>,
+    stop_signal: Signal,
+}
+
+impl Outcome {
+    /// Counts the plugins still running, then stops the supervisor.
+    fn of(s: &mut Setup, n: usize) -> Outcome {
+        let lost = n.saturating_sub(s.census());
+        Outcome {
+            label: s.label.clone(),
+            lost,
+            exit: s.stop(Duration::from_secs(60)),
+            stop_signal: s.stop_signal,
+        }
+    }
+}
+
+fn report(o: &Opts, cmds: &[Timed], ip: &InProcess, outcomes: &[Outcome], bins: &Bins, load: &str) {
     let by = |l: &str| cmds.iter().find(|t| t.label == l);
     let ls = by("hubcli launcher ls");
     let js = by("hubcli launcher ls --json");
     let ver = by("hubcli --version");
-    let st = by("supervisorctl status");
+    let st = by(SUPERVISORCTL);
+    let sv = by(SV_STATUS);
+    let s6 = by(S6_SVSTAT);
     let cell = |t: Option<&Timed>, p: f64| match t {
         Some(t) if !t.times.is_empty() => format!("{:.1} ms", q(&t.times, p)),
         _ => "—".into(),
@@ -679,46 +830,48 @@ fn report(
     let list_med = med(&ip.list);
 
     println!(
-        "\n**Launcher control round trip, N = {} running plugins** (whole process: {} runs each, spawn to exit; in process: {} sequential requests)\n",
+        "\n**Launcher control round trip, N = {} running plugins** (whole process: {} runs each, spawn to exit; in process: {} sequential requests; load average before the timed runs {load})\n",
         o.n,
         o.runs,
         ip.list.len()
     );
-    println!("| measure | hivehub | supervisord (`supervisorctl status`) | ratio hivehub/supervisord | target | |");
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| whole process `hubcli launcher ls`, median | {} | {} | {} | < 50 ms | {} |",
-        cell(ls, 0.5),
-        cell(st, 0.5),
-        ratio(ls, st, 0.5),
-        verdict(ls_med < 50.0)
+    println!("| measure | hivehub | supervisord (`supervisorctl status`) | runit (`sv status`) | s6 (`s6-svstat` × N) | ratio hivehub/runit | ratio hivehub/supervisord | target | |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let whole = |what: &str, t: Option<&Timed>, p: f64, target: &str, verdict: &str| {
+        println!(
+            "| whole process `{what}`, {} | {} | {} | {} | {} | {} | {} | {target} | {verdict} |",
+            if p == 0.5 { "median" } else { "p90" },
+            cell(t, p),
+            cell(st, p),
+            cell(sv, p),
+            cell(s6, p),
+            ratio(t, sv, p),
+            ratio(t, st, p),
+        );
+    };
+    whole(
+        "hubcli launcher ls",
+        ls,
+        0.5,
+        "< 50 ms",
+        verdict(ls_med < 50.0),
     );
-    println!(
-        "| whole process `hubcli launcher ls`, p90 | {} | {} | {} | – | |",
-        cell(ls, 0.9),
-        cell(st, 0.9),
-        ratio(ls, st, 0.9)
+    whole("hubcli launcher ls", ls, 0.9, "–", "");
+    whole(
+        "hubcli launcher ls --json",
+        js,
+        0.5,
+        "< 50 ms",
+        verdict(js_med < 50.0),
     );
+    whole("hubcli launcher ls --json", js, 0.9, "–", "");
     println!(
-        "| whole process `hubcli launcher ls --json`, median | {} | {} | {} | < 50 ms | {} |",
-        cell(js, 0.5),
-        cell(st, 0.5),
-        ratio(js, st, 0.5),
-        verdict(js_med < 50.0)
-    );
-    println!(
-        "| whole process `hubcli launcher ls --json`, p90 | {} | {} | {} | – | |",
-        cell(js, 0.9),
-        cell(st, 0.9),
-        ratio(js, st, 0.9)
-    );
-    println!(
-        "| in process `view/list` request, median | {:.2} ms | – | – | < 2 ms | {} |",
+        "| in process `view/list` request, median | {:.2} ms | – | – | – | – | – | < 2 ms | {} |",
         list_med,
         verdict(list_med < 2.0)
     );
     println!(
-        "| in process `view/list` request, p99 | {:.2} ms | – | – | – | |",
+        "| in process `view/list` request, p99 | {:.2} ms | – | – | – | – | – | – | |",
         q(&ip.list, 0.99)
     );
 
@@ -727,6 +880,12 @@ fn report(
         "- `hubcli --version` (start the binary, parse arguments, exit; no hub): {}",
         cell(ver, 0.5)
     );
+    if let Some(one) = by(S6_SVSTAT_ONE) {
+        println!(
+            "- s6 has no \"status of all\" command outside s6-rc: the s6 column is one `/bin/sh -c 'for d; do s6-svstat \"$d\" || exit 1; done'` over the N service folders; one `s6-svstat` alone takes {}.",
+            cell(Some(one), 0.5)
+        );
+    }
     println!(
         "- in process, the same steps as `hubcli launcher ls` ({} cycles): connect (TLS + login + inbox subscription) {:.2} ms, first `view/list` {:.2} ms, disconnect {:.2} ms",
         ip.connect.len(),
@@ -734,40 +893,55 @@ fn report(
         med(&ip.first_list),
         med(&ip.disconnect)
     );
+    let bytes: Vec<String> = [st, sv, s6]
+        .into_iter()
+        .flatten()
+        .map(|t| format!(", `{}` {} bytes", t.label, t.out_bytes))
+        .collect();
     println!(
         "- `view/list` reply: {} bytes of JSON for {} entries; `hubcli launcher ls` printed {} bytes, `--json` {} bytes{}",
         ip.reply_bytes,
         o.n + 1,
         ls.map_or(0, |t| t.out_bytes),
         js.map_or(0, |t| t.out_bytes),
-        st.map_or(String::new(), |t| format!(
-            ", `supervisorctl status` {} bytes",
-            t.out_bytes
-        ))
+        bytes.concat()
     );
     let mut notes = Vec::new();
-    if lost_launcher > 0 {
-        notes.push(format!(
-            "{lost_launcher} launcher plugins died during the run"
-        ));
-    }
-    if let Some(l) = lost_sv.filter(|l| *l > 0) {
-        notes.push(format!("{l} supervisord programs died during the run"));
-    }
-    if let Some(s) = lh_exit.filter(|s| !s.success()) {
-        notes.push(format!("launcher exit status after SIGTERM: {s}"));
-    }
-    if let Some(s) = sv_exit.filter(|s| !s.success()) {
-        notes.push(format!("supervisord exit status after SIGTERM: {s}"));
+    for oc in outcomes {
+        if oc.lost > 0 {
+            notes.push(format!(
+                "{} plugins died under {} during the run",
+                oc.lost, oc.label
+            ));
+        }
+        // runsvdir exits 111 on SIGHUP (runsvdir(8)), after telling every runsv to stop.
+        let expected = |s: &std::process::ExitStatus| {
+            s.success() || (oc.stop_signal == Signal::SIGHUP && s.code() == Some(111))
+        };
+        if let Some(s) = oc.exit.filter(|s| !expected(s)) {
+            notes.push(format!(
+                "{} exit status after {}: {s}",
+                oc.label,
+                oc.stop_signal.as_str()
+            ));
+        }
     }
     if st.is_none() {
         notes.push("supervisord not run (not installed, or --no-supervisord)".into());
     }
+    if bins.peers.runit.is_none() {
+        notes.push("runit not run (not installed, or --no-runit)".into());
+    }
+    if bins.peers.s6.is_none() {
+        notes.push("s6 not run (not installed, or --no-s6)".into());
+    }
+    notes.push("the floor (`bench-floor`) has no control interface: no column".into());
     println!(
         "- setup: plugin `{}`, launcher with `createPluginCred: false`, `autorestart: never`; \
-         supervisord with `autorestart=false`, `startsecs=0`; both running side by side, the \
-         commands interleaved run by run after {WARMUP_RUNS} warm-up runs each; output of \
-         every run checked.",
+         supervisord with `autorestart=false`, `startsecs=0`; runit: runsvdir, a `run` script \
+         per plugin that execs it; s6: s6-svscan, the same `run` scripts; all running side by \
+         side, the commands interleaved run by run after {WARMUP_RUNS} warm-up runs each; \
+         output of every run checked.",
         PLUGIN_SCRIPT.lines().nth(1).unwrap_or_default()
     );
     for n in notes {

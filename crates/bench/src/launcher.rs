@@ -1,25 +1,34 @@
 //! `hivehub-bench launcher`: cold start, stop-all and idle cost of N trivial plugins under the
-//! hivehub launcher (credentials off and on) and under Debian's supervisord, observed the same
-//! way for both.
+//! hivehub launcher (credentials off and on), Debian's supervisord, runit (runsvdir), s6
+//! (s6-svscan) and the raw-spawn floor (`bench-floor`), observed the same way for all.
 //!
 //! * Plugin: the shell script [`PLUGIN_SCRIPT`], copied as N distinct executables
-//!   `plugins/plugin001`.. in a fresh temporary folder per round.
+//!   `plugins/plugin001`.. in a fresh temporary folder per round. runit and s6 start it through a
+//!   `run` script that execs it (one more `/bin/sh` start per spawn, as every runit or s6
+//!   service has); s6's also reports readiness at once (see [`Peer::S6`]).
 //! * Observer: every `--poll-ms` the benchmark reads `/proc/*/cmdline` and counts the distinct
 //!   plugins with a live process (command line containing the round's unique `plugins/` path).
 //! * Cold start: from spawning the supervisor until all N plugins are alive. For the launcher this
 //!   includes starting hubcore (fresh home: CA and keys are created) and connecting to it; the
 //!   time until `run/hubcore.url` appears is reported separately.
-//! * Stop-all: from SIGTERM to the supervisor until no plugin process is left; exit: until the
-//!   supervisor process has exited (the launcher also stops hubcore after the plugins).
-//! * Idle: 2 s after the cold start, the supervisor's own VmRSS and its CPU time over 5 s.
+//! * Stop-all: from the stop signal (SIGTERM; SIGHUP for runsvdir, which exits at once on SIGTERM
+//!   and leaves its runsv running) until no plugin process is left; exit: until the supervisor
+//!   process has exited (the launcher also stops hubcore after the plugins); tree gone: until the
+//!   supervisor and every process of its tree (guard, hubcore, runsv, s6-supervise) have exited
+//!   and no plugin is left.
+//! * Idle: 2 s after the cold start, the supervisor process's own VmRSS and CPU time over 5 s,
+//!   and for its whole tree without the plugins (launcher + guard + hubcore; runsvdir + N runsv;
+//!   s6-svscan + N s6-supervise) the PSS (`/proc/PID/smaps_rollup`, shared pages divided among
+//!   the processes that map them) and the CPU time over the same 5 s (exact, from `schedstat`).
 //!
 //! Each supervisor is started in its own session, as a service manager would start it: with the
 //! kernel's autogroup scheduling it then gets its own CPU share instead of sharing the benchmark's
 //! (the observer's) share. SIGINT, SIGTERM and SIGHUP to the benchmark end the round cleanly.
 
 use crate::common::{
-    bench_tempdir, clock, find_in_path, launcher_home, loadavg, ms, pid_from_file, plugin_names,
-    raise_nofile, supervisord_dir, tail, warn_about_other_supervisords, LauncherConf,
+    bench_tempdir, cell, check_interrupted, clock, find_in_path, launcher_home, loadavg, md_table,
+    ms, nap, peer_dir, pid_from_file, plugin_names, prepare_supervisor, raise_nofile,
+    supervisord_dir, tail, warn_about_other_supervisords, LauncherConf, Peer, PeerBins,
     PLUGIN_SCRIPT,
 };
 use crate::procobs::{self, Observer, Supervised};
@@ -29,57 +38,14 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// Time allowed for the supervisor to settle after the cold start.
 const SETTLE: Duration = Duration::from_secs(2);
 /// Window over which the idle CPU is measured.
 const CPU_WINDOW: Duration = Duration::from_secs(5);
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Turns SIGINT, SIGTERM and SIGHUP into a flag, so a round in progress is abandoned through
-/// its guards (which kill what it started) instead of leaving its supervisor running.
-fn catch_signals() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let _ = unsafe { sigaction(sig, &action) };
-    }
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
-/// Sleeps `d`, in short slices so an interruption is noticed quickly.
-fn nap(d: Duration) -> Result<()> {
-    let end = Instant::now() + d;
-    loop {
-        check_interrupted()?;
-        let now = Instant::now();
-        if now >= end {
-            return Ok(());
-        }
-        std::thread::sleep((end - now).min(Duration::from_millis(50)));
-    }
-}
 
 /// System-wide CPU time from the first line of `/proc/stat`: (busy, total) in clock ticks.
 /// Busy is everything but idle and iowait (steal counts as busy: the host took the CPU).
@@ -184,6 +150,10 @@ pub struct Opts {
     pub poll: Duration,
     /// Do not run supervisord even when installed.
     pub no_supervisord: bool,
+    /// Do not run runit even when installed.
+    pub no_runit: bool,
+    /// Do not run s6 even when installed.
+    pub no_s6: bool,
     /// A round during which other processes used more than this many cores on average is run
     /// again.
     pub max_foreign: f64,
@@ -200,7 +170,12 @@ enum Kind {
     /// Credentials off and every plugin `sandbox: off`: the cost of the sandbox per spawn.
     LauncherNoSandbox,
     Supervisord,
+    /// runit, s6 or the floor.
+    Peer(Peer),
 }
+
+/// The reference of every ratio column.
+const REFERENCE: Kind = Kind::Peer(Peer::Runit);
 
 impl Kind {
     fn label(self) -> &'static str {
@@ -209,7 +184,17 @@ impl Kind {
             Kind::LauncherOn => "launcher (creds on)",
             Kind::LauncherNoSandbox => "launcher (creds off, sandbox off)",
             Kind::Supervisord => "supervisord",
+            Kind::Peer(Peer::Runit) => "runit",
+            Kind::Peer(Peer::S6 { .. }) => "s6",
+            Kind::Peer(Peer::Floor) => "floor",
         }
+    }
+
+    fn is_launcher(self) -> bool {
+        matches!(
+            self,
+            Kind::LauncherOff | Kind::LauncherOn | Kind::LauncherNoSandbox
+        )
     }
 }
 
@@ -220,24 +205,43 @@ struct Round {
     core_ready: Option<Duration>,
     stop_all: Duration,
     exit: Duration,
+    /// Until the supervisor, every process of its tree and every plugin are gone.
+    tree_gone: Duration,
     exit_status: ExitStatus,
+    /// What stopped it.
+    stop_signal: Signal,
     /// Bytes.
     rss: u64,
     /// Anonymous part of `rss` (heap, stacks), bytes.
     rss_anon: u64,
     /// Percent of one core.
     cpu: f64,
+    /// CPU of the supervision tree without the plugins, percent of one core.
+    tree_cpu: f64,
+    /// PSS of the supervision tree without the plugins, bytes.
+    pss_tree: u64,
+    /// PSS of the supervisor process, of the launcher's guard and of hubcore, bytes.
+    pss_main: Option<u64>,
+    pss_guard: Option<u64>,
+    pss_core: Option<u64>,
+    /// Processes in the supervision tree (the supervisor included, the plugins not).
+    tree_procs: usize,
     core_rss: Option<u64>,
     core_cpu: Option<f64>,
     guard_rss: Option<u64>,
     /// Plugins that died between the cold start and the stop.
     lost_while_idle: usize,
-    /// Processes of the round still alive after the supervisor exited.
+    /// Processes of the round still alive once the supervisor and its tree were gone.
     leftovers: usize,
+    /// Their command lines, counted.
+    leftover_cmds: Vec<String>,
     /// Mean duration of one observer pass over /proc during the start and the stop.
     scan_ms: f64,
     /// CPU time (user + system) the supervisor process used from spawn until all N ran.
     cold_cpu: Duration,
+    /// The same for its whole tree without the plugins (launcher + guard + hubcore, runsvdir +
+    /// every runsv, ...), exact.
+    tree_cold_cpu: Duration,
     /// CPU time the supervisor process used from SIGTERM until its last sample before exit.
     stop_cpu: Duration,
     /// CPU used by processes outside the round (other work on the machine, kernel threads)
@@ -245,12 +249,24 @@ struct Round {
     foreign: f64,
     /// Times this round was discarded and run again because of foreign CPU.
     retried: usize,
+    /// The load average before the round.
+    load: String,
+}
+
+impl Round {
+    /// An exit status that is the supervisor's normal answer to its stop signal (runsvdir exits
+    /// 111 on SIGHUP, runsvdir(8)).
+    fn clean_exit(&self) -> bool {
+        self.exit_status.success()
+            || (self.stop_signal == Signal::SIGHUP && self.exit_status.code() == Some(111))
+    }
 }
 
 struct Bins {
     launcher: PathBuf,
     hubcore: PathBuf,
     supervisord: Option<PathBuf>,
+    peers: PeerBins,
 }
 
 /// Runs one round of one case in a fresh temporary folder; every process is gone on return.
@@ -258,6 +274,7 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
     let (_tmp, root) = bench_tempdir("hivehub-bench-launcher-")?;
     let names = plugin_names(n);
     let out = root.join("supervisor.out");
+    let mut stop_signal = Signal::SIGTERM;
     let (mut cmd, plugins, url_file, core_pid_file) = match kind {
         Kind::LauncherOff | Kind::LauncherOn | Kind::LauncherNoSandbox => {
             let conf = LauncherConf {
@@ -268,7 +285,7 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
                 sample_interval: "2s",
                 sandbox: kind != Kind::LauncherNoSandbox,
             };
-            let home = launcher_home(&root, &bins.hubcore, &names, &conf)?;
+            let home = launcher_home(&root, &bins.hubcore, &names, &conf, PLUGIN_SCRIPT)?;
             let mut cmd = Command::new(&bins.launcher);
             cmd.arg("--home").arg(home.root());
             (
@@ -288,18 +305,13 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
             cmd.arg("-n").arg("-c").arg(&conf);
             (cmd, plugins, None, None)
         }
+        Kind::Peer(p) => {
+            let d = peer_dir(p, &bins.peers, &root, &names, PLUGIN_SCRIPT, false)?;
+            stop_signal = d.stop;
+            (d.cmd, d.plugins, None, None)
+        }
     };
-    let log = std::fs::File::create(&out)?;
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: only setsid, which is async-signal-safe, runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
+    prepare_supervisor(&mut cmd, &root, &out)?;
     let mut obs = Observer::new(&plugins);
     let what = kind.label();
 
@@ -345,30 +357,43 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
     };
 
     let cold_cpu = ticks(procobs::cpu_ticks(pid).unwrap_or(0));
+    // Every process of the tree was born after the spawn: its whole CPU time is the start's.
+    let tree_cold_cpu = Duration::from_nanos(procobs::cpu_ns_sum(&procobs::tree(pid, &plugins)));
 
     // Idle cost.
     nap(SETTLE)?;
     let core_pid = core_pid_file.as_deref().and_then(pid_from_file);
-    let guard_pid = match kind {
-        Kind::Supervisord => None,
-        _ => procobs::descendants(pid)
+    let guard_pid = if kind.is_launcher() {
+        procobs::descendants(pid)
             .into_iter()
-            .find(|p| procobs::cmdline(*p).is_some_and(|c| c.split(' ').nth(1) == Some("__guard"))),
+            .find(|p| procobs::cmdline(*p).is_some_and(|c| c.split(' ').nth(1) == Some("__guard")))
+    } else {
+        None
     };
+    // The supervision tree without the plugins: launcher, guard and hubcore; runsvdir and every
+    // runsv; s6-svscan and every s6-supervise; supervisord or the floor alone.
+    let tree = procobs::tree(pid, &plugins);
     let rss0 = procobs::rss_bytes(pid).context("cannot read the supervisor's RSS")?;
     let core_rss0 = core_pid.and_then(procobs::rss_bytes);
     let cpu0 = procobs::cpu_ticks(pid).context("cannot read the supervisor's CPU time")?;
     let core_cpu0 = core_pid.and_then(procobs::cpu_ticks);
+    let tree_cpu0 = procobs::cpu_ns_sum(&tree);
     let w0 = Instant::now();
     nap(CPU_WINDOW)?;
     let cpu1 = procobs::cpu_ticks(pid).context("cannot read the supervisor's CPU time")?;
     let core_cpu1 = core_pid.and_then(procobs::cpu_ticks);
+    let tree_cpu1 = procobs::cpu_ns_sum(&tree);
     let wall = w0.elapsed().as_secs_f64();
     let rss1 = procobs::rss_bytes(pid).unwrap_or(0);
     let rss_anon = procobs::status_bytes(pid, "RssAnon").unwrap_or(0);
+    let pss_tree: u64 = tree.iter().filter_map(|&p| procobs::pss_bytes(p)).sum();
+    let pss_main = procobs::pss_bytes(pid);
+    let pss_guard = guard_pid.and_then(procobs::pss_bytes);
+    let pss_core = core_pid.and_then(procobs::pss_bytes);
     let tps = procobs::ticks_per_second() as f64;
     let pct = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / tps / wall * 100.0;
     let cpu = pct(cpu0, cpu1);
+    let tree_cpu = tree_cpu1.saturating_sub(tree_cpu0) as f64 / 1e9 / wall * 100.0;
     let core_cpu = match (core_cpu0, core_cpu1) {
         (Some(a), Some(b)) => Some(pct(a, b)),
         _ => None,
@@ -380,17 +405,21 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
     let guard_rss = guard_pid.and_then(procobs::rss_bytes);
     let lost_while_idle = n.saturating_sub(obs.census().plugins);
 
-    // Stop-all.
+    // Stop-all: the supervisor's stop signal until no plugin is left, until the supervisor has
+    // exited, and until its whole tree (helpers included) is gone.
     let before_stop = procobs::cpu_ticks(pid).unwrap_or(0);
     let mut last_ticks = before_stop;
     let t1 = Instant::now();
-    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).context("cannot signal the supervisor")?;
+    kill(Pid::from_raw(pid as i32), stop_signal).context("cannot signal the supervisor")?;
     let limit = Duration::from_secs(120) + Duration::from_millis(500) * n as u32;
     let mut stop_all = None;
     let mut exited: Option<(Duration, ExitStatus)> = None;
+    let mut helpers: Vec<u32> = tree.iter().copied().filter(|&p| p != pid).collect();
+    let mut tree_gone = None;
     loop {
         let now = t1.elapsed();
-        if stop_all.is_none() && obs.census().processes == 0 {
+        let processes = obs.census().processes;
+        if stop_all.is_none() && processes == 0 {
             stop_all = Some(t1.elapsed());
         }
         if exited.is_none() {
@@ -402,42 +431,57 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
                 sup.child = None;
             }
         }
-        if let (Some(s), Some((e, st))) = (stop_all, exited) {
+        helpers.retain(|&p| procobs::alive(p));
+        if tree_gone.is_none() && exited.is_some() && helpers.is_empty() && processes == 0 {
+            tree_gone = Some(t1.elapsed());
+        }
+        if let (Some(s), Some((e, st)), Some(g)) = (stop_all, exited, tree_gone) {
+            let leftover_cmds = procobs::round_commands(&root);
             let leftovers = procobs::sweep(&root, Duration::from_secs(5));
             return Ok(Round {
                 cold,
                 core_ready,
                 stop_all: s,
                 exit: e,
+                tree_gone: g,
                 exit_status: st,
+                stop_signal,
                 rss: rss0.max(rss1),
                 rss_anon,
                 cpu,
+                tree_cpu,
+                pss_tree,
+                pss_main,
+                pss_guard,
+                pss_core,
+                tree_procs: tree.len(),
                 core_rss,
                 core_cpu,
                 guard_rss,
                 lost_while_idle,
                 leftovers,
+                leftover_cmds,
                 scan_ms: obs.mean_scan_ms(),
                 cold_cpu,
+                tree_cold_cpu,
                 stop_cpu: ticks(last_ticks - before_stop),
                 foreign: meter.cores(),
                 retried: 0,
+                load: String::new(),
             });
         }
         if let Some((e, _)) = exited {
             if now > e + Duration::from_secs(5) {
                 bail!(
-                    "{what} exited but {} plugin processes remain",
-                    obs.census().processes
+                    "{what} exited but {processes} plugin processes and {} of its helpers remain",
+                    helpers.len()
                 );
             }
         }
         if now > limit {
             bail!(
-                "{what} did not stop within {:.0} s ({} plugin processes left); its output:\n{}",
+                "{what} did not stop within {:.0} s ({processes} plugin processes left); its output:\n{}",
                 limit.as_secs_f64(),
-                obs.census().processes,
                 tail(&out, 20)
             );
         }
@@ -468,59 +512,60 @@ fn med(res: &Results, n: usize, k: Kind, f: impl Fn(&Round) -> Option<f64>) -> O
     median(res.get(&(n, k))?.iter().filter_map(f).collect())
 }
 
-fn cell(v: Option<f64>, unit: &str, decimals: usize) -> String {
-    match v {
-        Some(v) => format!("{v:.decimals$}{unit}"),
-        None => "—".into(),
-    }
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-        _ => "—".into(),
-    }
-}
-
+/// Prints one measure for every N as a Markdown table: a column per case in `cols`, then the
+/// ratio of each case to runit and of the launcher (creds off) to supervisord.
 fn table(
     res: &Results,
     ns: &[usize],
+    cols: &[Kind],
     title: &str,
     unit: &str,
     decimals: usize,
     f: impl Fn(&Round) -> Option<f64> + Copy,
 ) {
     println!("\n**{title}** (median)\n");
-    println!(
-        "| N | launcher (creds off) | launcher (creds on) | supervisord | ratio launcher(off)/supervisord |"
-    );
-    println!("|---|---|---|---|---|");
-    for &n in ns {
-        let off = med(res, n, Kind::LauncherOff, f);
-        let on = med(res, n, Kind::LauncherOn, f);
-        let sv = med(res, n, Kind::Supervisord, f);
-        println!(
-            "| {n} | {} | {} | {} | {} |",
-            cell(off, unit, decimals),
-            cell(on, unit, decimals),
-            cell(sv, unit, decimals),
-            ratio(off, sv)
-        );
+    let at = |k: Kind| cols.iter().position(|c| *c == k);
+    let mut ratios: Vec<(usize, usize)> = Vec::new();
+    if let Some(r) = at(REFERENCE) {
+        ratios.extend((0..cols.len()).filter(|&i| i != r).map(|i| (i, r)));
     }
+    if let (Some(a), Some(b)) = (at(Kind::LauncherOff), at(Kind::Supervisord)) {
+        ratios.push((a, b));
+    }
+    let rows: Vec<(String, Vec<Option<f64>>)> = ns
+        .iter()
+        .map(|&n| {
+            (
+                n.to_string(),
+                cols.iter().map(|&k| med(res, n, k, f)).collect(),
+            )
+        })
+        .collect();
+    let heads: Vec<String> = cols.iter().map(|k| k.label().to_string()).collect();
+    md_table("N", &heads, &ratios, &rows, unit, decimals);
 }
 
 fn report(
     res: &Results,
     ns: &[usize],
+    kinds: &[Kind],
     rounds: usize,
     poll: Duration,
     have_sv: bool,
     max_foreign: f64,
 ) {
     let some = |x: f64| Some(x);
+    // Every case but the sandbox-off one, which only gives the sandbox's share.
+    let cols: Vec<Kind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != Kind::LauncherNoSandbox)
+        .collect();
+    let launchers: Vec<Kind> = cols.iter().copied().filter(|k| k.is_launcher()).collect();
     table(
         res,
         ns,
+        &cols,
         "Cold start until all N plugins run",
         " ms",
         1,
@@ -540,6 +585,7 @@ fn report(
     table(
         res,
         ns,
+        &launchers,
         "Launcher: hubcore ready (`run/hubcore.url` written), part of the cold start",
         " ms",
         1,
@@ -548,7 +594,8 @@ fn report(
     table(
         res,
         ns,
-        "Stop-all: SIGTERM until no plugin process is left",
+        &cols,
+        "Stop-all: SIGTERM (runit: SIGHUP to runsvdir) until no plugin process is left",
         " ms",
         1,
         |r| some(ms(r.stop_all)),
@@ -556,15 +603,26 @@ fn report(
     table(
         res,
         ns,
-        "SIGTERM until the supervisor process has exited (launcher: plugins, then hubcore)",
+        &cols,
+        "SIGTERM until the supervisor process has exited (launcher: plugins, then hubcore; runsvdir exits at once, its runsv later)",
         " ms",
         1,
         |r| some(ms(r.exit)),
+    );
+    table(
+        res,
+        ns,
+        &cols,
+        "SIGTERM until the whole tree is gone (supervisor, guard, hubcore, runsv, s6-supervise and every plugin)",
+        " ms",
+        1,
+        |r| some(ms(r.tree_gone)),
     );
 
     table(
         res,
         ns,
+        &cols,
         "CPU time used by the supervisor process itself during the cold start (user + system)",
         " ms",
         0,
@@ -573,34 +631,80 @@ fn report(
     table(
         res,
         ns,
+        &cols,
+        "CPU time used by the whole supervision tree during the cold start (launcher + guard + hubcore; runsvdir + every runsv; s6-svscan + every s6-supervise; exact, from `schedstat`)",
+        " ms",
+        1,
+        |r| some(ms(r.tree_cold_cpu)),
+    );
+    table(
+        res,
+        ns,
+        &cols,
         "CPU time used by the supervisor process itself during the stop (user + system, until its last sample before exit)",
         " ms",
         0,
         |r| some(ms(r.stop_cpu)),
     );
 
-    println!("\n**Idle cost with N running** (median; RSS = VmRSS of the supervisor process itself, MB = 10^6 bytes; CPU = % of one core over {} s)\n", CPU_WINDOW.as_secs());
-    println!(
-        "| N | launcher RSS (creds off) | launcher RSS (creds on) | supervisord RSS | RSS ratio launcher(off)/supervisord | launcher CPU (creds off) | launcher CPU (creds on) | supervisord CPU | CPU ratio launcher(off)/supervisord |"
+    let win = CPU_WINDOW.as_secs();
+    println!("\n**Idle cost with N running** (2 s after the cold start; MB = 10^6 bytes; CPU in % of one core over {win} s; the tree = the supervisor and its helpers without the plugins: launcher + guard + hubcore, runsvdir + N runsv, s6-svscan + N s6-supervise, supervisord or the floor alone)");
+    table(
+        res,
+        ns,
+        &cols,
+        "Idle: PSS of the whole supervision tree (sum of `Pss` in `/proc/PID/smaps_rollup`)",
+        " MB",
+        2,
+        |r| some(mb(r.pss_tree)),
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for &n in ns {
-        let rss = |k| med(res, n, k, |r| some(mb(r.rss)));
-        let cpu = |k| med(res, n, k, |r| some(r.cpu));
-        println!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            cell(rss(Kind::LauncherOff), " MB", 1),
-            cell(rss(Kind::LauncherOn), " MB", 1),
-            cell(rss(Kind::Supervisord), " MB", 1),
-            ratio(rss(Kind::LauncherOff), rss(Kind::Supervisord)),
-            cell(cpu(Kind::LauncherOff), " %", 2),
-            cell(cpu(Kind::LauncherOn), " %", 2),
-            cell(cpu(Kind::Supervisord), " %", 2),
-            ratio(cpu(Kind::LauncherOff), cpu(Kind::Supervisord)),
-        );
-    }
+    table(
+        res,
+        ns,
+        &cols,
+        "Idle: VmRSS of the supervisor process itself",
+        " MB",
+        1,
+        |r| some(mb(r.rss)),
+    );
+    table(
+        res,
+        ns,
+        &cols,
+        "Idle: CPU of the whole supervision tree (exact, from `schedstat`)",
+        " %",
+        3,
+        |r| some(r.tree_cpu),
+    );
+    table(
+        res,
+        ns,
+        &cols,
+        "Idle: CPU of the supervisor process itself (utime + stime, clock ticks)",
+        " %",
+        2,
+        |r| some(r.cpu),
+    );
     println!();
     for &n in ns {
+        for k in launchers.iter().copied() {
+            println!(
+                "- N = {n}, {}: PSS of the tree {} = launcher {} + guard {} + hubcore {}.",
+                k.label(),
+                cell(med(res, n, k, |r| some(mb(r.pss_tree))), " MB", 2),
+                cell(med(res, n, k, |r| r.pss_main.map(mb)), " MB", 2),
+                cell(med(res, n, k, |r| r.pss_guard.map(mb)), " MB", 2),
+                cell(med(res, n, k, |r| r.pss_core.map(mb)), " MB", 2),
+            );
+        }
+        let procs: Vec<String> = cols
+            .iter()
+            .filter_map(|&k| {
+                let p = med(res, n, k, |r| some(r.tree_procs as f64))?;
+                Some(format!("{} {p:.0}", k.label()))
+            })
+            .collect();
+        println!("- N = {n}: processes in the tree: {}.", procs.join(", "));
         println!(
             "- N = {n}: anonymous part of the RSS (heap, stacks; the rest is mapped binary and libraries): launcher {} (creds off), {} (creds on), supervisord {}.",
             cell(med(res, n, Kind::LauncherOff, |r| some(mb(r.rss_anon))), " MB", 1),
@@ -608,7 +712,7 @@ fn report(
             cell(med(res, n, Kind::Supervisord, |r| some(mb(r.rss_anon))), " MB", 1),
         );
         println!(
-            "- N = {n}, not counted above: hubcore started by the launcher RSS {} / CPU {} (creds off), {} / {} (creds on); launcher guard process RSS {}.",
+            "- N = {n}, in the tree but not in the supervisor process's own figures: hubcore started by the launcher RSS {} / CPU {} (creds off), {} / {} (creds on); launcher guard process RSS {}.",
             cell(med(res, n, Kind::LauncherOff, |r| r.core_rss.map(mb)), " MB", 1),
             cell(med(res, n, Kind::LauncherOff, |r| r.core_cpu), " %", 2),
             cell(med(res, n, Kind::LauncherOn, |r| r.core_rss.map(mb)), " MB", 1),
@@ -690,17 +794,33 @@ fn report(
         }
         let left: usize = rs.iter().map(|r| r.leftovers).sum();
         if left > 0 {
+            let mut what: Vec<&str> = rs
+                .iter()
+                .flat_map(|r| r.leftover_cmds.iter().map(String::as_str))
+                .collect();
+            what.dedup();
             note(format!(
-                "{left} processes left behind after the supervisor exited (killed by the benchmark)"
+                "{left} processes left behind after the supervisor and its tree were gone (killed by the benchmark): {}",
+                what.join(", ")
             ));
         }
         let bad: Vec<String> = rs
             .iter()
-            .filter(|r| !r.exit_status.success())
+            .filter(|r| !r.clean_exit())
             .map(|r| r.exit_status.to_string())
             .collect();
         if !bad.is_empty() {
-            note(format!("exit status after SIGTERM: {}", bad.join(", ")));
+            note(format!(
+                "exit status after the stop signal: {}",
+                bad.join(", ")
+            ));
+        }
+        let loads: Vec<&str> = rs.iter().map(|r| r.load.as_str()).collect();
+        if !loads.is_empty() {
+            note(format!(
+                "load average before each round: {}",
+                loads.join("; ")
+            ));
         }
     }
     let scan = median(res.values().flatten().map(|r| r.scan_ms).collect());
@@ -741,19 +861,28 @@ fn report(
 }
 
 fn describe(r: &Round) -> String {
-    let mut s = format!("cold {:.1} ms (cpu {:.0} ms)", ms(r.cold), ms(r.cold_cpu));
+    let mut s = format!(
+        "cold {:.1} ms (cpu {:.0} ms, tree {:.1} ms)",
+        ms(r.cold),
+        ms(r.cold_cpu),
+        ms(r.tree_cold_cpu)
+    );
     if let Some(c) = r.core_ready {
         let _ = write!(s, " (core ready {:.1} ms)", ms(c));
     }
     let _ = write!(
         s,
-        ", stop-all {:.1} ms (cpu {:.0} ms), exit {:.1} ms ({}), RSS {:.1} MB, CPU {:.2} %",
+        ", stop-all {:.1} ms (cpu {:.0} ms), exit {:.1} ms ({}), tree gone {:.1} ms, RSS {:.1} MB, CPU {:.2} %, tree of {}: PSS {:.2} MB, CPU {:.3} %",
         ms(r.stop_all),
         ms(r.stop_cpu),
         ms(r.exit),
         r.exit_status,
+        ms(r.tree_gone),
         mb(r.rss),
-        r.cpu
+        r.cpu,
+        r.tree_procs,
+        mb(r.pss_tree),
+        r.tree_cpu
     );
     let _ = write!(
         s,
@@ -781,6 +910,7 @@ pub fn run(opts: Opts) -> Result<()> {
         } else {
             find_in_path("supervisord")
         },
+        peers: PeerBins::find(opts.no_runit, opts.no_s6),
     };
     match &bins.supervisord {
         Some(p) => {
@@ -792,13 +922,18 @@ pub fn run(opts: Opts) -> Result<()> {
             "note: supervisord not found in PATH (Debian: apt-get install supervisor); its rows are skipped"
         ),
     }
-    catch_signals();
     eprintln!("{} load average at start: {}", clock(), loadavg());
     let max_n = opts.ns.iter().copied().max().unwrap_or(0);
     raise_nofile(max_n);
     let mut kinds = vec![Kind::LauncherOff, Kind::LauncherOn, Kind::LauncherNoSandbox];
     if bins.supervisord.is_some() {
         kinds.push(Kind::Supervisord);
+    }
+    // s6 with readiness reported at once, as in the restart benchmark (no effect on a start).
+    for p in [Peer::Runit, Peer::S6 { ready: true }, Peer::Floor] {
+        if bins.peers.has(p) {
+            kinds.push(Kind::Peer(p));
+        }
     }
 
     // One untimed round of each at the smallest N warms the page cache and the binaries.
@@ -824,6 +959,13 @@ pub fn run(opts: Opts) -> Result<()> {
                             opts.quiet_wait.as_secs()
                         );
                     }
+                    let load = loadavg();
+                    eprintln!(
+                        "{} N={n} {} round {round}/{}: load average before: {load}",
+                        clock(),
+                        k.label(),
+                        opts.rounds
+                    );
                     match run_round(k, n, &bins, opts.poll) {
                         Ok(r) if r.foreign > opts.max_foreign && retried < opts.retries => {
                             retried += 1;
@@ -838,6 +980,7 @@ pub fn run(opts: Opts) -> Result<()> {
                         }
                         Ok(mut r) => {
                             r.retried = retried;
+                            r.load = load;
                             eprintln!(
                                 "{} N={n} {} round {round}/{}: {}",
                                 clock(),
@@ -868,6 +1011,7 @@ pub fn run(opts: Opts) -> Result<()> {
     report(
         &res,
         &opts.ns,
+        &kinds,
         opts.rounds,
         opts.poll,
         bins.supervisord.is_some(),

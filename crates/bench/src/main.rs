@@ -11,12 +11,25 @@
 //! the request/reply round-trip latency (median and p99) and the QoS 0 event throughput.
 //!
 //! `launcher` measures, for N trivial plugins under the hivehub launcher (plugin credentials off
-//! and on) and under Debian's `supervisord` in the same run: the cold start until all N run, the
-//! stop-all after SIGTERM, and the supervisor's idle RSS and CPU (see [`launcher`]).
+//! and on), Debian's `supervisord`, runit, s6 and a raw-spawn floor (`bench-floor`, this crate's
+//! second binary) in the same run: the cold start until all N run, the stop-all after SIGTERM,
+//! and the supervision tree's idle PSS and CPU (see [`launcher`]). `restart` (crash to restart),
+//! `control` (status of all) and `logs` (CPU per MB logged) compare the same peers.
+//!
+//! The full comparison (one at a time on a quiet machine):
+//!
+//! ```text
+//! cargo build --release -p hivehub-bench -p hivehub-launcher -p hivehub-core -p hivehub-cli --bins
+//! target/release/hivehub-bench launcher
+//! target/release/hivehub-bench restart
+//! target/release/hivehub-bench control
+//! target/release/hivehub-bench logs
+//! ```
 
 mod common;
 mod control;
 mod launcher;
+mod logs;
 mod procobs;
 mod restart;
 
@@ -32,7 +45,7 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 #[command(
     name = "hivehub-bench",
-    about = "Benchmarks of hivehub against mosquitto and supervisord"
+    about = "Benchmarks of hivehub against mosquitto, supervisord, runit, s6 and a raw-spawn floor"
 )]
 struct Args {
     #[command(subcommand)]
@@ -53,7 +66,8 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
-    /// Cold start, stop-all and idle cost of N trivial plugins: launcher vs supervisord.
+    /// Cold start, stop-all and idle cost of N trivial plugins: launcher vs supervisord, runit,
+    /// s6 and the floor.
     Launcher {
         /// Plugin counts, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "10,100,500")]
@@ -67,6 +81,8 @@ enum Cmd {
         /// Leave supervisord out even when it is installed.
         #[arg(long)]
         no_supervisord: bool,
+        #[command(flatten)]
+        peers: PeerFlags,
         /// Run a round again when other processes used more than this many cores on average
         /// during it (builds on a shared machine).
         #[arg(long, default_value_t = 0.15)]
@@ -79,7 +95,7 @@ enum Cmd {
         quiet_wait: u64,
     },
     /// `hubcli launcher ls` round trip with N running plugins (whole process and in process)
-    /// vs `supervisorctl status` (see `control.rs`).
+    /// vs `supervisorctl status`, `sv status` and `s6-svstat` (see `control.rs`).
     Control {
         /// Running plugins.
         #[arg(long, default_value_t = 100)]
@@ -93,9 +109,12 @@ enum Cmd {
         /// Leave supervisord out even when it is installed.
         #[arg(long)]
         no_supervisord: bool,
+        #[command(flatten)]
+        peers: PeerFlags,
     },
     /// Crash-to-restart latency (SIGKILL until the replacement runs), backoff base 0:
-    /// launcher (credentials off and on) vs supervisord (see `restart.rs`).
+    /// launcher (credentials off and on) vs supervisord, runit, s6 and the floor (see
+    /// `restart.rs`).
     Restart {
         /// Running plugins.
         #[arg(long, default_value_t = 100)]
@@ -109,6 +128,24 @@ enum Cmd {
         /// Leave supervisord out even when it is installed.
         #[arg(long)]
         no_supervisord: bool,
+        #[command(flatten)]
+        peers: PeerFlags,
+    },
+    /// CPU per MB of plugin output logged: the launcher's log pump vs runit's svlogd and s6's
+    /// s6-log (see `logs.rs`).
+    Logs {
+        /// Plugin counts of the workload below the launcher's rate limit (each plugin writes
+        /// 9000 lines at once), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,100")]
+        n: Vec<usize>,
+        /// MB (10^6 bytes) one plugin floods at once, far over the rate limit (0: none).
+        #[arg(long, default_value_t = 50)]
+        mb: u64,
+        /// Rounds (every case once per round; the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[command(flatten)]
+        peers: PeerFlags,
     },
     /// The launcher's own CPU while monitoring N idle plugins at a 2 s interval (N = 0 added as
     /// the baseline; see `restart.rs`).
@@ -126,6 +163,17 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         window_secs: u64,
     },
+}
+
+/// The peers a benchmark can leave out.
+#[derive(clap::Args)]
+struct PeerFlags {
+    /// Leave runit out even when it is installed.
+    #[arg(long)]
+    no_runit: bool,
+    /// Leave s6 out even when it is installed.
+    #[arg(long)]
+    no_s6: bool,
 }
 
 fn sibling_binary(name: &str) -> Result<PathBuf> {
@@ -377,7 +425,12 @@ async fn bus(requests: usize, events: usize, rounds: usize) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    match Args::parse().cmd {
+    let args = Args::parse();
+    if !matches!(args.cmd, Cmd::Bus { .. }) {
+        // The supervisor benchmarks stop what they started when interrupted.
+        common::catch_signals();
+    }
+    match args.cmd {
         Cmd::Bus {
             requests,
             events,
@@ -388,6 +441,7 @@ async fn main() -> Result<()> {
             rounds,
             poll_ms,
             no_supervisord,
+            peers,
             max_foreign,
             retries,
             quiet_wait,
@@ -396,6 +450,8 @@ async fn main() -> Result<()> {
             rounds,
             poll: Duration::from_millis(poll_ms),
             no_supervisord,
+            no_runit: peers.no_runit,
+            no_s6: peers.no_s6,
             max_foreign,
             retries,
             quiet_wait: Duration::from_secs(quiet_wait),
@@ -405,12 +461,15 @@ async fn main() -> Result<()> {
             runs,
             requests,
             no_supervisord,
+            peers,
         } => {
             control::run(control::Opts {
                 n,
                 runs,
                 requests,
                 no_supervisord,
+                no_runit: peers.no_runit,
+                no_s6: peers.no_s6,
             })
             .await
         }
@@ -419,11 +478,26 @@ async fn main() -> Result<()> {
             trials,
             poll_us,
             no_supervisord,
+            peers,
         } => restart::run_restart(restart::RestartOpts {
             n,
             trials,
             poll: Duration::from_micros(poll_us),
             no_supervisord,
+            no_runit: peers.no_runit,
+            no_s6: peers.no_s6,
+        }),
+        Cmd::Logs {
+            n,
+            mb,
+            rounds,
+            peers,
+        } => logs::run(logs::Opts {
+            ns: n,
+            mb,
+            rounds,
+            no_runit: peers.no_runit,
+            no_s6: peers.no_s6,
         }),
         Cmd::Monitor {
             n,

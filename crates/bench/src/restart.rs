@@ -2,14 +2,19 @@
 //!
 //! # restart
 //! Crash-to-restart latency: N trivial plugins run under the launcher (`autorestart: always`,
-//! `backoff: {base: 0s, jitter: 0}`, credentials off, and in a second case on) and under Debian's
-//! supervisord (`autorestart=true`, `startsecs=0`), one supervisor at a time. Each trial picks a
-//! different plugin, reads its PID (launcher: `run/{name}.pid`, checked against `/proc`;
-//! supervisord: found in `/proc`), sends it SIGKILL and watches from outside until a new process
-//! of that plugin exists:
+//! `backoff: {base: 0s, jitter: 0}`, credentials off, and in a second case on), under Debian's
+//! supervisord (`autorestart=true`, `startsecs=0`), runit (runsvdir; runsv restarts at once a
+//! service that ran for at least 1 s, after 1 s one that ran less, runsv(8); every plugin here has
+//! run for seconds), s6 (s6-svscan; s6-supervise restarts at once only a service that reported
+//! readiness through `notification-fd` at least 1 s earlier, else after 1 s: the `run` scripts
+//! report readiness at once, and a second case without it shows the default) and the raw-spawn
+//! floor `bench-floor`, one supervisor at a time. Each trial picks a different plugin, reads its
+//! PID (launcher: `run/{name}.pid`, checked against `/proc`; the others: found in `/proc`),
+//! sends it SIGKILL and watches from outside until a new process of that plugin exists:
 //!
 //! * every `--poll-us` (default 200 µs) the observer reads `/proc/sys/kernel/ns_last_pid`; every
-//!   PID allocated since the kill is a candidate, kept while it is a child of the supervisor,
+//!   PID allocated since the kill is a candidate, kept while it is a child of the killed
+//!   process's parent (the supervisor; for runit and s6 the plugin's runsv or s6-supervise),
 //!   until its `/proc/PID/cmdline` holds the plugin's path (the fork has exec'd the plugin). A
 //!   poll costs a few small reads, so the resolution is the poll interval, not a `/proc` scan;
 //! * the latency is the time from just before `kill(2)` to the poll that saw the new process
@@ -30,9 +35,10 @@
 //! within the window), which isolates the sampling from the other per-plugin work (the plugin
 //! watcher rescans `plugins/` every 2 s). Cases are interleaved within each round.
 
+use crate::common;
 use crate::common::{
-    clock, loadavg, ms, pid_from_file, plugin_names, quantile, raise_nofile, sorted_ms, tail,
-    LauncherConf,
+    check_interrupted, clock, loadavg, ms, nap, pid_from_file, plugin_names, quantile,
+    raise_nofile, sorted_ms, tail, LauncherConf, Peer, PeerBins, PLUGIN_SCRIPT,
 };
 use crate::control::{start_timeout, Bins, Setup};
 use crate::procobs;
@@ -82,8 +88,9 @@ fn cmdline_has(pid: u32, needle: &[u8], buf: &mut Vec<u8>) -> bool {
     read_small(&format!("/proc/{pid}/cmdline"), buf) && contains(buf, needle)
 }
 
-/// A live child of `parent` whose command line holds `needle`, found by a full `/proc` scan.
-fn find_child(parent: u32, needle: &[u8], except: u32) -> Option<u32> {
+/// A live process whose command line holds `needle` and whose parent is `sup` or a child of
+/// `sup` (runsv, s6-supervise), found by a full `/proc` scan: its PID and its parent's.
+fn find_plugin(sup: u32, needle: &[u8], except: u32) -> Option<(u32, u32)> {
     let mut buf = Vec::with_capacity(512);
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = std::str::from_utf8(e.file_name().as_bytes())
@@ -96,8 +103,11 @@ fn find_child(parent: u32, needle: &[u8], except: u32) -> Option<u32> {
             continue;
         }
         if let Some((state, ppid)) = state_ppid(pid, &mut buf) {
-            if ppid == parent && state != b'Z' && cmdline_has(pid, needle, &mut buf) {
-                return Some(pid);
+            if state != b'Z'
+                && cmdline_has(pid, needle, &mut buf)
+                && (ppid == sup || state_ppid(ppid, &mut buf).is_some_and(|(_, pp)| pp == sup))
+            {
+                return Some((pid, ppid));
             }
         }
     }
@@ -183,6 +193,10 @@ pub struct RestartOpts {
     pub poll: Duration,
     /// Leave supervisord out even when it is installed.
     pub no_supervisord: bool,
+    /// Leave runit out even when it is installed.
+    pub no_runit: bool,
+    /// Leave s6 out even when it is installed.
+    pub no_s6: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -192,6 +206,9 @@ enum Case {
     /// Credentials off and every plugin `sandbox: off`: the cost of the sandbox per spawn.
     LauncherNoSandbox,
     Supervisord,
+    /// runit, s6 (readiness reported at once, so restarts are immediate; `ready: false` is s6's
+    /// default, 1 s before every restart) or the floor.
+    Peer(Peer),
 }
 
 impl Case {
@@ -201,9 +218,16 @@ impl Case {
             Case::LauncherOn => "launcher (creds on)",
             Case::LauncherNoSandbox => "launcher (creds off, sandbox off)",
             Case::Supervisord => "supervisord",
+            Case::Peer(Peer::Runit) => "runit",
+            Case::Peer(Peer::S6 { ready: true }) => "s6",
+            Case::Peer(Peer::S6 { ready: false }) => "s6 (default: no readiness notification)",
+            Case::Peer(Peer::Floor) => "floor",
         }
     }
 }
+
+/// The reference of the ratio column.
+const REFERENCE: Case = Case::Peer(Peer::Runit);
 
 /// One crash and restart.
 #[derive(Debug, Clone)]
@@ -332,7 +356,9 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
     needle.push(0);
     let mut buf = Vec::with_capacity(512);
 
-    let old = match &s.home {
+    let scan = || find_plugin(sup, &needle, 0).with_context(|| format!("{name} is not running"));
+    // The plugin's parent: the supervisor, or for runit and s6 the plugin's runsv or s6-supervise.
+    let (old, parent) = match &s.home {
         Some(home) => {
             let f = home.run().join(format!("{name}.pid"));
             match pid_from_file(&f) {
@@ -340,18 +366,18 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
                     if state_ppid(p, &mut buf).is_some_and(|(_, pp)| pp == sup)
                         && cmdline_has(p, &needle, &mut buf) =>
                 {
-                    p
+                    (p, sup)
                 }
                 other => {
                     eprintln!(
                         "note: {} holds {other:?}, not a live process of {name}; using /proc",
                         f.display()
                     );
-                    find_child(sup, &needle, 0).with_context(|| format!("{name} is not running"))?
+                    scan()?
                 }
             }
         }
-        None => find_child(sup, &needle, 0).with_context(|| format!("{name} is not running"))?,
+        None => scan()?,
     };
     let log_from = std::fs::metadata(&s.out).map(|m| m.len()).unwrap_or(0);
 
@@ -383,7 +409,7 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
                 since: now,
                 seen: false,
             }));
-        } else if let Some(p) = find_child(sup, &needle, old) {
+        } else if let Some((p, _)) = find_plugin(sup, &needle, old) {
             break 'watch (p, t0.elapsed());
         }
         let mut found = None;
@@ -392,7 +418,7 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
             None => !c.seen && c.since.elapsed() < Duration::from_millis(200),
             Some((state, ppid)) => {
                 c.seen = true;
-                if ppid != sup {
+                if ppid != parent {
                     return false;
                 }
                 if state != b'Z' && found.is_none() && cmdline_has(c.pid, &needle, &mut buf) {
@@ -404,6 +430,7 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
         if let Some(p) = found {
             break 'watch (p, t0.elapsed());
         }
+        check_interrupted()?;
         if t0.elapsed() > TRIAL_TIMEOUT {
             bail!(
                 "no new process of {name} within {:.0} s of SIGKILL (old pid {old}); {}'s output:\n{}",
@@ -416,8 +443,8 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
     };
     let gap = latency / polls.max(1);
 
-    std::thread::sleep(BETWEEN_TRIALS);
-    let survived = state_ppid(new, &mut buf).is_some_and(|(st, pp)| st != b'Z' && pp == sup)
+    nap(BETWEEN_TRIALS)?;
+    let survived = state_ppid(new, &mut buf).is_some_and(|(st, pp)| st != b'Z' && pp == parent)
         && cmdline_has(new, &needle, &mut buf);
     let pidfile_ok = s.home.as_ref().map(|h| {
         let f = h.run().join(format!("{name}.pid"));
@@ -470,6 +497,7 @@ fn run_case(case: Case, bins: &Bins, o: &RestartOpts) -> Result<CaseResult> {
             &names,
             true,
         )?,
+        Case::Peer(p) => Setup::peer(bins, p, &names, PLUGIN_SCRIPT, false, case.label())?,
     };
     let took = s.wait_all_running(start_timeout(o.n))?;
     if s.home.is_some() {
@@ -482,8 +510,13 @@ fn run_case(case: Case, bins: &Bins, o: &RestartOpts) -> Result<CaseResult> {
         o.n,
         ms(took)
     );
-    std::thread::sleep(Duration::from_secs(2));
+    nap(Duration::from_secs(2))?;
     let load = loadavg();
+    eprintln!(
+        "{} {}: load average before the trials: {load}",
+        clock(),
+        case.label()
+    );
     // A different plugin per trial, spread over the list.
     let step = (o.n / o.trials.max(1)).max(1);
     let mut res = CaseResult {
@@ -533,6 +566,7 @@ fn run_case(case: Case, bins: &Bins, o: &RestartOpts) -> Result<CaseResult> {
                 res.trials.push(t);
             }
             Err(e) => {
+                check_interrupted()?;
                 eprintln!("{} trial {}: FAILED: {e:#}", case.label(), i + 1);
                 res.failed += 1;
             }
@@ -568,7 +602,7 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
     if o.no_supervisord {
         eprintln!("note: supervisord skipped (--no-supervisord)");
     }
-    let bins = Bins::find(o.no_supervisord)?;
+    let bins = Bins::find(o.no_supervisord, PeerBins::find(o.no_runit, o.no_s6))?;
     raise_nofile(o.n);
     PidCursor::new()?;
     eprintln!("{} load average at start: {}", clock(), loadavg());
@@ -576,13 +610,26 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
     if bins.supervisord.is_some() {
         cases.push(Case::Supervisord);
     }
+    for p in [
+        Peer::Runit,
+        Peer::S6 { ready: true },
+        Peer::S6 { ready: false },
+        Peer::Floor,
+    ] {
+        if bins.peers.has(p) {
+            cases.push(Case::Peer(p));
+        }
+    }
     let mut res: BTreeMap<Case, CaseResult> = BTreeMap::new();
     for &c in &cases {
         match run_case(c, &bins, &o) {
             Ok(r) => {
                 res.insert(c, r);
             }
-            Err(e) => eprintln!("{}: FAILED: {e:#}", c.label()),
+            Err(e) => {
+                check_interrupted()?;
+                eprintln!("{}: FAILED: {e:#}", c.label());
+            }
         }
     }
     eprintln!("{} load average at end: {}", clock(), loadavg());
@@ -591,20 +638,25 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
         "\n**Crash-to-restart latency, N = {} running plugins** (SIGKILL of one plugin until its replacement process exists; {} trials per supervisor, a different plugin each)\n",
         o.n, o.trials
     );
-    println!("| supervisor | median | p90 | min | max | SIGKILL → old process reaped (median) | target (median < 5 ms) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| supervisor | median | p90 | min | max | SIGKILL → old process reaped (median) | median / runit | target (median < 5 ms) |");
+    println!("|---|---|---|---|---|---|---|---|");
     let lat = |c: Case| {
         res.get(&c)
             .map(|r| r.trials.iter().map(|t| t.latency).collect::<Vec<_>>())
     };
+    let median_of = |c: Case| {
+        lat(c)
+            .filter(|v| !v.is_empty())
+            .map(|v| quantile(&sorted_ms(&v), 0.5))
+    };
     for &c in &cases {
         let Some(r) = res.get(&c) else {
-            println!("| {} | failed | | | | | |", c.label());
+            println!("| {} | failed | | | | | | |", c.label());
             continue;
         };
         let s = sorted_ms(&r.trials.iter().map(|t| t.latency).collect::<Vec<_>>());
         if s.is_empty() {
-            println!("| {} | no successful trial | | | | | |", c.label());
+            println!("| {} | no successful trial | | | | | | |", c.label());
             continue;
         }
         let reaped = med_f(r.trials.iter().filter_map(|t| t.reaped.map(ms)).collect());
@@ -617,16 +669,17 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
                 }
             }
             Case::LauncherOn | Case::LauncherNoSandbox => "– (informative)".to_string(),
-            Case::Supervisord => "–".to_string(),
+            Case::Supervisord | Case::Peer(_) => "–".to_string(),
         };
         println!(
-            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} |",
+            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} | {} |",
             c.label(),
             quantile(&s, 0.5),
             quantile(&s, 0.9),
             s[0],
             s[s.len() - 1],
             cell(reaped),
+            common::ratio(Some(quantile(&s, 0.5)), median_of(REFERENCE)),
             target
         );
     }
@@ -674,6 +727,11 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
         }
     }
     println!();
+    println!(
+        "- peers' restart policies: runit restarts at once a service that ran for at least 1 s and after 1 s one that ran less (runsv(8); every plugin killed here had run for seconds); \
+         s6-supervise restarts at once only a service that reported readiness (`notification-fd`) at least 1 s before it died, else after 1 s: the `s6` row's `run` scripts report readiness at once (`echo >&3` before `exec`), the default row's do not; \
+         the floor restarts at once; supervisord `autorestart=true`, `startsecs=0`; the launcher `backoff: {{base: 0s, jitter: 0}}`."
+    );
     let gaps: Vec<f64> = res
         .values()
         .flat_map(|r| r.trials.iter().map(|t| t.gap.as_secs_f64() * 1e6))
@@ -780,7 +838,7 @@ fn monitor_round(c: MonCase, bins: &Bins, o: &MonitorOpts) -> Result<MonRound> {
     )?;
     s.wait_all_running(start_timeout(c.n))?;
     s.wait_output("launcher ready", start_timeout(c.n))?;
-    std::thread::sleep(o.settle);
+    nap(o.settle)?;
     let pid = s.pid();
     let core_pid = s
         .home
@@ -790,7 +848,7 @@ fn monitor_round(c: MonCase, bins: &Bins, o: &MonitorOpts) -> Result<MonRound> {
     let c0 = procobs::cpu_ticks(pid).context("launcher CPU")?;
     let k0 = core_pid.and_then(procobs::cpu_ticks);
     let t0 = Instant::now();
-    std::thread::sleep(o.window);
+    nap(o.window)?;
     let c1 = procobs::cpu_ticks(pid).context("launcher CPU")?;
     let k1 = core_pid.and_then(procobs::cpu_ticks);
     let wall = t0.elapsed().as_secs_f64();
@@ -810,7 +868,7 @@ pub fn run_monitor(o: MonitorOpts) -> Result<()> {
     if o.rounds == 0 {
         bail!("nothing to do: --rounds must be at least 1");
     }
-    let bins = Bins::find(true)?;
+    let bins = Bins::find(true, PeerBins::none())?;
     let mut ns = o.ns.clone();
     ns.push(0);
     ns.sort_unstable();
