@@ -654,6 +654,18 @@ fn marked_id(pid: u32, home_var: &[u8], buf: &mut Vec<u8>, path: &mut String) ->
     id.filter(|_| home_ok)
 }
 
+/// Whose plugin process `pid` is, as far as it shows: the user that owns it, and the plugin
+/// named in its environment under `home` (see [`marked_processes`]).
+pub fn identity_of(pid: u32, home: &std::path::Path) -> (Option<u32>, Option<String>) {
+    let home_var = format!("HIVEHUB_HOME={}", home.display());
+    let (mut buf, mut path) = (Vec::new(), String::new());
+    let uid = proc_uid(pid as i32, &mut path);
+    (
+        uid,
+        marked_id(pid, home_var.as_bytes(), &mut buf, &mut path),
+    )
+}
+
 /// Processes that carry a plugin's identity in their environment: `HIVEHUB_HOME=home` and
 /// `HIVEHUB_CLIENT_ID=name` (any name when `None`). The launcher sets both for every plugin and
 /// children inherit them, so this finds a descendant that escaped the plugin's session and

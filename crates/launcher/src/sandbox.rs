@@ -305,7 +305,8 @@ pub fn own_uid(home: &Home, name: &str) -> Option<u32> {
         .filter(|u| in_dynamic_range(*u))
 }
 
-fn in_dynamic_range(uid: u32) -> bool {
+/// True for a user ID of the range given to plugins.
+pub fn in_dynamic_range(uid: u32) -> bool {
     (DYNAMIC_UID_BASE..DYNAMIC_UID_BASE + DYNAMIC_UID_COUNT).contains(&uid)
 }
 

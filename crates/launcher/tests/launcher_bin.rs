@@ -420,3 +420,55 @@ fn a_plugin_started_by_hand_is_external_and_stop_stops_it() {
     assert!(!status.success(), "stopped by its signal: {status:?}");
     assert_eq!(beat(&hub)["state"], "disabled");
 }
+
+/// A plugin must not be able to pin another one as `external` (and so keep it from starting)
+/// by running something with that plugin's path on its command line.
+#[test]
+fn a_plugin_cannot_make_another_look_external() {
+    let hub = home_with("createPluginCred: false\nautostart: [hostile]\n");
+    script(&hub.home, "victim", "exec sleep 1000");
+    let victim = hub.home.plugins().join("victim");
+    // GNU tail takes its options after the files: argv[1..2] are /dev/null and the victim's
+    // path; it cannot open the victim (sandbox) and follows /dev/null for ever, outside the
+    // hostile plugin's session and tree (the subshell that started it has exited).
+    script(
+        &hub.home,
+        "hostile",
+        &format!(
+            "(setsid tail /dev/null {} -f >/dev/null 2>&1 &)\nexec sleep 1000",
+            victim.display()
+        ),
+    );
+    let hub = launch(hub);
+    hub.wait_running("hostile");
+    let needle = victim.display().to_string();
+    let helper_runs = || {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    c.starts_with(b"tail\0") && String::from_utf8_lossy(&c).contains(&needle)
+                })
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), helper_runs),
+        "the hostile helper runs"
+    );
+    let out = hub.hubcli(&["launcher", "ls", "--json"]);
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let v = all
+        .iter()
+        .find(|p| p["name"] == "victim")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(v["state"], "stopped", "{v}");
+    let out = hub.hubcli(&["launcher", "start", "victim"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -149,7 +149,11 @@ impl Supervisor {
                 let mut st = lock(&slot.st);
                 let seen = found
                     .get(&slot.name)
-                    .and_then(|p| p.first().copied())
+                    .and_then(|pids| {
+                        pids.iter()
+                            .copied()
+                            .find(|p| !self.belongs_to_another_plugin(*p, &slot.name))
+                    })
                     .filter(|_| !slot.is_core);
                 match (seen, st.life.phase().external()) {
                     (Some(pid), was) if was != Some(pid) => {
@@ -177,6 +181,17 @@ impl Supervisor {
                 self.publish_status(&slot);
             }
         }
+    }
+
+    /// True when `pid` is another plugin's process (its own user, or its identity in the
+    /// environment): a plugin must not be able to pin another as `external` (and so keep it
+    /// from starting) by running something with that plugin's path on its command line.
+    fn belongs_to_another_plugin(&self, pid: u32, name: &str) -> bool {
+        let (uid, marked) = process::identity_of(pid, self.sh.home.root());
+        let other_user = uid.is_some_and(|u| {
+            sandbox::in_dynamic_range(u) && sandbox::own_uid(&self.sh.home, name) != Some(u)
+        });
+        other_user || marked.is_some_and(|id| id != name)
     }
 
     /// Rescans `plugins/` every `every`.
