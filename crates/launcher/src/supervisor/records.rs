@@ -5,9 +5,9 @@
 //! The pid record is written at spawn and removed after the exit, only while it still names
 //! that PID (a quick restart may already have written its own). A record whose process is gone,
 //! or whose start time differs, is deleted when the plugin is discovered. A live one is a
-//! *stale instance*: the plugin is listed `failed` ("an instance started by an earlier launcher
-//! is still running (pid N); stop it first") and no start spawns a second one; a stop kills
-//! that instance, polling for its end since it is not our child. The backoff record is
+//! *stale instance*: the plugin is `external` with that PID ("an instance started by an earlier
+//! launcher is still running (pid N); stop it first") and no start spawns a second one; a stop
+//! kills that instance, polling for its end since it is not our child. The backoff record is
 //! `attempt delayMs`, removed when the count is 0.
 
 use super::*;
