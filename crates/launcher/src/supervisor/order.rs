@@ -82,6 +82,8 @@ impl Supervisor {
         names: Vec<String>,
         manual: bool,
     ) -> Vec<(String, Result<PluginInfo, LaunchError>)> {
+        // A copy started by hand while no launcher ran is not started a second time.
+        self.find_external();
         /// Starts in flight at most (each holds a log file, maybe a bus request).
         const WINDOW: usize = 32;
         type Pending = (
