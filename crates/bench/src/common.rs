@@ -187,6 +187,19 @@ pub(crate) struct LauncherConf {
     pub sandbox: bool,
 }
 
+impl Default for LauncherConf {
+    /// The plain case: no credentials, no restarts, default backoff and sampling, confined.
+    fn default() -> Self {
+        LauncherConf {
+            creds: false,
+            autorestart: "never",
+            zero_backoff: false,
+            sample_interval: "2s",
+            sandbox: true,
+        }
+    }
+}
+
 /// The launcher.yaml for `names` as autostart plugins under the settings `c`.
 pub(crate) fn launcher_yaml(names: &[String], c: &LauncherConf) -> String {
     let mut y = String::new();

@@ -617,18 +617,7 @@ pub async fn run(o: Opts) -> Result<()> {
     eprintln!("{} load average at start: {}", clock(), loadavg());
     let names = plugin_names(o.n);
 
-    let mut lh = Setup::launcher(
-        &bins,
-        &names,
-        &LauncherConf {
-            creds: false,
-            autorestart: "never",
-            zero_backoff: false,
-            sample_interval: "2s",
-            sandbox: true,
-        },
-        "launcher",
-    )?;
+    let mut lh = Setup::launcher(&bins, &names, &LauncherConf::default(), "launcher")?;
     let took = lh.wait_all_running(start_timeout(o.n))?;
     eprintln!("launcher: {} plugins running after {:.0} ms", o.n, ms(took));
     let home = lh.home.clone().context("launcher home")?;

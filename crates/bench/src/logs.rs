@@ -203,19 +203,9 @@ fn run_sample(sup: Sup, work: Work, bins: &Bins) -> Result<Sample> {
     let names = plugin_names(n);
     let script = writer_script(work);
     let mut s = match sup {
-        Sup::Hivehub => Setup::launcher_with(
-            bins,
-            &names,
-            &LauncherConf {
-                creds: false,
-                autorestart: "never",
-                zero_backoff: false,
-                sample_interval: "2s",
-                sandbox: true,
-            },
-            sup.label(),
-            &script,
-        )?,
+        Sup::Hivehub => {
+            Setup::launcher_with(bins, &names, &LauncherConf::default(), sup.label(), &script)?
+        }
         Sup::Runit => Setup::peer(bins, Peer::Runit, &names, &script, true, sup.label())?,
         Sup::S6 => Setup::peer(
             bins,

@@ -828,11 +828,8 @@ fn monitor_round(c: MonCase, bins: &Bins, o: &MonitorOpts) -> Result<MonRound> {
         bins,
         &names,
         &LauncherConf {
-            creds: false,
-            autorestart: "never",
-            zero_backoff: false,
             sample_interval: if c.off { "1h" } else { "2s" },
-            sandbox: true,
+            ..LauncherConf::default()
         },
         "launcher",
     )?;
