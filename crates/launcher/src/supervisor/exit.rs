@@ -26,7 +26,7 @@
 //! during autostart, or during an automatic restart, goes to the restart policy.
 //!
 //! # Reaping
-//! [`Supervisor::spawn_reaper`] reaps on SIGCHLD and every second, under the reap lock that a
+//! [`Supervisor::spawn_reaper`] reaps on SIGCHLD (and once a minute as a safety net), under the reap lock that a
 //! start holds from spawn until the PID is recorded, so a child that exits at once is never
 //! reaped unknown. Other PIDs (orphans re-parented to the subreaper, the guard) are reaped and
 //! logged. After an unexpected exit, what the plugin left behind is killed.
@@ -311,12 +311,15 @@ impl Supervisor {
         }
     }
 
-    /// Reaps children on SIGCHLD (and every second, in case a signal was coalesced).
+    /// Reaps children on SIGCHLD. Signals that arrive together are coalesced, but one that
+    /// arrives while we reap makes the stream ready again, and each wake-up reaps every child
+    /// that has exited, so none is missed; the slow tick is only a safety net that costs an
+    /// idle launcher nothing.
     pub fn spawn_reaper(&self) -> std::io::Result<()> {
         let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
         let this = self.clone();
         self.spawn_task(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(REAP_SAFETY_TICK);
             loop {
                 tokio::select! {
                     _ = sigchld.recv() => {}
@@ -334,6 +337,9 @@ impl Supervisor {
         Ok(())
     }
 }
+
+/// How often the reaper looks for exited children without a SIGCHLD.
+const REAP_SAFETY_TICK: Duration = Duration::from_secs(60);
 
 /// The delay before restart attempt `attempt` (0-based): `base × factor^attempt`, capped at
 /// `max`, then spread by ±`jitter` using `unit` (a random number in [0, 1)), and capped again.
