@@ -3,8 +3,9 @@
 //!
 //! # Method
 //! [`Monitor::sample`] makes **one pass over `/proc`** per call, whatever the number of plugins:
-//! it lists the numeric entries of `/proc` and reads each `/proc/[pid]/stat` once (one `open`, one
-//! `read`, one `close`, into a reused buffer, parsed without allocating). That single line gives
+//! it lists the numeric entries of `/proc` and reads each `/proc/[pid]/stat` once (into a reused
+//! buffer, parsed without allocating; the files of processes in plugin trees stay open between
+//! passes and are read with one `pread`, the others take an `open`, a `read` and a `close`). That single line gives
 //! everything needed: ppid, session, state, utime, stime, cutime, cstime, starttime and rss.
 //! Besides, `/proc/uptime` is read once per pass (to tell processes born since the previous pass).
 //! `status`, `smaps` and `cmdline` are never read and no process is spawned. Zombies are skipped.
@@ -150,11 +151,32 @@ impl ProcReader {
         Ok(&self.buf[..n])
     }
 
-    fn stat(&mut self, pid: i32) -> Option<Stat> {
+    /// Opens and reads `/proc/[pid]/stat`, and hands back the open file for [`Self::stat_at`].
+    fn stat_open(&mut self, pid: i32) -> Option<(Stat, File)> {
         self.path.clear();
         let _ = write!(self.path, "/proc/{pid}/stat");
-        let line = self.read_path().ok()?;
-        parse_stat(pid, line)
+        let file = File::open(&self.path).ok()?;
+        let s = self.stat_at(pid, &file)?;
+        Some((s, file))
+    }
+
+    /// Reads a `stat` file opened earlier, from its start: procfs regenerates it on every read
+    /// at offset 0, and fails with ESRCH once that process instance is gone (even if its PID
+    /// was reused), so a kept file never reports another process.
+    fn stat_at(&mut self, pid: i32, file: &File) -> Option<Stat> {
+        use std::os::unix::fs::FileExt;
+        let mut n = 0;
+        loop {
+            if n == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let r = file.read_at(&mut self.buf[n..], n as u64).ok()?;
+            n += r;
+            if r == 0 || n < self.buf.len() {
+                break;
+            }
+        }
+        parse_stat(pid, &self.buf[..n])
     }
 
     fn self_stat(&mut self) -> Option<Stat> {
@@ -178,6 +200,15 @@ impl ProcReader {
             .ok()?;
         Some((secs * tps as f64) as u64)
     }
+}
+
+/// How many `stat` files a monitor keeps open: a quarter of the soft limit on open files, so
+/// that plugins' pipes and the bus always have room.
+fn max_open_stat_files() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| usize::try_from(soft / 4).unwrap_or(usize::MAX))
+        .unwrap_or(0)
 }
 
 /// A process instance: PID and start time, so that PID reuse yields a different key.
@@ -317,8 +348,13 @@ pub struct Monitor {
     next: Ledger,
     prev_at: Option<Instant>,
     self_prev: Option<(Instant, u64)>,
-    /// Inode of each `/proc/[pid]` entry read in this pass, parallel to `procs`.
-    inos: Vec<u64>,
+    /// For each process read in this pass, parallel to `procs`: the inode of its `/proc/[pid]`
+    /// entry, and its `stat` file if this pass opened it.
+    extra: Vec<(u64, Option<File>)>,
+    /// `stat` files of processes in plugin trees, kept open between passes (at most
+    /// `max_open`), so a pass reads them with one `pread` instead of `open`, `read`, `close`.
+    open: HashMap<i32, File>,
+    max_open: usize,
     /// Processes outside every tree in the previous pass: PID → inode of `/proc/[pid]`.
     outside: HashMap<i32, u64>,
     /// Those of `outside` skipped in this pass (still listed with the same inode).
@@ -350,7 +386,9 @@ impl Monitor {
             next: Ledger::default(),
             prev_at: None,
             self_prev: None,
-            inos: Vec::new(),
+            extra: Vec::new(),
+            open: HashMap::new(),
+            max_open: max_open_stat_files(),
             outside: HashMap::new(),
             kept: Vec::new(),
             prev_leaders: Vec::new(),
@@ -417,12 +455,32 @@ impl Monitor {
                 },
             ));
         }
-        // Everything no tree reached (mark 0) is outside, and stays outside.
-        self.outside.clear();
-        self.outside.extend(self.kept.drain(..));
-        for (i, s) in self.procs.iter().enumerate() {
-            if self.mark[i] == 0 {
-                self.outside.insert(s.pid, self.inos[i]);
+        // Everything no tree reached (mark 0) is outside, and stays outside. The `stat` files of
+        // tree processes stay open for the next pass; the others' are closed.
+        let Monitor {
+            procs,
+            extra,
+            mark,
+            outside,
+            kept,
+            open,
+            max_open,
+            ..
+        } = self;
+        outside.clear();
+        outside.extend(kept.drain(..));
+        open.retain(|pid, _| {
+            procs
+                .binary_search_by_key(pid, |s| s.pid)
+                .is_ok_and(|i| mark[i] != 0)
+        });
+        for (i, (s, (ino, file))) in procs.iter().zip(extra.drain(..)).enumerate() {
+            if mark[i] == 0 {
+                outside.insert(s.pid, ino);
+            } else if let Some(f) = file {
+                if open.len() < *max_open {
+                    open.insert(s.pid, f);
+                }
             }
         }
         out
@@ -466,7 +524,7 @@ impl Monitor {
     fn read_processes(&mut self, skip_outside: bool) -> io::Result<()> {
         use std::os::unix::fs::DirEntryExt;
         self.procs.clear();
-        self.inos.clear();
+        self.extra.clear();
         self.kept.clear();
         for entry in std::fs::read_dir("/proc")? {
             let Ok(entry) = entry else { continue };
@@ -479,20 +537,31 @@ impl Monitor {
                 self.kept.push((pid, ino));
                 continue;
             }
+            let kept_file = self.open.get(&pid);
+            let read = match kept_file.and_then(|f| self.reader.stat_at(pid, f)) {
+                Some(s) => Some((s, None)),
+                None => {
+                    // Gone, or a new process with that PID: its old file is useless.
+                    if kept_file.is_some() {
+                        self.open.remove(&pid);
+                    }
+                    self.reader.stat_open(pid).map(|(s, f)| (s, Some(f)))
+                }
+            };
             // A process that exits while we read is simply absent from this pass.
-            if let Some(s) = self.reader.stat(pid) {
+            if let Some((s, file)) = read {
                 if !is_zombie(s.state) {
                     self.procs.push(s);
-                    self.inos.push(ino);
+                    self.extra.push((ino, file));
                 }
             }
         }
         // The kernel lists PIDs in ascending order; sort only if it ever does not.
         if !self.procs.is_sorted_by_key(|s| s.pid) {
-            let mut both: Vec<(Stat, u64)> =
-                self.procs.drain(..).zip(self.inos.drain(..)).collect();
+            let mut both: Vec<(Stat, (u64, Option<File>))> =
+                self.procs.drain(..).zip(self.extra.drain(..)).collect();
             both.sort_unstable_by_key(|(s, _)| s.pid);
-            (self.procs, self.inos) = both.into_iter().unzip();
+            (self.procs, self.extra) = both.into_iter().unzip();
         }
         Ok(())
     }
@@ -816,12 +885,12 @@ mod tests {
         let mut readings = Vec::new();
         for _ in 0..3 {
             let (own0, t0) = (
-                m.reader.stat(p.pid() as i32).expect("sh").own,
+                m.reader.stat_open(p.pid() as i32).expect("sh").0.own,
                 Instant::now(),
             );
             std::thread::sleep(Duration::from_millis(1500));
             let cpu = one(m.sample(&leaders)).cpu_percent.expect("cpu figure");
-            let own1 = m.reader.stat(p.pid() as i32).expect("sh").own;
+            let own1 = m.reader.stat_open(p.pid() as i32).expect("sh").0.own;
             let shell = (own1 - own0) as f64 / tps / t0.elapsed().as_secs_f64() * 100.0;
             readings.push((cpu, shell));
             assert!(cpu <= 110.0, "spike: (tree, shell alone) {readings:?}");
@@ -883,12 +952,20 @@ mod tests {
             !m.outside.contains_key(&(a.pid() as i32)),
             "a leader is never outside"
         );
+        // A tree process's stat file stays open for the next pass; an outside one's does not.
+        assert!(m.open.contains_key(&(a.pid() as i32)));
+        assert!(!m.open.contains_key(&b_pid));
         // Now `b` leads a tree too: a new leader set reads everything, and `b` is sampled.
         let leaders = vec![("a".to_string(), a.pid()), ("b".to_string(), b.pid())];
         let out = m.sample(&leaders);
         let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(!m.outside.contains_key(&b_pid));
+        assert!(m.open.contains_key(&b_pid));
+        // A plugin that exits leaves no open file behind.
+        drop(a);
+        m.sample(&[("b".to_string(), b.pid())]);
+        assert_eq!(m.open.len(), 1, "{:?}", m.open.keys().collect::<Vec<_>>());
     }
 
     #[test]

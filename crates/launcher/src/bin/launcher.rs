@@ -315,7 +315,7 @@ fn main() {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
-        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .thread_keep_alive(std::time::Duration::from_secs(30))
         .enable_all()
         .build()
     {
