@@ -65,11 +65,11 @@
 //! default 2 s interval (≈ 1 % for a debug build), against the 2 % allowed. Sampling must run on
 //! its own timer (or `spawn_blocking`), never on a hot path: it does blocking file I/O.
 
-use crate::procstat::{is_zombie, parse_stat, Stat};
+use crate::procstat::{is_zombie, parse_stat, read_whole, Stat};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::time::{Duration, Instant};
 
 /// Default sampling interval.
@@ -133,21 +133,9 @@ impl ProcReader {
         }
     }
 
-    /// Reads the whole file at `self.path`. procfs `stat` files hand out their whole content in
-    /// one `read` when the buffer is large enough, so a short read ends the loop.
+    /// Reads the whole file at `self.path`.
     fn read_path(&mut self) -> io::Result<&[u8]> {
-        let mut file = File::open(&self.path)?;
-        let mut n = 0;
-        loop {
-            if n == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let r = file.read(&mut self.buf[n..])?;
-            n += r;
-            if r == 0 || n < self.buf.len() {
-                break;
-            }
-        }
+        let n = read_whole(&File::open(&self.path)?, &mut self.buf)?;
         Ok(&self.buf[..n])
     }
 
@@ -164,18 +152,7 @@ impl ProcReader {
     /// at offset 0, and fails with ESRCH once that process instance is gone (even if its PID
     /// was reused), so a kept file never reports another process.
     fn stat_at(&mut self, pid: i32, file: &File) -> Option<Stat> {
-        use std::os::unix::fs::FileExt;
-        let mut n = 0;
-        loop {
-            if n == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let r = file.read_at(&mut self.buf[n..], n as u64).ok()?;
-            n += r;
-            if r == 0 || n < self.buf.len() {
-                break;
-            }
-        }
+        let n = read_whole(file, &mut self.buf).ok()?;
         parse_stat(pid, &self.buf[..n])
     }
 

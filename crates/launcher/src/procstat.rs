@@ -2,13 +2,37 @@
 //! (`process.rs`) and the resource monitor (`monitor.rs`) parse the same line the same way.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+use std::os::unix::fs::FileExt;
 
 /// Reads a small procfs file into `buf` (reused across calls).
 pub(crate) fn read_into(path: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
-    File::open(path)?.read_to_end(buf)?;
+    let n = read_whole(&File::open(path)?, buf)?;
+    buf.truncate(n);
     Ok(())
+}
+
+/// Reads `file` from its start into `buf`, growing it as needed, and returns the length.
+///
+/// procfs generates a file whole at each read from offset 0, so a file opened earlier reads
+/// fresh (and fails with ESRCH once its process is gone), and one that fits takes a single
+/// `pread`. Not `read_to_end`: it first asks for a size (`statx`, `lseek`) that procfs files
+/// do not have, three system calls more per file.
+pub(crate) fn read_whole(file: &File, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.len() < 512 {
+        buf.resize(512, 0);
+    }
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let r = file.read_at(&mut buf[n..], n as u64)?;
+        n += r;
+        if r == 0 || n < buf.len() {
+            return Ok(n);
+        }
+    }
 }
 
 /// The fields of one `/proc/[pid]/stat` line that the launcher uses.

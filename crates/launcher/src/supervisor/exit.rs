@@ -108,7 +108,6 @@ impl Supervisor {
             );
             (st.attempt, delay, st.restart_gen)
         };
-        self.save_backoff(slot);
         tracing::warn!(plugin = %slot.name, attempt, ?delay, %reason, "restarting");
         self.notice(Notice::Event(LauncherEvent {
             attempt: Some(attempt),
@@ -120,10 +119,16 @@ impl Supervisor {
         let this = self.clone();
         let slot = slot.clone();
         self.spawn_task(async move {
-            if !delay.is_zero() {
+            if delay.is_zero() {
+                // An immediate restart comes first, the record of the attempt after it.
+                this.restart_now(slot.clone(), gen).await;
+                this.save_backoff(&slot);
+            } else {
+                // Recorded before the wait, so a launcher restarted meanwhile keeps the count.
+                this.save_backoff(&slot);
                 tokio::time::sleep(delay).await;
+                this.restart_now(slot, gen).await;
             }
-            this.restart_now(slot, gen).await;
         });
     }
 
