@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! event/{launcherID}/_launcher/status/{launcherID}   retained LauncherStatus (Last Will: online=false)
+//! event/{launcherID}/{plugin}/status/{launcherID}    retained PluginInfo of one of its plugins (crate::launcher)
 //! rpc/auth/leases/{acquire|renew|release|transfer|list}/{sender}   the core's lease service
 //! event/auth/_leases/{plugin}/auth                   retained LeaseInfo after every change
 //! event/auth/_launchers/{launcherOnline|launcherOffline}/auth   presence, from the core
@@ -89,8 +90,14 @@ pub fn presence_filter() -> String {
     filter::events(Some(AUTH_SERVICE), Some(LAUNCHERS_THING), None)
 }
 
-/// What a launcher shares with the others, retained and refreshed every few seconds. Its Last
-/// Will is the same message with `online: false`, so a dead launcher shows as offline.
+/// What a launcher shares with the others, retained: sent at start, when a launcher-level fact
+/// in it changes (online, host, CPUs, labels, `eligible`, the names of its plugins, how many are
+/// active, where its movable ones run) and at least every 30 s, so its figures (load, memory,
+/// the plugins' CPU and memory) and its plugins' details may be that old. A change of one
+/// plugin travels as that plugin's own retained status
+/// (`event/{launcherID}/{plugin}/status/{launcherID}`, a [`PluginInfo`]), which a reader that
+/// shows `plugins` applies on top. Its Last Will is the same message with `online: false`, so a
+/// dead launcher shows as offline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LauncherStatus {
@@ -117,7 +124,8 @@ pub struct LauncherStatus {
     /// Movable plugins this launcher can run (binary present, required labels met).
     #[serde(default)]
     pub eligible: Vec<String>,
-    /// Its plugins (empty in the Last Will).
+    /// Its plugins (empty in the Last Will), as they were when it was sent: each plugin's own
+    /// status event is newer.
     #[serde(default)]
     pub plugins: Vec<PluginInfo>,
     /// When it was published (unix milliseconds).

@@ -1,9 +1,16 @@
 //! Several launchers, one hub: this launcher's shared status, and the placement of movable
 //! plugins under leases from the core.
 //!
-//! - The launcher publishes its [`LauncherStatus`] retained when it changed (checked every
-//!   `statusInterval`; load, memory and plugins' CPU alone do not count) and at least every
-//!   [`STATUS_REFRESH`]; its Last Will is the same message with `online: false`.
+//! - The launcher publishes its [`LauncherStatus`] retained at start, when a launcher-level fact
+//!   in it changed (checked every `statusInterval`, see [`signature`]: online, host, CPUs,
+//!   labels, the movable plugins it can run, the names of its plugins, how many of them are
+//!   active, where its movable plugins run) and at least every [`STATUS_REFRESH`]; its Last
+//!   Will is the same message with `online: false`. A plugin's own change (state, PID, exit,
+//!   restarts, ...) is not a reason to send the whole list again: it travels as that plugin's
+//!   retained status (`event/{launcherID}/{plugin}/status/{launcherID}`, published by
+//!   `crate::service`), which the status page applies to the list it last heard
+//!   (`crate::web`'s `peers`). The figures (load, memory, plugins' CPU and memory) and any
+//!   other detail are refreshed by the full status every [`STATUS_REFRESH`].
 //! - For each movable plugin it can run, it follows the core's lease (retained lease events,
 //!   plus a `list` at start). A free lease is taken by the fittest eligible launcher: each
 //!   launcher waits one second per launcher ranked above it before it asks, and the core's
@@ -21,10 +28,16 @@
 //!   (not disabled), so others take them at once.
 //! - Its tasks (status, renewal, placement, the lease and status listeners) are the
 //!   supervisor's, so they end when the launcher shuts down.
+//! - An idle launcher costs nothing here between status checks: placement looks at its plugins
+//!   every 250 ms only while it has movable plugins it can run, holds leases or hands a plugin
+//!   over, and otherwise sleeps until something could change that (a lease event, a launcher's
+//!   status, the lease list after a reconnect, or a status notice of a movable plugin from the
+//!   supervisor, which a reload and a binary appearing in `plugins/` send); renewal sleeps
+//!   while no lease is held, until one is taken.
 
 use crate::config::LauncherConfig;
 use crate::lock;
-use crate::supervisor::{PlacementGate, Supervisor};
+use crate::supervisor::{Notice, PlacementGate, Supervisor};
 use hivehub_api::auth::AUTH_SERVICE;
 use hivehub_api::cluster::{
     cluster_methods, events, lease_methods, rank, AdoptReq, LauncherStatus, LeaseInfo, LeaseList,
@@ -121,14 +134,24 @@ impl ClusterState {
     }
 
     /// Records the core's answer to an acquire or renew sent at `sent`. If the lease is ours it
-    /// counts from `sent` and never beyond `ttl`, keeping its residence and started mark.
-    fn record_take(&mut self, me: &str, name: &str, info: LeaseInfo, sent: Instant, ttl: Duration) {
+    /// counts from `sent` and never beyond `ttl`, keeping its residence and started mark. True
+    /// when this made a lease ours that was not (the renewal loop has work again).
+    fn record_take(
+        &mut self,
+        me: &str,
+        name: &str,
+        info: LeaseInfo,
+        sent: Instant,
+        ttl: Duration,
+    ) -> bool {
+        let mut new = false;
         if info.holder.as_deref() == Some(me) {
             let granted = Duration::from_millis(info.expires_in_ms.unwrap_or(0)).min(ttl);
             let (since, started) = self
                 .held
                 .get(name)
                 .map_or((sent, false), |h| (h.since, h.started));
+            new = !self.held.contains_key(name);
             self.held.insert(
                 name.to_string(),
                 Held {
@@ -139,6 +162,7 @@ impl ClusterState {
             );
         }
         self.leases.insert(name.to_string(), info);
+        new
     }
 
     /// Marks a held plugin as started under its lease, so its restart policy takes over and a
@@ -165,7 +189,10 @@ struct Inner {
     bus: HubClient,
     id: String,
     state: Mutex<ClusterState>,
+    /// Wakes the placement loop: something it acts on may have changed.
     wake: Notify,
+    /// Wakes the renewal loop when a lease becomes ours while it sleeps for want of one.
+    taken: Notify,
     shutting_down: AtomicBool,
 }
 
@@ -283,8 +310,9 @@ fn rebalance_target(
 
 /// Movable plugins this launcher can run: configured movable, binary present, labels met.
 fn eligible(sup: &Supervisor, cfg: &LauncherConfig) -> Vec<String> {
-    // Only the configured movable plugins are looked at: this runs four times a second, and a
-    // launcher with hundreds of local plugins and no movable one should pay nothing for it.
+    // Only the configured movable plugins are looked at: this runs at every placement pass (four
+    // times a second while there is something to place), and a launcher with hundreds of local
+    // plugins and no movable one should pay next to nothing for it.
     cfg.plugins
         .keys()
         .filter(|n| cfg.is_movable(n) && cfg.meets_requirements(n))
@@ -305,23 +333,52 @@ fn eligible_of(plugins: &[PluginInfo], cfg: &LauncherConfig) -> Vec<String> {
         .collect()
 }
 
-/// How often the shared status goes out when nothing in it changed but the numbers (load,
-/// free memory, plugins' CPU and memory).
+/// How often the shared status goes out when none of its launcher-level facts changed, so the
+/// figures (load, free memory, plugins' CPU and memory) and every plugin's details are fresh.
 pub const STATUS_REFRESH: Duration = Duration::from_secs(30);
 
-/// What of a status matters between refreshes: everything but its time, the host's load and
-/// free memory, and the plugins' CPU, memory and uptime.
+/// The launcher-level facts of a status: a change of one sends the status at once (at the next
+/// `statusInterval` check). Everything others act on or list per launcher: whether it is
+/// online (and why not), its host, CPUs and total memory, labels, the movable plugins it can
+/// run, the names of its plugins, how many of them are active (placement's fitness counts
+/// them), and which movable ones run elsewhere (a plugin shows only under the launcher that
+/// runs it). Not its time, load or free memory, nor anything of one plugin: a plugin's change
+/// travels as its own retained status, and the full list follows every [`STATUS_REFRESH`].
+#[derive(Serialize)]
+struct Signature<'a> {
+    schema_version: u32,
+    launcher_id: &'a str,
+    online: bool,
+    reason: Option<&'a str>,
+    host: &'a str,
+    cpus: u32,
+    mem_total: u64,
+    labels: &'a [String],
+    eligible: &'a [String],
+    active: usize,
+    /// Each plugin: name, movable, and the launcher running it when it is not this one.
+    plugins: Vec<(&'a str, bool, Option<&'a str>)>,
+}
+
 fn signature(s: &LauncherStatus) -> Vec<u8> {
-    let mut s = s.clone();
-    s.time = 0;
-    s.load1 = 0.0;
-    s.mem_free = 0;
-    for p in &mut s.plugins {
-        p.cpu = None;
-        p.rss = None;
-        p.uptime = None;
-    }
-    serde_json::to_vec(&s).unwrap_or_default()
+    let sig = Signature {
+        schema_version: s.schema_version,
+        launcher_id: &s.launcher_id,
+        online: s.online,
+        reason: s.reason.as_deref(),
+        host: &s.host,
+        cpus: s.cpus,
+        mem_total: s.mem_total,
+        labels: &s.labels,
+        eligible: &s.eligible,
+        active: s.active_plugins(),
+        plugins: s
+            .plugins
+            .iter()
+            .map(|p| (p.name.as_str(), p.movable, p.held_by.as_deref()))
+            .collect(),
+    };
+    serde_json::to_vec(&sig).unwrap_or_default()
 }
 
 /// This launcher's status as others see it.
@@ -366,6 +423,7 @@ impl Cluster {
             id,
             state: Mutex::default(),
             wake: Notify::new(),
+            taken: Notify::new(),
             shutting_down: AtomicBool::new(false),
         });
         sup.set_gate(Arc::new(Gate(Arc::downgrade(&inner))));
@@ -407,6 +465,8 @@ impl Cluster {
         c.inner.sup.spawn_task(c.clone().status_loop());
         c.inner.sup.spawn_task(c.clone().renew_loop());
         c.inner.sup.spawn_task(c.clone().placement_loop());
+        let notices = c.inner.sup.notices();
+        c.inner.sup.spawn_task(c.clone().notice_loop(notices));
         c.serve().await?;
         Ok(c)
     }
@@ -442,9 +502,10 @@ impl Cluster {
         self.publish_status_when(true).await;
     }
 
-    /// Publishes this launcher's status when `force`, when it changed in a way that matters
+    /// Publishes this launcher's status when `force`, when a launcher-level fact in it changed
     /// ([`signature`]), or when the last one is [`STATUS_REFRESH`] old: at N = 500 a status is
-    /// about 250 KB, so an idle hub should not send one every `statusInterval`.
+    /// about 250 KB, so neither an idle hub nor one plugin's restart should send one; a plugin's
+    /// change goes out as that plugin's own retained status (`crate::service::publish`).
     async fn publish_status_when(&self, force: bool) {
         let s = status_of(&self.inner.sup, true, None);
         let sig = signature(&s);
@@ -532,14 +593,25 @@ impl Cluster {
                 ttl / 4,
             )
             .await?;
-        self.inner
+        let new = self
+            .inner
             .state()
             .record_take(&self.inner.id, name, info.clone(), sent, ttl);
+        if new {
+            self.inner.taken.notify_one();
+        }
         Ok(info)
     }
 
+    /// Renews every held lease each eighth of the lease time; sleeps while none is held until
+    /// [`Cluster::take`] makes one ours.
     async fn renew_loop(self) {
         loop {
+            if self.inner.state().held.is_empty() {
+                // A lease taken meanwhile left a permit, so this returns at once.
+                self.inner.taken.notified().await;
+                continue;
+            }
             let ttl = self.ttl();
             tokio::time::sleep(ttl / 8).await;
             let names = self.inner.state().held_names();
@@ -598,25 +670,61 @@ impl Cluster {
         info.state == PluginState::Disabled && !self.inner.state().own_stops.contains(&info.name)
     }
 
+    /// True while placement has something to watch: movable plugins this launcher can run,
+    /// leases it holds (their expiry, a user's stop, rebalancing) or a hand-over under way.
+    fn placing(&self, eligible: &[String]) -> bool {
+        let st = self.inner.state();
+        !eligible.is_empty() || !st.held.is_empty() || !st.moving.is_empty()
+    }
+
+    /// Places the movable plugins: every 250 ms while [`Cluster::placing`], and at once when
+    /// woken. With nothing to place it sleeps until woken: by a lease event, a launcher's
+    /// status, the lease list after a (re)connection, or a supervisor notice about a movable
+    /// plugin (its state changed; a reload or a binary appearing in `plugins/` sends one), which
+    /// are the ways a plugin can become one to place.
     async fn placement_loop(self) {
+        let mut busy = true;
         loop {
-            tokio::select! {
-                _ = self.inner.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            if busy {
+                tokio::select! {
+                    _ = self.inner.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            } else {
+                self.inner.wake.notified().await;
             }
             if self.inner.shutting_down.load(Ordering::SeqCst) {
                 return;
             }
             self.enforce_expiry().await;
+            let cfg = self.inner.sup.config();
+            let names = eligible(&self.inner.sup, &cfg);
+            busy = self.placing(&names);
             if *self.inner.bus.state().borrow() != ConnState::Connected {
                 continue;
             }
-            let cfg = self.inner.sup.config();
-            for name in eligible(&self.inner.sup, &cfg) {
+            for name in names {
                 if self.inner.state().moving.contains(&name) {
                     continue;
                 }
                 self.place(&cfg, &name).await;
+            }
+            // What this pass did (a lease taken, a hand-over begun) counts too.
+            busy = busy || self.placing(&[]);
+        }
+    }
+
+    /// Wakes placement when the supervisor reports a change of a movable plugin, or a plugin
+    /// leaving the list.
+    async fn notice_loop(self, mut notices: tokio::sync::mpsc::UnboundedReceiver<Notice>) {
+        while let Some(n) = notices.recv().await {
+            let wake = match &n {
+                Notice::Status(info) => info.movable,
+                Notice::Gone(_) => true,
+                Notice::Event(_) => false,
+            };
+            if wake {
+                self.inner.wake.notify_one();
             }
         }
     }
@@ -960,6 +1068,8 @@ impl Cluster {
     /// (not disabled, so others take them over at once) and marks this launcher offline.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        // Placement ends at its next pass, even one that slept for want of work.
+        self.inner.wake.notify_one();
         let names = self.inner.state().held_names();
         for name in names {
             self.stop_here(&name, "launcher shutdown").await;
@@ -999,18 +1109,24 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_status_signature_ignores_only_the_numbers() {
-        let plugin: PluginInfo = serde_json::from_value(serde_json::json!({
-            "name": "p", "launcherID": "a", "path": "/x/p", "running": true,
-            "state": "running", "startCount": 1, "status": "", "attempt": 0,
-            "restarts": 0, "thresholdRestarts": 0, "breaches": 0, "movable": false,
-            "pid": 7, "cpu": 1.0, "rss": 1000, "uptime": 3
+    fn plugin(name: &str, pid: Option<u32>) -> PluginInfo {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "launcherID": "a", "path": format!("/x/{name}"),
+            "running": pid.is_some(), "state": if pid.is_some() { "running" } else { "stopped" },
+            "startCount": 1, "status": "", "attempt": 0, "restarts": 0,
+            "thresholdRestarts": 0, "breaches": 0, "movable": false,
+            "pid": pid, "cpu": pid.map(|_| 1.0), "rss": pid.map(|_| 1000), "uptime": pid.map(|_| 3)
         }))
-        .expect("a PluginInfo");
+        .expect("a PluginInfo")
+    }
+
+    #[test]
+    fn the_status_signature_ignores_the_numbers_and_each_plugins_own_changes() {
         let mut a = status("a", 50, true);
-        a.plugins = vec![plugin];
+        a.plugins = vec![plugin("p", Some(7)), plugin("q", None)];
         let sig = signature(&a);
+
+        // The figures alone send nothing new.
         let mut b = a.clone();
         b.time = 99;
         b.load1 = 1.5;
@@ -1019,12 +1135,62 @@ mod tests {
         b.plugins[0].rss = Some(5000);
         b.plugins[0].uptime = Some(60);
         assert_eq!(signature(&b), sig, "numbers alone send nothing new");
+
+        // Nor does a plugin's own change that leaves the number of active plugins as it was:
+        // it goes out as that plugin's status event.
         let mut c = a.clone();
-        c.plugins[0].state = PluginState::Stopped;
-        assert_ne!(signature(&c), sig);
+        c.plugins[0].state = PluginState::Starting;
+        c.plugins[0].pid = Some(8);
+        c.plugins[0].restarts = 3;
+        c.plugins[0].status = "restarted".into();
+        c.plugins[0].start_count = 2;
+        c.plugins[1].state = PluginState::Disabled;
+        c.plugins[1].status = "stopped by admin".into();
+        assert_eq!(signature(&c), sig, "a plugin's change travels on its own");
+        // Two plugins trading places: one stopped, another started.
+        let mut c = a.clone();
+        c.plugins[0].pid = None;
+        c.plugins[0].state = PluginState::Failed;
+        c.plugins[1].pid = Some(9);
+        c.plugins[1].state = PluginState::Running;
+        assert_eq!(signature(&c), sig);
+
+        // Launcher-level facts do count.
+        let mut changed = Vec::new();
         let mut d = a.clone();
         d.eligible.clear();
-        assert_ne!(signature(&d), sig);
+        changed.push(("eligible", d));
+        let mut d = a.clone();
+        d.labels.push("zwave".into());
+        changed.push(("labels", d));
+        let mut d = a.clone();
+        d.plugins[1].pid = Some(9);
+        changed.push(("one more active plugin (fitness counts them)", d));
+        let mut d = a.clone();
+        d.plugins[0].pid = None;
+        changed.push(("one fewer active plugin", d));
+        let mut d = a.clone();
+        d.plugins.push(plugin("r", None));
+        changed.push(("a plugin added", d));
+        let mut d = a.clone();
+        d.plugins.remove(1);
+        changed.push(("a plugin removed", d));
+        let mut d = a.clone();
+        d.plugins[1].movable = true;
+        d.plugins[1].held_by = Some("b".into());
+        changed.push(("a movable plugin runs elsewhere", d));
+        let mut d = a.clone();
+        d.online = false;
+        changed.push(("offline", d));
+        let mut d = a.clone();
+        d.host = "elsewhere".into();
+        changed.push(("host", d));
+        let mut d = a.clone();
+        d.cpus = 8;
+        changed.push(("cpus", d));
+        for (what, d) in changed {
+            assert_ne!(signature(&d), sig, "{what} must send the status");
+        }
     }
 
     #[test]

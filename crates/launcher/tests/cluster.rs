@@ -530,3 +530,60 @@ async fn cut_off_launcher_keeps_local_plugins_and_reconnects() {
         "local plugin never restarted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_movable_plugin_that_appears_later_is_placed_at_once() {
+    // Nothing to place at start: placement sleeps. A binary copied in, and a reload that makes
+    // a plugin movable, must each wake it at once, not when the launcher's next status (which
+    // they change) comes back from the hub: that is checked only every 20 s here. One launcher
+    // for each, so neither finds placement awake already (a held lease keeps it polling).
+    let core = Core::start(&workspace_bin("hubcore"));
+    let top = "cluster:\n  leaseTtl: 20s\n  statusInterval: 20s\ncreatePluginCred: false\n";
+    let online = |id: &str| {
+        wait_until(Duration::from_secs(30), || {
+            ls_all(&core)
+                .iter()
+                .any(|s| s.launcher_id == id && s.online)
+        })
+    };
+
+    let mut a = members(
+        &core,
+        &["wake-a"],
+        top,
+        "  mover:\n    placement: movable\n",
+        &[],
+    );
+    a[0].start();
+    assert!(online("wake-a"), "{}", a[0].out());
+    plugin_script(&a[0].home, "mover", LOOP);
+    assert!(
+        wait_until(Duration::from_secs(10), || a[0].instances("mover").len()
+            == 1),
+        "a movable plugin's binary appeared and it was not placed\n{}",
+        a[0].out()
+    );
+    a[0].terminate(Duration::from_secs(20));
+
+    let mut b = members(&core, &["wake-b"], top, "  later: {}\n", &[("later", LOOP)]);
+    b[0].start();
+    assert!(online("wake-b"), "{}", b[0].out());
+    assert!(b[0].instances("later").is_empty());
+    let cfg = b[0].home.config_file("launcher");
+    let yaml = std::fs::read_to_string(&cfg).expect("launcher.yaml");
+    let yaml = yaml.replace("  later: {}\n", "  later:\n    placement: movable\n");
+    std::fs::write(&cfg, yaml).expect("rewrite launcher.yaml");
+    let out = hubcli(&core, &["launcher", "--launcher", "wake-b", "reload"]);
+    assert!(
+        out.status.success(),
+        "reload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || b[0].instances("later").len()
+            == 1),
+        "a plugin made movable by a reload was not placed\n{}",
+        b[0].out()
+    );
+    b[0].terminate(Duration::from_secs(20));
+}

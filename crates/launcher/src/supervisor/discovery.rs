@@ -1,6 +1,11 @@
 //! Which plugins exist: the binaries in `plugins/` (and the core in `bin/`), rescanned when
 //! inotify says `plugins/` changed (every 60 s as a safety net, every 2 s without inotify) and
 //! before a start, and the autostart names without a binary.
+//!
+//! A scan publishes the status of every plugin it added to the list or whose state or binary it
+//! changed (found, lost, replaced), like any other change of a plugin: the bus keeps each
+//! plugin's retained status current, and the cluster hears that a movable plugin may now be
+//! placed here.
 
 use super::*;
 
@@ -15,8 +20,10 @@ pub(super) fn binary_meta(path: &std::path::Path) -> Option<(u64, u64)> {
 
 impl Supervisor {
     /// Scans `plugins/` (and `bin/` for the core): new binaries are listed, vanished ones are
-    /// marked missing. Called at start and periodically, so no restart is needed.
+    /// marked missing. Called at start and periodically, so no restart is needed. Publishes the
+    /// status of each plugin it added or changed.
     pub fn discover(&self) {
+        let mut changed: Vec<Arc<Slot>> = Vec::new();
         let mut found: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
         if let Ok(rd) = std::fs::read_dir(self.sh.home.plugins()) {
             for e in rd.flatten() {
@@ -35,11 +42,9 @@ impl Supervisor {
                 let stale = self.stale_instance(name);
                 let (attempt, last_delay) = self.load_backoff(name);
                 let (tx, _) = watch::channel(0);
-                slots.insert(
-                    name.clone(),
-                    Arc::new(Slot {
-                        name: name.clone(),
-                        is_core: *is_core,
+                let slot = Arc::new(Slot {
+                    name: name.clone(),
+                    is_core: *is_core,
                         op: tokio::sync::Mutex::new(()),
                         exits: tx,
                         st: Mutex::new(Run::new(
@@ -55,35 +60,36 @@ impl Supervisor {
                                 None => String::new(),
                             },
                         )
-                        .with_backoff(attempt, last_delay)),
-                    }),
-                );
+                    .with_backoff(attempt, last_delay)),
+                });
+                changed.push(slot.clone());
+                slots.insert(name.clone(), slot);
             }
         }
         // Autostart names without a binary are listed as missing, so `ls` shows the problem.
         for name in &self.cfg().autostart {
             if !slots.contains_key(name) {
                 let (tx, _) = watch::channel(0);
-                slots.insert(
-                    name.clone(),
-                    Arc::new(Slot {
-                        name: name.clone(),
-                        is_core: false,
-                        op: tokio::sync::Mutex::new(()),
-                        exits: tx,
-                        st: Mutex::new(Run::new(
-                            self.sh.home.plugins().join(name),
-                            Phase::Missing,
-                            String::new(),
-                        )),
-                    }),
-                );
+                let slot = Arc::new(Slot {
+                    name: name.clone(),
+                    is_core: false,
+                    op: tokio::sync::Mutex::new(()),
+                    exits: tx,
+                    st: Mutex::new(Run::new(
+                        self.sh.home.plugins().join(name),
+                        Phase::Missing,
+                        String::new(),
+                    )),
+                });
+                changed.push(slot.clone());
+                slots.insert(name.clone(), slot);
             }
         }
         let cfg = self.cfg();
         let mut gone = Vec::new();
         for slot in slots.values() {
             let mut st = lock(&slot.st);
+            let before = (st.state(), st.size, st.modified);
             match binary_meta(&st.path) {
                 Some((size, mtime)) => {
                     st.present = true;
@@ -116,12 +122,22 @@ impl Supervisor {
                     }
                 }
             }
+            if (st.state(), st.size, st.modified) != before
+                && !changed.iter().any(|c| Arc::ptr_eq(c, slot))
+            {
+                changed.push(slot.clone());
+            }
         }
         for name in gone {
             slots.remove(&name);
+            changed.retain(|c| c.name != name);
             lock(&self.sh.started_order).retain(|n| n != &name);
             tracing::info!(plugin = %name, "binary removed; no longer listed");
             self.notice(Notice::Gone(name));
+        }
+        drop(slots);
+        for slot in changed {
+            self.publish_status(&slot);
         }
     }
 

@@ -5,6 +5,11 @@
 //! `plugins.<core>` entry) are applied only at the next launcher start; the answer lists them in
 //! `needsRestart`. Callers: `manage/reload` (`hubcli launcher reload`) and SIGHUP; both read
 //! the file the launcher was started with.
+//!
+//! A plugin whose entry changed (or, when `labels` changed, a movable one) but that was not
+//! started, stopped or restarted gets its status published again, since what it shows
+//! (`movable`, the sandbox level) may have changed: that also tells the cluster that a movable
+//! plugin may now be placed here, or no longer.
 
 use super::*;
 
@@ -89,7 +94,27 @@ impl Supervisor {
         }
         resp.failed = failed;
         resp.applied = applied_live(&old, &new, &resp);
+        self.publish_reconfigured(&old, &new, &resp);
         Ok(resp)
+    }
+
+    /// Publishes the status of each plugin whose entry changed (each movable one when the
+    /// labels changed) and that the reload did not start, stop or restart (those published
+    /// theirs).
+    fn publish_reconfigured(&self, old: &LauncherConfig, new: &LauncherConfig, resp: &ReloadResp) {
+        let labels = old.labels != new.labels;
+        let slots: Vec<Arc<Slot>> = lock(&self.sh.slots).values().cloned().collect();
+        for slot in slots {
+            let n = slot.name.as_str();
+            let handled = [&resp.started, &resp.stopped, &resp.restarted]
+                .iter()
+                .any(|l| l.iter().any(|m| m == n));
+            let changed = old.plugin(n) != new.plugin(n)
+                || (labels && (old.is_movable(n) || new.is_movable(n)));
+            if changed && !handled {
+                self.publish_status(&slot);
+            }
+        }
     }
 }
 
