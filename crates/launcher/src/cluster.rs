@@ -95,6 +95,9 @@ struct ClusterState {
     free_since: HashMap<String, Instant>,
     /// The [`signature`] of the status last sent, and when it was sent.
     sent: Option<(Vec<u8>, Instant)>,
+    /// The host facts of the status last sent: the checks between two sends reuse them, so an
+    /// idle launcher does not read `/proc/meminfo` and the cgroup files every `statusInterval`.
+    facts: Option<HostFacts>,
 }
 
 impl ClusterState {
@@ -258,8 +261,11 @@ fn rpc_remote(e: RpcError) -> RemoteError {
     }
 }
 
+/// Host name, CPUs, one-minute load, available and total memory.
+type HostFacts = (String, u32, f64, u64, u64);
+
 /// Host facts for the shared status.
-fn host_facts() -> (String, u32, f64, u64, u64) {
+fn host_facts() -> HostFacts {
     let host = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".into());
@@ -383,8 +389,17 @@ fn signature(s: &LauncherStatus) -> Vec<u8> {
 
 /// This launcher's status as others see it.
 pub fn status_of(sup: &Supervisor, online: bool, reason: Option<&str>) -> LauncherStatus {
+    status_with(sup, online, reason, host_facts())
+}
+
+/// [`status_of`] with the host facts given.
+fn status_with(
+    sup: &Supervisor,
+    online: bool,
+    reason: Option<&str>,
+    (host, cpus, load1, mem_free, mem_total): HostFacts,
+) -> LauncherStatus {
     let cfg = sup.config();
-    let (host, cpus, load1, mem_free, mem_total) = host_facts();
     // The Last Will (offline) lists no plugins: when it is published they may be gone.
     let plugins = if online { sup.list() } else { Vec::new() };
     LauncherStatus {
@@ -507,7 +522,17 @@ impl Cluster {
     /// about 250 KB, so neither an idle hub nor one plugin's restart should send one; a plugin's
     /// change goes out as that plugin's own retained status (`crate::service::publish`).
     async fn publish_status_when(&self, force: bool) {
-        let s = status_of(&self.inner.sup, true, None);
+        // Fresh host facts only for a status that goes out anyway; a check reuses the last.
+        let cached = {
+            let st = self.inner.state();
+            let stale = st
+                .sent
+                .as_ref()
+                .is_none_or(|(_, at)| at.elapsed() >= STATUS_REFRESH);
+            st.facts.clone().filter(|_| !force && !stale)
+        };
+        let facts = cached.unwrap_or_else(host_facts);
+        let s = status_with(&self.inner.sup, true, None, facts.clone());
         let sig = signature(&s);
         let due = {
             let mut st = self.inner.state();
@@ -519,6 +544,7 @@ impl Cluster {
                     .is_none_or(|(last, at)| *last != sig || at.elapsed() >= STATUS_REFRESH);
             if due {
                 st.sent = Some((sig, Instant::now()));
+                st.facts = Some(facts);
             }
             due
         };
