@@ -76,6 +76,18 @@ impl Supervisor {
     /// Decides, after an exit nobody asked for or a failed restart, whether and when to restart
     /// (the restart policy is part of the transition table), and schedules it.
     pub(super) fn schedule_restart(&self, slot: &Arc<Slot>, reason: String, uptime: Duration) {
+        self.schedule_restart_then(slot, reason, uptime, Box::new(|_| {}));
+    }
+
+    /// [`Self::schedule_restart`], then `then`: after the restart when it is immediate, at once
+    /// otherwise (a wait, a held restart, or none).
+    fn schedule_restart_then(
+        &self,
+        slot: &Arc<Slot>,
+        reason: String,
+        uptime: Duration,
+        then: AfterRestart,
+    ) {
         let held = !slot.is_core && self.core_down();
         let bo = self.backoff_policy(slot);
         let stable = self.stable_after(slot, &bo);
@@ -90,6 +102,8 @@ impl Supervisor {
             };
             if self.apply(slot, &mut st, Event::ScheduleRestart(retry)) != Ok(PluginState::Backoff)
             {
+                drop(st);
+                then(self);
                 return;
             }
             if held {
@@ -97,6 +111,7 @@ impl Supervisor {
                 drop(st);
                 tracing::warn!(plugin = %slot.name, "restart held: the core is down");
                 self.publish_status(slot);
+                then(self);
                 return;
             }
             st.attempt = attempt.saturating_add(1);
@@ -123,9 +138,11 @@ impl Supervisor {
                 // An immediate restart comes first, the record of the attempt after it.
                 this.restart_now(slot.clone(), gen).await;
                 this.save_backoff(&slot);
+                then(&this);
             } else {
                 // Recorded before the wait, so a launcher restarted meanwhile keeps the count.
                 this.save_backoff(&slot);
+                then(&this);
                 tokio::time::sleep(delay).await;
                 this.restart_now(slot, gen).await;
             }
@@ -266,53 +283,68 @@ impl Supervisor {
                     .and_then(|(a, b)| b.duration_since(a).ok())
                     .unwrap_or_default()
             };
-            // An exit during a start is handled by whoever started it.
-            if was != PluginState::Starting {
-                self.schedule_restart(&slot, format!("exited with {exit}"), uptime);
-            }
-            // An unexpected exit: clean up what the plugin left behind in its session.
+            // An unexpected exit: clean up what the plugin left behind in its session. The
+            // scan of `/proc` this takes runs after an immediate restart has spawned, not beside
+            // it: on a small host the two would share its cores.
             let this = self.clone();
             let name = slot.name.clone();
             let home = self.sh.home.root().to_path_buf();
             let current = slot.clone();
-            self.spawn_blocking(move || {
-                // The plugin's new process, if it was already restarted, is one of the live
-                // plugins (`live_leaders` is decided under the reap lock, which is held from
-                // spawn until the new PID is recorded), so it and its tree are spared.
-                let others = || this.live_leaders(&[pid]);
-                let spare = |table: &process::ProcTable, _: &str, marked: Vec<u32>| -> Vec<u32> {
-                    let keep = current_pid(&this, &current)
-                        .map(|p| table.tree(p))
-                        .unwrap_or_default();
-                    marked.into_iter().filter(|p| !keep.contains(p)).collect()
-                };
-                let target = process::KillTarget {
-                    leader: pid,
-                    name: name.clone(),
-                    own: true,
-                    uid: sandbox::own_uid(&this.sh.home, &name),
-                    polite: None,
-                };
-                let left: Vec<u32> = process::kill_plugins(
-                    &[target],
-                    &home,
-                    Duration::ZERO,
-                    Duration::from_secs(5),
-                    &others,
-                    &spare,
-                )
-                .into_iter()
-                .flatten()
-                .collect();
-                if !left.is_empty() {
-                    tracing::warn!(plugin = %name, ?left, "descendants survive after exit");
-                }
-                if let Some(g) = &this.sh.guard {
-                    g.forget(pid);
-                }
-                // A quick restart may already have recorded its new process: only remove our own.
-                this.remove_pid_file_of(&name, pid);
-            });
+            let cleanup = move |sup: &Supervisor| {
+                sup.spawn_blocking(move || {
+                    // The plugin's new process, if it was already restarted, is one of the live
+                    // plugins (`live_leaders` is decided under the reap lock, which is held from
+                    // spawn until the new PID is recorded), so it and its tree are spared.
+                    let others = || this.live_leaders(&[pid]);
+                    let spare =
+                        |table: &process::ProcTable, _: &str, marked: Vec<u32>| -> Vec<u32> {
+                            let keep = current_pid(&this, &current)
+                                .map(|p| table.tree(p))
+                                .unwrap_or_default();
+                            marked.into_iter().filter(|p| !keep.contains(p)).collect()
+                        };
+                    let target = process::KillTarget {
+                        leader: pid,
+                        name: name.clone(),
+                        own: true,
+                        uid: sandbox::own_uid(&this.sh.home, &name),
+                        polite: None,
+                    };
+                    let left: Vec<u32> = process::kill_plugins(
+                        &[target],
+                        &home,
+                        Duration::ZERO,
+                        Duration::from_secs(5),
+                        &others,
+                        &spare,
+                    )
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    if !left.is_empty() {
+                        tracing::warn!(plugin = %name, ?left, "descendants survive after exit");
+                    }
+                    if let Some(g) = &this.sh.guard {
+                        g.forget(pid);
+                    }
+                    // A quick restart may already have recorded its new process: only remove our own.
+                    this.remove_pid_file_of(&name, pid);
+                })
+            };
+            // An exit during a start is handled by whoever started it.
+            if was == PluginState::Starting {
+                drop(cleanup(self));
+            } else {
+                let reason = format!("exited with {exit}");
+                self.schedule_restart_then(
+                    &slot,
+                    reason,
+                    uptime,
+                    Box::new(move |sup| {
+                        drop(cleanup(sup));
+                    }),
+                );
+            }
         }
     }
 
@@ -342,6 +374,9 @@ impl Supervisor {
         Ok(())
     }
 }
+
+/// What follows a scheduled restart (the clean-up after an exit).
+type AfterRestart = Box<dyn FnOnce(&Supervisor) + Send>;
 
 /// How often the reaper looks for exited children without a SIGCHLD.
 const REAP_SAFETY_TICK: Duration = Duration::from_secs(60);
