@@ -4,7 +4,8 @@
 //! Changes (clients added and removed, grants set, sessions ended, wills dropped) are written
 //! at once, one line each. Refusals (logins, publishes, subscriptions, limits) are written at
 //! once the first time a client gets one of a kind, with its detail (the topic, say), then
-//! counted: every [`SUMMARY_EVERY`] a line per (client, kind) says how many more there were.
+//! counted: [`SUMMARY_EVERY`] after the first, and every [`SUMMARY_EVERY`] while they go on, a
+//! line per (client, kind) says how many more there were.
 //! The key never holds attacker-chosen text beyond a known login (a refused login counts as
 //! `?`), the counters are capped ([`MAX_KEYS`]) and every line is cut at [`MAX_LINE`] bytes, so
 //! a flood costs a few short lines per interval, not one per packet, and cannot rotate the
@@ -18,6 +19,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
 
 /// How often repeated refusals are summarised.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
@@ -33,6 +35,8 @@ const MAX_FILES: usize = 5;
 #[derive(Clone)]
 pub struct Audit {
     inner: Arc<Mutex<Inner>>,
+    /// Wakes the summary task at a refusal: with none, it sleeps.
+    refusals: Arc<Notify>,
 }
 
 struct Inner {
@@ -74,6 +78,7 @@ impl Audit {
                 counts: HashMap::new(),
                 seen: HashMap::new(),
             })),
+            refusals: Arc::new(Notify::new()),
         }
     }
 
@@ -103,6 +108,7 @@ impl Audit {
     /// A refusal of `client` (a known login, or `?`) of `kind` ("publish denied"): written the
     /// first time with `detail`, then counted.
     pub fn refused(&self, client: &str, kind: &str, detail: &str) {
+        self.refusals.notify_one();
         let mut inner = self.lock();
         let mut key = (cut(client, 64).to_string(), kind.to_string());
         if !inner.seen.contains_key(&key) {
@@ -140,14 +146,14 @@ impl Audit {
         }
     }
 
-    /// Summarises every [`SUMMARY_EVERY`] until the process ends.
+    /// Summarises [`SUMMARY_EVERY`] after a refusal, until the process ends: while refusals
+    /// come, every [`SUMMARY_EVERY`]; without them the task sleeps (an idle hub is not woken).
     pub fn spawn_summaries(&self) {
         let a = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SUMMARY_EVERY);
-            tick.tick().await;
             loop {
-                tick.tick().await;
+                a.refusals.notified().await;
+                tokio::time::sleep(SUMMARY_EVERY).await;
                 a.summarise();
             }
         });

@@ -29,9 +29,10 @@
 //! bypasses the ACL.
 //!
 //! While connected, a session keeps its login, role and credential expiry: publishes and
-//! subscriptions past the expiry are refused, and a sweep every second disconnects the session
-//! (`crate::state`). A refused request is answered `denied` by the internal client, into the
-//! real sender's inbox only, through a 1024-entry queue, so best effort.
+//! subscriptions past the expiry are refused, and a task that wakes at the expiry (and at least
+//! every 10 s, for a wall-clock jump) disconnects the session (`crate::state`). A refused
+//! request is answered `denied` by the internal client, into the real sender's inbox only,
+//! through a 1024-entry queue, so best effort.
 
 use crate::state::{CoreReply, CoreState, SessionEntry};
 use async_trait::async_trait;
@@ -220,6 +221,7 @@ impl Handler for Hooks {
                     Ok(entry) => {
                         tracing::debug!(login = %entry.login, role = %entry.role, session = %mqtt_id, "connect allowed");
                         self.state.sessions().insert(mqtt_id, entry);
+                        self.state.expiry_wake.notify_one();
                         (
                             false,
                             Some(HookResult::AuthResult(AuthResult::Allow(false, None))),

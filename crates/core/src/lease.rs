@@ -282,6 +282,17 @@ impl LeaseTable {
         self.info(name, now)
     }
 
+    /// When [`LeaseTable::expire`] next has work: the earliest end of a held lease or of a
+    /// restart's grace period; `None` when there is none.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.entries
+            .values()
+            .filter(|e| e.holder.is_some())
+            .map(|e| e.expires)
+            .chain(self.grace.values().copied())
+            .min()
+    }
+
     /// Clears expired holders; returns the leases that changed, to publish.
     pub fn expire(&mut self, now: Instant) -> Vec<LeaseInfo> {
         let mut changed = Vec::new();
@@ -425,6 +436,33 @@ mod tests {
         let late = t1 + ms(5001);
         t.expire(late);
         t.acquire("b", "p", 5000, false, late).unwrap();
+    }
+
+    #[test]
+    fn next_expiry_is_the_earliest_held_lease_or_grace_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("leases.json");
+        let t0 = Instant::now();
+        let mut t = LeaseTable::open(Some(&f), t0).unwrap();
+        assert_eq!(t.next_expiry(), None, "nothing held: the sweeper sleeps");
+        t.acquire("a", "p", 5000, false, t0).unwrap();
+        t.acquire("a", "q", 2000, false, t0).unwrap();
+        assert_eq!(t.next_expiry(), Some(t0 + ms(2000)));
+        // A renewal with a shorter lease time brings the deadline forward.
+        t.renew("a", "p", 1000, t0 + ms(100)).unwrap();
+        assert_eq!(t.next_expiry(), Some(t0 + ms(1100)));
+        t.release("a", "p", false, t0 + ms(200)).unwrap();
+        assert_eq!(t.next_expiry(), Some(t0 + ms(2000)));
+        assert_eq!(t.expire(t0 + ms(2000)).len(), 1);
+        assert_eq!(t.next_expiry(), None);
+        // After a restart, the grace period of a held name ends a lease time later.
+        t.acquire("a", "q", 3000, false, t0 + ms(2000)).unwrap();
+        t.save().unwrap();
+        let t1 = t0 + ms(2500);
+        let mut t = LeaseTable::open(Some(&f), t1).unwrap();
+        assert_eq!(t.next_expiry(), Some(t1 + ms(3000)));
+        t.expire(t1 + ms(3000));
+        assert_eq!(t.next_expiry(), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod broker;
 pub mod certs;
 pub mod config;
 pub mod lease;
+mod retain;
 mod service;
 mod state;
 pub mod store;
@@ -252,9 +253,7 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
         .map_err(|e| CoreError::Internal(e.to_string()))?;
 
     let scx = ServerContext::new().build().await;
-    rmqtt_retainer::register(&scx, true, false)
-        .await
-        .map_err(|e| CoreError::Internal(format!("retainer plugin: {e}")))?;
+    retain::RamRetain::register(&scx).await;
     let (replies_tx, replies_rx) = tokio::sync::mpsc::channel(1024);
     let (presence_tx, presence_rx) = tokio::sync::mpsc::unbounded_channel();
     let leases = lease::LeaseTable::open(
@@ -321,7 +320,9 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
         key_file: None,
         connect_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(10),
-        keep_alive: Duration::from_secs(30),
+        // In-process over loopback: the connection cannot go half-open, so the keepalive
+        // only costs wake-ups (a TLS ping both ways); the core stops when its broker does.
+        keep_alive: Duration::from_secs(300),
         refresh_token: false,
         last_will: None,
     })
@@ -399,10 +400,16 @@ async fn publish_presence(
     }
 }
 
+/// Closes sessions when their credential expires and forgets dead entries
+/// ([`CoreState::kick_expired`]), waking at the next deadline rather than on a fixed tick, so
+/// an idle hub is not woken for nothing.
 async fn expire_sessions(state: Arc<CoreState>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tick.tick().await;
         state.kick_expired().await;
+        let wait = state.next_expiry_check();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = state.expiry_wake.notified() => {}
+        }
     }
 }

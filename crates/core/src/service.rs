@@ -315,45 +315,80 @@ fn authz(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
 
 /// Registers the lease capability: the arbiter that keeps each movable plugin to one launcher.
 /// Every change is published retained under `event/auth/_leases/{plugin}`, and a sweeper
-/// publishes expiries, so launchers react to a freed lease at once.
+/// publishes expiries, so launchers react to a freed lease at once. The sweeper sleeps until
+/// the earliest lease ends ([`LeaseTable::next_expiry`]), and is woken when a request makes a
+/// lease end sooner than that; with no lease held it does not wake at all.
 pub(crate) async fn serve_leases(
     client: &HubClient,
     state: Arc<CoreState>,
     table: LeaseTable,
 ) -> Result<(), ClientError> {
-    let table = Arc::new(std::sync::Mutex::new(table));
+    let table = Arc::new(Leases {
+        table: std::sync::Mutex::new(table),
+        sweep_at: std::sync::Mutex::new(None),
+        wake: tokio::sync::Notify::new(),
+    });
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<LeaseInfo>();
     tokio::spawn(publish_leases(client.clone(), rx));
-    let (t, tx2) = (table.clone(), tx.clone());
+    let (l, tx2) = (table.clone(), tx.clone());
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         loop {
-            tick.tick().await;
-            let changed = {
-                let mut t = lock_table(&t);
+            let (changed, next) = {
+                let mut t = locked(&l.table);
                 let c = t.expire(Instant::now());
                 if !c.is_empty() {
                     if let Err(e) = t.save() {
                         tracing::error!("lease store: {e}");
                     }
                 }
-                c
+                let next = t.next_expiry();
+                // Under the table's lock, so a request cannot slip in between.
+                *locked(&l.sweep_at) = next;
+                (c, next)
             };
             for info in changed {
                 tracing::info!(plugin = %info.name, previous = ?info.previous, "lease expired");
                 let _ = tx2.send(info);
             }
+            match next {
+                Some(at) => tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = l.wake.notified() => {}
+                },
+                None => l.wake.notified().await,
+            }
         }
     });
     client
         .serve(CAP_LEASES, move |r| {
-            let (s, t, tx) = (state.clone(), table.clone(), tx.clone());
-            async move { leases(&s, &t, &tx, r) }
+            let (s, l, tx) = (state.clone(), table.clone(), tx.clone());
+            async move { leases(&s, &l, &tx, r) }
         })
         .await
 }
 
-fn lock_table(t: &std::sync::Mutex<LeaseTable>) -> std::sync::MutexGuard<'_, LeaseTable> {
+/// The lease table and what its sweeper waits for.
+struct Leases {
+    table: std::sync::Mutex<LeaseTable>,
+    /// When the sweeper will look next (`None`: only when woken).
+    sweep_at: std::sync::Mutex<Option<Instant>>,
+    /// Wakes the sweeper: a lease now ends before `sweep_at`.
+    wake: tokio::sync::Notify,
+}
+
+impl Leases {
+    /// After a request changed `t` (its lock held): wakes the sweeper if a lease now ends
+    /// before it planned to look.
+    fn changed(&self, t: &LeaseTable) {
+        if let Some(next) = t.next_expiry() {
+            if locked(&self.sweep_at).is_none_or(|at| next < at) {
+                self.wake.notify_one();
+            }
+        }
+    }
+}
+
+fn locked<T>(t: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -373,7 +408,7 @@ async fn publish_leases(
 
 fn leases(
     s: &CoreState,
-    table: &std::sync::Mutex<LeaseTable>,
+    l: &Leases,
     tx: &tokio::sync::mpsc::UnboundedSender<LeaseInfo>,
     r: Request,
 ) -> Result<Value, RemoteError> {
@@ -388,7 +423,7 @@ fn leases(
     let bad = |e: String| err(ErrorCode::BadRequest, e);
     let check = |name: &str| validate_id(name).map_err(|e| bad(e.to_string()));
     let who = me.client_id.as_str();
-    let mut t = lock_table(table);
+    let mut t = locked(&l.table);
     let (info, publish) = match r.method.as_str() {
         lease_methods::ACQUIRE => {
             let q: LeaseReq = r.json()?;
@@ -432,6 +467,7 @@ fn leases(
         }
         _ => return Err(r.unknown_method()),
     };
+    l.changed(&t);
     if publish {
         tracing::info!(plugin = %info.name, holder = ?info.holder, by = who, method = %r.method, "lease changed");
         if let Err(e) = t.save() {

@@ -12,8 +12,8 @@ use rmqtt::context::ServerContext;
 use rmqtt::types::Id;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
-use tokio::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, Notify};
 
 /// What the core knows about one live MQTT session.
 #[derive(Clone, Debug)]
@@ -35,6 +35,12 @@ pub(crate) struct SessionEntry {
 
 /// How long an allowed CONNECT counts towards the connection limits before its session exists.
 pub(crate) const HANDSHAKE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest the expiry task sleeps. Credentials expire by the wall clock, which can jump (a
+/// Pi without a real-time clock sets it from the network after boot): a jump past a session's
+/// expiry is noticed within this time. Publishes and subscriptions are refused from the expiry
+/// on regardless (the hooks compare with the clock on every packet).
+pub(crate) const EXPIRY_CHECK_MAX: Duration = Duration::from_secs(10);
 
 impl SessionEntry {
     /// Connected, or about to be (the sweep forgets entries without a live connection).
@@ -77,6 +83,9 @@ pub(crate) struct CoreState {
     /// The security record (`logs/audit.log`).
     pub audit: Audit,
     sessions: Mutex<HashMap<String, SessionEntry>>,
+    /// Wakes the expiry task early: a session was allowed, whose deadlines may come before the
+    /// task's next look.
+    pub expiry_wake: Notify,
     /// Publish allowance per login (`limits.publishRate`).
     buckets: Mutex<HashMap<String, Bucket>>,
     /// Retained topics per login (`limits.maxRetainedTopics`).
@@ -108,6 +117,7 @@ impl CoreState {
             scx,
             audit,
             sessions: Mutex::new(HashMap::new()),
+            expiry_wake: Notify::new(),
             buckets: Mutex::new(HashMap::new()),
             retained: Mutex::new(HashMap::new()),
         }
@@ -292,6 +302,29 @@ impl CoreState {
                 sessions.remove(&key);
             }
         }
+    }
+
+    /// How long the expiry task may sleep before [`CoreState::kick_expired`] has work: until the
+    /// next credential expires or the next handshake grace ends, 1 s while an expired session
+    /// is still on its way out, and at most [`EXPIRY_CHECK_MAX`].
+    pub fn next_expiry_check(&self) -> Duration {
+        let now = SystemTime::now();
+        let mut next = EXPIRY_CHECK_MAX;
+        for e in self.sessions().values().filter(|e| !e.internal) {
+            if let Some(left) = HANDSHAKE_GRACE.checked_sub(e.authed.elapsed()) {
+                next = next.min(left);
+            }
+            let Some(exp) = UNIX_EPOCH.checked_add(Duration::from_secs(e.exp)) else {
+                continue;
+            };
+            let left = exp
+                .duration_since(now)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(1));
+            next = next.min(left);
+        }
+        next
     }
 
     /// Disconnects the sessions whose credential has expired.

@@ -349,16 +349,12 @@ impl ServerContext {
     /// busy-state detection and performance management.
     ///
     /// Returns the original `ServerContext` so the call can be chained.
+    ///
+    /// hivehub patch: the task is not started. Its only reader, `Node::sys_is_busy`, compares
+    /// `Node::cpuload()` (a fraction, at most 1.0) with `max_busy_cpuloadavg` (a percentage,
+    /// 90.0), which can never be exceeded, so the task changed nothing but woke the process
+    /// every 2 s to read /proc/stat. The load-average check of `sys_is_busy` is unchanged.
     fn start_cpuload_monitoring(self) -> ServerContext {
-        if self.busy_check_enable {
-            let scx = self.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(scx.node.busy_update_interval).await;
-                    scx.node.update_cpuload().await;
-                }
-            });
-        }
         self
     }
 

@@ -341,6 +341,9 @@ impl SessionState {
 
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
+            // hivehub patch: with nothing in flight, no timer (was: a wake-up every 120 s per
+            // idle session, which found nothing to resend). This loop sets the timer again after
+            // every event, so one is set as soon as a message goes in flight.
             deliver_timeout_delay.as_mut().reset(
                 Instant::now()
                     + state
@@ -348,7 +351,7 @@ impl SessionState {
                         .read()
                         .await
                         .get_timeout()
-                        .unwrap_or_else(|| Duration::from_secs(120)),
+                        .unwrap_or_else(|| Duration::from_secs(u32::MAX as u64)),
             );
 
             tokio::select! {
