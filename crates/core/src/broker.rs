@@ -34,7 +34,7 @@
 //! request is answered `denied` by the internal client, into the real sender's inbox only,
 //! through a 1024-entry queue, so best effort.
 
-use crate::state::{CoreReply, CoreState, SessionEntry};
+use crate::state::{limits_apply, CoreReply, CoreState, SessionEntry};
 use async_trait::async_trait;
 use hivehub_api::topic::{MsgType, Topic, INBOX_PREFIX};
 use hivehub_api::Role;
@@ -172,7 +172,7 @@ impl Hooks {
                 )));
             }
             if retain {
-                st.admit_retained(&login, &topic, len)
+                st.admit_retained(&login, &topic, len, limits_apply(role))
                     .map_err(Refusal::NotAuthorized)?;
             }
         }
@@ -322,7 +322,7 @@ impl Handler for Hooks {
                 });
                 // Limits apply to allowed publishes only (a denied one is refused anyway).
                 let limited = match entry.as_ref().filter(|e| ok && !e.internal) {
-                    Some(e) if !self.state.take_publish(&e.login) => {
+                    Some(e) if limits_apply(e.role) && !self.state.take_publish(&e.login) => {
                         Some("publish rate over limits.publishRate".to_string())
                     }
                     Some(e) if p.retain => {
@@ -338,7 +338,9 @@ impl Handler for Hooks {
                         } else {
                             p.payload.len() + props
                         };
-                        self.state.admit_retained(&e.login, &topic, len).err()
+                        self.state
+                            .admit_retained(&e.login, &topic, len, limits_apply(e.role))
+                            .err()
                     }
                     _ => None,
                 };

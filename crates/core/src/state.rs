@@ -123,7 +123,8 @@ impl CoreState {
         }
     }
 
-    /// Takes one publish from `login`'s allowance; false when it is used up.
+    /// Takes one publish from `login`'s allowance; false when it is used up. Not asked for a
+    /// launcher (see [`limits_apply`]).
     pub fn take_publish(&self, login: &str) -> bool {
         let (rate, burst) = (
             f64::from(self.cfg.limits.publish_rate),
@@ -149,8 +150,15 @@ impl CoreState {
     }
 
     /// Checks a retained publish of `len` bytes on `topic` by `login` against the limits and
-    /// records it; an empty payload (which deletes a retained message) frees its place.
-    pub fn admit_retained(&self, login: &str, topic: &str, len: usize) -> Result<(), String> {
+    /// records it; an empty payload (which deletes a retained message) frees its place. With
+    /// `count_topics` false (a launcher, see [`limits_apply`]) only the size is checked.
+    pub fn admit_retained(
+        &self,
+        login: &str,
+        topic: &str,
+        len: usize,
+        count_topics: bool,
+    ) -> Result<(), String> {
         let limits = &self.cfg.limits;
         let mut r = self.retained.lock().unwrap_or_else(|p| p.into_inner());
         let topics = r.entry(login.to_string()).or_default();
@@ -164,7 +172,7 @@ impl CoreState {
                 limits.max_retained_bytes
             ));
         }
-        if !topics.contains(topic) && topics.len() >= limits.max_retained_topics {
+        if count_topics && !topics.contains(topic) && topics.len() >= limits.max_retained_topics {
             return Err(format!(
                 "more than maxRetainedTopics ({}) retained topics",
                 limits.max_retained_topics
@@ -373,4 +381,13 @@ impl CoreState {
         }
         n
     }
+}
+
+/// Whether the per-login publish rate and retained-topic count apply to a login of `role`.
+/// Not to a launcher: it publishes one retained status per plugin and, when hundreds of
+/// plugins start at once, a burst of events that a hostile-client limit would cut (a hub with
+/// 500 plugins could not start). The hub trusts its launchers anyway: they mint plugins'
+/// credentials. The retained size limit still applies.
+pub fn limits_apply(role: Role) -> bool {
+    role != Role::Launcher
 }

@@ -491,6 +491,57 @@ async fn publish_rate_and_retained_messages_are_limited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launcher_is_not_held_to_the_per_login_rate_and_retained_count() {
+    // A launcher with 300 plugins publishes a retained status for each, all at once; limits
+    // meant for hostile logins would keep 2 of them and drop most of the burst.
+    let core =
+        core_with("limits:\n  publishRate: 20\n  publishBurst: 20\n  maxRetainedTopics: 2\n");
+    let launcher = core.client("launcher").await;
+    for i in 0..300 {
+        launcher
+            .publish_event(&format!("p{i}"), "status", &json!({ "n": i }), true)
+            .await
+            .expect("publish");
+    }
+    let late = Sub::start(
+        &[
+            core.mosq_args("admin"),
+            args(&["-t", "event/launcher/+/status/launcher", "-v"]),
+        ]
+        .concat(),
+    );
+    let count = || late.output().matches("/status/launcher ").count();
+    assert!(
+        wait_until(Duration::from_secs(10), || count() >= 300),
+        "{} of 300 retained statuses kept",
+        count()
+    );
+    // A service with the same limits is still held to them.
+    let admin = core.client("admin").await;
+    core.add_client(&admin, "svc", Role::Service).await;
+    let svc = core.client("svc").await;
+    for i in 0..5 {
+        let _ = svc
+            .publish_event(&format!("t{i}"), "status", &json!({ "n": i }), true)
+            .await;
+    }
+    let late = Sub::start(
+        &[
+            core.mosq_args("admin"),
+            args(&["-t", "event/svc/+/status/svc", "-v", "-W", "2"]),
+        ]
+        .concat(),
+    );
+    assert!(
+        late.wait_for("t1", Duration::from_secs(5)),
+        "{}",
+        late.output()
+    );
+    let out = late.output();
+    assert!(!out.contains("/t2/") && !out.contains("/t4/"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_are_capped_and_unchanged_grants_do_not_rewrite_the_store() {
     let core = core();
     let admin = core.client("admin").await;
