@@ -6,7 +6,11 @@
 //! `certs/{name}.token` (0400, atomically). That needs the bus: without it the start fails.
 //! The core refuses (`conflict`) to re-key a client that no launcher created, so a plugin named
 //! like a user, device or another launcher fails to start. A move mints the credentials on the
-//! target before the source stops, so the gap is only the spawn.
+//! target before the source stops, so the gap is only the spawn. An automatic restart (after
+//! an exit or a threshold) does not wait for the bus: it reuses the key and token this launcher
+//! minted for the plugin while that token has more than half its life left (service tokens
+//! live 90 days by default), so a crash loop costs the core nothing and a restart nothing but
+//! the spawn.
 
 use super::*;
 
@@ -50,7 +54,25 @@ impl Supervisor {
             .map_err(|e| format!("the auth service refused its credentials: {e}"))?;
         let token_path = self.sh.home.token_file(name);
         write_atomic(&token_path, resp.token.as_bytes(), SECRET_MODE)
-            .map_err(|e| format!("cannot write {}: {e}", token_path.display()))
+            .map_err(|e| format!("cannot write {}: {e}", token_path.display()))?;
+        if let Ok(slot) = self.slot(name) {
+            lock(&slot.st).creds_minted = Some((now_ms(SystemTime::now()), resp.expires));
+        }
+        Ok(())
+    }
+
+    /// True when an automatic restart may reuse the credentials minted earlier: they were
+    /// minted by this launcher, their token has more than half its life left, and both files
+    /// are still there.
+    pub(super) fn creds_reusable(&self, name: &str, st: &Run) -> bool {
+        let Some((minted, expires)) = st.creds_minted else {
+            return false;
+        };
+        let now = now_ms(SystemTime::now());
+        let half_life = minted.saturating_add(expires.saturating_sub(minted) / 2);
+        now < half_life
+            && self.sh.home.key_file(name).exists()
+            && self.sh.home.token_file(name).exists()
     }
 
     pub(super) fn env_for(&self, name: &str, pc: &PluginConfig) -> Vec<(String, String)> {

@@ -146,6 +146,9 @@ struct Run {
     /// Credentials were minted for the next start already (a hand-over prepares them before
     /// the source stops, so the gap is only the spawn).
     creds_fresh: bool,
+    /// When this launcher last minted the plugin's token, and when that token expires (unix
+    /// ms): an automatic restart reuses a token with more than half its life left.
+    creds_minted: Option<(u64, u64)>,
     /// What the next start counts as; counted when it is running, before its status goes out.
     start_kind: StartKind,
 }
@@ -194,6 +197,7 @@ impl Run {
             history: History::for_span(DEFAULT_HISTORY_SPAN, DEFAULT_INTERVAL),
             breaching: false,
             creds_fresh: false,
+            creds_minted: None,
             start_kind: StartKind::Manual,
         }
     }

@@ -151,7 +151,11 @@ impl Supervisor {
                 })
                 .clone()
         };
-        let fresh = std::mem::take(&mut lock(&slot.st).creds_fresh);
+        let fresh = {
+            let mut st = lock(&slot.st);
+            let restart = st.start_kind != StartKind::Manual;
+            std::mem::take(&mut st.creds_fresh) || (restart && self.creds_reusable(name, &st))
+        };
         if !slot.is_core && cfg.create_plugin_cred && !fresh {
             if let Err(reason) = self.mint_credentials(name).await {
                 return Err(self.fail(&slot, reason));
