@@ -471,3 +471,72 @@ async fn the_hub_heals_its_core() {
         sub.output()
     );
 }
+
+/// Inode of a file, which `write_atomic` (a new file renamed over the old) changes.
+fn inode(p: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).expect("token file").ino()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automatic_restart_reuses_the_token_a_manual_start_mints_one() {
+    let h = hub(
+        "createPluginCred: true\nautorestart: always\nbackoff: {base: 0s, jitter: 0}\n",
+        "",
+    );
+    let admin = admin(&h).await;
+    let start = |name: &'static str| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .request::<_, PluginInfo>(
+                    "launcher",
+                    "manage",
+                    "startPlugin",
+                    &json!({ "name": name }),
+                )
+                .await
+                .expect("start")
+        }
+    };
+    let first = start("sleeper").await;
+    let token = h.home.token_file("sleeper");
+    let minted = inode(&token);
+    // A crash: the restart does not ask the core again, the plugin keeps its token.
+    let pid = first.pid.expect("running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let restarted = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let l = list(&admin).await.expect("list");
+            let p = find(&l.plugins, "sleeper").clone();
+            if p.pid.is_some_and(|p| p != pid) && p.running {
+                return p;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("restarted");
+    assert_eq!(restarted.restarts, 1, "{restarted:?}");
+    assert_eq!(
+        inode(&token),
+        minted,
+        "an automatic restart minted a new token"
+    );
+    // A user's stop and start mints a fresh one.
+    let _ = admin
+        .request::<_, PluginInfo>(
+            "launcher",
+            "manage",
+            "stopPlugin",
+            &json!({"name": "sleeper"}),
+        )
+        .await
+        .expect("stop");
+    start("sleeper").await;
+    assert_ne!(inode(&token), minted, "a manual start kept the old token");
+}
