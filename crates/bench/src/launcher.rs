@@ -16,10 +16,12 @@
 //!   process has exited (the launcher also stops hubcore after the plugins); tree gone: until the
 //!   supervisor and every process of its tree (guard, hubcore, runsv, s6-supervise) have exited
 //!   and no plugin is left.
-//! * Idle: 2 s after the cold start, the supervisor process's own VmRSS and CPU time over 5 s,
+//! * Idle: `--settle` seconds (2) after the cold start, the supervisor process's own VmRSS and
+//!   CPU time over `--idle` seconds (5),
 //!   and for its whole tree without the plugins (launcher + guard + hubcore; runsvdir + N runsv;
 //!   s6-svscan + N s6-supervise) the PSS (`/proc/PID/smaps_rollup`, shared pages divided among
-//!   the processes that map them) and the CPU time over the same 5 s (exact, from `schedstat`).
+//!   the processes that map them) and the CPU time over the same window (exact, from
+//!   `schedstat`).
 //!
 //! Each supervisor is started in its own session, as a service manager would start it: with the
 //! kernel's autogroup scheduling it then gets its own CPU share instead of sharing the benchmark's
@@ -41,11 +43,6 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
-
-/// Time allowed for the supervisor to settle after the cold start.
-const SETTLE: Duration = Duration::from_secs(2);
-/// Window over which the idle CPU is measured.
-const CPU_WINDOW: Duration = Duration::from_secs(5);
 
 /// System-wide CPU time from the first line of `/proc/stat`: (busy, total) in clock ticks.
 /// Busy is everything but idle and iowait (steal counts as busy: the host took the CPU).
@@ -161,6 +158,17 @@ pub struct Opts {
     pub retries: usize,
     /// How long to wait for a quiet machine before each round.
     pub quiet_wait: Duration,
+    /// Time allowed for the supervisor to settle after the cold start.
+    pub settle: Duration,
+    /// Window over which the idle CPU is measured.
+    pub idle_window: Duration,
+}
+
+/// When the idle cost is measured: `settle` after the cold start, over `window`.
+#[derive(Debug, Clone, Copy)]
+struct IdleAt {
+    settle: Duration,
+    window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -270,7 +278,7 @@ struct Bins {
 }
 
 /// Runs one round of one case in a fresh temporary folder; every process is gone on return.
-fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round> {
+fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration, idle: IdleAt) -> Result<Round> {
     let (_tmp, root) = bench_tempdir("hivehub-bench-launcher-")?;
     let names = plugin_names(n);
     let out = root.join("supervisor.out");
@@ -361,7 +369,7 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
     let tree_cold_cpu = Duration::from_nanos(procobs::cpu_ns_sum(&procobs::tree(pid, &plugins)));
 
     // Idle cost.
-    nap(SETTLE)?;
+    nap(idle.settle)?;
     let core_pid = core_pid_file.as_deref().and_then(pid_from_file);
     let guard_pid = if kind.is_launcher() {
         procobs::descendants(pid)
@@ -379,7 +387,7 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration) -> Result<Round>
     let core_cpu0 = core_pid.and_then(procobs::cpu_ticks);
     let tree_cpu0 = procobs::cpu_ns_sum(&tree);
     let w0 = Instant::now();
-    nap(CPU_WINDOW)?;
+    nap(idle.window)?;
     let cpu1 = procobs::cpu_ticks(pid).context("cannot read the supervisor's CPU time")?;
     let core_cpu1 = core_pid.and_then(procobs::cpu_ticks);
     let tree_cpu1 = procobs::cpu_ns_sum(&tree);
@@ -545,15 +553,12 @@ fn table(
     md_table("N", &heads, &ratios, &rows, unit, decimals);
 }
 
-fn report(
-    res: &Results,
-    ns: &[usize],
-    kinds: &[Kind],
-    rounds: usize,
-    poll: Duration,
-    have_sv: bool,
-    max_foreign: f64,
-) {
+fn report(res: &Results, kinds: &[Kind], opts: &Opts, have_sv: bool) {
+    let (ns, rounds, poll, max_foreign) = (&opts.ns[..], opts.rounds, opts.poll, opts.max_foreign);
+    let idle = IdleAt {
+        settle: opts.settle,
+        window: opts.idle_window,
+    };
     let some = |x: f64| Some(x);
     // Every case but the sandbox-off one, which only gives the sandbox's share.
     let cols: Vec<Kind> = kinds
@@ -647,8 +652,8 @@ fn report(
         |r| some(ms(r.stop_cpu)),
     );
 
-    let win = CPU_WINDOW.as_secs();
-    println!("\n**Idle cost with N running** (2 s after the cold start; MB = 10^6 bytes; CPU in % of one core over {win} s; the tree = the supervisor and its helpers without the plugins: launcher + guard + hubcore, runsvdir + N runsv, s6-svscan + N s6-supervise, supervisord or the floor alone)");
+    let (settle, win) = (idle.settle.as_secs(), idle.window.as_secs());
+    println!("\n**Idle cost with N running** ({settle} s after the cold start; MB = 10^6 bytes; CPU in % of one core over {win} s; the tree = the supervisor and its helpers without the plugins: launcher + guard + hubcore, runsvdir + N runsv, s6-svscan + N s6-supervise, supervisord or the floor alone)");
     table(
         res,
         ns,
@@ -902,6 +907,10 @@ pub fn run(opts: Opts) -> Result<()> {
     if opts.ns.is_empty() || opts.rounds == 0 {
         bail!("nothing to do: give at least one N and one round");
     }
+    let idle = IdleAt {
+        settle: opts.settle,
+        window: opts.idle_window,
+    };
     let bins = Bins {
         launcher: sibling_binary("launcher")?,
         hubcore: sibling_binary("hubcore")?,
@@ -939,7 +948,7 @@ pub fn run(opts: Opts) -> Result<()> {
     // One untimed round of each at the smallest N warms the page cache and the binaries.
     let warm_n = opts.ns.iter().copied().min().unwrap_or(10);
     for &k in &kinds {
-        if let Err(e) = run_round(k, warm_n, &bins, opts.poll) {
+        if let Err(e) = run_round(k, warm_n, &bins, opts.poll, idle) {
             check_interrupted()?;
             eprintln!("warm-up, {}: failed: {e:#}", k.label());
         }
@@ -966,7 +975,7 @@ pub fn run(opts: Opts) -> Result<()> {
                         k.label(),
                         opts.rounds
                     );
-                    match run_round(k, n, &bins, opts.poll) {
+                    match run_round(k, n, &bins, opts.poll, idle) {
                         Ok(r) if r.foreign > opts.max_foreign && retried < opts.retries => {
                             retried += 1;
                             eprintln!(
@@ -1008,15 +1017,7 @@ pub fn run(opts: Opts) -> Result<()> {
         }
     }
     eprintln!("{} load average at end: {}", clock(), loadavg());
-    report(
-        &res,
-        &opts.ns,
-        &kinds,
-        opts.rounds,
-        opts.poll,
-        bins.supervisord.is_some(),
-        opts.max_foreign,
-    );
+    report(&res, &kinds, &opts, bins.supervisord.is_some());
     Ok(())
 }
 

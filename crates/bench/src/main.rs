@@ -93,6 +93,13 @@ enum Cmd {
         /// Seconds to wait for a quiet machine before each round.
         #[arg(long, default_value_t = 600)]
         quiet_wait: u64,
+        /// Seconds between the cold start and the idle measurement (the start's own work, first
+        /// samples and first statuses, fall before it).
+        #[arg(long, default_value_t = 2)]
+        settle: u64,
+        /// Seconds over which the idle CPU is measured.
+        #[arg(long, default_value_t = 5)]
+        idle: u64,
     },
     /// `hubcli launcher ls` round trip with N running plugins (whole process and in process)
     /// vs `supervisorctl status`, `sv status` and `s6-svstat` (see `control.rs`).
@@ -451,6 +458,8 @@ async fn main() -> Result<()> {
             max_foreign,
             retries,
             quiet_wait,
+            settle,
+            idle,
         } => launcher::run(launcher::Opts {
             ns: n,
             rounds,
@@ -461,6 +470,8 @@ async fn main() -> Result<()> {
             max_foreign,
             retries,
             quiet_wait: Duration::from_secs(quiet_wait),
+            settle: Duration::from_secs(settle),
+            idle_window: Duration::from_secs(idle),
         }),
         Cmd::Control {
             n,
