@@ -20,6 +20,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// compare.
 pub const PLUGIN_SCRIPT: &str = "#!/bin/sh\nwhile :; do sleep 1; done\n";
 
+/// A plugin that only waits: its shell (whose command line names the plugin, for the observer)
+/// and one `sleep`, with no process started after that.
+pub const STILL_SCRIPT: &str = "#!/bin/sh\nsleep 1000000\n";
+
 /// An executable file named `name` in a folder of PATH (used to find supervisord and
 /// supervisorctl, which are optional).
 pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {

@@ -31,7 +31,7 @@ use crate::common::{
     bench_tempdir, cell, check_interrupted, clock, find_in_path, launcher_home, loadavg, md_table,
     ms, nap, peer_dir, pid_from_file, plugin_names, prepare_supervisor, raise_nofile,
     supervisord_dir, tail, warn_about_other_supervisords, LauncherConf, Peer, PeerBins,
-    PLUGIN_SCRIPT,
+    PLUGIN_SCRIPT, STILL_SCRIPT,
 };
 use crate::procobs::{self, Observer, Supervised};
 use crate::sibling_binary;
@@ -162,13 +162,31 @@ pub struct Opts {
     pub settle: Duration,
     /// Window over which the idle CPU is measured.
     pub idle_window: Duration,
+    /// Plugins that only sleep ([`STILL_SCRIPT`]) instead of [`PLUGIN_SCRIPT`]'s loop.
+    pub still: bool,
 }
 
-/// When the idle cost is measured: `settle` after the cold start, over `window`.
+/// When the idle cost is measured (`settle` after the cold start, over `window`), and the
+/// plugin script.
 #[derive(Debug, Clone, Copy)]
 struct IdleAt {
     settle: Duration,
     window: Duration,
+    script: &'static str,
+}
+
+impl IdleAt {
+    fn of(opts: &Opts) -> IdleAt {
+        IdleAt {
+            settle: opts.settle,
+            window: opts.idle_window,
+            script: if opts.still {
+                STILL_SCRIPT
+            } else {
+                PLUGIN_SCRIPT
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -293,7 +311,7 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration, idle: IdleAt) ->
                 sample_interval: "2s",
                 sandbox: kind != Kind::LauncherNoSandbox,
             };
-            let home = launcher_home(&root, &bins.hubcore, &names, &conf, PLUGIN_SCRIPT)?;
+            let home = launcher_home(&root, &bins.hubcore, &names, &conf, idle.script)?;
             let mut cmd = Command::new(&bins.launcher);
             cmd.arg("--home").arg(home.root());
             (
@@ -314,7 +332,7 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration, idle: IdleAt) ->
             (cmd, plugins, None, None)
         }
         Kind::Peer(p) => {
-            let d = peer_dir(p, &bins.peers, &root, &names, PLUGIN_SCRIPT, false)?;
+            let d = peer_dir(p, &bins.peers, &root, &names, idle.script, false)?;
             stop_signal = d.stop;
             (d.cmd, d.plugins, None, None)
         }
@@ -555,10 +573,7 @@ fn table(
 
 fn report(res: &Results, kinds: &[Kind], opts: &Opts, have_sv: bool) {
     let (ns, rounds, poll, max_foreign) = (&opts.ns[..], opts.rounds, opts.poll, opts.max_foreign);
-    let idle = IdleAt {
-        settle: opts.settle,
-        window: opts.idle_window,
-    };
+    let idle = IdleAt::of(opts);
     let some = |x: f64| Some(x);
     // Every case but the sandbox-off one, which only gives the sandbox's share.
     let cols: Vec<Kind> = kinds
@@ -850,7 +865,7 @@ fn report(res: &Results, kinds: &[Kind], opts: &Opts, have_sv: bool) {
             .map(|&n| format!("N = {n}: {}", scan_at(n)))
             .collect::<Vec<_>>()
             .join(", "),
-        PLUGIN_SCRIPT.lines().nth(1).unwrap_or_default()
+        idle.script.lines().nth(1).unwrap_or_default()
     );
     let retried: usize = res.values().flatten().map(|r| r.retried).sum();
     let foreign = median(res.values().flatten().map(|r| r.foreign).collect());
@@ -907,10 +922,7 @@ pub fn run(opts: Opts) -> Result<()> {
     if opts.ns.is_empty() || opts.rounds == 0 {
         bail!("nothing to do: give at least one N and one round");
     }
-    let idle = IdleAt {
-        settle: opts.settle,
-        window: opts.idle_window,
-    };
+    let idle = IdleAt::of(&opts);
     let bins = Bins {
         launcher: sibling_binary("launcher")?,
         hubcore: sibling_binary("hubcore")?,

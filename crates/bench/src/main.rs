@@ -100,6 +100,10 @@ enum Cmd {
         /// Seconds over which the idle CPU is measured.
         #[arg(long, default_value_t = 5)]
         idle: u64,
+        /// Plugins that only sleep (`sleep 1000000` under their shell) instead of looping over
+        /// `sleep 1`, which starts a process per plugin every second.
+        #[arg(long)]
+        still: bool,
     },
     /// `hubcli launcher ls` round trip with N running plugins (whole process and in process)
     /// vs `supervisorctl status`, `sv status` and `s6-svstat` (see `control.rs`).
@@ -460,6 +464,7 @@ async fn main() -> Result<()> {
             quiet_wait,
             settle,
             idle,
+            still,
         } => launcher::run(launcher::Opts {
             ns: n,
             rounds,
@@ -472,6 +477,7 @@ async fn main() -> Result<()> {
             quiet_wait: Duration::from_secs(quiet_wait),
             settle: Duration::from_secs(settle),
             idle_window: Duration::from_secs(idle),
+            still,
         }),
         Cmd::Control {
             n,
