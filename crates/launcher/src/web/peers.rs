@@ -210,15 +210,7 @@ impl Peers {
             tokio::pin!(closed);
             // Launchers whose plugins are followed.
             let mut followed = HashSet::new();
-            loop {
-                let m = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = &mut closed => return,
-                    m = rx.recv() => match m {
-                        Some(m) => m,
-                        None => return,
-                    },
-                };
+            while let Some(m) = next_or_end(&mut rx, &stop, &mut closed).await {
                 let agent = m.topic.agent.clone();
                 if m.payload.is_empty() {
                     // A retained status removed.
@@ -278,15 +270,7 @@ impl Peers {
         let mut state = client.state();
         let closed = state.wait_for(|s| *s == ConnState::Closed);
         tokio::pin!(closed);
-        loop {
-            let m = tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = &mut closed => return,
-                m = rx.recv() => match m {
-                    Some(m) => m,
-                    None => return,
-                },
-            };
+        while let Some(m) = next_or_end(&mut rx, &stop, &mut closed).await {
             let name = m.topic.thing.as_str();
             // The filter also matches the launcher's own status, handled by `follow`.
             if name == LAUNCHER_THING || m.topic.agent != launcher {
@@ -349,6 +333,20 @@ impl Peers {
             .filter(|(id, _)| id.as_str() != me)
             .filter_map(|(_, h)| h.status.clone())
             .collect()
+    }
+}
+
+/// The next message of a subscription, or `None` once `stop` is cancelled, the connection
+/// has closed (`closed`) or the subscription has ended.
+async fn next_or_end<F: std::future::Future>(
+    rx: &mut mpsc::Receiver<EventMessage>,
+    stop: &CancellationToken,
+    closed: &mut std::pin::Pin<&mut F>,
+) -> Option<EventMessage> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        _ = closed.as_mut() => None,
+        m = rx.recv() => m,
     }
 }
 
