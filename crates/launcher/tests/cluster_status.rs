@@ -3,110 +3,42 @@
 //! retained status, and another launcher's status page applies it. Two real launchers on one
 //! real hubcore; the page is read through its HTTP API as a logged-in admin.
 
+mod http;
+
 use hivehub_api::cluster::{events as cluster_events, LAUNCHER_THING};
 use hivehub_api::launcher::{methods, NameReq, PluginInfo, CAP_MANAGE};
 use hivehub_client::EventMessage;
 use hivehub_testkit::{plugin_script, wait_until, workspace_bin, Core, Member};
+use http::{free_port, http};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 /// A shell that stays, so its processes name the plugin (`Member::instances`).
 const LOOP: &str = "while :; do sleep 1; done";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// One HTTP/1.1 request on loopback: the status code, the headers and the body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let raw = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, headers, body)
-}
-
 /// Logs in on the page's API; the session cookie (`name=value`).
 fn login(port: u16, id: &str, token: &str) -> String {
     let body = json!({"clientID": id, "token": token}).to_string();
-    let (status, headers, body) = http(
+    let r = http(
         port,
         "POST",
         "/login",
         &[("X-Hivehub", "1"), ("Content-Type", "application/json")],
         &body,
-    );
-    assert_eq!(status, 200, "login: {body}");
-    let c = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, v)| v.clone())
-        .expect("a session cookie");
-    c.split(';').next().unwrap_or_default().to_string()
+    )
+    .expect("POST /login");
+    assert_eq!(r.status, 200, "login: {}", r.body);
+    r.cookie()
 }
 
 /// `launcher`'s plugin `name` as `/api/status` shows it.
 fn shown(port: u16, cookie: &str, launcher: &str, name: &str) -> Option<PluginInfo> {
-    let (status, _, body) = http(port, "GET", "/api/status", &[("Cookie", cookie)], "");
-    if status != 200 {
+    let r = http(port, "GET", "/api/status", &[("Cookie", cookie)], "").ok()?;
+    if r.status != 200 {
         return None;
     }
-    let st: Value = serde_json::from_str(&body).ok()?;
+    let st: Value = serde_json::from_str(&r.body).ok()?;
     let p = st["launchers"]
         .as_array()?
         .iter()
