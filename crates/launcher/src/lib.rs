@@ -220,9 +220,12 @@ pub async fn run(
                 Err(e) => tracing::error!("reload rejected, nothing changed: {e}"),
             }
             // After `stop all --include-core` nothing reaches the launcher over the bus: SIGHUP
-            // (`systemctl reload`) is the way to bring the core back.
+            // (`systemctl reload`) is the way to bring the core back. A core still being
+            // stopped counts too: the start waits for that stop to end.
             if let Some(core) = s2.core_name().map(str::to_string) {
-                if s2.info(&core).is_ok_and(|i| i.pid.is_none()) {
+                if s2.info(&core).is_ok_and(|i| {
+                    i.pid.is_none() || i.state == hivehub_api::launcher::PluginState::Stopping
+                }) {
                     match s2.start(&core).await {
                         Ok(_) => tracing::info!("the core was stopped; started again on SIGHUP"),
                         Err(e) => tracing::error!("cannot start the core again: {e}"),

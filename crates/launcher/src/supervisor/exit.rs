@@ -206,6 +206,7 @@ impl Supervisor {
         };
         let now = SystemTime::now();
         let was;
+        let mut told_after_drain = false;
         {
             let mut st = lock(&slot.st);
             was = st.state();
@@ -243,8 +244,11 @@ impl Supervisor {
             if let Some(log) = st.log.clone() {
                 // Write the exit marker (and publish `exited` with the last lines) after the
                 // last output: let the pumps drain first (bounded, since a leftover
-                // descendant may hold the pipes open).
+                // descendant may hold the pipes open). A start waiting for readiness hears of
+                // an exit only then, so its error can quote what the process said last.
                 let pumps = std::mem::take(&mut st.pumps);
+                told_after_drain = was == PluginState::Starting;
+                let tell = told_after_drain.then(|| slot.clone());
                 let this = self.clone();
                 let text = format!(
                     "{} exited: {exit} after {:.1}s",
@@ -260,6 +264,9 @@ impl Supervisor {
                     let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
                     log.flush_dropped();
                     log.marker(&text);
+                    if let Some(slot) = tell {
+                        slot.exits.send_modify(|g| *g += 1);
+                    }
                     if unexpected {
                         this.notice(Notice::Event(LauncherEvent {
                             log_tail: log.tail(),
@@ -273,7 +280,9 @@ impl Supervisor {
                 tracing::warn!(plugin = %slot.name, pid, %exit, "plugin exited");
             }
         }
-        slot.exits.send_modify(|g| *g += 1);
+        if !told_after_drain {
+            slot.exits.send_modify(|g| *g += 1);
+        }
         if was != PluginState::Stopping {
             self.publish_status(&slot);
             let uptime = {
