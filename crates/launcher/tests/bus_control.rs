@@ -513,7 +513,7 @@ async fn an_automatic_restart_reuses_the_token_a_manual_start_mints_one() {
         loop {
             let l = list(&admin).await.expect("list");
             let p = find(&l.plugins, "sleeper").clone();
-            if p.pid.is_some_and(|p| p != pid) && p.running {
+            if p.pid.is_some_and(|p| p != pid) && p.state == PluginState::Running {
                 return p;
             }
             tokio::task::yield_now().await;
