@@ -178,8 +178,17 @@ const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"]
 /// level is a valid filter (every level of the module of that name), so one that is nearly a
 /// level is taken for the typo it is, rather than silencing the core's log.
 pub fn check_log_filter(filter: &str) -> Result<(), String> {
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(filter) {
+    if let Err(e) = filter.parse::<tracing_subscriber::filter::Targets>() {
         return Err(format!("invalid log filter {}: {e}", quote(filter)));
+    }
+    // `Targets` takes any text for a target; span and field filters (`target[span{f=v}]`) are
+    // not supported, and a stray bracket or space is a typo, not a module's name.
+    if let Some(c) = filter.chars().find(|c| "[]{}\"' ".contains(*c)) {
+        return Err(format!(
+            "invalid log filter {}: `{c}` cannot appear in a filter (only `level`, \
+             `target=level` or `target`, separated by commas)",
+            quote(filter)
+        ));
     }
     for word in filter.split(',').map(str::trim) {
         if word.contains(['=', ':', '['])

@@ -5,6 +5,8 @@ use hivehub_client::ENV_LOG_LEVEL;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 /// Example hivehub plugin: publishes a heartbeat event (thing `status`, event `beat`) every
 /// interval and serves `health/ping`, callable by viewers and above.
@@ -34,13 +36,16 @@ fn init_logging() -> anyhow::Result<()> {
         Err(e) => anyhow::bail!("{ENV_LOG_LEVEL}: {e}"),
     };
     // The parse error repeats itself as its own source, so print it once, not as a chain.
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+    let filter: Targets = filter
+        .parse()
         .map_err(|e| anyhow::anyhow!("invalid {ENV_LOG_LEVEL} '{filter}': {e}"))?;
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(std::io::stderr)
         // The launcher sends stderr to a log file; colour codes belong on terminals only.
         .with_ansi(std::io::stderr().is_terminal())
+        .finish()
+        .with(filter)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }

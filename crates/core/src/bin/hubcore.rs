@@ -9,6 +9,8 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 /// The hivehub core: an MQTT 5 broker with per-client token authentication, a role-based topic
 /// ACL, and the auth service. Listens with TLS on 127.0.0.1:8883 unless told otherwise.
@@ -73,15 +75,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| cfg.log_level.clone());
     // Colour only for a person at a terminal: under the launcher stderr is a pipe into
     // logs/hubcore.log, and under systemd the journal.
+    let filter: Targets = format!("{filter},rmqtt=warn,rmqtt_net=warn,rmqtt::plugin=error")
+        .parse()
+        .context("invalid log filter")?;
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(format!(
-                "{filter},rmqtt=warn,rmqtt_net=warn,rmqtt::plugin=error"
-            ))
-            .context("invalid log filter")?,
-        )
+        .with_max_level(LevelFilter::TRACE)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        .finish()
+        .with(filter)
         .init();
     // Install signal handlers before starting, so an early SIGTERM is a clean stop too.
     let mut term = signal(SignalKind::terminate())?;

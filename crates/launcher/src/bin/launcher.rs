@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 /// The hivehub launcher: starts the core named in config/launcher.yaml, then the autostart
 /// plugins in order, each with its own credentials and log file; stops them all on SIGTERM or
@@ -40,7 +42,7 @@ struct Args {
 }
 
 fn init_logging(home: &Home, cfg: &config::LauncherConfig, filter: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+    let filter: Targets = filter.parse()?;
     if cfg.logtofile {
         home.ensure_dirs()?;
         let file = file_rotate::FileRotate::new(
@@ -51,16 +53,20 @@ fn init_logging(home: &Home, cfg: &config::LauncherConfig, filter: &str) -> anyh
             None,
         );
         tracing_subscriber::fmt()
-            .with_env_filter(filter)
+            .with_max_level(LevelFilter::TRACE)
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(file))
+            .finish()
+            .with(filter)
             .init();
     } else {
         // Colour only for a person at a terminal: not in the journal, a pipe or a file.
         tracing_subscriber::fmt()
-            .with_env_filter(filter)
+            .with_max_level(LevelFilter::TRACE)
             .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
+            .finish()
+            .with(filter)
             .init();
     }
     Ok(())
