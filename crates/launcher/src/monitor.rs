@@ -25,6 +25,17 @@
 //! everything again. On an idle host this halves the reads at N = 100 (the other half are the
 //! plugins themselves).
 //!
+//! **Quiet passes.** The last field of `/proc/loadavg` is the last PID the kernel handed out,
+//! to a process or a thread. When it has not moved since the previous pass (and the leaders are
+//! the same), no process can have appeared anywhere, so the pass does not list `/proc` and
+//! visits the previous pass's processes. In such a pass a single-threaded tree process whose
+//! run time (`/proc/[pid]/schedstat`, a cheap file, read before `stat`) has not moved since it
+//! was last read has not run, so its `stat` line is the same and is not read again (`stat` is
+//! the expensive file: the kernel gathers the whole line). A process that did not run can
+//! still lose resident pages to reclaim (or gain some by huge-page collapse), so every
+//! [`FULL_PASS_EVERY`]th pass lists and reads everything regardless. An idle host's pass is then
+//! one `pread` of `loadavg` and one of `schedstat` per plugin.
+//!
 //! CPU is computed here rather than taken from a library: the CPU ticks the tree used since the
 //! previous pass, divided by `ticks_per_second()` and by the wall time since that pass. Per process:
 //! * processes are identified by **(pid, starttime)**, so a reused PID never inherits the ticks
@@ -123,6 +134,8 @@ pub enum Measure {
 struct ProcReader {
     buf: Vec<u8>,
     path: String,
+    /// `stat` reads so far, for tests.
+    stat_reads: u64,
 }
 
 impl ProcReader {
@@ -130,6 +143,7 @@ impl ProcReader {
         ProcReader {
             buf: vec![0; 1024],
             path: String::with_capacity(32),
+            stat_reads: 0,
         }
     }
 
@@ -152,8 +166,21 @@ impl ProcReader {
     /// at offset 0, and fails with ESRCH once that process instance is gone (even if its PID
     /// was reused), so a kept file never reports another process.
     fn stat_at(&mut self, pid: i32, file: &File) -> Option<Stat> {
+        self.stat_reads += 1;
         let n = read_whole(file, &mut self.buf).ok()?;
         parse_stat(pid, &self.buf[..n])
+    }
+
+    /// The run time in nanoseconds from a `/proc/[pid]/schedstat` opened earlier: its first
+    /// field, the time the process's main thread has spent on a CPU.
+    fn run_time(&mut self, file: &File) -> Option<u64> {
+        let n = read_whole(file, &mut self.buf).ok()?;
+        std::str::from_utf8(&self.buf[..n])
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     fn self_stat(&mut self) -> Option<Stat> {
@@ -186,6 +213,40 @@ fn max_open_stat_files() -> usize {
     getrlimit(Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| usize::try_from(soft / 4).unwrap_or(usize::MAX))
         .unwrap_or(0)
+}
+
+/// Every this many passes in a row without a new process on the host, a pass lists `/proc` and
+/// reads every tree process's `stat` anyway. It bounds how stale a skipped read can be: a
+/// sleeping process's RSS can still change through reclaim or huge-page collapse.
+const FULL_PASS_EVERY: u32 = 10;
+
+/// A tree process's files, kept open between passes.
+#[derive(Debug)]
+struct Kept {
+    stat: File,
+    /// `/proc/[pid]/schedstat`, opened by the first quiet pass that meets it.
+    sched: Option<File>,
+    /// The last `stat` read, and the run time `schedstat` gave before that read (if it was
+    /// read): while the run time stays the same the process has not run, so `stat` is the same.
+    last: Option<(Stat, Option<u64>)>,
+}
+
+/// `/proc/loadavg`, if this `/proc` is of this process's PID namespace (its last field counts
+/// the PIDs of the reader's namespace; `/proc/self` names the process in the mount's).
+fn open_loadavg() -> Option<File> {
+    let me = std::fs::read_link("/proc/self").ok()?;
+    (me.to_str()?.parse::<u32>().ok()? == std::process::id())
+        .then(|| File::open("/proc/loadavg").ok())
+        .flatten()
+}
+
+/// Whether `/proc/[pid]/schedstat` counts run time on this kernel: it reads 0 for every
+/// process when scheduler statistics are compiled out, and this process has surely run.
+fn sched_counts_run_time() -> bool {
+    std::fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+        .is_some_and(|ns| ns > 0)
 }
 
 /// A process instance: PID and start time, so that PID reuse yields a different key.
@@ -330,8 +391,23 @@ pub struct Monitor {
     extra: Vec<(u64, Option<File>)>,
     /// `stat` files of processes in plugin trees, kept open between passes (at most
     /// `max_open`), so a pass reads them with one `pread` instead of `open`, `read`, `close`.
-    open: HashMap<i32, File>,
+    open: HashMap<i32, Kept>,
     max_open: usize,
+    /// `/proc/loadavg`, whose last field is the most recent PID the kernel handed out (to a
+    /// process or a thread); `None` when that does not name this monitor's PIDs (another PID
+    /// namespace's `/proc`) or it is unreadable.
+    loadavg: Option<File>,
+    /// That PID at the start of the previous pass.
+    prev_last_pid: Option<u64>,
+    /// Whether `schedstat` counts run time here (it reads 0 without `CONFIG_SCHED_INFO`).
+    sched_ok: bool,
+    /// Quiet passes in a row (see [`FULL_PASS_EVERY`]).
+    quiet_passes: u32,
+    /// What the previous pass listed and found alive: PID and `/proc/[pid]` inode.
+    listing: Vec<(i32, u64)>,
+    /// Tests: take every pass with the same leaders for quiet, whatever else runs on the host.
+    #[cfg(test)]
+    assume_quiet: bool,
     /// Processes outside every tree in the previous pass: PID → inode of `/proc/[pid]`.
     outside: HashMap<i32, u64>,
     /// Those of `outside` skipped in this pass (still listed with the same inode).
@@ -366,6 +442,13 @@ impl Monitor {
             extra: Vec::new(),
             open: HashMap::new(),
             max_open: max_open_stat_files(),
+            loadavg: open_loadavg(),
+            prev_last_pid: None,
+            sched_ok: sched_counts_run_time(),
+            quiet_passes: 0,
+            listing: Vec::new(),
+            #[cfg(test)]
+            assume_quiet: false,
             outside: HashMap::new(),
             kept: Vec::new(),
             prev_leaders: Vec::new(),
@@ -454,9 +537,14 @@ impl Monitor {
         for (i, (s, (ino, file))) in procs.iter().zip(extra.drain(..)).enumerate() {
             if mark[i] == 0 {
                 outside.insert(s.pid, ino);
-            } else if let Some(f) = file {
+            } else if let Some(stat) = file {
                 if open.len() < *max_open {
-                    open.insert(s.pid, f);
+                    let kept = Kept {
+                        stat,
+                        sched: None,
+                        last: Some((*s, None)),
+                    };
+                    open.insert(s.pid, kept);
                 }
             }
         }
@@ -498,30 +586,51 @@ impl Monitor {
     /// Reads `/proc/[pid]/stat` of every live process into `self.procs`, sorted by PID; with
     /// `skip_outside`, not of those the previous pass found outside every tree (same PID and
     /// `/proc/[pid]` inode), which go to `self.kept` instead.
+    ///
+    /// A *quiet* pass (the same leaders, and no PID handed out on the host since the previous
+    /// pass) does not list `/proc`: no process can have appeared, so the previous pass's
+    /// listing is complete. In a quiet pass a single-threaded tree process whose run time
+    /// (`schedstat`, a cheap file) has not moved has not run, so its previous `stat` is reused
+    /// instead of read again (the expensive file: the kernel gathers the whole line).
     fn read_processes(&mut self, skip_outside: bool) -> io::Result<()> {
         use std::os::unix::fs::DirEntryExt;
         self.procs.clear();
         self.extra.clear();
         self.kept.clear();
-        for entry in std::fs::read_dir("/proc")? {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            let ino = entry.ino();
+        let last_pid = self.last_pid();
+        #[cfg(not(test))]
+        let no_new_pid = last_pid.is_some() && last_pid == self.prev_last_pid;
+        #[cfg(test)]
+        let no_new_pid =
+            self.assume_quiet || (last_pid.is_some() && last_pid == self.prev_last_pid);
+        let quiet = skip_outside && no_new_pid && self.quiet_passes + 1 < FULL_PASS_EVERY;
+        self.prev_last_pid = last_pid;
+        self.quiet_passes = if quiet { self.quiet_passes + 1 } else { 0 };
+        let entries = if quiet {
+            std::mem::take(&mut self.listing)
+        } else {
+            let mut v = Vec::with_capacity(self.listing.len() + 16);
+            for entry in std::fs::read_dir("/proc")? {
+                let Ok(entry) = entry else { continue };
+                let name = entry.file_name();
+                if let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) {
+                    v.push((pid, entry.ino()));
+                }
+            }
+            v
+        };
+        let mut listing = Vec::with_capacity(entries.len());
+        for &(pid, ino) in &entries {
             if skip_outside && self.outside.get(&pid) == Some(&ino) {
                 self.kept.push((pid, ino));
+                listing.push((pid, ino));
                 continue;
             }
-            let kept_file = self.open.get(&pid);
-            let read = match kept_file.and_then(|f| self.reader.stat_at(pid, f)) {
+            let read = match self.read_kept(pid, quiet) {
                 Some(s) => Some((s, None)),
                 None => {
-                    // Gone, or a new process with that PID: its old file is useless.
-                    if kept_file.is_some() {
-                        self.open.remove(&pid);
-                    }
+                    // Gone, or a new process with that PID: its old files are useless.
+                    self.open.remove(&pid);
                     self.reader.stat_open(pid).map(|(s, f)| (s, Some(f)))
                 }
             };
@@ -530,17 +639,60 @@ impl Monitor {
                 if !is_zombie(s.state) {
                     self.procs.push(s);
                     self.extra.push((ino, file));
+                    listing.push((pid, ino));
                 }
             }
         }
+        self.listing = listing;
         // The kernel lists PIDs in ascending order; sort only if it ever does not.
         if !self.procs.is_sorted_by_key(|s| s.pid) {
             let mut both: Vec<(Stat, (u64, Option<File>))> =
                 self.procs.drain(..).zip(self.extra.drain(..)).collect();
             both.sort_unstable_by_key(|(s, _)| s.pid);
             (self.procs, self.extra) = both.into_iter().unzip();
+            self.listing.sort_unstable();
         }
         Ok(())
+    }
+
+    /// The `stat` of a process whose files are kept open: reused in a quiet pass when it has not
+    /// run since it was read, else read again with one `pread`. `None` if there is no kept file
+    /// or that process instance is gone.
+    fn read_kept(&mut self, pid: i32, quiet: bool) -> Option<Stat> {
+        let Monitor {
+            open,
+            reader,
+            sched_ok,
+            ..
+        } = self;
+        let kept = open.get_mut(&pid)?;
+        let mut ran = None;
+        if quiet && *sched_ok && kept.last.is_some_and(|(s, _)| s.threads == 1) {
+            if kept.sched.is_none() {
+                reader.path.clear();
+                let _ = write!(reader.path, "/proc/{pid}/schedstat");
+                kept.sched = File::open(&reader.path).ok();
+            }
+            ran = kept.sched.as_ref().and_then(|f| reader.run_time(f));
+            if let Some((s, Some(before))) = kept.last {
+                if ran == Some(before) {
+                    return Some(s);
+                }
+            }
+        }
+        let s = reader.stat_at(pid, &kept.stat)?;
+        // A run time read before an earlier `stat` read also came before this one.
+        let before = ran.or(kept.last.and_then(|(_, r)| r));
+        kept.last = Some((s, before));
+        Some(s)
+    }
+
+    /// The last PID handed out on the host, from `/proc/loadavg`.
+    fn last_pid(&mut self) -> Option<u64> {
+        let f = self.loadavg.as_ref()?;
+        let n = read_whole(f, &mut self.reader.buf).ok()?;
+        let text = std::str::from_utf8(&self.reader.buf[..n]).ok()?;
+        text.split_whitespace().nth(4)?.parse().ok()
     }
 
     fn build_indexes(&mut self) {
@@ -946,6 +1098,88 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_pass_reuses_stat_only_while_the_process_has_not_run() {
+        let sleeper = Plugin::start("sleep", &["1000"]);
+        let busy = Plugin::sh("while :; do :; done");
+        let gone = Plugin::start("sleep", &["1000"]);
+        let leaders = vec![
+            ("sleeper".to_string(), sleeper.pid()),
+            ("busy".to_string(), busy.pid()),
+            ("gone".to_string(), gone.pid()),
+        ];
+        let mut m = Monitor::new();
+        assert!(m.sched_ok, "schedstat counts no run time on this kernel");
+        m.assume_quiet = true;
+        // A full pass (a new leader set), then quiet passes: the first one takes the run
+        // times, the next ones reuse the sleeper's stat and read the busy loop's again.
+        let full = m.sample(&leaders);
+        assert_eq!(full.len(), 3);
+        let sleeper_before = full[0].1;
+        std::thread::sleep(MIN_CPU_WINDOW);
+        m.sample(&leaders);
+        let busy_ticks = |m: &mut Monitor| {
+            let p = busy.pid() as i32;
+            m.procs
+                .binary_search_by_key(&p, |s| s.pid)
+                .map(|i| m.procs[i].own)
+                .expect("busy read")
+        };
+        let ticks0 = busy_ticks(&mut m);
+        poll("the busy loop's CPU in a quiet pass", Duration::from_secs(20), || {
+            std::thread::sleep(MIN_CPU_WINDOW * 2);
+            let reads = m.reader.stat_reads;
+            let out = m.sample(&leaders);
+            assert!(m.quiet_passes > 0, "the pass was not quiet");
+            // Only the busy loop's stat was read: the two sleepers had not run.
+            assert_eq!(m.reader.stat_reads - reads, 1, "{out:?}");
+            assert_eq!(out[0].1.rss_bytes, sleeper_before.rss_bytes);
+            assert_eq!(out[0].1.processes, 1);
+            (busy_ticks(&mut m) > ticks0 && out[1].1.cpu_percent.is_some_and(|c| c > 0.0))
+                .then_some(())
+        });
+        // A tree process that exits is gone in the next quiet pass, though nothing listed /proc.
+        drop(gone);
+        let out = m.sample(&leaders);
+        let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["sleeper", "busy"]);
+    }
+
+    #[test]
+    fn quiet_passes_end_with_a_full_one() {
+        let sleeper = Plugin::start("sleep", &["1000"]);
+        let leaders = sleeper.leaders("sleeper");
+        let mut m = Monitor::new();
+        m.assume_quiet = true;
+        let mut full = 0;
+        for _ in 0..(2 * FULL_PASS_EVERY + 1) {
+            let reads = m.reader.stat_reads;
+            one(m.sample(&leaders));
+            if m.quiet_passes == 0 {
+                full += 1;
+                assert!(m.reader.stat_reads > reads, "a full pass reads stat");
+            }
+        }
+        assert_eq!(full, 3, "the first pass and every {FULL_PASS_EVERY}th are full");
+    }
+
+    #[test]
+    fn a_new_process_or_thread_moves_the_last_pid() {
+        // What quiet passes rest on: the kernel hands out a new PID for every process and
+        // thread, and `/proc/loadavg` shows the last one.
+        let mut m = Monitor::new();
+        assert!(m.loadavg.is_some(), "no usable /proc/loadavg");
+        let before = m.last_pid().expect("last pid");
+        let child = Plugin::start("true", &[]);
+        let after = m.last_pid().expect("last pid");
+        assert_ne!(after, before);
+        assert!(after >= u64::from(child.pid()) || after < before, "{after} {}", child.pid());
+        let t = std::thread::spawn(nix::unistd::gettid);
+        let tid = t.join().expect("thread").as_raw() as u64;
+        let later = m.last_pid().expect("last pid");
+        assert!(later >= tid || later < after, "{later} {tid}");
+    }
+
+    #[test]
     fn a_child_born_after_the_leader_set_settled_is_counted() {
         // The plugin forks its children only when told, after passes with the same leader.
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1070,6 +1304,7 @@ mod tests {
             reaped,
             starttime,
             rss_pages: 1,
+            threads: 1,
         }
     }
 
@@ -1215,6 +1450,7 @@ mod tests {
                 reaped: 13,
                 starttime: 987654,
                 rss_pages: 321,
+                threads: 1,
             }
         );
         assert_eq!(parse_stat(1, b"1 (x) R 0"), None);
@@ -1235,6 +1471,7 @@ mod tests {
             reaped: 0,
             starttime: 0,
             rss_pages: 2,
+            threads: 1,
         };
         // 10 leads session 10; 11 its child; 12 a child of 11 in session 12 (setsid);
         // 13 in session 10 re-parented to 1; 14 child of 13; 20 unrelated; 21 its child.

@@ -49,6 +49,8 @@ pub(crate) struct Stat {
     /// Start time in ticks since boot: with the PID, it names one process instance.
     pub starttime: u64,
     pub rss_pages: u64,
+    /// Threads in the process (`num_threads`).
+    pub threads: u32,
 }
 
 /// Parses a `/proc/[pid]/stat` line. The command name may contain spaces and parentheses, so
@@ -66,8 +68,10 @@ pub(crate) fn parse_stat(pid: i32, line: &[u8]) -> Option<Stat> {
     let stime = parse_u64(f.next()?)?;
     let cutime = nonneg(parse_i64(f.next()?)?);
     let cstime = nonneg(parse_i64(f.next()?)?);
-    // priority, nice, num_threads, itrealvalue
-    let mut f = f.skip(4);
+    // priority, nice
+    let mut f = f.skip(2);
+    let threads = u32::try_from(parse_u64(f.next()?)?).ok()?;
+    let _itrealvalue = f.next()?;
     let starttime = parse_u64(f.next()?)?;
     let _vsize = f.next()?;
     let rss_pages = nonneg(parse_i64(f.next()?)?);
@@ -80,6 +84,7 @@ pub(crate) fn parse_stat(pid: i32, line: &[u8]) -> Option<Stat> {
         reaped: cutime.saturating_add(cstime),
         starttime,
         rss_pages,
+        threads,
     })
 }
 
