@@ -435,7 +435,7 @@ impl Supervisor {
             .iter()
             .map(|t| ResourceSample {
                 time: t.time_ms,
-                cpu: t.cpu_percent,
+                cpu: t.cpu_percent(),
                 rss: t.rss_bytes,
             })
             .collect();
