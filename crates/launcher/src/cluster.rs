@@ -95,6 +95,8 @@ struct ClusterState {
     free_since: HashMap<String, Instant>,
     /// The [`signature`] of the status last sent, and when it was sent.
     sent: Option<(Vec<u8>, Instant)>,
+    /// What the last check saw ([`Inputs`]): the same again means nothing to check.
+    checked: Option<Inputs>,
     /// The host facts of the status last sent: the checks between two sends reuse them, so an
     /// idle launcher does not read `/proc/meminfo` and the cgroup files every `statusInterval`.
     facts: Option<HostFacts>,
@@ -366,6 +368,23 @@ struct Signature<'a> {
     plugins: Vec<(&'a str, bool, Option<&'a str>)>,
 }
 
+/// What a status check depends on besides host facts: the supervisor's count of plugin
+/// status changes, the configuration in force (a reload replaces it; held here, so a later
+/// one can never have the same address) and the lease holders.
+struct Inputs {
+    changes: u64,
+    config: Arc<LauncherConfig>,
+    holders: Vec<(String, Option<String>)>,
+}
+
+impl PartialEq for Inputs {
+    fn eq(&self, other: &Inputs) -> bool {
+        self.changes == other.changes
+            && Arc::ptr_eq(&self.config, &other.config)
+            && self.holders == other.holders
+    }
+}
+
 fn signature(s: &LauncherStatus) -> Vec<u8> {
     let sig = Signature {
         schema_version: s.schema_version,
@@ -521,7 +540,20 @@ impl Cluster {
     /// ([`signature`]), or when the last one is [`STATUS_REFRESH`] old: at N = 500 a status is
     /// about 250 KB, so neither an idle hub nor one plugin's restart should send one; a plugin's
     /// change goes out as that plugin's own retained status (`crate::service::publish`).
+    /// A check whose [`Inputs`] are those of the previous one does not even build the status.
     async fn publish_status_when(&self, force: bool) {
+        let inputs = self.inputs();
+        {
+            let mut st = self.inner.state();
+            let fresh = st
+                .sent
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() < STATUS_REFRESH);
+            if !force && fresh && st.checked.as_ref() == Some(&inputs) {
+                return;
+            }
+            st.checked = Some(inputs);
+        }
         // Fresh host facts only for a status that goes out anyway; a check reuses the last.
         let cached = {
             let st = self.inner.state();
@@ -581,6 +613,26 @@ impl Cluster {
                 return;
             }
             self.publish_status_when(false).await;
+        }
+    }
+
+    /// Everything a status's [`signature`] is made of, apart from host facts (which change
+    /// only with a refresh): taken before the status is built, so a change while it is built
+    /// makes the next check look again.
+    fn inputs(&self) -> Inputs {
+        let sup = &self.inner.sup;
+        let mut holders: Vec<(String, Option<String>)> = self
+            .inner
+            .state()
+            .leases
+            .values()
+            .map(|l| (l.name.clone(), l.holder.clone()))
+            .collect();
+        holders.sort_unstable();
+        Inputs {
+            changes: sup.status_changes(),
+            config: sup.config(),
+            holders,
         }
     }
 

@@ -244,6 +244,9 @@ struct Shared {
     bus: Mutex<Option<HubClient>>,
     server_url: Mutex<Option<String>>,
     notices: Mutex<Vec<mpsc::UnboundedSender<Notice>>>,
+    /// How many plugin status notices (`Status`, `Gone`) went out: a check of the shared
+    /// status that sees the same count, configuration and leases has nothing new to send.
+    status_changes: std::sync::atomic::AtomicU64,
     /// The launcher's own CPU (percent of one core) and RSS, from the monitor.
     self_usage: Mutex<Option<(f64, u64)>>,
     /// Held around spawn-and-record and around `waitpid`, so no child is reaped before it is
@@ -313,6 +316,7 @@ impl Supervisor {
                 bus: Mutex::new(None),
                 server_url: Mutex::new(None),
                 notices: Mutex::new(Vec::new()),
+                status_changes: std::sync::atomic::AtomicU64::new(0),
                 self_usage: Mutex::new(None),
                 reap_lock: Mutex::new(()),
                 restart_sem: Arc::new(tokio::sync::Semaphore::new(cfg_concurrency)),
@@ -358,9 +362,22 @@ impl Supervisor {
     }
 
     fn notice(&self, n: Notice) {
+        if matches!(n, Notice::Status(_) | Notice::Gone(_)) {
+            self.sh
+                .status_changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         // Every subscriber (the bus publisher, the web page) gets every notice; gone ones are
         // dropped.
         lock(&self.sh.notices).retain(|tx| tx.send(n.clone()).is_ok());
+    }
+
+    /// How many plugin status changes were announced so far (see [`Notice`]): every change of
+    /// a plugin's [`PluginInfo`] other than its CPU and memory figures counts.
+    pub fn status_changes(&self) -> u64 {
+        self.sh
+            .status_changes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The launcher's own CPU use (percent of one core) and RSS in bytes, as last sampled.
