@@ -1159,18 +1159,22 @@ mod tests {
                 .expect("busy read")
         };
         let ticks0 = busy_ticks(&mut m);
-        poll("the busy loop's CPU in a quiet pass", Duration::from_secs(20), || {
-            std::thread::sleep(MIN_CPU_WINDOW * 2);
-            let reads = m.reader.stat_reads;
-            let out = m.sample(&leaders);
-            assert!(m.quiet_passes > 0, "the pass was not quiet");
-            // Only the busy loop's stat was read: the two sleepers had not run.
-            assert_eq!(m.reader.stat_reads - reads, 1, "{out:?}");
-            assert_eq!(out[0].1.rss_bytes, sleeper_before.rss_bytes);
-            assert_eq!(out[0].1.processes, 1);
-            (busy_ticks(&mut m) > ticks0 && out[1].1.cpu_percent.is_some_and(|c| c > 0.0))
-                .then_some(())
-        });
+        poll(
+            "the busy loop's CPU in a quiet pass",
+            Duration::from_secs(20),
+            || {
+                std::thread::sleep(MIN_CPU_WINDOW * 2);
+                let reads = m.reader.stat_reads;
+                let out = m.sample(&leaders);
+                assert!(m.quiet_passes > 0, "the pass was not quiet");
+                // Only the busy loop's stat was read: the two sleepers had not run.
+                assert_eq!(m.reader.stat_reads - reads, 1, "{out:?}");
+                assert_eq!(out[0].1.rss_bytes, sleeper_before.rss_bytes);
+                assert_eq!(out[0].1.processes, 1);
+                (busy_ticks(&mut m) > ticks0 && out[1].1.cpu_percent.is_some_and(|c| c > 0.0))
+                    .then_some(())
+            },
+        );
         // A tree process that exits is gone in the next quiet pass, though nothing listed /proc.
         drop(gone);
         let out = m.sample(&leaders);
@@ -1193,7 +1197,10 @@ mod tests {
                 assert!(m.reader.stat_reads > reads, "a full pass reads stat");
             }
         }
-        assert_eq!(full, 3, "the first pass and every {FULL_PASS_EVERY}th are full");
+        assert_eq!(
+            full, 3,
+            "the first pass and every {FULL_PASS_EVERY}th are full"
+        );
     }
 
     #[test]
@@ -1206,7 +1213,11 @@ mod tests {
         let child = Plugin::start("true", &[]);
         let after = m.last_pid().expect("last pid");
         assert_ne!(after, before);
-        assert!(after >= u64::from(child.pid()) || after < before, "{after} {}", child.pid());
+        assert!(
+            after >= u64::from(child.pid()) || after < before,
+            "{after} {}",
+            child.pid()
+        );
         let t = std::thread::spawn(nix::unistd::gettid);
         let tid = t.join().expect("thread").as_raw() as u64;
         let later = m.last_pid().expect("last pid");
@@ -1552,7 +1563,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<StoredSample>(), 24);
         let none = StoredSample::of(&at(1, None, 1));
         assert_eq!(none.cpu_percent(), None);
-        assert_eq!(StoredSample::of(&at(1, Some(12.5), 7)).cpu_percent(), Some(12.5));
+        assert_eq!(
+            StoredSample::of(&at(1, Some(12.5), 7)).cpu_percent(),
+            Some(12.5)
+        );
         assert_eq!(
             History::for_span(DEFAULT_HISTORY_SPAN, DEFAULT_INTERVAL).capacity(),
             151
