@@ -6,10 +6,12 @@
 //! * `hubCert.pem` / `hubKey.pem`: the server certificate, re-issued at every start for
 //!   localhost, 127.0.0.1, ::1, the host name and the listen address (1 year). An unspecified
 //!   listen address (`0.0.0.0`) names no IP address, so remote clients connect by host name.
+//!   Written without fsync: a start that loses them to a power cut is followed by one that
+//!   issues them again.
 //! * `tokenSigningKey.pem`: signs bus tokens; created once and kept, so tokens survive restarts.
 
 use hivehub_auth::KeyPair;
-use hivehub_home::{write_atomic, Home, SECRET_MODE};
+use hivehub_home::{write_atomic, write_replace, Home, SECRET_MODE};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair as RcKey, KeyUsagePurpose, SanType,
@@ -74,11 +76,23 @@ fn read(path: &Path) -> Result<String, CertError> {
     })
 }
 
+/// Writes a file that must survive a power cut (synced): the CA.
 fn write(path: &Path, data: &str, mode: u32) -> Result<(), CertError> {
-    write_atomic(path, data.as_bytes(), mode).map_err(|e| CertError::File {
+    write_atomic(path, data.as_bytes(), mode).map_err(|e| file_error(path, e))
+}
+
+/// Writes a file that every start writes again (not synced): the server key and certificate.
+/// A write lost to a power cut costs nothing, since the next start issues a new pair; the two
+/// fsyncs per file cost tens of milliseconds of the core's start on an SD card.
+fn write_again(path: &Path, data: &str, mode: u32) -> Result<(), CertError> {
+    write_replace(path, data.as_bytes(), mode).map_err(|e| file_error(path, e))
+}
+
+fn file_error(path: &Path, e: std::io::Error) -> CertError {
+    CertError::File {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    })
+    }
 }
 
 /// Creates the CA if missing, and issues a fresh server certificate for `listen_ip`.
@@ -160,8 +174,8 @@ pub fn ensure_tls(home: &Home, listen_ip: IpAddr) -> Result<TlsFiles, CertError>
         cert: home.certs().join("hubCert.pem"),
         key: home.certs().join("hubKey.pem"),
     };
-    write(&files.key, &server_key.serialize_pem(), SECRET_MODE)?;
-    write(&files.cert, &cert.pem(), 0o644)?;
+    write_again(&files.key, &server_key.serialize_pem(), SECRET_MODE)?;
+    write_again(&files.cert, &cert.pem(), 0o644)?;
     Ok(files)
 }
 

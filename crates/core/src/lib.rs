@@ -47,7 +47,7 @@ use hivehub_api::rpc::MAX_PACKET_BYTES;
 use hivehub_api::{ClientType, Reply, Role};
 use hivehub_auth::{unix_now, KeyPair, TokenIssuer};
 use hivehub_client::{ClientOptions, HubClient, ServerUrl};
-use hivehub_home::{write_atomic, Home, SECRET_MODE};
+use hivehub_home::{write_atomic, write_replace, Home, SECRET_MODE};
 use rmqtt::context::ServerContext;
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
@@ -339,7 +339,8 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
     tokio::spawn(expire_sessions(state.clone()));
 
     let url = url.to_string();
-    write_atomic(&home.core_url_file(), format!("{url}\n").as_bytes(), 0o644).map_err(|e| {
+    // Runtime state, written at every start: no fsync (each costs milliseconds on an SD card).
+    write_replace(&home.core_url_file(), format!("{url}\n").as_bytes(), 0o644).map_err(|e| {
         CoreError::Internal(format!(
             "cannot write {}: {e}",
             home.core_url_file().display()
