@@ -225,6 +225,81 @@ fn table(
     mut rows: Vec<Vec<String>>,
 ) -> String {
     fit(header, &mut rows, usize::from(width), shrink);
+    if let Some(text) = plain_table(header, right_aligned, &rows, usize::from(width)) {
+        return text;
+    }
+    comfy(width, header, right_aligned, rows)
+}
+
+/// Whether comfy-table would show `s` as that many columns, one per character: printable ASCII
+/// and the ellipsis that [`truncate`] adds.
+fn is_plain(s: &str) -> bool {
+    s.chars().all(|c| matches!(c, ' '..='~' | '…'))
+}
+
+/// The table as comfy-table lays it out when every cell fits on its line: each column as wide
+/// as its widest cell, [`GAP`] spaces after each but the last, trailing spaces trimmed. It is
+/// built directly because comfy-table's general layout (display widths, wrapping) was a
+/// visible share of `hubcli launcher ls` at 100 plugins. `None` when comfy-table has to
+/// decide: a cell with other characters, or a table too wide for `width`.
+fn plain_table(
+    header: &[&str],
+    right_aligned: &[usize],
+    rows: &[Vec<String>],
+    width: usize,
+) -> Option<String> {
+    let cols = header.len();
+    let mut widths: Vec<usize> = Vec::with_capacity(cols);
+    for h in header {
+        if !is_plain(h) {
+            return None;
+        }
+        widths.push(h.chars().count());
+    }
+    for r in rows {
+        if r.len() != cols {
+            return None;
+        }
+        for (w, c) in widths.iter_mut().zip(r) {
+            if !is_plain(c) {
+                return None;
+            }
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let total = widths.iter().sum::<usize>() + GAP * cols.saturating_sub(1);
+    if cols == 0 || total > width {
+        return None;
+    }
+    let mut out = String::with_capacity((rows.len() + 1) * (total + 1));
+    let mut line = String::with_capacity(total);
+    let lines = std::iter::once(header.to_vec())
+        .chain(rows.iter().map(|r| r.iter().map(String::as_str).collect()));
+    for (i, cells) in lines.enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        line.clear();
+        for (col, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            let pad = w - cell.chars().count();
+            if right_aligned.contains(&col) {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            if col + 1 < cols {
+                line.extend(std::iter::repeat_n(' ', GAP));
+            }
+        }
+        out.push_str(line.trim_end());
+    }
+    Some(out)
+}
+
+/// The table laid out by comfy-table (what [`plain_table`] leaves to it).
+fn comfy(width: u16, header: &[&str], right_aligned: &[usize], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
     let mut head = Row::from(header.to_vec());
     head.max_height(1);
@@ -745,6 +820,59 @@ mod tests {
     use hivehub_api::launcher::SandboxLevel;
 
     const NOW: u64 = 1_764_147_321_123; // 2025-11-26T08:55:21.123Z
+
+    /// The direct layout is exactly comfy-table's wherever it applies, and leaves the rest to it.
+    #[test]
+    fn plain_table_is_comfy_tables_layout() {
+        let header = ["NAME", "STATE", "PID", "CPU", "LAST ERROR"];
+        let right = [2, 3];
+        let row = |c: [&str; 5]| c.map(String::from).to_vec();
+        let cases: Vec<Vec<Vec<String>>> = vec![
+            vec![],
+            vec![row(["a", "running", "1", "0.0%", "-"])],
+            vec![
+                row(["heartbeat", "running", "12345", "12.5%", ""]),
+                row(["x", "failed", "-", "-", "exit code 1 (3m12s ago)"]),
+                row([
+                    "plugin-with-a-long-name",
+                    "backoff",
+                    "7",
+                    "100.0%",
+                    "killed by…",
+                ]),
+                row(["", "", "", "", ""]),
+                row(["sp ace", "  lead", "trail  ", "-", "a  b"]),
+            ],
+        ];
+        for rows in cases {
+            let need = plain_table(&header, &right, &rows, 1000)
+                .map(|t| t.lines().map(|l| l.chars().count()).max().unwrap_or(0))
+                .unwrap();
+            for width in [need, need + 1, 80, 200] {
+                let Ok(w) = u16::try_from(width) else {
+                    continue;
+                };
+                let plain = plain_table(&header, &right, &rows, width)
+                    .unwrap_or_else(|| panic!("width {width}: {rows:?}"));
+                assert_eq!(
+                    plain,
+                    comfy(w, &header, &right, rows.clone()),
+                    "width {width}"
+                );
+            }
+        }
+        // Too wide, or characters whose width comfy-table must measure: comfy-table decides.
+        let wide = vec![row(["a", "b", "c", "d", &"e".repeat(100)])];
+        assert_eq!(plain_table(&header, &right, &wide, 80), None);
+        let cjk = vec![row(["温度", "running", "1", "-", "-"])];
+        assert_eq!(plain_table(&header, &right, &cjk, 80), None);
+        let tab = vec![row(["a\tb", "running", "1", "-", "-"])];
+        assert_eq!(plain_table(&header, &right, &tab, 80), None);
+        assert_eq!(
+            table(80, &header, &right, &[], cjk.clone()),
+            comfy(80, &header, &right, cjk)
+        );
+    }
 
     /// Fixtures are built from JSON so that fields the API adds with a serde default do not
     /// break these tests; the fields that matter are then set by hand.

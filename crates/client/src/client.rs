@@ -312,7 +312,54 @@ struct Subscription {
 
 struct Pending {
     responder: String,
-    tx: oneshot::Sender<Result<Reply, String>>,
+    /// The reply's payload, decoded by the requester into the type it expects (one parse,
+    /// straight into that type, and none in the connection's event loop).
+    tx: oneshot::Sender<Bytes>,
+}
+
+/// The state of the subscription to this client's inbox made at connect. [`HubClient::connect`]
+/// returns once it is sent, without waiting for its SUBACK: the core handles a connection's
+/// packets in order, so a request published after it is routed only once the inbox exists,
+/// and its reply cannot miss it. A refusal reaches the requests instead of `connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Inbox {
+    /// Sent; no SUBACK yet.
+    Pending,
+    /// Acknowledged.
+    Ready,
+    /// Refused by the hub.
+    Denied(String),
+    /// No SUBACK within the connect timeout.
+    TimedOut(String),
+}
+
+impl Inbox {
+    /// The state after subscribing to the inbox filter `f` ended with `r`.
+    fn after(f: String, r: Result<(), ClientError>) -> Inbox {
+        match r {
+            Ok(()) => Inbox::Ready,
+            Err(ClientError::SubscribeDenied(_)) => Inbox::Denied(f),
+            Err(_) => Inbox::TimedOut(f),
+        }
+    }
+
+    fn error(&self) -> Option<ClientError> {
+        match self {
+            Inbox::Denied(f) => Some(ClientError::SubscribeDenied(f.clone())),
+            Inbox::TimedOut(f) => Some(ClientError::Timeout(format!("subscription to '{f}'"))),
+            Inbox::Pending | Inbox::Ready => None,
+        }
+    }
+}
+
+/// A reply decoded straight into the result type the caller expects; the same wire format as
+/// [`Reply`].
+#[derive(serde::Deserialize)]
+enum TypedReply<T> {
+    #[serde(rename = "result")]
+    Ok(T),
+    #[serde(rename = "error")]
+    Err(RemoteError),
 }
 
 struct Inner {
@@ -320,7 +367,10 @@ struct Inner {
     mqtt: AsyncClient,
     pending: Mutex<HashMap<Vec<u8>, Pending>>,
     subs: Mutex<Vec<Subscription>>,
-    sub_lock: tokio::sync::Mutex<()>,
+    /// One SUBSCRIBE at a time (SUBACKs are matched to the one in flight); shared so that the
+    /// task waiting for the inbox's SUBACK can hold it.
+    sub_lock: Arc<tokio::sync::Mutex<()>>,
+    inbox: watch::Sender<Inbox>,
     suback: Mutex<Option<oneshot::Sender<Vec<SubscribeReasonCode>>>>,
     state: watch::Sender<ConnState>,
     token: Mutex<Option<String>>,
@@ -532,7 +582,10 @@ impl HubClient {
     }
 
     /// Connects, waiting for the first CONNACK. Later connection losses are repaired by the
-    /// client itself; this first attempt fails fast with a clear reason instead.
+    /// client itself; this first attempt fails fast with a clear reason instead. The inbox
+    /// subscription is sent but its SUBACK is not waited for (the hub handles a connection's
+    /// packets in order, so it is in place before any request sent after it): a one-shot
+    /// caller such as `hubcli` saves a round trip to the hub.
     pub async fn connect(opts: ClientOptions) -> Result<HubClient, ClientError> {
         hivehub_api::validate_id(&opts.client_id)?;
         let session = format!("{}:{:08x}", opts.client_id, rand::random::<u32>());
@@ -568,7 +621,8 @@ impl HubClient {
             mqtt,
             pending: Mutex::new(HashMap::new()),
             subs: Mutex::new(Vec::new()),
-            sub_lock: tokio::sync::Mutex::new(()),
+            sub_lock: Arc::new(tokio::sync::Mutex::new(())),
+            inbox: watch::channel(Inbox::Pending).0,
             suback: Mutex::new(None),
             state,
             closed: AtomicBool::new(false),
@@ -598,9 +652,8 @@ impl HubClient {
                 });
             }
         }
-        client
-            .subscribe_filter(&filter::inbox(client.inner.id()))
-            .await?;
+        let waiter = subscribe_inbox(&client.inner).await?;
+        lock(&client.inner.own_tasks).push(waiter);
         if client.inner.opts.refresh_token {
             let refresher = tokio::spawn(refresh_loop(Arc::downgrade(&client.inner)));
             lock(&client.inner.own_tasks).push(refresher);
@@ -650,16 +703,14 @@ impl HubClient {
         req: &Req,
     ) -> Result<Resp, RpcError> {
         let payload = serde_json::to_vec(req).map_err(|e| ClientError::Encode(e.to_string()))?;
-        let v = self
-            .request_raw(
-                service,
-                capability,
-                method,
-                payload,
-                self.inner.opts.request_timeout,
-            )
-            .await?;
-        serde_json::from_value(v).map_err(|e| RpcError::Decode(e.to_string()))
+        self.request_retrying(
+            service,
+            capability,
+            method,
+            payload.into(),
+            self.inner.opts.request_timeout,
+        )
+        .await
     }
 
     /// Sends a request with a raw payload and waits up to `timeout` for the reply's result.
@@ -680,16 +731,17 @@ impl HubClient {
             .await
     }
 
-    /// The body of [`HubClient::request_raw`]; a busy reply is sent again while `timeout`
-    /// allows unless [`HubClient::set_retry_busy`] turned that off.
-    async fn request_retrying(
+    /// The body of [`HubClient::request_raw`] and [`HubClient::request`]: the result decoded
+    /// as `T`; a busy reply is sent again while `timeout` allows unless
+    /// [`HubClient::set_retry_busy`] turned that off.
+    async fn request_retrying<T: DeserializeOwned>(
         &self,
         service: &str,
         capability: &str,
         method: &str,
         payload: Bytes,
         timeout: Duration,
-    ) -> Result<serde_json::Value, RpcError> {
+    ) -> Result<T, RpcError> {
         let retry_busy = self.inner.retry_busy.load(Ordering::Relaxed);
         let topic =
             Topic::rpc(service, capability, method, self.client_id()).map_err(ClientError::from)?;
@@ -699,6 +751,8 @@ impl HubClient {
             match self
                 .request_once(&topic, service, payload.clone(), deadline)
                 .await?
+                .map(|body| decode_reply::<T>(&body))
+                .transpose()?
             {
                 Some(Err(e)) if retry_busy && e.code == ErrorCode::Busy => {
                     let jitter = pause.mul_f64(rand::random::<f64>() / 2.0);
@@ -715,14 +769,19 @@ impl HubClient {
         }
     }
 
-    /// Sends one request and waits until `deadline` for its reply: `Ok(None)` on timeout.
+    /// Sends one request and waits until `deadline` for its reply's payload: `Ok(None)` on
+    /// timeout.
     async fn request_once(
         &self,
         topic: &Topic,
         service: &str,
         payload: Bytes,
         deadline: tokio::time::Instant,
-    ) -> Result<Option<Result<serde_json::Value, RemoteError>>, RpcError> {
+    ) -> Result<Option<Bytes>, RpcError> {
+        let mut inbox = self.inner.inbox.subscribe();
+        if let Some(e) = inbox.borrow().error() {
+            return Err(e.into());
+        }
         let corr: [u8; 16] = rand::random();
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.pending).insert(
@@ -747,9 +806,27 @@ impl HubClient {
             lock(&self.inner.pending).remove(&corr[..]);
             return Err(ClientError::Closed.into());
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(Ok(reply))) => Ok(Some(reply.into_result())),
-            Ok(Ok(Err(decode))) => Err(RpcError::Decode(decode)),
+        // The reply, unless the inbox it must arrive in was refused.
+        let refused = async {
+            let failed = inbox
+                .wait_for(|s| s.error().is_some())
+                .await
+                .ok()
+                .and_then(|s| s.error());
+            match failed {
+                Some(e) => e,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout_at(deadline, rx) => r,
+            e = refused => {
+                lock(&self.inner.pending).remove(&corr[..]);
+                return Err(e.into());
+            }
+        };
+        match outcome {
+            Ok(Ok(body)) => Ok(Some(body)),
             // The connection dropped while waiting: say so instead of reporting a timeout.
             Ok(Err(_)) => Err(ClientError::ConnectionLost(self.server_url()).into()),
             Err(_) => {
@@ -964,16 +1041,37 @@ fn reply_envelope(
     (inbox.to_string(), props)
 }
 
-async fn subscribe_on(inner: &Inner, f: &str) -> Result<(), ClientError> {
-    let _guard = inner.sub_lock.lock().await;
-    let (tx, rx) = oneshot::channel();
+/// Decodes a reply payload into the result type the caller expects.
+fn decode_reply<T: DeserializeOwned>(body: &[u8]) -> Result<Result<T, RemoteError>, RpcError> {
+    match serde_json::from_slice::<TypedReply<T>>(body) {
+        Ok(TypedReply::Ok(v)) => Ok(Ok(v)),
+        Ok(TypedReply::Err(e)) => Ok(Err(e)),
+        Err(e) => Err(RpcError::Decode(e.to_string())),
+    }
+}
+
+/// A SUBSCRIBE sent and not yet acknowledged; holds the subscription lock until it is.
+struct SubscribeSent {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    ack: oneshot::Receiver<Vec<SubscribeReasonCode>>,
+}
+
+/// Sends a SUBSCRIBE to `f`; [`subscribe_acked`] waits for its SUBACK.
+async fn subscribe_send(inner: &Inner, f: &str) -> Result<SubscribeSent, ClientError> {
+    let guard = inner.sub_lock.clone().lock_owned().await;
+    let (tx, ack) = oneshot::channel();
     *lock(&inner.suback) = Some(tx);
     inner
         .mqtt
         .subscribe(f, QoS::AtLeastOnce)
         .await
         .map_err(|_| ClientError::Closed)?;
-    match tokio::time::timeout(inner.opts.connect_timeout, rx).await {
+    Ok(SubscribeSent { _guard: guard, ack })
+}
+
+/// Waits for the SUBACK of a SUBSCRIBE to `f`, up to the connect timeout.
+async fn subscribe_acked(inner: &Inner, f: &str, sent: SubscribeSent) -> Result<(), ClientError> {
+    match tokio::time::timeout(inner.opts.connect_timeout, sent.ack).await {
         Ok(Ok(codes)) => {
             if codes
                 .iter()
@@ -986,6 +1084,32 @@ async fn subscribe_on(inner: &Inner, f: &str) -> Result<(), ClientError> {
         }
         _ => Err(ClientError::Timeout(format!("subscription to '{f}'"))),
     }
+}
+
+async fn subscribe_on(inner: &Inner, f: &str) -> Result<(), ClientError> {
+    let sent = subscribe_send(inner, f).await?;
+    subscribe_acked(inner, f, sent).await
+}
+
+/// Subscribes to the client's inbox at connect: sends the SUBSCRIBE and returns the task that
+/// waits for its SUBACK and records the outcome in [`Inner::inbox`] (see [`Inbox`]). The task
+/// ends with the client.
+async fn subscribe_inbox(inner: &Arc<Inner>) -> Result<tokio::task::JoinHandle<()>, ClientError> {
+    let f = filter::inbox(inner.id());
+    let sent = subscribe_send(inner, &f).await?;
+    let inner = inner.clone();
+    Ok(tokio::spawn(async move {
+        let mut state = inner.state.subscribe();
+        let outcome = tokio::select! {
+            r = subscribe_acked(&inner, &f, sent) => r,
+            // Closed, or lost: a reconnect subscribes again and records that outcome.
+            _ = state.wait_for(|s| *s != ConnState::Connected) => return,
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!("inbox subscription failed: {e}");
+        }
+        inner.inbox.send_replace(Inbox::after(f, outcome));
+    }))
 }
 
 async fn refresh_once(inner: &Arc<Inner>) -> Result<TokenResp, RpcError> {
@@ -1102,9 +1226,13 @@ async fn drive(
                         let filters: Vec<String> = std::iter::once(filter::inbox(i2.id()))
                             .chain(lock(&i2.subs).iter().map(|s| s.filter.clone()))
                             .collect();
-                        for f in filters {
-                            if let Err(e) = subscribe_on(&i2, &f).await {
+                        for (i, f) in filters.into_iter().enumerate() {
+                            let r = subscribe_on(&i2, &f).await;
+                            if let Err(e) = &r {
                                 tracing::warn!("resubscribe failed: {e}");
+                            }
+                            if i == 0 {
+                                i2.inbox.send_replace(Inbox::after(f, r));
                             }
                         }
                         i2.set_state(ConnState::Connected);
@@ -1194,8 +1322,7 @@ fn dispatch(inner: &Arc<Inner>, p: Publish) {
             .is_some_and(|w| w.responder == inbox.responder)
         {
             if let Some(w) = pending.remove(&corr[..]) {
-                let r = serde_json::from_slice::<Reply>(&p.payload).map_err(|e| e.to_string());
-                let _ = w.tx.send(r);
+                let _ = w.tx.send(p.payload);
             }
         }
         return;
@@ -1332,6 +1459,233 @@ mod tests {
         drop((a2, b1, c1));
         // Nothing in flight: no entry is left behind.
         assert_eq!(gate.counts(), (0, 0));
+    }
+
+    /// One client connection to a stand-in hub on a plain loopback socket.
+    struct FakeConn {
+        sock: tokio::net::TcpStream,
+        buf: bytes::BytesMut,
+    }
+
+    impl FakeConn {
+        /// Accepts a client and answers its CONNECT; returns its inbox SUBSCRIBE.
+        async fn login(listener: &tokio::net::TcpListener) -> (FakeConn, u16) {
+            let (sock, _) = listener.accept().await.unwrap();
+            let mut c = FakeConn {
+                sock,
+                buf: bytes::BytesMut::new(),
+            };
+            assert!(matches!(c.next().await, Some(Packet::Connect(..))));
+            c.send(Packet::ConnAck(rumqttc::v5::mqttbytes::v5::ConnAck {
+                session_present: false,
+                code: ConnectReturnCode::Success,
+                properties: None,
+            }))
+            .await;
+            let Some(Packet::Subscribe(sub)) = c.next().await else {
+                panic!("expected the inbox SUBSCRIBE");
+            };
+            (c, sub.pkid)
+        }
+
+        /// The next packet from the client; `None` once it left.
+        async fn next(&mut self) -> Option<Packet> {
+            use tokio::io::AsyncReadExt;
+            loop {
+                match Packet::read(&mut self.buf, None) {
+                    Ok(p) => return Some(p),
+                    Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => {
+                        if self.sock.read_buf(&mut self.buf).await.unwrap() == 0 {
+                            return None;
+                        }
+                    }
+                    // rumqttc does not read an empty DISCONNECT, the only packet without a
+                    // body the client sends here: the client is leaving.
+                    Err(rumqttc::v5::mqttbytes::Error::PayloadRequired) => return None,
+                    Err(e) => panic!("bad packet from the client: {e}"),
+                }
+            }
+        }
+
+        async fn send(&mut self, p: Packet) {
+            use tokio::io::AsyncWriteExt;
+            let mut out = bytes::BytesMut::new();
+            p.write(&mut out, None).unwrap();
+            self.sock.write_all(&out).await.unwrap();
+        }
+
+        async fn suback(&mut self, pkid: u16, code: SubscribeReasonCode) {
+            self.send(Packet::SubAck(rumqttc::v5::mqttbytes::v5::SubAck {
+                pkid,
+                return_codes: vec![code],
+                properties: None,
+            }))
+            .await;
+        }
+
+        /// The client's next request; `None` if it left first.
+        async fn request(&mut self) -> Option<Publish> {
+            loop {
+                match self.next().await? {
+                    Packet::Publish(p) => return Some(p),
+                    _ => continue,
+                }
+            }
+        }
+
+        /// Answers `req` into the inbox it names, with its correlation data.
+        async fn reply(&mut self, req: Publish, body: &'static str) {
+            let props = req.properties.unwrap_or_default();
+            let answer = PublishProperties {
+                correlation_data: props.correlation_data,
+                ..Default::default()
+            };
+            let topic = props.response_topic.unwrap_or_default();
+            let p = Publish::new(topic, QoS::AtMostOnce, body, Some(answer));
+            self.send(Packet::Publish(p)).await;
+        }
+
+        /// Waits until the client disconnects.
+        async fn until_gone(mut self) {
+            while let Some(p) = self.next().await {
+                if matches!(p, Packet::Disconnect(_)) {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn fake_hub() -> (tokio::net::TcpListener, u16) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    /// A stand-in for the hub that accepts one client, answers its CONNECT, holds back the
+    /// SUBACK of its inbox subscription until the client's first request has arrived, then
+    /// sends, when given, `reply` to that request and then `suback`. It ends when the client
+    /// disconnects.
+    async fn withholding_hub(
+        suback: SubscribeReasonCode,
+        reply: Option<&'static str>,
+    ) -> (u16, tokio::task::JoinHandle<()>) {
+        let (listener, port) = fake_hub().await;
+        let hub = tokio::spawn(async move {
+            let (mut c, pkid) = FakeConn::login(&listener).await;
+            let Some(req) = c.request().await else { return };
+            if let Some(body) = reply {
+                c.reply(req, body).await;
+            }
+            c.suback(pkid, suback).await;
+            c.until_gone().await;
+        });
+        (port, hub)
+    }
+
+    fn plain_options(port: u16) -> ClientOptions {
+        ClientOptions {
+            client_id: "c1".into(),
+            server: crate::options::ServerUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port,
+            },
+            ca_cert: None,
+            token_file: None,
+            token: Some("token".into()),
+            key_file: None,
+            connect_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(20),
+            keep_alive: Duration::from_secs(60),
+            refresh_token: false,
+            last_will: None,
+        }
+    }
+
+    /// `connect` returns once the inbox SUBSCRIBE is sent: a request right after it is answered
+    /// while the hub still holds back the SUBACK (waiting for it would never end here).
+    #[tokio::test]
+    async fn a_request_goes_out_before_the_inbox_suback() {
+        let (port, hub) = withholding_hub(
+            SubscribeReasonCode::Success(QoS::AtLeastOnce),
+            Some(r#"{"result":{"n":7}}"#),
+        )
+        .await;
+        let client = HubClient::connect(plain_options(port)).await.unwrap();
+        let v: serde_json::Value = client.request("svc", "cap", "m", &Ack {}).await.unwrap();
+        assert_eq!(v, serde_json::json!({"n": 7}));
+        client.disconnect().await;
+        hub.await.unwrap();
+    }
+
+    /// A refused inbox subscription fails the request waiting for a reply there, with the
+    /// refusal, instead of leaving it to time out; later requests fail at once.
+    #[tokio::test]
+    async fn a_refused_inbox_fails_the_requests() {
+        let (port, hub) = withholding_hub(SubscribeReasonCode::NotAuthorized, None).await;
+        let client = HubClient::connect(plain_options(port)).await.unwrap();
+        for _ in 0..2 {
+            let r: Result<Ack, _> = client.request("svc", "cap", "m", &Ack {}).await;
+            assert!(
+                matches!(r, Err(RpcError::Client(ClientError::SubscribeDenied(ref f))) if f == "_INBOX/c1/+"),
+                "{r:?}"
+            );
+        }
+        client.disconnect().await;
+        hub.await.unwrap();
+    }
+
+    /// A connection lost before the inbox SUBACK: the reconnect subscribes again and its
+    /// outcome counts, so requests work on the new connection.
+    #[tokio::test]
+    async fn a_reconnect_before_the_inbox_suback_subscribes_again() {
+        let (listener, port) = fake_hub().await;
+        let (again_tx, again) = oneshot::channel();
+        let hub = tokio::spawn(async move {
+            // The first connection goes without acknowledging the subscription.
+            drop(FakeConn::login(&listener).await);
+            let (mut c, pkid) = FakeConn::login(&listener).await;
+            c.suback(pkid, SubscribeReasonCode::Success(QoS::AtLeastOnce))
+                .await;
+            let _ = again_tx.send(());
+            let Some(req) = c.request().await else { return };
+            c.reply(req, r#"{"result":{}}"#).await;
+            c.until_gone().await;
+        });
+        let client = HubClient::connect(plain_options(port)).await.unwrap();
+        // Resubscribed: the state stays disconnected until the reconnect's subscriptions are
+        // done.
+        again.await.unwrap();
+        let mut state = client.state();
+        state
+            .wait_for(|s| *s == ConnState::Connected)
+            .await
+            .unwrap();
+        let r: Result<Ack, _> = client.request("svc", "cap", "m", &Ack {}).await;
+        assert!(r.is_ok(), "{r:?}");
+        client.disconnect().await;
+        hub.await.unwrap();
+    }
+
+    #[test]
+    fn a_typed_reply_reads_the_reply_wire_format() {
+        let ok = serde_json::to_vec(&Reply::Ok(serde_json::json!({"s": "x"}))).unwrap();
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct S {
+            s: String,
+        }
+        assert_eq!(
+            decode_reply::<S>(&ok).unwrap().unwrap(),
+            S { s: "x".into() }
+        );
+        let err = RemoteError::new(ErrorCode::NotFound, "no plugin named 'x'");
+        let body = serde_json::to_vec(&Reply::Err(err.clone())).unwrap();
+        assert_eq!(decode_reply::<S>(&body).unwrap().unwrap_err(), err);
+        assert!(matches!(
+            decode_reply::<S>(br#"{"result":{"t":1}}"#),
+            Err(RpcError::Decode(_))
+        ));
+        assert!(matches!(decode_reply::<S>(b"[]"), Err(RpcError::Decode(_))));
     }
 
     #[test]
