@@ -70,7 +70,8 @@
 //! # Cost
 //! A full pass costs one `stat` read per process on the host plus a sort and a walk in memory;
 //! later passes with the same leaders read one `stat` per process in a plugin tree plus the
-//! listing of `/proc`. Measured by the ignored test `cost_of_500_sleeping_plugins`
+//! listing of `/proc`, and quiet passes one `schedstat` per tree process (its `stat` only if it
+//! ran). Measured by the ignored test `cost_of_500_sleeping_plugins`
 //! on the 2-core dev host, busy with builds: 500 sleeping plugins (585 processes in all) take
 //! **7.4 ms per pass in a release build** (19 ms in a debug build), i.e. 0.37 % of one core at the
 //! default 2 s interval (≈ 1 % for a debug build), against the 2 % allowed. Sampling must run on
