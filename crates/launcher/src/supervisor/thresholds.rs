@@ -45,8 +45,9 @@ impl Supervisor {
                     let cpu = me.cpu_percent.or(prev).unwrap_or_default();
                     *lock(&this.sh.self_usage) = Some((cpu, me.rss_bytes));
                 }
+                let cfg = this.cfg();
                 for (name, sample) in samples {
-                    this.record_sample(&name, sample);
+                    this.record_sample(&cfg, &name, sample);
                 }
             }
         });
@@ -60,9 +61,15 @@ impl Supervisor {
         History::for_span(span, interval)
     }
 
-    pub(super) fn record_sample(&self, name: &str, sample: TreeSample) {
+    /// Records one sample of plugin `name` and checks its thresholds, if it has any (`cfg` is
+    /// read once per pass, and a plugin's settings are borrowed, not copied: this runs for
+    /// every plugin every `sampleInterval`).
+    pub(super) fn record_sample(&self, cfg: &LauncherConfig, name: &str, sample: TreeSample) {
         let Ok(slot) = self.slot(name) else { return };
-        let pc = self.cfg().plugin(name);
+        let pc = cfg
+            .plugins
+            .get(name)
+            .filter(|pc| pc.max_cpu.is_some() || pc.max_memory.is_some());
         let breach = {
             let mut st = lock(&slot.st);
             if st.pid().is_none() {
@@ -73,9 +80,7 @@ impl Supervisor {
             }
             st.rss = Some(sample.rss_bytes);
             st.history.push(sample);
-            if st.breaching {
-                None
-            } else {
+            if let Some(pc) = pc.filter(|_| !st.breaching) {
                 let now = sample.time_ms;
                 let cpu = pc
                     .max_cpu
@@ -97,11 +102,13 @@ impl Supervisor {
                     st.breaching = true;
                     st.breaches += 1;
                 }
-                b
+                b.map(|b| (b, pc.threshold_for, pc.action))
+            } else {
+                None
             }
         };
-        if let Some((measure, value, limit)) = breach {
-            self.on_breach(&slot, measure, value, limit, pc.threshold_for, pc.action);
+        if let Some(((measure, value, limit), window, action)) = breach {
+            self.on_breach(&slot, measure, value, limit, window, action);
         }
     }
 
