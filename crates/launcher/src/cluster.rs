@@ -596,12 +596,29 @@ impl Cluster {
         }
     }
 
+    /// Checks the shared status every `statusInterval`. When resource passes come at least
+    /// that often, a check follows the first pass that ends `statusInterval` (within half a
+    /// pass) after the previous check, so an idle launcher keeps no timer of its own for it;
+    /// a timer of `statusInterval` plus one pass covers a monitor that stopped.
     async fn status_loop(self) {
         let mut state = self.inner.bus.state();
+        let mut passes = self.inner.sup.passes();
+        let mut last = Instant::now();
         loop {
             let every = self.inner.sup.config().cluster.status_interval;
+            let pass = self.inner.sup.config().sample_interval;
+            let follow = pass <= every;
+            let fallback = if follow { every + pass } else { every };
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(fallback) => {}
+                r = passes.changed(), if follow => {
+                    if r.is_err() {
+                        return;
+                    }
+                    if last.elapsed() + pass / 2 < every {
+                        continue;
+                    }
+                }
                 r = state.changed() => {
                     if r.is_err() { return; }
                     if *state.borrow() != ConnState::Connected { continue; }
@@ -612,6 +629,7 @@ impl Cluster {
             if self.inner.shutting_down.load(Ordering::SeqCst) {
                 return;
             }
+            last = Instant::now();
             self.publish_status_when(false).await;
         }
     }

@@ -7,7 +7,8 @@
 //! buffer, parsed without allocating; the files of processes in plugin trees stay open between
 //! passes and are read with one `pread`, the others take an `open`, a `read` and a `close`). That single line gives
 //! everything needed: ppid, session, state, utime, stime, cutime, cstime, starttime and rss.
-//! Besides, `/proc/uptime` is read once per pass (to tell processes born since the previous pass).
+//! Besides, `/proc/uptime` is read once per pass (to tell processes born since the previous pass;
+//! kept open, like `/proc/self/stat` for the launcher's own figures).
 //! `status`, `smaps` and `cmdline` are never read and no process is spawned. Zombies are skipped.
 //! The parent→children and session→members indexes are then built in memory (sorted vectors,
 //! reused across calls), and each plugin's tree is collected with the same definition as
@@ -135,6 +136,9 @@ pub enum Measure {
 struct ProcReader {
     buf: Vec<u8>,
     path: String,
+    /// `/proc/uptime` and `/proc/self/stat`, read every pass: kept open, one `pread` each.
+    uptime: Option<File>,
+    own_stat: Option<File>,
     /// `stat` reads so far, for tests.
     stat_reads: u64,
 }
@@ -144,14 +148,10 @@ impl ProcReader {
         ProcReader {
             buf: vec![0; 1024],
             path: String::with_capacity(32),
+            uptime: None,
+            own_stat: None,
             stat_reads: 0,
         }
-    }
-
-    /// Reads the whole file at `self.path`.
-    fn read_path(&mut self) -> io::Result<&[u8]> {
-        let n = read_whole(&File::open(&self.path)?, &mut self.buf)?;
-        Ok(&self.buf[..n])
     }
 
     /// Opens and reads `/proc/[pid]/stat`, and hands back the open file for [`Self::stat_at`].
@@ -185,19 +185,21 @@ impl ProcReader {
     }
 
     fn self_stat(&mut self) -> Option<Stat> {
-        self.path.clear();
-        self.path.push_str("/proc/self/stat");
         let pid = i32::try_from(std::process::id()).ok()?;
-        let line = self.read_path().ok()?;
-        parse_stat(pid, line)
+        if self.own_stat.is_none() {
+            self.own_stat = File::open("/proc/self/stat").ok();
+        }
+        let n = read_whole(self.own_stat.as_ref()?, &mut self.buf).ok()?;
+        parse_stat(pid, &self.buf[..n])
     }
 
     /// Time since boot in clock ticks, the unit of `starttime`.
     fn uptime_ticks(&mut self, tps: u64) -> Option<u64> {
-        self.path.clear();
-        self.path.push_str("/proc/uptime");
-        let text = self.read_path().ok()?;
-        let secs: f64 = std::str::from_utf8(text)
+        if self.uptime.is_none() {
+            self.uptime = File::open("/proc/uptime").ok();
+        }
+        let n = read_whole(self.uptime.as_ref()?, &mut self.buf).ok()?;
+        let secs: f64 = std::str::from_utf8(&self.buf[..n])
             .ok()?
             .split_whitespace()
             .next()?

@@ -249,6 +249,8 @@ struct Shared {
     status_changes: std::sync::atomic::AtomicU64,
     /// The launcher's own CPU (percent of one core) and RSS, from the monitor.
     self_usage: Mutex<Option<(f64, u64)>>,
+    /// The monitor's pass count, bumped after each pass's samples are recorded.
+    passes: watch::Sender<u64>,
     /// Held around spawn-and-record and around `waitpid`, so no child is reaped before it is
     /// known.
     reap_lock: Mutex<()>,
@@ -318,6 +320,7 @@ impl Supervisor {
                 notices: Mutex::new(Vec::new()),
                 status_changes: std::sync::atomic::AtomicU64::new(0),
                 self_usage: Mutex::new(None),
+                passes: watch::Sender::new(0),
                 reap_lock: Mutex::new(()),
                 restart_sem: Arc::new(tokio::sync::Semaphore::new(cfg_concurrency)),
                 core_listen: Mutex::new(None),

@@ -13,33 +13,32 @@
 use super::*;
 
 impl Supervisor {
-    /// Samples every running plugin's process tree at the configured interval (off the async
-    /// workers: procfs reads are blocking I/O), updates `cpu`/`rss` and the history, and acts on
-    /// resource thresholds.
+    /// Samples every running plugin's process tree at the configured interval, updates
+    /// `cpu`/`rss` and the history, and acts on resource thresholds.
+    ///
+    /// The passes run on a thread of their own that sleeps until its next deadline (procfs
+    /// reads are blocking I/O), and hand each pass's samples to a task. An idle launcher then
+    /// wakes twice per interval (the thread, then one worker), where a tokio interval plus
+    /// `spawn_blocking` woke a worker three times (tokio's timer wheel first wakes at the
+    /// coarse slot holding a timer seconds away) and a pool thread once. The shared-status
+    /// check follows the passes ([`Supervisor::passes`]) rather than keeping a timer too.
     pub fn spawn_monitor(&self) {
-        let this = self.clone();
         let every = self.cfg().sample_interval;
+        let (tx, mut rx) = mpsc::channel::<Pass>(1);
+        // Dropped with the task below (at shutdown): the thread sees it at once and ends.
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let sh = self.sh.clone();
+        let spawned = std::thread::Builder::new()
+            .name("hivehub-sampler".into())
+            .spawn(move || sampler(&sh, every, &stop_rx, &tx));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the resource sampler, no CPU or memory figures: {e}");
+            return;
+        }
+        let this = self.clone();
         self.spawn_task(async move {
-            let mut mon = Monitor::new();
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let leaders: Vec<(String, u32)> = lock(&this.sh.slots)
-                    .values()
-                    .filter_map(|s| lock(&s.st).pid().map(|p| (s.name.clone(), p)))
-                    .collect();
-                let Ok((m, (samples, me))) = this
-                    .spawn_blocking(move || {
-                        let samples = mon.sample(&leaders);
-                        let me = mon.self_usage();
-                        (mon, (samples, me))
-                    })
-                    .await
-                else {
-                    return;
-                };
-                mon = m;
+            let _stop = stop_tx;
+            while let Some((samples, me)) = rx.recv().await {
                 if let Some(me) = me {
                     let prev = lock(&this.sh.self_usage).map(|u| u.0);
                     let cpu = me.cpu_percent.or(prev).unwrap_or_default();
@@ -49,8 +48,16 @@ impl Supervisor {
                 for (name, sample) in samples {
                     this.record_sample(&cfg, &name, sample);
                 }
+                this.sh.passes.send_modify(|n| *n += 1);
             }
         });
+    }
+
+    /// Counts the monitor's passes, each announced once its samples are recorded: periodic
+    /// work that need not be exact (the shared-status check) runs after a pass instead of
+    /// waking the launcher on a timer of its own.
+    pub fn passes(&self) -> watch::Receiver<u64> {
+        self.sh.passes.subscribe()
     }
 
     /// A history long enough for the status view (5 minutes) and for the plugin's threshold
@@ -175,5 +182,37 @@ impl Supervisor {
             st.history = this.new_history(&slot.name);
             st.breaching = false;
         });
+    }
+}
+
+/// One pass's samples of every plugin tree, and the launcher's own usage.
+type Pass = (Vec<(String, TreeSample)>, Option<TreeSample>);
+
+/// The sampling thread: a pass at once, then one every `every` (a late pass moves the
+/// schedule rather than bunching passes up), until `stop` or the receiving task is gone.
+fn sampler(
+    sh: &Shared,
+    every: Duration,
+    stop: &std::sync::mpsc::Receiver<()>,
+    tx: &mpsc::Sender<Pass>,
+) {
+    let mut mon = Monitor::new();
+    let mut next = std::time::Instant::now();
+    loop {
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        match stop.recv_timeout(wait) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        next = next.max(std::time::Instant::now()) + every;
+        let leaders: Vec<(String, u32)> = lock(&sh.slots)
+            .values()
+            .filter_map(|s| lock(&s.st).pid().map(|p| (s.name.clone(), p)))
+            .collect();
+        let samples = mon.sample(&leaders);
+        let me = mon.self_usage();
+        if tx.blocking_send((samples, me)).is_err() {
+            return;
+        }
     }
 }
