@@ -13,14 +13,19 @@
 //!   the rest of its session (grandchildren do not inherit the death signal).
 //!
 //! # Spawn
-//! vfork-style (`clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does), so the launcher's page
-//! tables are not copied. The spawner thread blocks every signal; the child resets the handlers
-//! to their defaults and unblocks them before `execve`. In between it calls `setsid`, points
+//! vfork-style (`clone(CLONE_VM | CLONE_VFORK | CLONE_FILES)`, as `posix_spawn` does), so the
+//! launcher's page tables are not copied, nor its descriptor table: the child's own
+//! descriptors wait in a few low reserved slots, and its first step after `setsid` is a private
+//! copy of only the descriptors below them (`close_range(CLOSE_RANGE_UNSHARE)`, see `Slots`).
+//! The spawner thread blocks every signal; the child resets the handlers
+//! to their defaults and unblocks them before `execve`. In between it points
 //! stdin at `/dev/null` and stdout and stderr at pipes, enters the home, marks every other
 //! descriptor close-on-exec (`close_range`), takes the plugin's user (raw `setresuid`: glibc's
 //! would signal the launcher's threads), sets `PR_SET_PDEATHSIG` (again after a user switch,
 //! which clears it), `no_new_privs` and the Landlock ruleset ([`crate::sandbox`]). A script
-//! without `#!` runs under `/bin/sh`, as with `execvp`.
+//! without `#!` runs under `/bin/sh`, as with `execvp`. Once the child has let go of the
+//! launcher's memory the spawner yields, so the plugin finishes loading before the launcher
+//! records, logs and publishes the start.
 //!
 //! # Finding and killing a plugin
 //! * The tree ([`tree_of`], [`ProcTable::tree`], one pass over `/proc/*/stat`): the plugin's
@@ -115,9 +120,12 @@ impl Spawner {
                     Some(&nix::sys::signal::SigSet::all()),
                     None,
                 );
-                let mut stack = Vec::new();
+                let mut ws = Workspace {
+                    stack: Vec::new(),
+                    slots: Slots::new().ok(),
+                };
                 for (spec, reply) in rx {
-                    let _ = reply.send(spawn_now(&spec, &mut stack));
+                    let _ = reply.send(spawn_now(&spec, &mut ws));
                 }
             })?;
         Ok(Spawner { tx: Mutex::new(tx) })
@@ -189,9 +197,94 @@ fn spawn_fork(spec: &SpawnSpec) -> io::Result<Spawned> {
     })
 }
 
-fn spawn_now(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
+/// What the spawner thread keeps between spawns.
+struct Workspace {
+    /// The vfork child's stack.
+    stack: Vec<u8>,
+    /// Low descriptors reserved for handing a child its own; `None` if they could not be
+    /// reserved (the child then copies the whole table).
+    slots: Option<Slots>,
+}
+
+/// Four descriptors, the lowest free ones when the spawner started, that only the spawner
+/// thread uses: before a spawn it puts the child's stdin, stdout, stderr and Landlock ruleset
+/// there, and afterwards `/dev/null` again (so the launcher holds no end of a plugin's pipes).
+///
+/// Why: a child normally copies the launcher's whole descriptor table, and `execve` then
+/// closes every copy marked close-on-exec. The launcher holds several descriptors per plugin
+/// (two pipes, the log file, the monitor's `/proc` files: 540 at N = 100), so that copy and
+/// those closes were a large share of a restart. With the slots, the child shares the table
+/// (`CLONE_FILES`) and at once takes a private copy of only the descriptors below the
+/// slots' end (`close_range(end, ~0, CLOSE_RANGE_UNSHARE)`, Linux 5.9).
+struct Slots {
+    /// `/dev/null`, for putting back after a spawn.
+    null: OwnedFd,
+    fds: [OwnedFd; 4],
+}
+
+impl Slots {
+    fn new() -> io::Result<Slots> {
+        let null = OwnedFd::from(File::open("/dev/null")?);
+        let dup = || -> io::Result<OwnedFd> {
+            let fd = nix::fcntl::fcntl(&null, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+                .map_err(io::Error::from)?;
+            // SAFETY: `fd` is a new descriptor owned by nobody else.
+            Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+        };
+        let fds = [dup()?, dup()?, dup()?, dup()?];
+        Ok(Slots { null, fds })
+    }
+
+    /// Puts `fd` (or `/dev/null`) in slot `i`; returns the slot's number.
+    fn put(&self, i: usize, fd: Option<RawFd>) -> io::Result<RawFd> {
+        use std::os::fd::AsRawFd;
+        let slot = self.fds[i].as_raw_fd();
+        let from = fd.unwrap_or_else(|| self.null.as_raw_fd());
+        // SAFETY: both are open descriptors; the slot is this thread's alone to replace.
+        if unsafe { nix::libc::dup3(from, slot, nix::libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(slot)
+    }
+
+    /// One past the highest slot: the child keeps the descriptors below it.
+    fn end(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.fds.iter().map(|f| f.as_raw_fd()).max().unwrap_or(2) + 1
+    }
+
+    /// Back to `/dev/null` in every slot but stdin's.
+    fn clear(&self) {
+        for i in 1..4 {
+            let _ = self.put(i, None);
+        }
+    }
+}
+
+/// Whether `close_range(CLOSE_RANGE_UNSHARE)` worked so far (a kernel before 5.9 refuses it:
+/// then every child copies the whole table, as before).
+static SHARE_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+fn spawn_now(spec: &SpawnSpec, ws: &mut Workspace) -> io::Result<Spawned> {
     if spec.program.as_os_str().as_encoded_bytes().contains(&b'/') {
-        spawn_vfork(spec, stack)
+        let r = spawn_vfork(spec, ws);
+        if let Some(slots) = &ws.slots {
+            slots.clear();
+        }
+        match r {
+            Err(e)
+                if e.raw_os_error() == Some(nix::libc::EINVAL)
+                    && SHARE_FILES.swap(false, std::sync::atomic::Ordering::SeqCst) =>
+            {
+                tracing::debug!("close_range cannot unshare here, children copy the table");
+                let r = spawn_vfork(spec, ws);
+                if let Some(slots) = &ws.slots {
+                    slots.clear();
+                }
+                r
+            }
+            r => r,
+        }
     } else {
         spawn_fork(spec)
     }
@@ -207,6 +300,9 @@ struct ChildArgs {
     envp: *const *const nix::libc::c_char,
     cwd: *const nix::libc::c_char,
     fds: [RawFd; 3],
+    /// With `CLONE_FILES`: the child first takes a private copy of the descriptors below this
+    /// (see [`Slots`]); 0 without.
+    unshare_below: nix::libc::c_uint,
     /// Switch to `uid`/`gid` with `groups` (`ngroups` of them).
     switch_user: bool,
     uid: nix::libc::uid_t,
@@ -254,6 +350,18 @@ extern "C" fn vfork_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
             }
         }
         if libc::setsid() < 0 {
+            return fail(a);
+        }
+        // Until this call the table is the launcher's own: nothing may change it before.
+        const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
+        if a.unshare_below > 0
+            && libc::syscall(
+                libc::SYS_close_range,
+                a.unshare_below,
+                u32::MAX,
+                CLOSE_RANGE_UNSHARE,
+            ) < 0
+        {
             return fail(a);
         }
         for (i, fd) in a.fds.iter().enumerate() {
@@ -334,7 +442,7 @@ fn above_2(fd: OwnedFd) -> io::Result<OwnedFd> {
 /// handlers, `setsid`, stdin from `/dev/null`, stdout and stderr to pipes, the working folder,
 /// the plugin's user, `PR_SET_PDEATHSIG(SIGKILL)`, `no_new_privs`, the Landlock ruleset,
 /// `execve`. `stack` is the child's stack, reused across calls.
-fn spawn_vfork(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
+fn spawn_vfork(spec: &SpawnSpec, ws: &mut Workspace) -> io::Result<Spawned> {
     use nix::libc;
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
@@ -375,23 +483,51 @@ fn spawn_vfork(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
         .collect();
     let creds = spec.confine.creds.as_ref();
     let groups: Vec<libc::gid_t> = creds.map(|c| c.groups.clone()).unwrap_or_default();
-    let stdin = above_2(OwnedFd::from(File::open("/dev/null")?))?;
     let (out_r, out_w) = pipe_above_2()?;
     let (err_r, err_w) = pipe_above_2()?;
+    let landlock = spec.confine.landlock.as_ref().map(|f| f.as_raw_fd());
+    let share = SHARE_FILES.load(std::sync::atomic::Ordering::SeqCst);
+    // With slots, the child's descriptors sit below the slots' end; without, anywhere above 2.
+    let (fds, landlock, unshare_below, _stdin) = match (&ws.slots, share) {
+        (Some(slots), true) => (
+            [
+                slots.put(0, None)?,
+                slots.put(1, Some(out_w.as_raw_fd()))?,
+                slots.put(2, Some(err_w.as_raw_fd()))?,
+            ],
+            match landlock {
+                Some(fd) => slots.put(3, Some(fd))?,
+                None => -1,
+            },
+            slots.end() as libc::c_uint,
+            None,
+        ),
+        _ => {
+            let stdin = above_2(OwnedFd::from(File::open("/dev/null")?))?;
+            (
+                [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+                landlock.unwrap_or(-1),
+                0,
+                Some(stdin),
+            )
+        }
+    };
+    let stack = &mut ws.stack;
     let args_block = ChildArgs {
         program: program.as_ptr(),
         argv: argv.as_ptr(),
         sh_argv: sh_argv.as_ptr(),
         envp: envp.as_ptr(),
         cwd: cwd.as_ptr(),
-        fds: [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+        fds,
+        unshare_below,
         switch_user: creds.is_some(),
         uid: creds.map_or(0, |c| c.uid),
         gid: creds.map_or(0, |c| c.gid),
         groups: groups.as_ptr(),
         ngroups: groups.len(),
         no_new_privs: spec.confine.no_new_privs,
-        landlock: spec.confine.landlock.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        landlock,
         err: std::sync::atomic::AtomicI32::new(0),
     };
     const STACK: usize = 64 * 1024;
@@ -410,7 +546,14 @@ fn spawn_vfork(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
         libc::clone(
             vfork_child,
             top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM
+                | libc::CLONE_VFORK
+                | if unshare_below > 0 {
+                    libc::CLONE_FILES
+                } else {
+                    0
+                }
+                | libc::SIGCHLD,
             &args_block as *const ChildArgs as *mut libc::c_void,
         )
     };
@@ -423,7 +566,13 @@ fn spawn_vfork(spec: &SpawnSpec, stack: &mut Vec<u8>) -> io::Result<Spawned> {
         let _ = waitpid(Pid::from_raw(pid), None);
         return Err(io::Error::from_raw_os_error(err));
     }
-    drop((stdin, out_w, err_w));
+    drop((out_w, err_w));
+    // The child released this thread from inside its `execve` (when it let go of the shared
+    // memory), and the wake-up preempted it: it still has to load the program. Let it finish
+    // before the launcher records the start, logs and publishes, which would otherwise run
+    // first on this CPU and delay the plugin by their length (seen with `sched_switch` traces).
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
     Ok(Spawned {
         pid: pid as u32,
         stdout: out_r,
@@ -1007,4 +1156,55 @@ pub fn read_file(path: &std::path::Path) -> Option<String> {
     let mut s = String::new();
     io::Read::read_to_string(&mut File::open(path).ok()?, &mut s).ok()?;
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn sh(script: &str) -> SpawnSpec {
+        SpawnSpec {
+            program: PathBuf::from("/bin/sh"),
+            args: vec!["-c".into(), script.into()],
+            env: Vec::new(),
+            env_clear: false,
+            cwd: PathBuf::from("/"),
+            confine: crate::sandbox::Confinement::default(),
+        }
+    }
+
+    /// Reads `fd` to its end on a thread, so that a write end left open somewhere shows up as
+    /// a timeout rather than a hang.
+    fn read_to_eof(fd: OwnedFd) -> Option<String> {
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = File::from(fd).read_to_string(&mut s);
+            let _ = tx.send(s);
+        });
+        rx.recv_timeout(Duration::from_secs(10)).ok()
+    }
+
+    #[test]
+    fn a_child_gets_only_its_own_descriptors_and_the_launcher_keeps_no_pipe_end() {
+        // Descriptors the launcher holds, as it holds plugins' pipes, logs and /proc files.
+        let held: Vec<File> = (0..64)
+            .map(|_| File::open("/dev/null").expect("open"))
+            .collect();
+        let spawner = Spawner::new().expect("spawner");
+        for round in 0..3 {
+            let s = spawner
+                .spawn(sh("ls /proc/self/fd; echo err >&2"))
+                .expect("spawn");
+            let out = read_to_eof(s.stdout).expect("stdout reached its end");
+            let err = read_to_eof(s.stderr).expect("stderr reached its end");
+            assert_eq!(err.trim(), "err", "round {round}");
+            // 0, 1, 2 and the descriptor `ls` opens on the folder itself.
+            let fds: Vec<&str> = out.split_whitespace().collect();
+            assert!(fds.len() <= 4, "round {round}: the child got {fds:?}");
+            let _ = waitpid(Pid::from_raw(s.pid as i32), None);
+        }
+        drop(held);
+    }
 }

@@ -316,6 +316,14 @@ fn main() {
         }
     };
     limit_malloc_arenas();
+    // Before any other thread exists, so that all of them block it: the reaper then takes
+    // child exits from a signalfd, one thread hop shorter than a handler. (`--check` waits
+    // for a child through tokio's handler, so it keeps SIGCHLD.)
+    if !args.check {
+        if let Err(e) = hivehub_launcher::supervisor::block_sigchld() {
+            eprintln!("launcher: warning: cannot block SIGCHLD, reaping through a handler: {e}");
+        }
+    }
     // Two workers are plenty for a supervisor (and what a 2-core host would get anyway); the
     // blocking pool (procfs scans, stops) is kept small and lets idle threads go quickly.
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -52,7 +52,7 @@ mod stop;
 mod tasks;
 mod thresholds;
 
-pub use exit::backoff_delay;
+pub use exit::{backoff_delay, block_sigchld};
 use machine::{Event, Lifecycle, Phase, Refused, Retry};
 use order::Turn;
 use stop::current_pid;
