@@ -269,3 +269,62 @@ async fn a_start_publishes_running_once() {
         "the restart's status counts it: {running:?}"
     );
 }
+
+/// An immediate restart spawns before the exit is announced, but the announcements keep their
+/// order: the exit's status and the `restarting` event come before the new start's, and the
+/// last status is the running one (never a stale `backoff` after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immediate_restart_announces_the_exit_before_the_new_start() {
+    use hivehub_launcher::supervisor::Notice;
+    let (_d, home) = home();
+    plugin_script(&home, "svc", "exec sleep 1000");
+    let s = supervisor(
+        &home,
+        "autorestart: always\nbackoff: {base: 0s, jitter: 0}\n",
+    );
+    let pid = s.start("svc").await.unwrap().pid.unwrap();
+    let mut notices = s.notices();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // Until the new process is announced as running.
+    loop {
+        let n = tokio::time::timeout_at(deadline, notices.recv())
+            .await
+            .expect("the restart's notices")
+            .expect("notices");
+        match n {
+            Notice::Event(e) if e.plugin == "svc" => seen.push(format!("event {}", e.event)),
+            Notice::Status(i) if i.name == "svc" => {
+                let running = i.state == PluginState::Running && i.pid != Some(pid);
+                seen.push(format!("status {}", i.state.as_str()));
+                if running {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let at = |what: &str| {
+        seen.iter()
+            .position(|s| s == what)
+            .unwrap_or_else(|| panic!("no {what} in {seen:?}"))
+    };
+    assert!(at("event restarting") < at("event started"), "{seen:?}");
+    assert!(at("status backoff") < at("event started"), "{seen:?}");
+    // Nothing about the old process arrives after the new one runs.
+    s.stop("svc").await.unwrap();
+    while let Ok(n) = notices.try_recv() {
+        if let Notice::Status(i) = n {
+            assert_ne!(
+                i.state,
+                PluginState::Backoff,
+                "a stale status after the restart: {seen:?}"
+            );
+        }
+    }
+}

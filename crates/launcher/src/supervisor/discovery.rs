@@ -47,6 +47,7 @@ impl Supervisor {
                     is_core: *is_core,
                         op: tokio::sync::Mutex::new(()),
                         exits: tx,
+                        after_spawn: Mutex::new(Vec::new()),
                         st: Mutex::new(Run::new(
                             path.clone(),
                             match stale {
@@ -75,6 +76,7 @@ impl Supervisor {
                     is_core: false,
                     op: tokio::sync::Mutex::new(()),
                     exits: tx,
+                    after_spawn: Mutex::new(Vec::new()),
                     st: Mutex::new(Run::new(
                         self.sh.home.plugins().join(name),
                         Phase::Missing,

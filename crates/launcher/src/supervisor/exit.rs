@@ -76,26 +76,34 @@ impl Supervisor {
     /// Decides, after an exit nobody asked for or a failed restart, whether and when to restart
     /// (the restart policy is part of the transition table), and schedules it.
     pub(super) fn schedule_restart(&self, slot: &Arc<Slot>, reason: String, uptime: Duration) {
-        self.schedule_restart_then(slot, reason, uptime, Box::new(|_| {}));
+        self.schedule_restart_then(slot, reason, uptime, Box::new(|_| {}), Vec::new());
     }
 
     /// [`Self::schedule_restart`], then `then`: after the restart when it is immediate, at once
-    /// otherwise (a wait, a held restart, or none).
+    /// otherwise (a wait, a held restart, or none). `held` (the exit's announcements) and the
+    /// restart's own are sent once an immediate restart has spawned, at once otherwise.
     fn schedule_restart_then(
         &self,
         slot: &Arc<Slot>,
         reason: String,
         uptime: Duration,
         then: AfterRestart,
+        held: Vec<Deferred>,
     ) {
-        let held = !slot.is_core && self.core_down();
+        let send_now = |sup: &Supervisor, held: Vec<Deferred>| {
+            for announce in held {
+                announce(sup);
+            }
+        };
+        let announce = held;
+        let core_down = !slot.is_core && self.core_down();
         let bo = self.backoff_policy(slot);
         let stable = self.stable_after(slot, &bo);
         let (attempt, delay, gen) = {
             let mut st = lock(&slot.st);
             let attempt = if uptime >= stable { 0 } else { st.attempt };
             let delay = backoff_delay(&bo, attempt, rand::random::<f64>());
-            let retry = if held {
+            let retry = if core_down {
                 Retry::WhenCoreIsBack
             } else {
                 Retry::At(SystemTime::now() + delay)
@@ -103,12 +111,14 @@ impl Supervisor {
             if self.apply(slot, &mut st, Event::ScheduleRestart(retry)) != Ok(PluginState::Backoff)
             {
                 drop(st);
+                send_now(self, announce);
                 then(self);
                 return;
             }
-            if held {
+            if core_down {
                 st.status = format!("{reason}; restart held until the core is back");
                 drop(st);
+                send_now(self, announce);
                 tracing::warn!(plugin = %slot.name, "restart held: the core is down");
                 self.publish_status(slot);
                 then(self);
@@ -123,14 +133,25 @@ impl Supervisor {
             );
             (st.attempt, delay, st.restart_gen)
         };
-        tracing::warn!(plugin = %slot.name, attempt, ?delay, %reason, "restarting");
-        self.notice(Notice::Event(LauncherEvent {
+        let name = slot.name.clone();
+        let event = Notice::Event(LauncherEvent {
             attempt: Some(attempt),
             delay_ms: Some(delay.as_millis() as u64),
-            reason: Some(reason),
+            reason: Some(reason.clone()),
             ..self.event(&slot.name, events::RESTARTING)
+        });
+        let status = Notice::Status(self.info_of(slot));
+        let mut announce = announce;
+        announce.push(Box::new(move |sup| {
+            tracing::warn!(plugin = %name, attempt, ?delay, %reason, "restarting");
+            sup.notice(event);
+            sup.notice(status);
         }));
-        self.publish_status(slot);
+        if delay.is_zero() {
+            lock(&slot.after_spawn).extend(announce);
+        } else {
+            send_now(self, announce);
+        }
         let this = self.clone();
         let slot = slot.clone();
         self.spawn_task(async move {
@@ -151,6 +172,13 @@ impl Supervisor {
 
     /// Performs a scheduled (or released) restart, unless a manual start or stop came first.
     pub(super) async fn restart_now(&self, slot: Arc<Slot>, gen: u64) {
+        self.restart_now_inner(&slot, gen).await;
+        // A restart that did not spawn still owes the exit's announcements.
+        self.flush_after_spawn(&slot);
+    }
+
+    async fn restart_now_inner(&self, slot: &Arc<Slot>, gen: u64) {
+        let slot = slot.clone();
         let Ok(_permit) = self.sh.restart_sem.clone().acquire_owned().await else {
             return;
         };
@@ -207,6 +235,8 @@ impl Supervisor {
         let now = SystemTime::now();
         let was;
         let mut told_after_drain = false;
+        // The exit's own announcements: sent after an immediate restart has spawned.
+        let mut held: Vec<Deferred> = Vec::new();
         {
             let mut st = lock(&slot.st);
             was = st.state();
@@ -277,14 +307,18 @@ impl Supervisor {
             }
             if unexpected {
                 st.status = format!("exited with {exit}");
-                tracing::warn!(plugin = %slot.name, pid, %exit, "plugin exited");
+                let name = slot.name.clone();
+                held.push(Box::new(move |_| {
+                    tracing::warn!(plugin = %name, pid, %exit, "plugin exited");
+                }));
             }
         }
         if !told_after_drain {
             slot.exits.send_modify(|g| *g += 1);
         }
         if was != PluginState::Stopping {
-            self.publish_status(&slot);
+            let status = Notice::Status(self.info_of(&slot));
+            held.push(Box::new(move |sup| sup.notice(status)));
             let uptime = {
                 let st = lock(&slot.st);
                 st.start_time
@@ -342,6 +376,9 @@ impl Supervisor {
             };
             // An exit during a start is handled by whoever started it.
             if was == PluginState::Starting {
+                for announce in held {
+                    announce(self);
+                }
                 drop(cleanup(self));
             } else {
                 let reason = format!("exited with {exit}");
@@ -352,6 +389,7 @@ impl Supervisor {
                     Box::new(move |sup| {
                         drop(cleanup(sup));
                     }),
+                    held,
                 );
             }
         }

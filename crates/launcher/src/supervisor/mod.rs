@@ -228,7 +228,14 @@ struct Slot {
     st: Mutex<Run>,
     /// Incremented at every exit of this plugin's process.
     exits: watch::Sender<u64>,
+    /// What an exit announces (its log lines and notices, taken when they happened) while an
+    /// immediate restart is on its way: sent once the new process is spawned (or the restart
+    /// gave up), so that nothing on the restart path waits for logging or the bus.
+    after_spawn: Mutex<Vec<Deferred>>,
 }
+
+/// An announcement held back until a restart has spawned.
+type Deferred = Box<dyn FnOnce(&Supervisor) + Send>;
 
 struct Shared {
     home: Home,
@@ -437,6 +444,14 @@ impl Supervisor {
 
     fn publish_status(&self, slot: &Slot) {
         self.notice(Notice::Status(self.info_of(slot)));
+    }
+
+    /// Sends what [`Slot::after_spawn`] holds, in order.
+    fn flush_after_spawn(&self, slot: &Slot) {
+        let held = std::mem::take(&mut *lock(&slot.after_spawn));
+        for announce in held {
+            announce(self);
+        }
     }
 
     /// Publishes the current status of every plugin (after (re)connecting to the bus).

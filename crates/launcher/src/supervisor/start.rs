@@ -302,6 +302,8 @@ impl Supervisor {
         drop(reap_guard);
         // The next plugin in a pipelined start may spawn now.
         drop(turn);
+        // An exit's announcements that waited for this restart go first.
+        self.flush_after_spawn(&slot);
         tracing::info!(plugin = name, pid, "started");
         self.notice(Notice::Event(LauncherEvent {
             pid: Some(pid),
