@@ -17,6 +17,10 @@
 //! may live at most [`MAX_ASSERTION_SECS`] and may not be issued more than 60 s in the future;
 //! the SDK makes them for 120 s.
 //!
+//! The core remembers the last few hundred tokens whose signature it has checked, so that a
+//! client logging in again with the same token (every `hubcli` call) skips the ES256 check;
+//! expiry, subject and the client's profile are checked at every login all the same.
+//!
 //! A token is a bearer credential: a stolen one works until it expires, or until its client is
 //! removed or gets a new key or role. There is no revocation list, and issuing a new token does
 //! not invalidate older ones. An assertion is likewise replayable for its short lifetime.
@@ -150,7 +154,16 @@ pub struct TokenIssuer {
     enc: EncodingKey,
     dec: DecodingKey,
     issuer: String,
+    /// Tokens whose signature and issuer this issuer has checked, with their claims: the
+    /// ES256 check was a third of the core's work per login (a `hubcli` call logs in every
+    /// time with the same token). Only the signature is remembered; expiry and subject are
+    /// checked at every login, and the caller checks the client's profile.
+    verified: std::sync::Mutex<std::collections::HashMap<String, Claims>>,
 }
+
+/// At most this many remembered tokens (about 0.5 KB each); when full, expired ones go, and if
+/// none has expired, all.
+const VERIFIED_TOKENS: usize = 256;
 
 impl TokenIssuer {
     /// An issuer whose tokens carry `iss = issuer`.
@@ -173,6 +186,7 @@ impl TokenIssuer {
             enc,
             dec,
             issuer: issuer.to_string(),
+            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -205,19 +219,16 @@ impl TokenIssuer {
 
     /// Verifies a token presented by `login`: signature, expiry, issuer and subject.
     pub fn verify(&self, token: &str, login: &str) -> Result<Claims, TokenError> {
-        // The issuer first: a hand-made key assertion with a wrong `iss` is told so, not that
-        // its signature is invalid.
-        if let Ok(p) = peek_claims(token) {
-            if p.iss != self.issuer {
-                return Err(TokenError::WrongIssuer(p.iss));
+        let token = token.trim();
+        let known = self.remembered().get(token).cloned();
+        let c = match known {
+            Some(c) => c,
+            None => {
+                let c = self.check_signature(token)?;
+                self.remember(token, &c);
+                c
             }
-        }
-        let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.dec, &validation())
-            .map_err(map_jwt_error)?;
-        let c = data.claims;
-        if c.iss != self.issuer {
-            return Err(TokenError::WrongIssuer(c.iss));
-        }
+        };
         if c.sub != login {
             return Err(TokenError::ClientMismatch {
                 token: c.sub,
@@ -228,6 +239,42 @@ impl TokenIssuer {
             return Err(TokenError::Expired);
         }
         Ok(c)
+    }
+
+    /// The signature, expiry and issuer of `token`.
+    fn check_signature(&self, token: &str) -> Result<Claims, TokenError> {
+        // The issuer first: a hand-made key assertion with a wrong `iss` is told so, not that
+        // its signature is invalid.
+        if let Ok(p) = peek_claims(token) {
+            if p.iss != self.issuer {
+                return Err(TokenError::WrongIssuer(p.iss));
+            }
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.dec, &validation())
+            .map_err(map_jwt_error)?;
+        let c = data.claims;
+        if c.iss != self.issuer {
+            return Err(TokenError::WrongIssuer(c.iss));
+        }
+        Ok(c)
+    }
+
+    fn remembered(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Claims>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember(&self, token: &str, c: &Claims) {
+        let mut known = self.remembered();
+        if known.len() >= VERIFIED_TOKENS {
+            let now = unix_now();
+            known.retain(|_, c| c.exp > now);
+            if known.len() >= VERIFIED_TOKENS {
+                known.clear();
+            }
+        }
+        known.insert(token.to_string(), c.clone());
     }
 }
 
@@ -357,6 +404,44 @@ mod tests {
         assert_eq!(other.verify(&tok, "p1"), Err(TokenError::BadSignature));
         let (expired, _) = hub.issue(&profile("p1", &k), 0).unwrap();
         assert_eq!(hub.verify(&expired, "p1"), Err(TokenError::Expired));
+    }
+
+    /// A token checked once skips the signature check at the next login, but nothing else:
+    /// another login, a token that has since expired and any other bytes are refused.
+    #[test]
+    fn a_remembered_token_is_still_checked_for_login_expiry_and_bytes() {
+        let hub = TokenIssuer::new(&KeyPair::generate(), "hubcore").unwrap();
+        let k = KeyPair::generate();
+        let (tok, _) = hub.issue(&profile("p1", &k), 60).unwrap();
+        assert!(hub.verify(&tok, "p1").is_ok());
+        assert!(hub.remembered().contains_key(&tok));
+        assert!(hub.verify(&format!(" {tok}\n"), "p1").is_ok(), "trimmed, as before");
+        assert!(matches!(
+            hub.verify(&tok, "p2"),
+            Err(TokenError::ClientMismatch { .. })
+        ));
+        // The same bytes, remembered with claims that have expired meanwhile.
+        let mut old = hub.verify(&tok, "p1").unwrap();
+        old.exp = unix_now() - 1;
+        hub.remember(&tok, &old);
+        assert_eq!(hub.verify(&tok, "p1"), Err(TokenError::Expired));
+        // A forged signature on the same claims is checked, not looked up.
+        let (head, sig) = tok.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{head}.{flipped}{}", &sig[1..]);
+        assert_eq!(hub.verify(&forged, "p1"), Err(TokenError::BadSignature));
+        assert!(!hub.remembered().contains_key(&forged));
+    }
+
+    #[test]
+    fn remembered_tokens_stay_bounded() {
+        let hub = TokenIssuer::new(&KeyPair::generate(), "hubcore").unwrap();
+        let k = KeyPair::generate();
+        for i in 0..VERIFIED_TOKENS + 10 {
+            let (tok, _) = hub.issue(&profile(&format!("p{i}"), &k), 60).unwrap();
+            assert!(hub.verify(&tok, &format!("p{i}")).is_ok());
+            assert!(hub.remembered().len() <= VERIFIED_TOKENS);
+        }
     }
 
     #[test]

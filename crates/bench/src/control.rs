@@ -14,7 +14,8 @@
 //!   `supervisorctl -c CONF status`, `sv status DIR/plugin001 ..` and
 //!   `sh -c 'for d; do s6-svstat "$d" || exit 1; done' sh DIR/plugin001 ..`, each timed from
 //!   `spawn` to exit (stdout and stderr read through pipes), after 2 untimed warm-up runs each.
-//!   The commands are interleaved run by run, so drift on the (shared) machine hits them alike.
+//!   The commands are interleaved run by run, each run starting with the next one in turn, so
+//!   drift on the (shared) machine and the order within a run hit them alike.
 //!   Every output is checked (N plugin rows, a JSON array of N + 1, N `RUNNING`, `run: ` or
 //!   `up ` lines).
 //! * In process: one SDK client logged in as `admin` (the credentials hubcore wrote in the home)
@@ -30,7 +31,7 @@
 use crate::common::{
     bench_tempdir, check_interrupted, clock, find_in_path, launcher_home, loadavg, ms, nap,
     peer_dir, plugin_names, prepare_supervisor, quantile, raise_nofile, sorted_ms, supervisord_dir,
-    tail, warn_about_other_supervisords, LauncherConf, Peer, PeerBins, PLUGIN_SCRIPT,
+    tail, warn_about_other_supervisords, LauncherConf, Peer, PeerBins, PLUGIN_SCRIPT, STILL_SCRIPT,
 };
 use crate::procobs::{self, Observer, Supervised};
 use crate::sibling_binary;
@@ -342,6 +343,20 @@ pub struct Opts {
     pub no_runit: bool,
     /// Leave s6 out even when it is installed.
     pub no_s6: bool,
+    /// Plugins that only sleep ([`STILL_SCRIPT`], as in issue 15's measurements) instead of
+    /// looping over `sleep 1` ([`PLUGIN_SCRIPT`]).
+    pub still: bool,
+}
+
+impl Opts {
+    /// The plugin every supervisor runs.
+    fn script(&self) -> &'static str {
+        if self.still {
+            STILL_SCRIPT
+        } else {
+            PLUGIN_SCRIPT
+        }
+    }
 }
 
 /// How the output of a timed command is checked.
@@ -458,9 +473,13 @@ fn time_commands(cmds: &mut [Timed], n: usize, runs: usize) -> Result<()> {
             run_once(t, n)?;
         }
     }
-    for _ in 0..runs {
+    // Each run starts with the next command in turn: whichever follows the s6 loop (a hundred
+    // processes) pays for the caches it evicted, and that must not always be the same one.
+    let len = cmds.len();
+    for r in 0..runs {
         check_interrupted()?;
-        for t in cmds.iter_mut() {
+        for i in 0..len {
+            let t = &mut cmds[(r + i) % len];
             let (d, bytes) = run_once(t, n)?;
             t.times.push(d);
             t.out_bytes = bytes;
@@ -603,6 +622,11 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// The timed runs start once other processes used less than this many cores for 3 s ...
+const QUIET_CORES: f64 = 0.15;
+/// ... or after this long.
+const QUIET_WAIT: Duration = Duration::from_secs(60);
+
 /// Runs the benchmark and prints the markdown report.
 pub async fn run(o: Opts) -> Result<()> {
     if o.n == 0 || o.runs == 0 || o.requests == 0 {
@@ -617,7 +641,13 @@ pub async fn run(o: Opts) -> Result<()> {
     eprintln!("{} load average at start: {}", clock(), loadavg());
     let names = plugin_names(o.n);
 
-    let mut lh = Setup::launcher(&bins, &names, &LauncherConf::default(), "launcher")?;
+    let mut lh = Setup::launcher_with(
+        &bins,
+        &names,
+        &LauncherConf::default(),
+        "launcher",
+        o.script(),
+    )?;
     let took = lh.wait_all_running(start_timeout(o.n))?;
     eprintln!("launcher: {} plugins running after {:.0} ms", o.n, ms(took));
     let home = lh.home.clone().context("launcher home")?;
@@ -645,7 +675,7 @@ pub async fn run(o: Opts) -> Result<()> {
         peers.push(s);
     }
     if let Some(r) = &bins.peers.runit {
-        let s = Setup::peer(&bins, Peer::Runit, &names, PLUGIN_SCRIPT, false, "runit")?;
+        let s = Setup::peer(&bins, Peer::Runit, &names, o.script(), false, "runit")?;
         let mut args: Vec<OsString> = vec!["status".into()];
         args.extend(s.services.iter().map(|d| d.clone().into_os_string()));
         cmds.push(Timed::new(SV_STATUS, &r.sv, args, Check::Lines("run: ")));
@@ -656,7 +686,7 @@ pub async fn run(o: Opts) -> Result<()> {
             &bins,
             Peer::S6 { ready: true },
             &names,
-            PLUGIN_SCRIPT,
+            o.script(),
             false,
             "s6",
         )?;
@@ -716,12 +746,20 @@ pub async fn run(o: Opts) -> Result<()> {
         ],
     );
 
+    // The starts of 3 × N processes are over before anything is timed: wait (at most a minute)
+    // until the rest of the machine is quiet, as the launcher benchmark does before a round.
+    let quiet = crate::launcher::wait_quiet(QUIET_CORES, QUIET_WAIT)?;
     eprintln!(
-        "{} load average before the timed runs: {}",
+        "{} load average before the timed runs: {}{}",
         clock(),
-        loadavg()
+        loadavg(),
+        if quiet { "" } else { " (never quiet)" }
     );
-    let load = loadavg();
+    let load = if quiet {
+        loadavg()
+    } else {
+        format!("{}, not quiet within {} s", loadavg(), QUIET_WAIT.as_secs())
+    };
     let (n, runs) = (o.n, o.runs);
     let cmds = tokio::task::spawn_blocking(move || -> Result<Vec<Timed>> {
         time_commands(&mut cmds, n, runs)?;
@@ -929,9 +967,10 @@ fn report(o: &Opts, cmds: &[Timed], ip: &InProcess, outcomes: &[Outcome], bins: 
         "- setup: plugin `{}`, launcher with `createPluginCred: false`, `autorestart: never`; \
          supervisord with `autorestart=false`, `startsecs=0`; runit: runsvdir, a `run` script \
          per plugin that execs it; s6: s6-svscan, the same `run` scripts; all running side by \
-         side, the commands interleaved run by run after {WARMUP_RUNS} warm-up runs each; \
+         side, the commands interleaved run by run (each run starting with the next in turn) after \
+         {WARMUP_RUNS} warm-up runs each; \
          output of every run checked.",
-        PLUGIN_SCRIPT.lines().nth(1).unwrap_or_default()
+        o.script().lines().nth(1).unwrap_or_default()
     );
     for n in notes {
         println!("- note: {n}");

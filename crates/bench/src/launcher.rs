@@ -110,7 +110,7 @@ impl ForeignMeter {
 
 /// Waits until the rest of the machine has used less than `max` cores for 3 s in a row, at most
 /// `limit`. Returns false if it never got that quiet.
-fn wait_quiet(max: f64, limit: Duration) -> Result<bool> {
+pub(crate) fn wait_quiet(max: f64, limit: Duration) -> Result<bool> {
     let end = Instant::now() + limit;
     let mut quiet = 0;
     let mut said = false;

@@ -122,6 +122,10 @@ enum Cmd {
         no_supervisord: bool,
         #[command(flatten)]
         peers: PeerFlags,
+        /// Plugins that only sleep (`sleep 1000000` under their shell, as in issue 15's
+        /// measurements) instead of looping over `sleep 1`.
+        #[arg(long)]
+        still: bool,
     },
     /// Crash-to-restart latency (SIGKILL until the replacement runs), backoff base 0:
     /// launcher (credentials off and on) vs supervisord, runit, s6 and the floor (see
@@ -485,6 +489,7 @@ async fn main() -> Result<()> {
             requests,
             no_supervisord,
             peers,
+            still,
         } => {
             control::run(control::Opts {
                 n,
@@ -493,6 +498,7 @@ async fn main() -> Result<()> {
                 no_supervisord,
                 no_runit: peers.no_runit,
                 no_s6: peers.no_s6,
+                still,
             })
             .await
         }
