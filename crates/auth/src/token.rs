@@ -259,9 +259,7 @@ impl TokenIssuer {
         Ok(c)
     }
 
-    fn remembered(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Claims>> {
+    fn remembered(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Claims>> {
         self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -415,7 +413,10 @@ mod tests {
         let (tok, _) = hub.issue(&profile("p1", &k), 60).unwrap();
         assert!(hub.verify(&tok, "p1").is_ok());
         assert!(hub.remembered().contains_key(&tok));
-        assert!(hub.verify(&format!(" {tok}\n"), "p1").is_ok(), "trimmed, as before");
+        assert!(
+            hub.verify(&format!(" {tok}\n"), "p1").is_ok(),
+            "trimmed, as before"
+        );
         assert!(matches!(
             hub.verify(&tok, "p2"),
             Err(TokenError::ClientMismatch { .. })

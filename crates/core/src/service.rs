@@ -168,7 +168,24 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
                     None => Some(rand::random::<u64>() >> 11),
                 },
             };
-            s.store.upsert(profile.clone()).map_err(internal)?;
+            // A launcher mints a plugin's credentials at every start, mostly with the key it
+            // already registered: a profile that would only get a new `updated` time is not
+            // rewritten (a durable write is two fsyncs, per plugin at every cold start).
+            let same = existing.as_ref().filter(|p| {
+                p.pub_key == profile.pub_key
+                    && p.role == profile.role
+                    && p.client_type == profile.client_type
+                    && p.display_name == profile.display_name
+                    && p.created_by == profile.created_by
+                    && p.plugin == profile.plugin
+            });
+            let profile = match same {
+                Some(p) => p.clone(),
+                None => {
+                    s.store.upsert(profile.clone()).map_err(internal)?;
+                    profile
+                }
+            };
             let changed = existing
                 .as_ref()
                 .is_some_and(|p| p.pub_key != profile.pub_key || p.role != profile.role);

@@ -222,3 +222,30 @@ async fn restart_keeps_tokens_and_clients_reconnect() {
     }
     assert_eq!(*svc.state().borrow(), ConnState::Connected);
 }
+
+/// A launcher adds each plugin again at every start, mostly with the key it registered
+/// before: that re-registration leaves `clients.json` alone (no durable write), still returns
+/// a token that logs in, and a new key is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_client_again_with_the_same_key_leaves_the_store_file_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let core = core();
+    let admin = core.client("admin").await;
+    let store = core.home.stores().join("auth/clients.json");
+    let inode = || std::fs::metadata(&store).expect("clients.json").ino();
+    let first = core.add_client(&admin, "svc1", Role::Service).await;
+    let written = inode();
+    let again = core.add_client(&admin, "svc1", Role::Service).await;
+    assert_eq!(inode(), written, "the same profile was written again");
+    assert_eq!(again.profile.generation, first.profile.generation);
+    let svc = core.client("svc1").await;
+    let who: hivehub_api::auth::ClientProfile = svc
+        .request("auth", "profile", "whoami", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(who.client_id, "svc1");
+    // A new key is a change: written, and the old key's sessions are closed.
+    std::fs::remove_file(core.home.key_file("svc1")).unwrap();
+    core.add_client(&admin, "svc1", Role::Service).await;
+    assert_ne!(inode(), written, "a new key was not written");
+}

@@ -3,7 +3,7 @@
 //!
 //! With `createPluginCred` (the default), every start first creates `certs/{name}.key` if it
 //! is missing, calls `auth/clients/addClient` (role and type `service`) and writes the token to
-//! `certs/{name}.token` (0400, atomically). That needs the bus: without it the start fails.
+//! `certs/{name}.token` (0400, replaced whole; not fsynced: it is minted again at every start). That needs the bus: without it the start fails.
 //! The core refuses (`conflict`) to re-key a client that no launcher created, so a plugin named
 //! like a user, device or another launcher fails to start. A move mints the credentials on the
 //! target before the source stops, so the gap is only the spawn. An automatic restart (after
@@ -53,7 +53,9 @@ impl Supervisor {
             .await
             .map_err(|e| format!("the auth service refused its credentials: {e}"))?;
         let token_path = self.sh.home.token_file(name);
-        write_atomic(&token_path, resp.token.as_bytes(), SECRET_MODE)
+        // Replaced whole but not synced: a token lost to a power cut is minted again at the
+        // next start (as at every start), and meanwhile the plugin can log in with its key.
+        write_replace(&token_path, resp.token.as_bytes(), SECRET_MODE)
             .map_err(|e| format!("cannot write {}: {e}", token_path.display()))?;
         if let Ok(slot) = self.slot(name) {
             lock(&slot.st).creds_minted = Some((now_ms(SystemTime::now()), resp.expires));
