@@ -90,11 +90,6 @@ impl Supervisor {
         then: AfterRestart,
         held: Vec<Deferred>,
     ) {
-        let send_now = |sup: &Supervisor, held: Vec<Deferred>| {
-            for announce in held {
-                announce(sup);
-            }
-        };
         let announce = held;
         let core_down = !slot.is_core && self.core_down();
         let bo = self.backoff_policy(slot);
@@ -111,14 +106,14 @@ impl Supervisor {
             if self.apply(slot, &mut st, Event::ScheduleRestart(retry)) != Ok(PluginState::Backoff)
             {
                 drop(st);
-                send_now(self, announce);
+                self.announce(announce);
                 then(self);
                 return;
             }
             if core_down {
                 st.status = format!("{reason}; restart held until the core is back");
                 drop(st);
-                send_now(self, announce);
+                self.announce(announce);
                 tracing::warn!(plugin = %slot.name, "restart held: the core is down");
                 self.publish_status(slot);
                 then(self);
@@ -150,7 +145,7 @@ impl Supervisor {
         if delay.is_zero() {
             lock(&slot.after_spawn).extend(announce);
         } else {
-            send_now(self, announce);
+            self.announce(announce);
         }
         let this = self.clone();
         let slot = slot.clone();
@@ -178,7 +173,6 @@ impl Supervisor {
     }
 
     async fn restart_now_inner(&self, slot: &Arc<Slot>, gen: u64) {
-        let slot = slot.clone();
         let Ok(_permit) = self.sh.restart_sem.clone().acquire_owned().await else {
             return;
         };
@@ -190,10 +184,10 @@ impl Supervisor {
             return;
         }
         lock(&slot.st).start_kind = StartKind::Restart;
-        match self.start_slot(&slot).await {
+        match self.start_slot(slot).await {
             // The start published the running status, counted.
             Ok(_) => {
-                self.watch_stability(&slot);
+                self.watch_stability(slot);
                 if slot.is_core {
                     self.release_held();
                 }
@@ -203,7 +197,7 @@ impl Supervisor {
             }
             Err(e) => {
                 // Keep trying at the backoff pace; never give up silently.
-                self.schedule_restart(&slot, e.to_string(), Duration::ZERO);
+                self.schedule_restart(slot, e.to_string(), Duration::ZERO);
             }
         }
     }
@@ -376,9 +370,7 @@ impl Supervisor {
             };
             // An exit during a start is handled by whoever started it.
             if was == PluginState::Starting {
-                for announce in held {
-                    announce(self);
-                }
+                self.announce(held);
                 drop(cleanup(self));
             } else {
                 let reason = format!("exited with {exit}");

@@ -449,6 +449,11 @@ impl Supervisor {
     /// Sends what [`Slot::after_spawn`] holds, in order.
     fn flush_after_spawn(&self, slot: &Slot) {
         let held = std::mem::take(&mut *lock(&slot.after_spawn));
+        self.announce(held);
+    }
+
+    /// Sends held announcements now, in order.
+    fn announce(&self, held: Vec<Deferred>) {
         for announce in held {
             announce(self);
         }
