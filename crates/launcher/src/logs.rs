@@ -374,6 +374,28 @@ mod tests {
         assert_eq!(log.tail().len(), 10);
     }
 
+    /// A log opened again finds its rotated files (looked up by name, not by listing the
+    /// folder, which other plugins' logs share) and shifts them on the next rotation.
+    #[test]
+    fn a_reopened_log_shifts_the_rotated_files_it_finds() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.log");
+        let read = |n: &str| std::fs::read_to_string(d.path().join(n)).unwrap_or_default();
+        std::fs::write(&p, "current\n").unwrap();
+        std::fs::write(d.path().join("x.log.1"), "one\n").unwrap();
+        std::fs::write(d.path().join("x.log.2"), "two\n").unwrap();
+        std::fs::write(d.path().join("y.log.1"), "another plugin\n").unwrap();
+        let log = PluginLog::open(&p, true, 1024, 2, false, false);
+        let line = vec![b'x'; 600];
+        for _ in 0..3 {
+            log.lines(Stream::Out, &[&line]);
+        }
+        assert!(read("x.log.1").contains("current"), "{}", read("x.log.1"));
+        assert_eq!(read("x.log.2"), "one\n");
+        assert!(!d.path().join("x.log.3").exists());
+        assert_eq!(read("y.log.1"), "another plugin\n");
+    }
+
     #[test]
     fn tail_keeps_last_lines_and_file_rotates() {
         let d = tempfile::tempdir().unwrap();

@@ -59,49 +59,58 @@ pub trait SuffixScheme {
     /// suffix. Return sorted collection - sorted from most recent to oldest based on the
     /// [Ord] implementation of `Self::Repr`.
     fn scan_suffixes(&self, basepath: &Path) -> BTreeSet<SuffixInfo<Self::Repr>> {
-        let mut suffixes = BTreeSet::new();
-        let filename_prefix = basepath
-            .file_name()
-            .expect("basepath.file_name()")
-            .to_string_lossy();
-
-        // We need the parent directory of the given basepath, but this should also work when the path
-        // only has one segment. Thus we prepend the current working dir if the path is relative:
-        let basepath = if basepath.is_relative() {
-            let mut path = std::env::current_dir().unwrap();
-            path.push(basepath);
-            path
-        } else {
-            basepath.to_path_buf()
-        };
-
-        let parent = basepath.parent().unwrap();
-
-        // hivehub patch: the name is checked before the file type, and the type comes from the
-        // directory entry (a `stat` only where the file system does not give it). Upstream
-        // stats every file in the folder, so opening one log per plugin in a shared folder
-        // took N^2 `stat` calls for N plugins.
-        let filenames = std::fs::read_dir(parent)
-            .unwrap()
-            .filter_map(|entry| entry.ok())
-            .filter(|entry| entry.file_name().to_string_lossy().starts_with(&*filename_prefix))
-            .filter(|entry| {
-                entry
-                    .file_type()
-                    .map(|t| t.is_file() || (t.is_symlink() && entry.path().is_file()))
-                    .unwrap_or(false)
-            })
-            .map(|entry| entry.file_name());
-        for filename in filenames {
-            let filename = filename.to_string_lossy();
-            let (filename, compressed) = prepare_filename(&*filename);
-            let suffix_str = filename.strip_prefix(&format!("{}.", filename_prefix));
-            if let Some(suffix) = suffix_str.and_then(|s| self.parse(s)) {
-                suffixes.insert(SuffixInfo { suffix, compressed });
-            }
-        }
-        suffixes
+        scan_folder(self, basepath)
     }
+}
+
+/// The default [`SuffixScheme::scan_suffixes`]: lists the folder (hivehub patch: a free function,
+/// so that [`AppendCount`] can fall back to it).
+fn scan_folder<S: SuffixScheme + ?Sized>(
+    scheme: &S,
+    basepath: &Path,
+) -> BTreeSet<SuffixInfo<S::Repr>> {
+    let mut suffixes = BTreeSet::new();
+    let filename_prefix = basepath
+        .file_name()
+        .expect("basepath.file_name()")
+        .to_string_lossy();
+
+    // We need the parent directory of the given basepath, but this should also work when the path
+    // only has one segment. Thus we prepend the current working dir if the path is relative:
+    let basepath = if basepath.is_relative() {
+        let mut path = std::env::current_dir().unwrap();
+        path.push(basepath);
+        path
+    } else {
+        basepath.to_path_buf()
+    };
+
+    let parent = basepath.parent().unwrap();
+
+    // hivehub patch: the name is checked before the file type, and the type comes from the
+    // directory entry (a `stat` only where the file system does not give it). Upstream
+    // stats every file in the folder, so opening one log per plugin in a shared folder
+    // took N^2 `stat` calls for N plugins.
+    let filenames = std::fs::read_dir(parent)
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&*filename_prefix))
+        .filter(|entry| {
+            entry
+                .file_type()
+                .map(|t| t.is_file() || (t.is_symlink() && entry.path().is_file()))
+                .unwrap_or(false)
+        })
+        .map(|entry| entry.file_name());
+    for filename in filenames {
+        let filename = filename.to_string_lossy();
+        let (filename, compressed) = prepare_filename(&*filename);
+        let suffix_str = filename.strip_prefix(&format!("{}.", filename_prefix));
+        if let Some(suffix) = suffix_str.and_then(|s| scheme.parse(s)) {
+            suffixes.insert(SuffixInfo { suffix, compressed });
+        }
+    }
+    suffixes
 }
 fn prepare_filename(path: &str) -> (&str, bool) {
     path.strip_suffix(".gz")
@@ -145,7 +154,48 @@ impl SuffixScheme for AppendCount {
     fn too_old(&self, _suffix: &usize, file_number: usize) -> bool {
         file_number >= self.max_files
     }
+    // hivehub patch: the numbered files are looked up one by one (`log.1`, `log.1.gz`, ...)
+    // instead of listing the folder, which for one log per plugin in a shared folder cost every
+    // open a pass over every other plugin's files. Past `max_files` the lookup goes on while it
+    // finds files, so leftovers of a larger `max_files` are still found and deleted; one after
+    // a gap above `max_files` is not. A large `max_files` lists the folder as upstream does.
+    fn scan_suffixes(&self, basepath: &Path) -> BTreeSet<SuffixInfo<usize>> {
+        if self.max_files > PROBE_MAX_FILES {
+            return scan_folder(self, basepath);
+        }
+        let mut suffixes = BTreeSet::new();
+        let Some(name) = basepath.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            return suffixes;
+        };
+        let mut n = 1;
+        loop {
+            let plain = basepath.with_file_name(format!("{name}.{n}"));
+            let compressed = if plain.is_file() {
+                Some(false)
+            } else if basepath.with_file_name(format!("{name}.{n}.gz")).is_file() {
+                Some(true)
+            } else {
+                None
+            };
+            match compressed {
+                Some(compressed) => {
+                    suffixes.insert(SuffixInfo {
+                        suffix: n,
+                        compressed,
+                    });
+                }
+                None if n > self.max_files => break,
+                None => {}
+            }
+            n += 1;
+        }
+        suffixes
+    }
 }
+
+/// Up to this many rotated files, [`AppendCount`] looks them up by name rather than listing
+/// the folder (hivehub patch).
+const PROBE_MAX_FILES: usize = 64;
 
 /// Add timestamp from:
 pub enum DateFrom {
