@@ -267,27 +267,28 @@ static SHARE_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 
 fn spawn_now(spec: &SpawnSpec, ws: &mut Workspace) -> io::Result<Spawned> {
     if spec.program.as_os_str().as_encoded_bytes().contains(&b'/') {
-        let r = spawn_vfork(spec, ws);
-        if let Some(slots) = &ws.slots {
-            slots.clear();
-        }
-        match r {
+        match spawn_vfork_then_clear(spec, ws) {
             Err(e)
                 if e.raw_os_error() == Some(nix::libc::EINVAL)
                     && SHARE_FILES.swap(false, std::sync::atomic::Ordering::SeqCst) =>
             {
                 tracing::debug!("close_range cannot unshare here, children copy the table");
-                let r = spawn_vfork(spec, ws);
-                if let Some(slots) = &ws.slots {
-                    slots.clear();
-                }
-                r
+                spawn_vfork_then_clear(spec, ws)
             }
             r => r,
         }
     } else {
         spawn_fork(spec)
     }
+}
+
+/// [`spawn_vfork`], then the slots back to `/dev/null` whatever happened.
+fn spawn_vfork_then_clear(spec: &SpawnSpec, ws: &mut Workspace) -> io::Result<Spawned> {
+    let r = spawn_vfork(spec, ws);
+    if let Some(slots) = &ws.slots {
+        slots.clear();
+    }
+    r
 }
 
 /// Everything the child of [`spawn_vfork`] needs, prepared by the parent: the child only makes

@@ -21,6 +21,15 @@ fn flaky(home: &Home, fails: u32) {
     );
 }
 
+/// Kills a plugin's process as a crash would.
+fn crash(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+}
+
 fn start_times(home: &Home) -> Vec<u64> {
     let log = std::fs::read_to_string(home.logs().join("flaky.log")).unwrap_or_default();
     log.lines()
@@ -92,11 +101,7 @@ async fn a_user_stop_is_not_restarted_and_a_manual_start_resets() {
     // A crash (not a user stop) is restarted, under `always`.
     let pid2 = s.start("svc").await.unwrap().pid.unwrap();
     assert_ne!(pid, pid2);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid2 as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    crash(pid2);
     assert!(wait_until(Duration::from_secs(5), || {
         let i = s.info("svc").unwrap();
         i.state == PluginState::Running && i.pid != Some(pid2)
@@ -146,11 +151,7 @@ async fn a_pending_restart_survives_a_binary_that_is_briefly_missing() {
     let bin = home.plugins().join("svc");
     let mode = |m: u32| std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(m));
     mode(0o644).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    crash(pid);
     // Restarts fail while the binary is not executable, and it stays in backoff throughout.
     let mut seen = Vec::new();
     let failed_twice = wait_until(Duration::from_secs(10), || {
@@ -244,11 +245,7 @@ async fn a_start_publishes_running_once() {
     let mut notices = s.notices();
     let pid = s.start("svc").await.unwrap().pid.unwrap();
     // And once more after a crash and its automatic restart.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    crash(pid);
     assert!(wait_until(Duration::from_secs(5), || {
         let i = s.info("svc").unwrap();
         i.state == PluginState::Running && i.pid != Some(pid)
@@ -284,11 +281,7 @@ async fn an_immediate_restart_announces_the_exit_before_the_new_start() {
     );
     let pid = s.start("svc").await.unwrap().pid.unwrap();
     let mut notices = s.notices();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    crash(pid);
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     // Until the new process is announced as running.
