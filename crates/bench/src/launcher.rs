@@ -390,9 +390,12 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration, idle: IdleAt) ->
     nap(idle.settle)?;
     let core_pid = core_pid_file.as_deref().and_then(pid_from_file);
     let guard_pid = if kind.is_launcher() {
-        procobs::descendants(pid)
-            .into_iter()
-            .find(|p| procobs::cmdline(*p).is_some_and(|c| c.split(' ').nth(1) == Some("__guard")))
+        procobs::descendants(pid).into_iter().find(|p| {
+            // The binary forks its guard (named hivehub-guard); a library user starts
+            // `launcher __guard HOME`.
+            procobs::comm(*p).as_deref() == Some("hivehub-guard")
+                || procobs::cmdline(*p).is_some_and(|c| c.split(' ').nth(1) == Some("__guard"))
+        })
     } else {
         None
     };

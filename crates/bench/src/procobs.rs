@@ -241,6 +241,11 @@ pub fn tree(root: u32, plugins: &Path) -> Vec<u32> {
     out
 }
 
+/// The name of a process (`/proc/PID/comm`).
+pub fn comm(pid: u32) -> Option<String> {
+    Some(read(&format!("/proc/{pid}/comm"))?.trim_end().to_string())
+}
+
 /// The command line of a process, arguments joined by spaces.
 pub fn cmdline(pid: u32) -> Option<String> {
     let b = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;

@@ -153,6 +153,9 @@ pub struct LaunchOptions {
     pub server: Option<String>,
     /// The config file, re-read on reload.
     pub config_path: PathBuf,
+    /// A guard forked before the runtime started ([`process::Guard::fork_early`]); without one
+    /// `run` starts this executable as `launcher __guard HOME`.
+    pub guard: Option<process::Guard>,
 }
 
 /// Runs the launcher until `shutdown` completes, then stops everything (plugins in reverse start
@@ -169,12 +172,21 @@ pub async fn run(
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(io_err("cannot handle SIGHUP"))?;
     process::become_subreaper().map_err(io_err("cannot become a child subreaper"))?;
-    let exe = std::env::current_exe().map_err(io_err("cannot find the launcher executable"))?;
-    let guard = match process::Guard::start_for(&exe, Some(home.root())) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            tracing::warn!("cannot start the guard process ({e}); plugins' children may outlive a killed launcher");
-            None
+    let guard = match opts.guard {
+        Some(g) => {
+            g.attach(home.root());
+            Some(g)
+        }
+        None => {
+            let exe =
+                std::env::current_exe().map_err(io_err("cannot find the launcher executable"))?;
+            match process::Guard::start_for(&exe, Some(home.root())) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    tracing::warn!("cannot start the guard process ({e}); plugins' children may outlive a killed launcher");
+                    None
+                }
+            }
         }
     };
     let cfg = opts.config;
@@ -237,6 +249,7 @@ pub async fn run(
     });
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!("launcher ready");
+    release_free_heap();
     shutdown.await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if let Some((_, cluster)) = &bus {
@@ -333,6 +346,18 @@ async fn start_hub(
         .map_err(|e| LauncherError::Bus(format!("cannot serve the launcher service: {e}")))?;
     sup.autostart().await;
     Ok((bus, cluster))
+}
+
+/// Hands the allocator's free memory back to the kernel once the start is over. The start's
+/// transient allocations (the config, keys, every plugin's first status) leave free chunks
+/// inside glibc's heaps, which it keeps mapped and which count in the RSS for the launcher's
+/// whole life: about 0.4 MB at 100 plugins, measured.
+fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free pages of glibc's own heaps.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
 }
 
 /// `config/launcher.yaml` of a home, or the given file.

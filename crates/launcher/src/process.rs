@@ -38,9 +38,11 @@
 //!   left or its timeout passes; a stop succeeds only when nothing is left.
 //!
 //! # The guard
-//! [`Guard`] runs this binary as `launcher __guard HOME` ([`guard_main`]) with a pipe on stdin:
-//! `+PID` when a plugin is spawned, `uUID` for a plugin's own user ID, `-PID` once the plugin is
-//! fully stopped, `done` at a clean exit. On end-of-file (the launcher died) it kills the tree
+//! The launcher binary forks its guard before it starts any thread ([`Guard::fork_early`]; the
+//! child is named `hivehub-guard`); a library user starts this binary as `launcher __guard HOME`
+//! ([`Guard::start_for`]). Either way [`guard_main`] reads lines from a pipe on stdin:
+//! `hHOME` once the home is locked (a forked guard), `+PID` when a plugin is spawned, `uUID`
+//! for a plugin's own user ID, `-PID` once the plugin is fully stopped, `done` at a clean exit. On end-of-file (the launcher died) it kills the tree
 //! of every session still listed, every process of a listed user ID and every process marked
 //! with the home. It ignores SIGINT and SIGHUP, so a terminal's ^C reaches only the launcher's
 //! orderly shutdown.
@@ -59,7 +61,7 @@ use nix::unistd::Pid;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
@@ -1016,7 +1018,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 /// holds the list of plugin sessions. When the launcher dies, even by SIGKILL, the guard's stdin
 /// reaches end-of-file and it kills every process left in those sessions.
 pub struct Guard {
-    stdin: Mutex<Option<std::process::ChildStdin>>,
+    stdin: Mutex<Option<File>>,
     pid: u32,
 }
 
@@ -1041,11 +1043,51 @@ impl Guard {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let stdin = child.stdin.take();
+        let stdin = child.stdin.take().map(|w| File::from(OwnedFd::from(w)));
         Ok(Guard {
             stdin: Mutex::new(stdin),
             pid: child.id(),
         })
+    }
+
+    /// Forks the guard from the calling process instead of starting a new program: the child
+    /// maps nothing new and touches only the few pages of [`guard_main`], so it costs a fraction
+    /// of a started binary's memory (libc and the loader's work are not redone) and no `execve`
+    /// on the way to the first plugin. It is named `hivehub-guard` (`/proc/PID/comm`; its
+    /// command line stays the launcher's) and learns the home later, from [`Guard::attach`].
+    ///
+    /// # Safety
+    /// No other thread may exist yet: the child runs Rust code after `fork`, which is sound
+    /// only in a single-threaded process (the launcher binary calls this before its runtime).
+    pub unsafe fn fork_early() -> io::Result<Guard> {
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        // SAFETY: the caller guarantees a single thread, so no lock is held by another one.
+        match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+            nix::unistd::ForkResult::Child => {
+                drop(write);
+                std::process::exit(guard_child(read));
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(read);
+                Ok(Guard {
+                    stdin: Mutex::new(Some(File::from(write))),
+                    pid: child.as_raw() as u32,
+                })
+            }
+        }
+    }
+
+    /// Tells a forked guard the home whose marked processes it kills if the launcher dies;
+    /// sent only once the home is locked, so a launcher refused a busy home never points its
+    /// guard at another launcher's plugins.
+    pub fn attach(&self, home: &std::path::Path) {
+        let bytes = home.as_os_str().as_bytes();
+        if bytes.contains(&b'\n') {
+            tracing::warn!("the home's path contains a line break; the guard will not look for its marked processes");
+            return;
+        }
+        self.send_bytes(&[b"h", bytes].concat());
     }
 
     /// The guard's PID (reaped like any child).
@@ -1054,9 +1096,14 @@ impl Guard {
     }
 
     fn send(&self, line: &str) {
+        self.send_bytes(line.as_bytes());
+    }
+
+    fn send_bytes(&self, line: &[u8]) {
         let mut g = self.stdin.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = g.as_mut() {
-            if writeln!(w, "{line}").and_then(|_| w.flush()).is_err() {
+            // One write per line: the guard reads whole lines from a pipe.
+            if w.write_all(&[line, b"\n"].concat()).is_err() {
                 tracing::warn!("the guard process is gone; plugins may outlive a killed launcher");
                 *g = None;
             }
@@ -1085,29 +1132,81 @@ impl Guard {
     }
 }
 
-/// The guard's main loop (run by `launcher __guard`).
-pub fn guard_main() -> i32 {
+/// The forked guard's first steps: its pipe becomes stdin, stdout and stderr go to `/dev/null`
+/// (it must not hold its caller's pipes open), every other descriptor is closed, and it takes
+/// its name. Then [`guard_main`].
+fn guard_child(pipe: OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    let null = File::options().read(true).write(true).open("/dev/null");
+    // SAFETY: plain descriptor calls in a single-threaded child; the descriptors are its own.
+    unsafe {
+        if nix::libc::dup2(pipe.as_raw_fd(), 0) != 0 {
+            return 1;
+        }
+        if let Ok(n) = &null {
+            nix::libc::dup2(n.as_raw_fd(), 1);
+            nix::libc::dup2(n.as_raw_fd(), 2);
+        }
+        nix::libc::close_range(3, u32::MAX, 0);
+        nix::libc::prctl(nix::libc::PR_SET_NAME, c"hivehub-guard".as_ptr(), 0, 0, 0);
+    }
+    std::mem::forget(pipe);
+    std::mem::forget(null);
+    guard_main(None)
+}
+
+/// A decimal number of the guard's protocol.
+fn guard_number(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |n, d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+            .flatten()
+    })
+}
+
+/// The guard's main loop (run by `launcher __guard HOME`, or in the child of
+/// [`Guard::fork_early`], which learns the home from the pipe).
+pub fn guard_main(mut home: Option<PathBuf>) -> i32 {
     // Survive the terminal's SIGINT/SIGHUP: only end-of-file or "done" ends the guard.
     unsafe {
         let _ = nix::sys::signal::signal(Signal::SIGINT, nix::sys::signal::SigHandler::SigIgn);
         let _ = nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn);
     }
-    let mut sessions: HashSet<u32> = HashSet::new();
-    let mut uids: HashSet<u32> = HashSet::new();
-    let stdin = io::stdin();
-    for line in stdin.lock().lines() {
-        let Ok(line) = line else { break };
-        let line = line.trim();
-        if line == "done" {
-            return 0;
+    // Plain reads and vectors: the guard idles for the launcher's whole life, and every
+    // distinct routine it runs keeps 64 KiB of code resident (fault-around).
+    let mut sessions: Vec<u32> = Vec::new();
+    let mut uids: Vec<u32> = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 512];
+    // SAFETY: descriptor 0 stays open for the guard's whole life.
+    let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+    loop {
+        let n = match nix::unistd::read(stdin, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+            let line = &pending[start..start + end];
+            start += end + 1;
+            match line.split_first() {
+                Some((b'+', n)) => sessions.extend(guard_number(n)),
+                Some((b'-', n)) => sessions.retain(|s| Some(*s) != guard_number(n)),
+                Some((b'u', n)) => uids.extend(guard_number(n)),
+                Some((b'h', path)) => {
+                    home = Some(PathBuf::from(std::ffi::OsStr::from_bytes(path)));
+                }
+                _ if line == b"done" => return 0,
+                _ => {}
+            }
         }
-        if let Some(n) = line.strip_prefix('+').and_then(|n| n.parse().ok()) {
-            sessions.insert(n);
-        } else if let Some(n) = line.strip_prefix('-').and_then(|n| n.parse::<u32>().ok()) {
-            sessions.remove(&n);
-        } else if let Some(u) = line.strip_prefix('u').and_then(|n| n.parse::<u32>().ok()) {
-            uids.insert(u);
-        }
+        pending.drain(..start);
     }
     // The launcher died without saying goodbye: nothing of its plugins may remain.
     for s in sessions {
@@ -1131,8 +1230,7 @@ pub fn guard_main() -> i32 {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    if let Some(home) = std::env::args_os().nth(2) {
-        let home = std::path::PathBuf::from(home);
+    if let Some(home) = home {
         for _ in 0..100 {
             let marked = marked_processes(&home, None);
             if marked.is_empty() {

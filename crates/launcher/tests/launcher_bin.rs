@@ -47,6 +47,62 @@ fn sigkill_of_the_launcher_leaves_no_plugin_or_grandchild() {
     assert!(gone, "still alive 2 s after SIGKILL: {left:?}");
 }
 
+/// PID of the launcher's forked guard: its child named `hivehub-guard`.
+fn guard_of(launcher: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let ppid: u32 = stat
+            .rsplit(')')
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (comm.trim() == "hivehub-guard" && ppid == launcher).then_some(pid)
+    })
+}
+
+#[test]
+fn sigkill_of_the_launcher_leaves_no_daemon_that_left_its_session() {
+    // The daemon leaves the plugin's session and its tree (its parent exits at once), so only
+    // the forked guard's scan for processes marked with this home finds it: the guard must
+    // have been told the home. (As root, `user: root`: a user of its own would find it too.)
+    let hub = home_with_plugins(
+        "createPluginCred: false\nautostart: [escaper]\n",
+        "  escaper:\n    user: root\n",
+    );
+    script(
+        &hub.home,
+        "escaper",
+        "setsid -f sh -c 'echo DAEMON $$; exec sleep 1000'\nexec sleep 1000",
+    );
+    let mut hub = launch(hub);
+    hub.wait_running("escaper");
+    let launcher = hub.pid().expect("launcher pid");
+    let guard = guard_of(launcher).expect("a child named hivehub-guard");
+    let log = hub.home.logs().join("escaper.log");
+    let daemon = || -> Option<u32> {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let line = text.lines().find_map(|l| l.split_once("DAEMON "))?.1;
+        line.trim().parse().ok()
+    };
+    assert!(wait_until(Duration::from_secs(5), || daemon().is_some()));
+    let daemon = daemon().expect("the daemon's pid in the log");
+    assert!(pid_alive(daemon));
+    hub.signal(nix::sys::signal::Signal::SIGKILL);
+    hub.wait_exit(Duration::from_secs(5));
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(daemon)),
+        "the daemon {daemon} outlived the launcher"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(guard)),
+        "the guard {guard} did not exit after its work"
+    );
+}
+
 #[test]
 fn sigterm_stops_plugins_then_the_core_and_exits_zero() {
     // heartbeat reports ready (waitReady): a and b start after it and are gone before it stops.

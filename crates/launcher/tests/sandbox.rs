@@ -31,8 +31,16 @@ pid_of() {
     case "$c" in *"$1"*) echo "${d#/proc/}"; return;; esac
   done
 }
+# The launcher's forked guard: its child named hivehub-guard.
+guard_of() {
+  for d in /proc/[0-9]*; do
+    [ "$(cat "$d/comm" 2>/dev/null)" = hivehub-guard ] || continue
+    read -r _ _ _ pp _ < "$d/stat" 2>/dev/null || continue
+    [ "$pp" = "$1" ] && { echo "${d#/proc/}"; return; }
+  done
+}
 core=$(pid_of "$H/bin/hubcore")
-guard=$(pid_of "__guard $H")
+guard=$(guard_of "$PPID")
 victim=$(pid_of "$H/plugins/victim")
 echo "PIDS launcher=$PPID core=$core guard=$guard victim=$victim"
 # Secrets of the hub and of others.

@@ -25,6 +25,7 @@ fn nothing_of_the_launcher_runs_after_run_returns() {
             config: config::load(&path).expect("config"),
             server: None,
             config_path: path,
+            guard: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let launcher = tokio::spawn(run(opts, async {

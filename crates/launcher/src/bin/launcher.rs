@@ -248,7 +248,7 @@ fn go_style_args(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     Ok(out)
 }
 
-async fn main_inner(args: Args) -> anyhow::Result<()> {
+async fn main_inner(args: Args, guard: Option<process::Guard>) -> anyhow::Result<()> {
     let home = Home::resolve(args.home.as_deref())?;
     let named = args.config.is_some();
     let path = config_path(&home, args.config);
@@ -284,6 +284,7 @@ async fn main_inner(args: Args) -> anyhow::Result<()> {
             config: cfg,
             server: args.server,
             config_path: path,
+            guard,
         },
         shutdown,
     )
@@ -306,7 +307,9 @@ fn limit_malloc_arenas() {
 fn main() {
     // The guard is this binary started with a hidden first argument; it needs no runtime.
     if std::env::args().nth(1).as_deref() == Some("__guard") {
-        std::process::exit(process::guard_main());
+        std::process::exit(process::guard_main(
+            std::env::args_os().nth(2).map(PathBuf::from),
+        ));
     }
     let args = match go_style_args(std::env::args_os().collect()) {
         Ok(args) => Args::parse_from(args),
@@ -316,6 +319,20 @@ fn main() {
         }
     };
     limit_malloc_arenas();
+    // The guard is forked while this is the only thread (fork is sound only then), and before
+    // the runtime's memory exists, so that it shares almost nothing it would have to copy.
+    let guard = if args.check {
+        None
+    } else {
+        // SAFETY: no other thread exists yet.
+        match unsafe { process::Guard::fork_early() } {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("launcher: warning: cannot fork the guard, starting it later: {e}");
+                None
+            }
+        }
+    };
     // Before any other thread exists, so that all of them block it: the reaper then takes
     // child exits from a signalfd, one thread hop shorter than a handler. (`--check` waits
     // for a child through tokio's handler, so it keeps SIGCHLD.)
@@ -339,7 +356,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(main_inner(args)) {
+    if let Err(e) = rt.block_on(main_inner(args, guard)) {
         eprintln!("launcher: error: {e:#}");
         std::process::exit(1);
     }
