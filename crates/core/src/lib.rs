@@ -130,7 +130,7 @@ fn url_for(tls: bool, addr: SocketAddr) -> ServerUrl {
 /// Makes sure `id` has a key, a profile with `role`, and a valid token file that is not near
 /// expiry. Keys are only created when missing; tokens are reissued when missing, invalid, issued
 /// for another key or role, or within the last quarter of their lifetime.
-fn ensure_builtin_client(
+async fn ensure_builtin_client(
     state: &CoreState,
     home: &Home,
     id: &str,
@@ -162,7 +162,7 @@ fn ensure_builtin_client(
                     .map(|e| e.generation)
                     .unwrap_or_else(|| Some(rand::random::<u64>() >> 11)),
             };
-            state.store.upsert(p.clone())?;
+            state.store.upsert(p.clone()).await?;
             p
         }
     };
@@ -277,8 +277,8 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
         audit::Audit::open(&home.logs().join("audit.log")),
     ));
     state.audit.spawn_summaries();
-    ensure_builtin_client(&state, home, ADMIN_ID, Role::Admin, "Administrator")?;
-    ensure_builtin_client(&state, home, LAUNCHER_ID, Role::Launcher, "Launcher")?;
+    ensure_builtin_client(&state, home, ADMIN_ID, Role::Admin, "Administrator").await?;
+    ensure_builtin_client(&state, home, LAUNCHER_ID, Role::Launcher, "Launcher").await?;
     broker::register(
         &scx,
         broker::Hooks {

@@ -72,7 +72,7 @@ pub(crate) async fn serve(client: &HubClient, state: Arc<CoreState>) -> Result<(
     client
         .serve(CAP_AUTHZ, move |r| {
             let s = s.clone();
-            async move { authz(&s, r) }
+            async move { authz(&s, r).await }
         })
         .await
 }
@@ -182,7 +182,7 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
             let profile = match same {
                 Some(p) => p.clone(),
                 None => {
-                    s.store.upsert(profile.clone()).map_err(internal)?;
+                    s.store.upsert(profile.clone()).await.map_err(internal)?;
                     profile
                 }
             };
@@ -231,7 +231,7 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
                     ),
                 ));
             }
-            let removed = s.store.remove(&req.client_id).map_err(internal)?;
+            let removed = s.store.remove(&req.client_id).await.map_err(internal)?;
             let disconnected = s.kick_login(&req.client_id).await;
             s.forget_login(&req.client_id);
             s.audit.change(&format!(
@@ -285,7 +285,7 @@ fn profile(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
     }
 }
 
-fn authz(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
+async fn authz(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
     let me = caller(s, &r)?;
     match r.method.as_str() {
         methods::SET_PERMISSIONS => {
@@ -316,6 +316,7 @@ fn authz(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
             }
             s.store
                 .set_grants(&me.client_id, &req.capability, &roles)
+                .await
                 .map_err(internal)?;
             s.audit.change(&format!(
                 "permissions set: {}/{} for {roles:?}",

@@ -1,6 +1,13 @@
 //! The client store: every client's profile and the capability grants services registered.
 //! Kept in `stores/auth/clients.json` (mode 0600), rewritten atomically on every change.
 //!
+//! Saves are group commits: a change is applied in memory at once, then its caller waits until
+//! a save that includes it is on disk. One save runs at a time (two fsyncs, on a blocking
+//! thread); the callers queued behind it find their changes saved by the next one, whatever
+//! their number. A launcher's first start of 100 plugins adds 100 clients in a few saves
+//! instead of 100. If a save fails, every change not yet on disk is undone and each of their
+//! callers gets the error.
+//!
 //! A grant maps a service's own capability to the roles that may call it
 //! (`HubClient::set_permissions`, over `authz/setPermissions`). Nothing is granted by default:
 //! until a service registers a grant, only admin may call it. Grants survive restarts and go
@@ -52,7 +59,26 @@ struct StoreFile {
 /// The persistent client store.
 pub struct ClientStore {
     path: PathBuf,
-    data: RwLock<StoreFile>,
+    data: RwLock<Current>,
+    /// Held by the one save in progress; holds what is on disk.
+    writer: tokio::sync::Mutex<Saved>,
+    /// Successful saves, for the tests.
+    saves: std::sync::atomic::AtomicU64,
+}
+
+/// The store as clients see it, and how far its changes got.
+struct Current {
+    file: StoreFile,
+    /// Changes made so far.
+    version: u64,
+    /// Changes up to this one were undone by a failed save, with this reason.
+    failed: (u64, String),
+}
+
+/// What the last successful save wrote.
+struct Saved {
+    version: u64,
+    file: StoreFile,
 }
 
 impl ClientStore {
@@ -82,63 +108,117 @@ impl ClientStore {
         };
         Ok(ClientStore {
             path: path.to_path_buf(),
-            data: RwLock::new(data),
+            saves: std::sync::atomic::AtomicU64::new(0),
+            writer: tokio::sync::Mutex::new(Saved {
+                version: 0,
+                file: data.clone(),
+            }),
+            data: RwLock::new(Current {
+                file: data,
+                version: 0,
+                failed: (0, String::new()),
+            }),
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, StoreFile> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
         self.data.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `change` and saves; on a save error the in-memory state is rolled back.
-    fn modify<R>(&self, change: impl FnOnce(&mut StoreFile) -> R) -> Result<R, StoreError> {
-        let mut guard = self.data.write().unwrap_or_else(|p| p.into_inner());
-        let before = guard.clone();
-        let r = change(&mut guard);
-        let json = serde_json::to_vec_pretty(&*guard).map_err(|e| StoreError::Save {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = write_atomic(&self.path, &json, PRIVATE_MODE) {
-            *guard = before;
-            return Err(StoreError::Save {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            });
-        }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Current> {
+        self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `change`, then returns once it is saved; if the save fails, it is undone.
+    async fn modify<R>(&self, change: impl FnOnce(&mut StoreFile) -> R) -> Result<R, StoreError> {
+        let (r, mine) = {
+            let mut cur = self.write();
+            let r = change(&mut cur.file);
+            cur.version += 1;
+            (r, cur.version)
+        };
+        self.save_through(mine).await?;
         Ok(r)
+    }
+
+    /// Waits for the save in progress, then returns if it included change `mine`, or saves
+    /// everything changed so far.
+    async fn save_through(&self, mine: u64) -> Result<(), StoreError> {
+        let save_error = |reason: String| StoreError::Save {
+            path: self.path.clone(),
+            reason,
+        };
+        let mut saved = self.writer.lock().await;
+        if saved.version >= mine {
+            return Ok(());
+        }
+        let (json, version, file) = {
+            let cur = self.read();
+            if mine <= cur.failed.0 {
+                return Err(save_error(cur.failed.1.clone()));
+            }
+            let json = serde_json::to_vec_pretty(&cur.file).map_err(|e| save_error(e.to_string()));
+            (json, cur.version, cur.file.clone())
+        };
+        let path = self.path.clone();
+        let written = match json {
+            Ok(json) => tokio::task::spawn_blocking(move || {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                write_atomic(&path, &json, PRIVATE_MODE).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        match written {
+            Ok(()) => {
+                *saved = Saved { version, file };
+                self.saves
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Err(reason) => {
+                // Undo every change not on disk: this save's, and those made meanwhile (their
+                // callers wait behind this one and get the same error).
+                let mut cur = self.write();
+                cur.file = saved.file.clone();
+                cur.failed = (cur.version, reason.clone());
+                Err(save_error(reason))
+            }
+        }
     }
 
     /// The profile of `id`.
     pub fn get(&self, id: &str) -> Option<ClientProfile> {
-        self.read().clients.get(id).cloned()
+        self.read().file.clients.get(id).cloned()
     }
 
     /// All profiles, sorted by ID.
     pub fn list(&self) -> Vec<ClientProfile> {
-        self.read().clients.values().cloned().collect()
+        self.read().file.clients.values().cloned().collect()
     }
 
     /// Adds or replaces a profile.
-    pub fn upsert(&self, profile: ClientProfile) -> Result<(), StoreError> {
+    pub async fn upsert(&self, profile: ClientProfile) -> Result<(), StoreError> {
         self.modify(|f| {
             f.clients.insert(profile.client_id.clone(), profile);
         })
+        .await
     }
 
     /// Removes a client and the grants of its capabilities; false if it did not exist.
-    pub fn remove(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
         self.modify(|f| {
             f.grants.remove(id);
             f.clients.remove(id).is_some()
         })
+        .await
     }
 
     /// Sets who may call `service`'s `capability`; an empty list removes the grant.
-    pub fn set_grants(
+    pub async fn set_grants(
         &self,
         service: &str,
         capability: &str,
@@ -158,17 +238,24 @@ impl ClientStore {
                 f.grants.remove(service);
             }
         })
+        .await
     }
 
     /// The grants of `service`'s capabilities.
     pub fn grants_of(&self, service: &str) -> BTreeMap<String, Vec<Role>> {
-        self.read().grants.get(service).cloned().unwrap_or_default()
+        self.read()
+            .file
+            .grants
+            .get(service)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
 impl Grants for ClientStore {
     fn granted(&self, service: &str, capability: &str, role: Role) -> bool {
         self.read()
+            .file
             .grants
             .get(service)
             .and_then(|c| c.get(capability))
@@ -197,21 +284,62 @@ mod tests {
         }
     }
 
-    #[test]
-    fn persists_across_reopen_with_private_mode() {
+    #[tokio::test]
+    async fn persists_across_reopen_with_private_mode() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("auth/clients.json");
         let s = ClientStore::open(&p).unwrap();
-        s.upsert(profile("p1")).unwrap();
+        s.upsert(profile("p1")).await.unwrap();
         s.set_grants("p1", "ping", &[Role::Viewer, Role::Viewer])
+            .await
             .unwrap();
         let s2 = ClientStore::open(&p).unwrap();
         assert_eq!(s2.get("p1"), Some(profile("p1")));
         assert!(s2.granted("p1", "ping", Role::Viewer));
         assert!(!s2.granted("p1", "ping", Role::Service));
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
-        assert!(s2.remove("p1").unwrap());
+        assert!(s2.remove("p1").await.unwrap());
         assert!(!s2.granted("p1", "ping", Role::Viewer));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_changes_share_saves_and_all_reach_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("auth/clients.json");
+        let s = std::sync::Arc::new(ClientStore::open(&p).unwrap());
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { s.upsert(profile(&format!("p{i}"))).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let saves = s.saves.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(saves < 32, "{saves} saves for 64 concurrent changes");
+        let on_disk = ClientStore::open(&p).unwrap();
+        assert_eq!(on_disk.list().len(), 64);
+    }
+
+    #[tokio::test]
+    async fn a_failed_save_undoes_the_change_and_a_later_one_saves_only_what_succeeded() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("auth");
+        let p = dir.join("clients.json");
+        let s = ClientStore::open(&p).unwrap();
+        // The store's folder becomes a file: every save fails.
+        std::fs::write(&dir, "not a folder").unwrap();
+        let e = s.upsert(profile("lost")).await.unwrap_err();
+        assert!(e.to_string().contains("clients.json"), "{e}");
+        assert_eq!(s.get("lost"), None, "a change that was not saved is undone");
+        assert!(s.set_grants("lost", "ping", &[Role::Viewer]).await.is_err());
+        assert!(!s.granted("lost", "ping", Role::Viewer));
+        std::fs::remove_file(&dir).unwrap();
+        s.upsert(profile("kept")).await.unwrap();
+        let on_disk = ClientStore::open(&p).unwrap();
+        assert_eq!(on_disk.get("kept"), Some(profile("kept")));
+        assert_eq!(on_disk.get("lost"), None);
     }
 
     #[test]

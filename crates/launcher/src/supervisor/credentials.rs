@@ -36,7 +36,13 @@ impl Supervisor {
             .clone()
             .ok_or("not connected to the hub, so its credentials cannot be created")?;
         let key_path = self.sh.home.key_file(name);
-        let (key, _) = KeyPair::load_or_create(&key_path).map_err(|e| e.to_string())?;
+        // A new key is made durable (two fsyncs): on the blocking pool, so that a cold start's
+        // concurrent mints neither hold the runtime's two workers nor wait for each other.
+        let (key, _) = self
+            .spawn_blocking(move || KeyPair::load_or_create(&key_path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         let resp: AddClientResp = bus
             .request(
                 AUTH_SERVICE,
