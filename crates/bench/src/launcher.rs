@@ -164,15 +164,19 @@ pub struct Opts {
     pub idle_window: Duration,
     /// Plugins that only sleep ([`STILL_SCRIPT`]) instead of [`PLUGIN_SCRIPT`]'s loop.
     pub still: bool,
+    /// Start and stop each supervisor once in its folder before the measured start, which
+    /// then finds the state of that run, as at a reboot.
+    pub boot: bool,
 }
 
-/// When the idle cost is measured (`settle` after the cold start, over `window`), and the
-/// plugin script.
+/// How a round runs: when the idle cost is measured (`settle` after the cold start, over
+/// `window`), the plugin script, and whether the measured start is a second one (`boot`).
 #[derive(Debug, Clone, Copy)]
 struct IdleAt {
     settle: Duration,
     window: Duration,
     script: &'static str,
+    boot: bool,
 }
 
 impl IdleAt {
@@ -185,6 +189,7 @@ impl IdleAt {
             } else {
                 PLUGIN_SCRIPT
             },
+            boot: opts.boot,
         }
     }
 }
@@ -340,6 +345,13 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration, idle: IdleAt) ->
     prepare_supervisor(&mut cmd, &root, &out)?;
     let mut obs = Observer::new(&plugins);
     let what = kind.label();
+    if idle.boot {
+        first_run(&mut cmd, &mut obs, n, stop_signal, &root, &out, what)?;
+        if let Some(f) = &url_file {
+            // Written again by this start's core: its readiness is measured by it.
+            let _ = std::fs::remove_file(f);
+        }
+    }
 
     // Cold start.
     let meter = ForeignMeter::start();
@@ -516,6 +528,39 @@ fn run_round(kind: Kind, n: usize, bins: &Bins, poll: Duration, idle: IdleAt) ->
         }
         nap(poll)?;
     }
+}
+
+/// The unmeasured first run of a `boot` round: start, wait until all `n` plugins run, stop,
+/// and leave no process of the folder behind.
+fn first_run(
+    cmd: &mut Command,
+    obs: &mut Observer,
+    n: usize,
+    stop_signal: Signal,
+    root: &std::path::Path,
+    out: &std::path::Path,
+    what: &str,
+) -> Result<()> {
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {what} for its first run"))?;
+    let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(200) * n as u32;
+    while obs.census().plugins < n {
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            procobs::sweep(root, Duration::from_secs(5));
+            bail!(
+                "{what}'s first run did not start all {n} plugins; its output:\n{}",
+                tail(out, 20)
+            );
+        }
+        nap(Duration::from_millis(5))?;
+    }
+    kill(Pid::from_raw(child.id() as i32), stop_signal).context("cannot signal the supervisor")?;
+    let _ = child.wait();
+    procobs::sweep(root, Duration::from_secs(10));
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -860,8 +905,13 @@ fn report(res: &Results, kinds: &[Kind], opts: &Opts, have_sv: bool) {
         )
     };
     println!(
-        "\n{rounds} rounds per case, medians; a fresh temporary home per round; /proc observer every {} ms \
+        "\n{rounds} rounds per case, medians; a fresh temporary home per round{}; /proc observer every {} ms \
          (one pass took {} overall; {}); plugin `{}`.",
+        if idle.boot {
+            ", started and stopped once before the measured start (`--boot`: a reboot, keys, profiles and supervise folders exist)"
+        } else {
+            ", the measured start the first in it"
+        },
         poll.as_millis(),
         cell(scan, " ms", 2),
         ns.iter()

@@ -104,6 +104,11 @@ enum Cmd {
         /// `sleep 1`, which starts a process per plugin every second.
         #[arg(long)]
         still: bool,
+        /// Measure a second start: each round first starts and stops the supervisor once in
+        /// its folder (unmeasured), so that keys, profiles, logs and supervise folders exist,
+        /// as at a reboot. Without it every start is the first in a fresh folder.
+        #[arg(long)]
+        boot: bool,
     },
     /// `hubcli launcher ls` round trip with N running plugins (whole process and in process)
     /// vs `supervisorctl status`, `sv status` and `s6-svstat` (see `control.rs`).
@@ -469,6 +474,7 @@ async fn main() -> Result<()> {
             settle,
             idle,
             still,
+            boot,
         } => launcher::run(launcher::Opts {
             ns: n,
             rounds,
@@ -482,6 +488,7 @@ async fn main() -> Result<()> {
             settle: Duration::from_secs(settle),
             idle_window: Duration::from_secs(idle),
             still,
+            boot,
         }),
         Cmd::Control {
             n,
