@@ -321,3 +321,48 @@ async fn an_immediate_restart_announces_the_exit_before_the_new_start() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pid_record_is_rewritten_in_place_and_emptied_after_the_stop() {
+    use std::os::unix::fs::MetadataExt;
+    let (_d, home) = home();
+    plugin_script(&home, "svc", "exec sleep 1000");
+    let s = supervisor(
+        &home,
+        "autorestart: always\nbackoff: {base: 0s, jitter: 0}\n",
+    );
+    let record = home.run().join("svc.pid");
+    let names = |p: u32| {
+        std::fs::read_to_string(&record)
+            .is_ok_and(|t| t.split_whitespace().next() == Some(p.to_string().as_str()))
+    };
+    let first = s.start("svc").await.unwrap().pid.unwrap();
+    assert!(wait_until(Duration::from_secs(5), || names(first)));
+    // Held open, the first file keeps its inode number even if the path were given another.
+    let held = std::fs::File::open(&record).unwrap();
+    let inode = held.metadata().unwrap().ino();
+    crash(first);
+    assert!(wait_until(Duration::from_secs(10), || {
+        s.info("svc")
+            .unwrap()
+            .pid
+            .is_some_and(|p| p != first && names(p))
+    }));
+    assert_eq!(
+        std::fs::metadata(&record).unwrap().ino(),
+        inode,
+        "the restart replaced the record instead of rewriting it"
+    );
+    s.stop("svc").await.unwrap();
+    assert!(wait_until(Duration::from_secs(5), || std::fs::metadata(
+        &record
+    )
+    .is_ok_and(|m| m.len() == 0)));
+    // An empty record is no record: the plugin starts again as itself, not as `external`.
+    let again = s.start("svc").await.unwrap();
+    assert_eq!(again.state, PluginState::Running);
+    assert!(wait_until(Duration::from_secs(5), || names(
+        again.pid.unwrap()
+    )));
+    s.stop("svc").await.unwrap();
+}

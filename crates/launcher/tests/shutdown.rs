@@ -34,7 +34,10 @@ fn nothing_of_the_launcher_runs_after_run_returns() {
         let beat = tokio::task::spawn_blocking({
             let pid_file = hub.home.run().join("beat.pid");
             move || {
-                wait_until(Duration::from_secs(30), || pid_file.exists());
+                // The record is written in place: wait for its content, not for the file.
+                wait_until(Duration::from_secs(30), || {
+                    std::fs::read_to_string(&pid_file).is_ok_and(|s| !s.trim().is_empty())
+                });
                 std::fs::read_to_string(&pid_file).ok()
             }
         })

@@ -364,8 +364,8 @@ impl Supervisor {
                     if let Some(g) = &this.sh.guard {
                         g.forget(pid);
                     }
-                    // A quick restart may already have recorded its new process: only remove our own.
-                    this.remove_pid_file_of(&name, pid);
+                    // A quick restart may already have recorded its new process: only empty our own.
+                    this.clear_pid_record_of(&name, pid);
                 })
             };
             // An exit during a start is handled by whoever started it.

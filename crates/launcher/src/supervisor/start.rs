@@ -288,11 +288,7 @@ impl Supervisor {
         }
         lock(&self.sh.by_pid).insert(pid, slot.clone());
         if let Some(t) = process::start_time(pid) {
-            let _ = hivehub_home::write_replace(
-                &self.pid_file(name),
-                format!("{pid} {t}\n").as_bytes(),
-                0o644,
-            );
+            self.write_pid_record(name, pid, t);
         }
         {
             let mut order = lock(&self.sh.started_order);

@@ -196,7 +196,7 @@ impl Supervisor {
             if let Some(g) = &self.sh.guard {
                 g.forget(j.pid);
             }
-            self.remove_pid_file_of(&slot.name, j.pid);
+            self.clear_pid_record_of(&slot.name, j.pid);
             let mut st = lock(&slot.st);
             if !left.is_empty() {
                 let _ = self.apply(slot, &mut st, Event::Fail);
