@@ -10,7 +10,9 @@
 //!   plugins with a live process (command line containing the round's unique `plugins/` path).
 //! * Cold start: from spawning the supervisor until all N plugins are alive. For the launcher this
 //!   includes starting hubcore (fresh home: CA and keys are created) and connecting to it; the
-//!   time until `run/hubcore.url` appears is reported separately.
+//!   time until `run/hubcore.url` appears is reported separately. With `--boot` the supervisor
+//!   is first started and stopped once, unmeasured, in the same folder, so the measured start
+//!   is a reboot's: keys, profiles, logs and `supervise` folders exist.
 //! * Stop-all: from the stop signal (SIGTERM; SIGHUP for runsvdir, which exits at once on SIGTERM
 //!   and leaves its runsv running) until no plugin process is left; exit: until the supervisor
 //!   process has exited (the launcher also stops hubcore after the plugins); tree gone: until the
