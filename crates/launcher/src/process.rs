@@ -42,10 +42,10 @@
 //! child is named `hivehub-guard`); a library user starts this binary as `launcher __guard HOME`
 //! ([`Guard::start_for`]). Either way [`guard_main`] reads lines from a pipe on stdin:
 //! `hHOME` once the home is locked (a forked guard), `+PID` when a plugin is spawned, `uUID`
-//! for a plugin's own user ID, `-PID` once the plugin is fully stopped, `done` at a clean exit. On end-of-file (the launcher died) it kills the tree
-//! of every session still listed, every process of a listed user ID and every process marked
-//! with the home. It ignores SIGINT and SIGHUP, so a terminal's ^C reaches only the launcher's
-//! orderly shutdown.
+//! for a plugin's own user ID, `-PID` once the plugin is fully stopped, `done` at a clean exit.
+//! On end-of-file (the launcher died) it kills the tree of every session still listed, every
+//! process of a listed user ID and every process marked with the home. It ignores SIGINT and
+//! SIGHUP, so a terminal's ^C reaches only the launcher's orderly shutdown.
 //!
 //! # Limits
 //! A descendant that calls `setsid` and whose parent exits before a scan sees it is re-parented
@@ -1157,14 +1157,7 @@ fn guard_child(pipe: OwnedFd) -> i32 {
 
 /// A decimal number of the guard's protocol.
 fn guard_number(digits: &[u8]) -> Option<u32> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u32, |n, d| {
-        d.is_ascii_digit()
-            .then(|| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
-            .flatten()
-    })
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// The guard's main loop (run by `launcher __guard HOME`, or in the child of
