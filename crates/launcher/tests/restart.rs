@@ -21,6 +21,21 @@ fn flaky(home: &Home, fails: u32) {
     );
 }
 
+/// A supervisor whose plugin `svc` (a sleeper) is restarted at once after every exit.
+fn restarted_at_once() -> (
+    tempfile::TempDir,
+    Home,
+    hivehub_launcher::supervisor::Supervisor,
+) {
+    let (d, home) = home();
+    plugin_script(&home, "svc", "exec sleep 1000");
+    let s = supervisor(
+        &home,
+        "autorestart: always\nbackoff: {base: 0s, jitter: 0}\n",
+    );
+    (d, home, s)
+}
+
 /// Kills a plugin's process as a crash would.
 fn crash(pid: u32) {
     nix::sys::signal::kill(
@@ -273,12 +288,7 @@ async fn a_start_publishes_running_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_immediate_restart_announces_the_exit_before_the_new_start() {
     use hivehub_launcher::supervisor::Notice;
-    let (_d, home) = home();
-    plugin_script(&home, "svc", "exec sleep 1000");
-    let s = supervisor(
-        &home,
-        "autorestart: always\nbackoff: {base: 0s, jitter: 0}\n",
-    );
+    let (_d, _home, s) = restarted_at_once();
     let pid = s.start("svc").await.unwrap().pid.unwrap();
     let mut notices = s.notices();
     crash(pid);
@@ -322,15 +332,12 @@ async fn an_immediate_restart_announces_the_exit_before_the_new_start() {
     }
 }
 
+/// The pid record keeps its file across restarts (no inode allocated and freed per start),
+/// is emptied by a stop, and an empty record means no record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pid_record_is_rewritten_in_place_and_emptied_after_the_stop() {
     use std::os::unix::fs::MetadataExt;
-    let (_d, home) = home();
-    plugin_script(&home, "svc", "exec sleep 1000");
-    let s = supervisor(
-        &home,
-        "autorestart: always\nbackoff: {base: 0s, jitter: 0}\n",
-    );
+    let (_d, home, s) = restarted_at_once();
     let record = home.run().join("svc.pid");
     let names = |p: u32| {
         std::fs::read_to_string(&record)
