@@ -27,9 +27,11 @@
 
 use crate::keys::{public_key_b64_to_pem, KeyPair};
 use crate::unix_now;
+use base64::Engine;
 use hivehub_api::auth::ClientProfile;
 use hivehub_api::{ClientType, Role};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use p256::ecdsa::SigningKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -151,7 +153,7 @@ fn validation() -> Validation {
 
 /// Signs and verifies hub tokens with the core's signing key.
 pub struct TokenIssuer {
-    enc: EncodingKey,
+    key: SigningKey,
     dec: DecodingKey,
     issuer: String,
     /// Tokens whose signature and issuer this issuer has checked, with their claims: the
@@ -168,13 +170,6 @@ const VERIFIED_TOKENS: usize = 256;
 impl TokenIssuer {
     /// An issuer whose tokens carry `iss = issuer`.
     pub fn new(signing_key: &KeyPair, issuer: &str) -> Result<TokenIssuer, TokenError> {
-        let enc = EncodingKey::from_ec_pem(
-            signing_key
-                .private_pem()
-                .map_err(|e| TokenError::Sign(e.to_string()))?
-                .as_bytes(),
-        )
-        .map_err(|e| TokenError::Sign(e.to_string()))?;
         let dec = DecodingKey::from_ec_pem(
             signing_key
                 .public_pem()
@@ -183,7 +178,7 @@ impl TokenIssuer {
         )
         .map_err(|e| TokenError::Sign(e.to_string()))?;
         Ok(TokenIssuer {
-            enc,
+            key: signing_key.signing_key().clone(),
             dec,
             issuer: issuer.to_string(),
             verified: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -212,9 +207,7 @@ impl TokenIssuer {
             generation: profile.generation,
             exp: now + validity_secs,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.enc)
-            .map_err(|e| TokenError::Sign(e.to_string()))?;
-        Ok((token, claims.exp))
+        Ok((sign_es256(&self.key, &claims)?, claims.exp))
     }
 
     /// Verifies a token presented by `login`: signature, expiry, issuer and subject.
@@ -305,14 +298,28 @@ pub fn sign_assertion(
         iat: now,
         exp: now + lifetime_secs.min(MAX_ASSERTION_SECS),
     };
-    let enc = EncodingKey::from_ec_pem(
-        key.private_pem()
-            .map_err(|e| TokenError::Sign(e.to_string()))?
-            .as_bytes(),
-    )
-    .map_err(|e| TokenError::Sign(e.to_string()))?;
-    jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &enc)
-        .map_err(|e| TokenError::Sign(e.to_string()))
+    sign_es256(key.signing_key(), &claims)
+}
+
+/// `claims` as an ES256 JWT in compact form, with jsonwebtoken's header, signed with `key`.
+/// Signed here rather than by `jsonwebtoken::encode`, whose RustCrypto signer parses the
+/// PKCS#8 key again at every call: two P-256 multiplications, which made a token cost 0.4 ms
+/// instead of 0.13 ms, once per plugin start. Verification stays with jsonwebtoken.
+fn sign_es256<T: Serialize>(key: &SigningKey, claims: &T) -> Result<String, TokenError> {
+    use p256::ecdsa::signature::Signer;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = serde_json::to_vec(&Header::new(Algorithm::ES256))
+        .map_err(|e| TokenError::Sign(e.to_string()))?;
+    let body = serde_json::to_vec(claims).map_err(|e| TokenError::Sign(e.to_string()))?;
+    let mut jwt = b64.encode(header);
+    jwt.push('.');
+    b64.encode_string(body, &mut jwt);
+    let sig: p256::ecdsa::Signature = key
+        .try_sign(jwt.as_bytes())
+        .map_err(|e| TokenError::Sign(e.to_string()))?;
+    jwt.push('.');
+    b64.encode_string(sig.to_bytes(), &mut jwt);
+    Ok(jwt)
 }
 
 /// Verifies a key assertion from `login` against the public key on file for that client. The
@@ -404,6 +411,23 @@ mod tests {
         assert_eq!(hub.verify(&expired, "p1"), Err(TokenError::Expired));
     }
 
+    /// Tokens signed here are byte for byte what `jsonwebtoken::encode` makes (RFC 6979 makes
+    /// ES256 deterministic), so any JWT library verifies them.
+    #[test]
+    fn our_signature_is_jsonwebtokens() {
+        let key = KeyPair::generate();
+        let claims = Assertion {
+            sub: "p1".into(),
+            iss: "client:p1".into(),
+            iat: 1,
+            exp: 2,
+        };
+        let enc =
+            jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem().unwrap().as_bytes()).unwrap();
+        let theirs = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &enc).unwrap();
+        assert_eq!(sign_es256(key.signing_key(), &claims).unwrap(), theirs);
+    }
+
     /// A token checked once skips the signature check at the next login, but nothing else:
     /// another login, a token that has since expired and any other bytes are refused.
     #[test]
@@ -458,7 +482,8 @@ mod tests {
         );
         assert!(verify_assertion(&a, "p2", &k.public_key_b64()).is_err());
         // A mistake in the claims is named, not reported as a bad signature.
-        let enc = EncodingKey::from_ec_pem(k.private_pem().unwrap().as_bytes()).unwrap();
+        let enc =
+            jsonwebtoken::EncodingKey::from_ec_pem(k.private_pem().unwrap().as_bytes()).unwrap();
         let now = unix_now();
         let wrong_iss = Assertion {
             sub: "p1".into(),

@@ -141,9 +141,8 @@ async fn ensure_builtin_client(
         client: id.to_string(),
         reason,
     };
-    let (key, _) =
-        KeyPair::load_or_create(&home.key_file(id)).map_err(|e| cred_err(e.to_string()))?;
-    let pub_key = key.public_key_b64();
+    let (pub_key, _) = hivehub_auth::keys::load_or_create_public(&home.key_file(id))
+        .map_err(|e| cred_err(e.to_string()))?;
     let now = unix_now();
     let profile = match state.store.get(id) {
         Some(p) if p.pub_key == pub_key && p.role == role => p,

@@ -37,9 +37,10 @@ impl Supervisor {
             .ok_or("not connected to the hub, so its credentials cannot be created")?;
         let key_path = self.sh.home.key_file(name);
         // A new key is made durable (two fsyncs): on the blocking pool, so that a cold start's
-        // concurrent mints neither hold the runtime's two workers nor wait for each other.
-        let (key, _) = self
-            .spawn_blocking(move || KeyPair::load_or_create(&key_path))
+        // concurrent mints neither hold the runtime's two workers nor wait for each other. Only
+        // the public half is needed here, read without deriving it (see `load_or_create_public`).
+        let (pub_key, _) = self
+            .spawn_blocking(move || hivehub_auth::keys::load_or_create_public(&key_path))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
@@ -53,7 +54,7 @@ impl Supervisor {
                     client_type: Some(ClientType::Service),
                     display_name: Some(name.to_string()),
                     role: Role::Service,
-                    pub_key: key.public_key_b64(),
+                    pub_key,
                 },
             )
             .await

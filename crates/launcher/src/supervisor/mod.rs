@@ -27,7 +27,6 @@ use hivehub_api::launcher::{
 };
 use hivehub_api::time::unix_ms as now_ms;
 use hivehub_api::{ClientType, Role};
-use hivehub_auth::KeyPair;
 use hivehub_client::{HubClient, ENV_CLIENT_ID, ENV_LOG_LEVEL, ENV_SERVER};
 use hivehub_home::{write_replace, Home, ENV_HOME, SECRET_MODE};
 use nix::sys::signal::Signal;
