@@ -36,17 +36,21 @@ pub fn url_from_core_config(yaml: &str) -> Result<Option<String>, String> {
     }))
 }
 
-/// The server to use when `--server` is not given, or `None` to leave it to the SDK (which
-/// reads `$HIVEHUB_SERVER` and `run/hubcore.url`, and else uses mqtts://127.0.0.1:8883). Only
-/// when neither the variable nor the URL file gives one is `config/hubcore.yaml` read here; a
-/// file that cannot be read is reported as a warning, and the default is used.
+/// The server to use when `--server` is not given: `None` when `$HIVEHUB_SERVER` is set (the
+/// SDK reads it), else `run/hubcore.url` if the core wrote it, else the listen address in
+/// `config/hubcore.yaml`; `None` when neither gives one (the SDK then uses
+/// mqtts://127.0.0.1:8883). A config file that cannot be read is reported as a warning.
 pub fn fallback(home: &Home) -> Option<String> {
     if std::env::var(ENV_SERVER).is_ok_and(|s| !s.is_empty()) {
         return None;
     }
-    let written = std::fs::read_to_string(home.core_url_file()).is_ok_and(|s| !s.trim().is_empty());
-    if written {
-        return None;
+    // Handed on as the server, so that the SDK does not read the file a second time.
+    if let Some(url) = std::fs::read_to_string(home.core_url_file())
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+    {
+        return Some(url);
     }
     let file = home.config_file("hubcore");
     let text = std::fs::read_to_string(&file).ok()?;
