@@ -25,6 +25,7 @@
 
 use crate::lease::LeaseTable;
 use crate::state::CoreState;
+use crate::store::ClientChange;
 use hivehub_api::auth::{
     methods, AddClientReq, AddClientResp, ClientIdReq, ClientProfile, ListClientsResp,
     PermissionsResp, RemoveClientResp, SetPermissionsReq, TokenResp, CAP_AUTHZ, CAP_CLIENTS,
@@ -119,73 +120,84 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
                 ));
             }
             public_key_b64_to_pem(&req.pub_key).map_err(|e| err(ErrorCode::BadRequest, e))?;
-            let existing = s.store.get(&req.client_id);
-            if !may_manage(&me, req.role)
-                || existing.as_ref().is_some_and(|p| !may_manage(&me, p.role))
-            {
-                return Err(err(
-                    ErrorCode::Denied,
-                    format!(
-                        "role {} may not add '{}' with role {}",
-                        me.role, req.client_id, req.role
-                    ),
-                ));
-            }
-            // A launcher mints credentials for its plugins only: it may not re-key a client
-            // that someone else made (a user, a device, a remote service, another launcher).
-            if me.role == Role::Launcher {
-                if let Some(p) = existing.as_ref().filter(|p| !p.plugin) {
-                    return Err(err(
-                        ErrorCode::Conflict,
-                        format!(
-                            "'{}' is an existing {} client{} that no launcher made; a plugin cannot take its name (remove it with 'hubcli auth rm {}' to let a launcher manage it)",
-                            p.client_id,
-                            p.role,
-                            p.created_by
-                                .as_deref()
-                                .map(|b| format!(" added by {b}"))
-                                .unwrap_or_default(),
-                            p.client_id
-                        ),
-                    ));
-                }
-            }
             let now = unix_now();
-            let profile = ClientProfile {
-                client_type: req.client_type.unwrap_or(req.role.default_client_type()),
-                display_name: req.display_name.unwrap_or_else(|| req.client_id.clone()),
-                role: req.role,
-                pub_key: req.pub_key,
-                created: existing.as_ref().map(|p| p.created).unwrap_or(now),
-                updated: now,
-                client_id: req.client_id,
-                created_by: Some(me.client_id.clone()),
-                plugin: me.role == Role::Launcher,
-                // A new client gets a new generation, so tokens of an earlier one with the
-                // same ID are refused (profiles from before generations keep none).
-                generation: match &existing {
-                    Some(p) => p.generation,
-                    None => Some(rand::random::<u64>() >> 11),
-                },
-            };
-            // A launcher mints a plugin's credentials at every start, mostly with the key it
-            // already registered: a profile that would only get a new `updated` time is not
-            // rewritten (a durable write is two fsyncs, per plugin at every cold start).
-            let same = existing.as_ref().filter(|p| {
-                p.pub_key == profile.pub_key
-                    && p.role == profile.role
-                    && p.client_type == profile.client_type
-                    && p.display_name == profile.display_name
-                    && p.created_by == profile.created_by
-                    && p.plugin == profile.plugin
-            });
-            let profile = match same {
-                Some(p) => p.clone(),
-                None => {
-                    s.store.upsert(profile.clone()).await.map_err(internal)?;
-                    profile
-                }
-            };
+            let id = req.client_id.clone();
+            // Decided on the profile as it is when the change is made, so that a concurrent
+            // request cannot slip a profile this caller may not manage in between.
+            let decided = s
+                .store
+                .change_client(&id, |existing| {
+                    if !may_manage(&me, req.role)
+                        || existing.is_some_and(|p| !may_manage(&me, p.role))
+                    {
+                        return Err(err(
+                            ErrorCode::Denied,
+                            format!(
+                                "role {} may not add '{}' with role {}",
+                                me.role, req.client_id, req.role
+                            ),
+                        ));
+                    }
+                    // A launcher mints credentials for its plugins only: it may not re-key a
+                    // client that someone else made (a user, a device, a remote service,
+                    // another launcher).
+                    if me.role == Role::Launcher {
+                        if let Some(p) = existing.filter(|p| !p.plugin) {
+                            return Err(err(
+                                ErrorCode::Conflict,
+                                format!(
+                                    "'{}' is an existing {} client{} that no launcher made; a plugin cannot take its name (remove it with 'hubcli auth rm {}' to let a launcher manage it)",
+                                    p.client_id,
+                                    p.role,
+                                    p.created_by
+                                        .as_deref()
+                                        .map(|b| format!(" added by {b}"))
+                                        .unwrap_or_default(),
+                                    p.client_id
+                                ),
+                            ));
+                        }
+                    }
+                    let profile = ClientProfile {
+                        client_type: req.client_type.unwrap_or(req.role.default_client_type()),
+                        display_name: req.display_name.unwrap_or_else(|| req.client_id.clone()),
+                        role: req.role,
+                        pub_key: req.pub_key,
+                        created: existing.map(|p| p.created).unwrap_or(now),
+                        updated: now,
+                        client_id: req.client_id,
+                        created_by: Some(me.client_id.clone()),
+                        plugin: me.role == Role::Launcher,
+                        // A new client gets a new generation, so tokens of an earlier one with
+                        // the same ID are refused (profiles from before generations keep none).
+                        generation: match existing {
+                            Some(p) => p.generation,
+                            None => Some(rand::random::<u64>() >> 11),
+                        },
+                    };
+                    // A launcher mints a plugin's credentials at every start, mostly with the
+                    // key it already registered: a profile that would only get a new `updated`
+                    // time is not rewritten (a durable write is two fsyncs, per plugin at
+                    // every cold start).
+                    let same = existing.filter(|p| {
+                        p.pub_key == profile.pub_key
+                            && p.role == profile.role
+                            && p.client_type == profile.client_type
+                            && p.display_name == profile.display_name
+                            && p.created_by == profile.created_by
+                            && p.plugin == profile.plugin
+                    });
+                    Ok(match same {
+                        Some(p) => (ClientChange::Keep, (p.clone(), existing.cloned())),
+                        None => (
+                            ClientChange::Put(profile.clone()),
+                            (profile, existing.cloned()),
+                        ),
+                    })
+                })
+                .await
+                .map_err(internal)?;
+            let (profile, existing) = decided?;
             let changed = existing
                 .as_ref()
                 .is_some_and(|p| p.pub_key != profile.pub_key || p.role != profile.role);
@@ -216,22 +228,28 @@ async fn clients(s: &CoreState, r: Request) -> Result<Value, RemoteError> {
             if req.client_id == me.client_id {
                 return Err(err(ErrorCode::Conflict, "a client cannot remove itself"));
             }
-            let Some(target) = s.store.get(&req.client_id) else {
+            // Decided on the profile as it is when it is removed (see addClient).
+            let removed = s
+                .store
+                .change_client(&req.client_id, |target| match target {
+                    None => Ok((ClientChange::Keep, false)),
+                    Some(t) if !may_manage(&me, t.role) => Err(err(
+                        ErrorCode::Denied,
+                        format!(
+                            "role {} may not remove '{}' (role {})",
+                            me.role, t.client_id, t.role
+                        ),
+                    )),
+                    Some(_) => Ok((ClientChange::Remove, true)),
+                })
+                .await
+                .map_err(internal)??;
+            if !removed {
                 return to_value(RemoveClientResp {
                     removed: false,
                     disconnected: 0,
                 });
-            };
-            if !may_manage(&me, target.role) {
-                return Err(err(
-                    ErrorCode::Denied,
-                    format!(
-                        "role {} may not remove '{}' (role {})",
-                        me.role, target.client_id, target.role
-                    ),
-                ));
             }
-            let removed = s.store.remove(&req.client_id).await.map_err(internal)?;
             let disconnected = s.kick_login(&req.client_id).await;
             s.forget_login(&req.client_id);
             s.audit.change(&format!(

@@ -56,6 +56,17 @@ struct StoreFile {
     grants: BTreeMap<String, BTreeMap<String, Vec<Role>>>,
 }
 
+/// What [`ClientStore::change_client`] does with a client's profile.
+#[derive(Debug)]
+pub enum ClientChange {
+    /// Leaves it as it is.
+    Keep,
+    /// Stores this profile under the client's ID.
+    Put(ClientProfile),
+    /// Removes the client and the grants of its capabilities.
+    Remove,
+}
+
 /// The persistent client store.
 pub struct ClientStore {
     path: PathBuf,
@@ -200,6 +211,41 @@ impl ClientStore {
         self.read().file.clients.values().cloned().collect()
     }
 
+    /// Decides on the profile of `id` as it is at this moment and applies the decision in the
+    /// same step: no other change falls between the check and the write, such as the client
+    /// being added, replaced (with a role the caller may not manage) or removed by a
+    /// concurrent request. `decide` sees the current profile and returns what to do with it
+    /// and a value for the caller, or an error, which leaves the store as it is. Returns once
+    /// the store as `decide` saw or left it is saved.
+    pub async fn change_client<T, E>(
+        &self,
+        id: &str,
+        decide: impl FnOnce(Option<&ClientProfile>) -> Result<(ClientChange, T), E>,
+    ) -> Result<Result<T, E>, StoreError> {
+        let (out, through) = {
+            let mut cur = self.write();
+            let (change, out) = match decide(cur.file.clients.get(id)) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
+            match change {
+                ClientChange::Keep => {}
+                ClientChange::Put(p) => {
+                    cur.file.clients.insert(id.to_string(), p);
+                    cur.version += 1;
+                }
+                ClientChange::Remove => {
+                    cur.file.grants.remove(id);
+                    cur.file.clients.remove(id);
+                    cur.version += 1;
+                }
+            }
+            (out, cur.version)
+        };
+        self.save_through(through).await?;
+        Ok(Ok(out))
+    }
+
     /// Adds or replaces a profile.
     pub async fn upsert(&self, profile: ClientProfile) -> Result<(), StoreError> {
         self.modify(|f| {
@@ -320,6 +366,58 @@ mod tests {
         assert!(saves < 32, "{saves} saves for 64 concurrent changes");
         let on_disk = ClientStore::open(&p).unwrap();
         assert_eq!(on_disk.list().len(), 64);
+    }
+
+    /// Concurrent requests to create one client: exactly one creates it, every other finds
+    /// that one's profile, and a removal decided on a profile removes only that profile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_decision_on_a_client_sees_no_change_slip_in_before_it_applies() {
+        let d = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(ClientStore::open(&d.path().join("clients.json")).unwrap());
+        let tasks: Vec<_> = (0..64u64)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.change_client("x", |now| {
+                        Ok::<_, ()>(match now {
+                            Some(p) => (ClientChange::Keep, (false, p.generation)),
+                            None => {
+                                let mut p = profile("x");
+                                p.generation = Some(i);
+                                (ClientChange::Put(p), (true, Some(i)))
+                            }
+                        })
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap().unwrap().unwrap());
+        }
+        assert_eq!(outcomes.iter().filter(|(created, _)| *created).count(), 1);
+        let kept = s.get("x").unwrap().generation;
+        assert!(outcomes.iter().all(|(_, g)| *g == kept), "{outcomes:?}");
+        let refused = s
+            .change_client("x", |_| Err::<(ClientChange, ()), _>("no"))
+            .await
+            .unwrap();
+        assert_eq!(refused, Err("no"));
+        assert!(s.get("x").is_some(), "a refusal changes nothing");
+        let removed = s
+            .change_client("x", |now| {
+                Ok::<_, ()>((ClientChange::Remove, now.is_some()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(removed, Ok(true));
+        assert_eq!(
+            ClientStore::open(&d.path().join("clients.json"))
+                .unwrap()
+                .get("x"),
+            None
+        );
     }
 
     #[tokio::test]
