@@ -215,8 +215,8 @@ impl ClientStore {
     /// same step: no other change falls between the check and the write, such as the client
     /// being added, replaced (with a role the caller may not manage) or removed by a
     /// concurrent request. `decide` sees the current profile and returns what to do with it
-    /// and a value for the caller, or an error, which leaves the store as it is. Returns once
-    /// the store as `decide` saw or left it is saved.
+    /// and a value for the caller, or an error, which leaves the store as it is. A change
+    /// returns once it is saved; [`ClientChange::Keep`] at once.
     pub async fn change_client<T, E>(
         &self,
         id: &str,
@@ -229,7 +229,9 @@ impl ClientStore {
                 Err(e) => return Ok(Err(e)),
             };
             match change {
-                ClientChange::Keep => {}
+                // The profile stays as the store holds it, as a plain read would find it: no
+                // save to wait for (nor a failed one's error to inherit).
+                ClientChange::Keep => return Ok(Ok(out)),
                 ClientChange::Put(p) => {
                     cur.file.clients.insert(id.to_string(), p);
                     cur.version += 1;
@@ -433,6 +435,14 @@ mod tests {
         assert_eq!(s.get("lost"), None, "a change that was not saved is undone");
         assert!(s.set_grants("lost", "ping", &[Role::Viewer]).await.is_err());
         assert!(!s.granted("lost", "ping", Role::Viewer));
+        // A decision to change nothing does not inherit the failed save's error.
+        let kept = s
+            .change_client("lost", |now| {
+                Ok::<_, ()>((ClientChange::Keep, now.is_none()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept, Ok(true));
         std::fs::remove_file(&dir).unwrap();
         s.upsert(profile("kept")).await.unwrap();
         let on_disk = ClientStore::open(&p).unwrap();
