@@ -30,6 +30,7 @@ mod common;
 mod control;
 mod launcher;
 mod logs;
+mod procev;
 mod procobs;
 mod restart;
 

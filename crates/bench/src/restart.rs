@@ -20,6 +20,11 @@
 //! * the latency is the time from just before `kill(2)` to the poll that saw the new process
 //!   (an upper bound; the previous poll, a mean gap earlier, had not seen it yet);
 //! * the same poll loop notes when the killed process became a zombie and when it was reaped;
+//! * where the kernel's process events are open to the benchmark (root; see `procev`), the
+//!   same trials are also timed exactly, the same way for every supervisor: the old process's
+//!   exit, the fork of its replacement by its supervisor and the replacement's exec, each
+//!   stamped by the kernel, which splits a restart into the kill, the supervisor's reaction and
+//!   the child's set-up;
 //! * for the launcher, its own log gives the internal timeline (`plugin exited`, `restarting`,
 //!   `started`, timestamps in µs), and after each trial the benchmark checks that
 //!   `run/{name}.pid` names the new process.
@@ -41,6 +46,7 @@ use crate::common::{
     raise_nofile, sorted_ms, tail, LauncherConf, Peer, PeerBins, PLUGIN_SCRIPT,
 };
 use crate::control::{start_timeout, Bins, Setup};
+use crate::procev;
 use crate::procobs;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
@@ -250,6 +256,8 @@ struct Trial {
     pidfile_ok: Option<bool>,
     /// Launcher only: its log lines, in ms after SIGKILL.
     log: LogTimes,
+    /// The kernel's timeline of the restart, when its process events are open to us.
+    exact: Option<procev::Restart>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -349,7 +357,12 @@ struct Candidate {
 }
 
 /// Kills the plugin's process and waits for its replacement.
-fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
+fn trial(
+    s: &Setup,
+    name: &str,
+    poll: Duration,
+    mut events: Option<&mut procev::ProcEvents>,
+) -> Result<Trial> {
     let sup = s.pid();
     let path = s.plugins.join(name);
     let mut needle = path.as_os_str().as_bytes().to_vec();
@@ -386,7 +399,11 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
     let mut cands: Vec<Candidate> = Vec::new();
     let (mut zombie, mut reaped) = (None, None);
     let mut polls = 0u32;
+    if let Some(ev) = events.as_deref_mut() {
+        ev.drain();
+    }
     let wall0 = SystemTime::now();
+    let t0_ns = procev::now_ns();
     let t0 = Instant::now();
     kill(Pid::from_raw(old as i32), Signal::SIGKILL).context("cannot kill the plugin")?;
     let (new, latency) = 'watch: loop {
@@ -442,6 +459,8 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
         std::thread::sleep(poll);
     };
     let gap = latency / polls.max(1);
+    // The new process has exec'd (its command line says so): its events are in the socket.
+    let exact = events.map(|ev| procev::Restart::find(&ev.drain(), t0_ns, old, new, parent));
 
     nap(BETWEEN_TRIALS)?;
     let survived = state_ppid(new, &mut buf).is_some_and(|(st, pp)| st != b'Z' && pp == parent)
@@ -467,6 +486,7 @@ fn trial(s: &Setup, name: &str, poll: Duration) -> Result<Trial> {
         survived,
         pidfile_ok,
         log,
+        exact,
     })
 }
 
@@ -477,7 +497,12 @@ struct CaseResult {
     load: String,
 }
 
-fn run_case(case: Case, bins: &Bins, o: &RestartOpts) -> Result<CaseResult> {
+fn run_case(
+    case: Case,
+    bins: &Bins,
+    o: &RestartOpts,
+    events: &mut Option<procev::ProcEvents>,
+) -> Result<CaseResult> {
     let names = plugin_names(o.n);
     let mut s = match case {
         Case::LauncherOff | Case::LauncherOn | Case::LauncherNoSandbox => Setup::launcher(
@@ -527,7 +552,7 @@ fn run_case(case: Case, bins: &Bins, o: &RestartOpts) -> Result<CaseResult> {
     };
     for i in 0..o.trials {
         let name = &names[(i * step) % o.n];
-        match trial(&s, name, o.poll) {
+        match trial(&s, name, o.poll, events.as_mut()) {
             Ok(t) => {
                 let survived = if t.survived {
                     ""
@@ -620,9 +645,16 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
             cases.push(Case::Peer(p));
         }
     }
+    let mut events = match procev::ProcEvents::open() {
+        Ok(ev) => Some(ev),
+        Err(e) => {
+            eprintln!("note: no kernel process events ({e}); timing by the /proc observer only");
+            None
+        }
+    };
     let mut res: BTreeMap<Case, CaseResult> = BTreeMap::new();
     for &c in &cases {
-        match run_case(c, &bins, &o) {
+        match run_case(c, &bins, &o, &mut events) {
             Ok(r) => {
                 res.insert(c, r);
             }
@@ -704,6 +736,7 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
             );
         }
     }
+    exact_table(&cases, &res);
     let mut launcher_rows = Vec::new();
     for c in [Case::LauncherOff, Case::LauncherOn, Case::LauncherNoSandbox] {
         let Some(r) = res.get(&c) else { continue };
@@ -776,6 +809,57 @@ pub fn run_restart(o: RestartOpts) -> Result<()> {
         line(format!("load average before the trials: {}.", r.load));
     }
     Ok(())
+}
+
+/// The kernel's timeline of the same trials (see [`procev`]): exact, and split into the
+/// kernel's part (the kill), the supervisor's reaction (exit until it forks the replacement)
+/// and the child's set-up (fork until the plugin is exec'd).
+fn exact_table(cases: &[Case], res: &BTreeMap<Case, CaseResult>) {
+    let parts = |c: Case| -> Option<[Vec<f64>; 4]> {
+        let r = res.get(&c)?;
+        let mut v: [Vec<f64>; 4] = Default::default();
+        for t in &r.trials {
+            let Some(procev::Restart {
+                exit: Some(exit),
+                fork: Some(fork),
+                exec: Some(exec),
+            }) = t.exact
+            else {
+                continue;
+            };
+            v[0].push(ms(exit));
+            v[1].push(ms(fork.saturating_sub(exit)));
+            v[2].push(ms(exec.saturating_sub(fork)));
+            v[3].push(ms(exec));
+        }
+        (!v[3].is_empty()).then_some(v)
+    };
+    let total = |c: Case| parts(c).map(|v| med_f(v[3].clone()).unwrap_or(f64::NAN));
+    if !cases.iter().any(|&c| parts(c).is_some()) {
+        return;
+    }
+    println!("\n**The same trials timed by the kernel** (process events: the old process's exit, the fork of its replacement by its supervisor, the replacement's exec of the plugin; stamped by the kernel, no polling; medians)\n");
+    println!("| supervisor | SIGKILL → exit | exit → fork (supervisor) | fork → exec (child set-up) | SIGKILL → exec | p90 | trials | / floor | / runit |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &c in cases {
+        let Some(v) = parts(c) else { continue };
+        let med = |x: &Vec<f64>| med_f(x.clone()).unwrap_or(f64::NAN);
+        let mut all = v[3].clone();
+        all.sort_by(f64::total_cmp);
+        println!(
+            "| {} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {} | {} | {} |",
+            c.label(),
+            med(&v[0]),
+            med(&v[1]),
+            med(&v[2]),
+            med(&v[3]),
+            quantile(&all, 0.9),
+            all.len(),
+            common::ratio(Some(med(&v[3])), total(Case::Peer(Peer::Floor))),
+            common::ratio(Some(med(&v[3])), total(REFERENCE)),
+        );
+    }
+    println!("\nA trial is left out of this table when one of its three events was not seen (lost or unmatched).");
 }
 
 // ---------------------------------------------------------------------------------------------
