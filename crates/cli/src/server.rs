@@ -45,11 +45,7 @@ pub fn fallback(home: &Home) -> Option<String> {
         return None;
     }
     // Handed on as the server, so that the SDK does not read the file a second time.
-    if let Some(url) = std::fs::read_to_string(home.core_url_file())
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(url) = hivehub_client::written_server_url(home) {
         return Some(url);
     }
     let file = home.config_file("hubcore");

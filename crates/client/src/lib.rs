@@ -15,4 +15,6 @@ pub mod plugin;
 
 pub use client::{ConnState, EventMessage, HubClient, QoS, Request};
 pub use error::{ClientError, RpcError};
-pub use options::{ClientOptions, ServerUrl, ENV_CLIENT_ID, ENV_LOG_LEVEL, ENV_SERVER};
+pub use options::{
+    written_server_url, ClientOptions, ServerUrl, ENV_CLIENT_ID, ENV_LOG_LEVEL, ENV_SERVER,
+};

@@ -81,11 +81,15 @@ impl fmt::Display for ServerUrl {
 
 /// The server URL of a local hub: `run/hubcore.url` if the core wrote it, else the default.
 pub fn local_server_url(home: &Home) -> String {
+    written_server_url(home).unwrap_or_else(|| "mqtts://127.0.0.1:8883".to_string())
+}
+
+/// The URL the core wrote to `run/hubcore.url`, if it did.
+pub fn written_server_url(home: &Home) -> Option<String> {
     std::fs::read_to_string(home.core_url_file())
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "mqtts://127.0.0.1:8883".to_string())
 }
 
 /// Everything needed to connect as one client.

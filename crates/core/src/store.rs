@@ -20,6 +20,7 @@ use hivehub_auth::Grants;
 use hivehub_home::{write_atomic, PRIVATE_MODE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -250,19 +251,21 @@ impl ClientStore {
 
     /// Adds or replaces a profile.
     pub async fn upsert(&self, profile: ClientProfile) -> Result<(), StoreError> {
-        self.modify(|f| {
-            f.clients.insert(profile.client_id.clone(), profile);
-        })
-        .await
+        let id = profile.client_id.clone();
+        let put = |_: Option<&ClientProfile>| Ok::<_, Infallible>((ClientChange::Put(profile), ()));
+        self.change_client(&id, put)
+            .await
+            .map(|r| r.unwrap_or_else(|e| match e {}))
     }
 
     /// Removes a client and the grants of its capabilities; false if it did not exist.
     pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
-        self.modify(|f| {
-            f.grants.remove(id);
-            f.clients.remove(id).is_some()
-        })
-        .await
+        let rm = |now: Option<&ClientProfile>| {
+            Ok::<_, Infallible>((ClientChange::Remove, now.is_some()))
+        };
+        self.change_client(id, rm)
+            .await
+            .map(|r| r.unwrap_or_else(|e| match e {}))
     }
 
     /// Sets who may call `service`'s `capability`; an empty list removes the grant.
