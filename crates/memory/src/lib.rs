@@ -4,17 +4,17 @@
 //! A process's resident code is not the code it runs but every 64 KB window of its binary
 //! that it ever touched: on a page fault the kernel also maps the cached pages around it
 //! (fault-around). The start (configuration, keys, TLS set-up, spawning every plugin) touches
-//! code all over the binary, so the launcher's and the core's whole text, 4.3 MB each, stayed
-//! mapped for their whole lives, although the steady state (sampling, statuses, keep-alives,
-//! a `hubcli` request, a restart) runs about 0.6 MB of it.
+//! code all over the binary, so nearly all of the launcher's and the core's text (4.3 and
+//! 4.4 MB) stayed mapped for their whole lives, although their steady state (sampling,
+//! statuses, keep-alives, a `hubcli` request, a restart) runs 0.57 and 0.45 MB of it.
 //!
 //! Two parts, measured together in `docs/PERFORMANCE.md`:
 //!
-//! * [`link_order`] (from a build script) asks the linker to place the functions that the
+//! * [`build::link_order`] (from a build script) asks the linker to place the functions that the
 //!   steady state ran, listed in the crate's `link-order.txt`, first and together, so that
 //!   they fill few windows. `scripts/link-order.py` writes that list from a live hub.
 //! * [`release_after_start`] (once the start is over) returns glibc's free heap and drops the
-//!   process's mappings of code pages. The pages stay in the page cache; the steady state maps
+//!   process's mappings of its executable's code. The pages stay in the page cache; the steady state maps
 //!   back only the windows it uses, and the rest is the kernel's to reclaim.
 
 use std::io;
@@ -35,13 +35,17 @@ pub struct Released {
 /// read of `/proc/self/smaps` and a system call per code mapping.
 pub fn release_after_start() -> io::Result<Released> {
     trim_heap();
+    let exe = std::fs::read_link("/proc/self/exe")?;
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut released = Released::default();
-    for m in code_mappings(&smaps) {
-        // SAFETY: `m` is one of this process's private, read-only, executable mappings of a
-        // file with no private (copy-on-write) pages, so its content is the file's: dropping
-        // its page-table entries changes no byte of memory, and the next access maps the same
-        // cached page again, as after the kernel's own reclaim.
+    for m in code_mappings(&smaps, &exe.to_string_lossy()) {
+        // SAFETY: `m` is a private, read-only, executable mapping of this process's own
+        // executable with no private (copy-on-write) pages, so its content is the file's:
+        // dropping its page-table entries changes no byte of memory, and the next access maps
+        // the same cached page again, as after the kernel's own reclaim. The executable stays
+        // mapped for the process's life, so the range cannot have been reused since `smaps`
+        // was read (a shared library could be unloaded and its addresses given to the heap:
+        // libraries are left alone).
         let r = unsafe {
             nix::sys::mman::madvise(
                 std::ptr::NonNull::new_unchecked(m.start as *mut std::ffi::c_void),
@@ -74,13 +78,12 @@ struct CodeMapping {
     len: usize,
     /// Resident bytes.
     rss: u64,
-    path: String,
 }
 
-/// The mappings of an smaps text that are code from a file with no private pages: permissions
-/// `r-xp`, a path (not `[vdso]` and the like), and `Anonymous: 0 kB` (a debugger's breakpoint
-/// or a relocation would have made a private copy, which dropping would lose).
-fn code_mappings(smaps: &str) -> Vec<CodeMapping> {
+/// The mappings of an smaps text that are code of the executable `exe` with no private pages:
+/// permissions `r-xp`, path `exe`, and `Anonymous: 0 kB` (a debugger's breakpoint or a
+/// relocation would have made a private copy, which dropping would lose).
+fn code_mappings(smaps: &str, exe: &str) -> Vec<CodeMapping> {
     let mut out = Vec::new();
     let mut cur: Option<(CodeMapping, bool)> = None;
     fn finish(c: Option<(CodeMapping, bool)>, out: &mut Vec<CodeMapping>) {
@@ -101,14 +104,13 @@ fn code_mappings(smaps: &str) -> Vec<CodeMapping> {
             // The path is the rest of the line (it may contain spaces).
             let path = fields.skip(3).collect::<Vec<_>>().join(" ");
             // `Anonymous:` must be read before it may be dropped: false until then.
-            let candidate = perms == "r-xp" && path.starts_with('/') && b > a;
+            let candidate = perms == "r-xp" && path == exe && b > a;
             cur = candidate.then(|| {
                 (
                     CodeMapping {
                         start: a,
                         len: b - a,
                         rss: 0,
-                        path,
                     },
                     false,
                 )
@@ -145,10 +147,10 @@ mod tests {
 
     #[test]
     fn only_clean_executable_file_mappings_are_code_to_drop() {
-        // (perms, path, anonymous kB, dropped)
+        // (perms, path, anonymous kB, dropped); the executable is /opt/hivehub/bin/launcher.
         let cases = [
             ("r-xp", "/opt/hivehub/bin/launcher", 0, true),
-            ("r-xp", "/usr/lib/x86_64-linux-gnu/libc.so.6", 0, true),
+            ("r-xp", "/usr/lib/x86_64-linux-gnu/libc.so.6", 0, false), // could be unloaded
             ("r-xp", "/opt/hivehub/bin/launcher", 4, false), // a private copy (breakpoint)
             ("r-xp", "[vdso]", 0, false),
             ("r-xp", "", 0, false), // anonymous executable memory
@@ -158,12 +160,11 @@ mod tests {
         ];
         for (i, (perms, path, anon, dropped)) in cases.iter().enumerate() {
             let text = entry("1000-3000", perms, path, 8, *anon);
-            let got = code_mappings(&text);
+            let got = code_mappings(&text, "/opt/hivehub/bin/launcher");
             let want = dropped.then(|| CodeMapping {
                 start: 0x1000,
                 len: 0x2000,
                 rss: 8 * 1024,
-                path: path.to_string(),
             });
             assert_eq!(
                 got.first(),
@@ -177,11 +178,15 @@ mod tests {
     fn every_mapping_of_a_whole_smaps_text_is_judged_on_its_own_fields() {
         let text = [
             entry("1000-3000", "r-xp", "/bin/a", 8, 0),
-            entry("3000-4000", "r-xp", "/bin/b", 4, 4),
-            entry("4000-6000", "r-xp", "/bin/c", 0, 0),
+            entry("3000-4000", "r-xp", "/bin/a", 4, 4),
+            entry("4000-6000", "r-xp", "/bin/a", 0, 0),
+            entry("6000-7000", "r-xp", "/bin/b", 4, 0),
         ]
         .concat();
-        let got: Vec<usize> = code_mappings(&text).iter().map(|m| m.start).collect();
+        let got: Vec<usize> = code_mappings(&text, "/bin/a")
+            .iter()
+            .map(|m| m.start)
+            .collect();
         assert_eq!(got, vec![0x1000, 0x4000]);
     }
 
@@ -192,9 +197,8 @@ mod tests {
         let own_code = || -> u64 {
             let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
             let exe = std::fs::read_link("/proc/self/exe").unwrap();
-            code_mappings(&smaps)
+            code_mappings(&smaps, &exe.to_string_lossy())
                 .iter()
-                .filter(|m| std::path::Path::new(&m.path) == exe)
                 .map(|m| m.rss)
                 .sum()
         };
