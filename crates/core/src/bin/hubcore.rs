@@ -167,8 +167,19 @@ fn single_dash_words(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     Ok(out)
 }
 
-#[tokio::main]
-async fn main() {
+/// Backtraces of library errors stay off unless `RUST_LIB_BACKTRACE` asks for them, whatever
+/// `RUST_BACKTRACE` says (it still governs panics): the broker turns every ended connection into
+/// an `anyhow` error, and with `RUST_BACKTRACE=1` each one captured a stack trace, which cost
+/// the core more CPU per `hubcli` call than its TLS handshake (docs/PERFORMANCE.md).
+fn library_backtraces_off() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // Before any other thread exists: nothing can read the environment concurrently.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+}
+
+fn main() {
+    library_backtraces_off();
     let args = match single_dash_words(std::env::args_os().collect()) {
         Ok(args) => Args::parse_from(args),
         Err(e) => {
@@ -176,8 +187,18 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hubcore: error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
     // One line on stderr, which the launcher can show when the core does not start.
-    if let Err(e) = run(args).await {
+    if let Err(e) = rt.block_on(run(args)) {
         let msg = format!("{e:#}");
         let one_line: Vec<&str> = msg
             .lines()
