@@ -4,6 +4,8 @@
 
 use clap::Parser;
 use hivehub_cli::{error, exit, Cli, CliError};
+// Linked for its `pow`, which keeps the C math library from being loaded at each run.
+use hivehub_memory as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

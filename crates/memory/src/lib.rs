@@ -8,7 +8,7 @@
 //! 4.4 MB) stayed mapped for their whole lives, although their steady state (sampling,
 //! statuses, keep-alives, a `hubcli` request, a restart) runs 0.57 and 0.45 MB of it.
 //!
-//! Two parts, measured together in `docs/PERFORMANCE.md`:
+//! Three parts, measured together in `docs/PERFORMANCE.md`:
 //!
 //! * [`build::link_order`] (from a build script) asks the linker to place the functions that the
 //!   steady state ran, listed in the crate's `link-order.txt`, first and together, so that
@@ -18,11 +18,13 @@
 //!   executable and of its shared libraries (libm, an NSS module loaded for a user lookup).
 //!   The pages stay in the page cache; the steady state maps back only the windows it uses,
 //!   and the rest is the kernel's to reclaim.
+//! * [`pow`](mod@pow) keeps the C math library out of the process altogether.
 
 use std::io;
 use std::ops::Range;
 
 pub mod build;
+pub mod pow;
 
 /// What [`release_after_start`] gave back.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
