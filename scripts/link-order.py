@@ -141,8 +141,12 @@ def main():
         hubcli = [f"{args.release}/hubcli", "--home", home, "launcher", "ls"]
         for _ in range(max(1, args.secs // 5)):
             time.sleep(5)
-            subprocess.run(hubcli, capture_output=True)
-            subprocess.run(hubcli + ["--json"], capture_output=True)
+            for cmd in (hubcli, hubcli + ["--json"]):
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    # The list would miss the login and the request: say so, do not hide it.
+                    print(f"{' '.join(cmd[-3:])} failed ({r.returncode}): {r.stderr.strip()}",
+                          file=sys.stderr)
             subprocess.run(["pkill", "-9", "-n", "-f", "^sleep 1000000$"])
         after = {g: hits(b) for g, b in groups.items()}
         for g, crate in (("hl", "launcher"), ("hc", "core")):

@@ -169,8 +169,8 @@ fn single_dash_words(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
 
 /// Backtraces of library errors stay off unless `RUST_LIB_BACKTRACE` asks for them, whatever
 /// `RUST_BACKTRACE` says (it still governs panics): the broker turns every ended connection into
-/// an `anyhow` error, and with `RUST_BACKTRACE=1` each one captured a stack trace, which cost
-/// the core more CPU per `hubcli` call than its TLS handshake (docs/PERFORMANCE.md).
+/// an `anyhow` error, and with `RUST_BACKTRACE=1` each one captured a stack trace (2 % of the
+/// core's CPU per `hubcli` call, docs/PERFORMANCE.md).
 fn library_backtraces_off() {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         // Before any other thread exists: nothing can read the environment concurrently.
