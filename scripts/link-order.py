@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Writes crates/launcher/link-order.txt, crates/core/link-order.txt and crates/cli/link-order.txt:
-the functions that the launcher and hubcore run in their steady state, and that a `hubcli` run
-executes, found on a live hub (see the hivehub-memory crate for why their order matters).
+"""Writes crates/launcher/link-order.txt and crates/core/link-order.txt: the functions that the
+launcher and hubcore run in their steady state, found on a live hub (see the hivehub-memory
+crate for why their order matters).
 
 Run as root on x86_64 (uprobes through /sys/kernel/tracing) after a release build:
 
@@ -9,9 +9,9 @@ Run as root on x86_64 (uprobes through /sys/kernel/tracing) after a release buil
     sudo scripts/link-order.py
 
 It starts a hub of N plugins with credentials (`--n`, 100) and lets its start finish
-unobserved, then puts a uprobe on the entry of every function of the three binaries and, for
-`--secs` (40), lets it idle while every 5 s `hubcli launcher ls` (plain and --json), `hubcli
-launcher status` and `hubcli --version` run and one plugin is killed and restarted. A function whose probe fired is listed, in address order.
+unobserved, then puts a uprobe on the entry of every function of both binaries and, for
+`--secs` (40), lets it idle while every 5 s `hubcli launcher ls` (plain and --json) and `hubcli
+launcher status` run and one plugin is killed and restarted. A function whose probe fired is listed, in address order.
 Rebuild afterwards: the build scripts give the lists to the linker. The lists are written
 within about two minutes; removing the probes afterwards takes the kernel several more (an RCU
 grace period for each).
@@ -94,7 +94,7 @@ def make_home(home, n, release):
     os.makedirs(f"{home}/bin")
     os.makedirs(f"{home}/config")
     os.makedirs(f"{home}/plugins")
-    for b in ("launcher", "hubcore", "hubcli"):
+    for b in ("launcher", "hubcore"):
         shutil.copy2(f"{release}/{b}", f"{home}/bin/{b}")
     names = [f"p{i:03}" for i in range(1, n + 1)]
     for name in names:
@@ -121,7 +121,7 @@ def main():
     home = f"{tmp}/home"
     make_home(home, args.n, args.release)
     remove_probes()
-    groups = {"hl": f"{home}/bin/launcher", "hc": f"{home}/bin/hubcore", "hu": f"{home}/bin/hubcli"}
+    groups = {"hl": f"{home}/bin/launcher", "hc": f"{home}/bin/hubcore"}
     names = {g: add_probes(g, b) for g, b in groups.items()}
     log = open(f"{tmp}/launcher.out", "w")
     launcher = subprocess.Popen([groups["hl"], "--home", home], stdout=log, stderr=log,
@@ -138,11 +138,10 @@ def main():
             failed = set_enabled(g, len(names[g]), True)
             print(f"{g}: {len(names[g])} probes, {failed} not placed", file=sys.stderr)
         base = {g: hits(b) for g, b in groups.items()}
-        hubcli = [groups["hu"], "--home", home, "launcher"]
+        hubcli = [f"{args.release}/hubcli", "--home", home, "launcher"]
         for _ in range(max(1, args.secs // 5)):
             time.sleep(5)
-            for cmd in (hubcli + ["ls"], hubcli + ["ls", "--json"], hubcli + ["status", "p001"],
-                        [groups["hu"], "--version"]):
+            for cmd in (hubcli + ["ls"], hubcli + ["ls", "--json"], hubcli + ["status", "p001"]):
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode != 0:
                     # The list would miss the login and the request: say so, do not hide it.
@@ -150,7 +149,7 @@ def main():
                           file=sys.stderr)
             subprocess.run(["pkill", "-9", "-n", "-f", "^sleep 1000000$"])
         after = {g: hits(b) for g, b in groups.items()}
-        for g, crate in (("hl", "launcher"), ("hc", "core"), ("hu", "cli")):
+        for g, crate in (("hl", "launcher"), ("hc", "core")):
             ran = [names[g][i] for i in sorted(after[g]) if after[g][i] > base[g].get(i, 0)]
             out = f"{ROOT}/crates/{crate}/link-order.txt"
             with open(out, "w") as f:

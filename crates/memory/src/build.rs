@@ -3,7 +3,9 @@
 //! `link-order.txt` lists the functions (symbol names) that the binary ran in its steady
 //! state, as `scripts/link-order.py` found them on a live hub. The names carry the hashes of
 //! one toolchain, target and dependency set: they stay valid across changes of our own code,
-//! and a name that no longer exists is skipped, so a stale list only places fewer functions.
+//! but a change of the crate's dependencies (in any crate it depends on) renames most generic
+//! functions. A name that no longer exists is skipped, so a stale list only places fewer
+//! functions; regenerate the lists after such a change.
 //! It is applied to release builds for the target it was made on, when rustc links with its
 //! own lld (the default there since Rust 1.90): GNU ld does not take the option.
 

@@ -12,7 +12,8 @@
 //!
 //! * [`build::link_order`] (from a build script) asks the linker to place the functions that the
 //!   steady state ran, listed in the crate's `link-order.txt`, first and together, so that
-//!   they fill few windows. `scripts/link-order.py` writes that list from a live hub.
+//!   they fill few windows. `scripts/link-order.py` writes that list from a live hub. (hubcli
+//!   has none: ordering the code of its common commands did not shorten a run.)
 //! * [`release_after_start`] (once the start is over) returns glibc's free heap and drops the
 //!   process's mappings of read-only file pages: the code, constants and unwind tables of its
 //!   executable and of its shared libraries (libm, an NSS module loaded for a user lookup).
