@@ -576,18 +576,12 @@ impl Builder {
             WebPkiClientVerifier::no_client_auth()
         };
 
-        let mut config = ServerConfig::builder_with_provider(provider)
+        ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| anyhow!(e))?
             .with_client_cert_verifier(client_auth)
             .with_single_cert(cert_chain, key)
-            .map_err(|e| anyhow!(format!("Certificate error: {e}")))?;
-        // hivehub patch: no TLS 1.3 session tickets (upstream: rustls' default, 2 per
-        // connection, kept in a server-side cache). Every connection paid for deriving, storing
-        // and sending them, and hivehub's clients (one-shot hubcli runs, devices that log in
-        // again with a new token) do not resume sessions.
-        config.send_tls13_tickets = 0;
-        Ok(config)
+            .map_err(|e| anyhow!(format!("Certificate error: {e}")))
     }
 }
 
