@@ -16,7 +16,7 @@
 //!   has none: ordering the code of its common commands did not shorten a run.)
 //! * [`release_after_start`] (once the start is over) returns glibc's free heap and drops the
 //!   process's mappings of read-only file pages: the code, constants and unwind tables of its
-//!   executable and of its shared libraries (libm, an NSS module loaded for a user lookup).
+//!   executable and of its shared libraries (libc, an NSS module loaded for a user lookup).
 //!   The pages stay in the page cache; the steady state maps back only the windows it uses,
 //!   and the rest is the kernel's to reclaim.
 //! * [`pow`](mod@pow) keeps the C math library out of the process altogether.
