@@ -217,7 +217,14 @@ fn unit_exec_reload_reloads_the_config_and_starts_a_stopped_core() {
             .is_some_and(hivehub_launcher::process::pid_alive)
     });
     assert!(late, "ExecReload did not reload the config:\n{}", hub.out());
-    assert!(hub.out().contains("reload applied"), "{}", hub.out());
+    // The summary line follows the starts it reports: wait for it, as for the start.
+    assert!(
+        wait_until(Duration::from_secs(15), || hub
+            .out()
+            .contains("reload applied")),
+        "{}",
+        hub.out()
+    );
 
     // The core stopped with everything else: the same reload brings it back.
     let core = hub.wait_running("hubcore");
