@@ -488,9 +488,8 @@ impl LauncherHub {
 
     /// Waits until `name` runs and returns its PID.
     pub fn wait_running(&self, name: &str) -> u32 {
-        let alive = |p: u32| std::path::Path::new(&format!("/proc/{p}")).exists();
         let ok = wait_until(Duration::from_secs(30), || {
-            self.pid_of(name).is_some_and(alive)
+            self.pid_of(name).is_some_and(pid_running)
         });
         assert!(ok, "{name} did not start; launcher output:\n{}", self.out());
         self.pid_of(name).unwrap_or_default()
@@ -702,6 +701,18 @@ pub fn processes_running(path: &Path) -> Vec<u32> {
     let all = out.clone();
     out.retain(|p| ppid(*p).is_none_or(|pp| !all.contains(&pp)));
     out
+}
+
+/// True while process `pid` exists and is not a zombie: a stopped plugin's PID stays in
+/// `/proc` (and in its pid record) until the launcher reaps it, but it no longer runs.
+pub fn pid_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.get(stat.rfind(')')? + 2..)?;
+            rest.split_whitespace().next().map(|s| s != "Z" && s != "X")
+        })
+        .unwrap_or(false)
 }
 
 /// Resident memory (`VmRSS`) of process `pid` in KiB, or `None` once it is gone.
