@@ -11,10 +11,13 @@ Run as root on x86_64 (uprobes through /sys/kernel/tracing) after a release buil
 It starts a hub of N plugins with credentials (`--n`, 100) and lets its start finish
 unobserved, then puts a uprobe on the entry of every function of both binaries and, for
 `--secs` (40), lets it idle while every 5 s `hubcli launcher ls` (plain and --json) and `hubcli
-launcher status` run and one plugin is killed and restarted. A function whose probe fired is listed, in address order.
-Rebuild afterwards: the build scripts give the lists to the linker. The lists are written
-within about two minutes; removing the probes afterwards takes the kernel several more (an RCU
-grace period for each).
+launcher status` run and one plugin is killed and restarted. A function whose probe fired is
+listed, in address order. Rebuild afterwards: the build scripts give the lists to the linker.
+Run it again after a change of dependencies, which renames most generic functions.
+
+The lists are written within about two minutes; removing the probes afterwards takes the kernel
+about 15 more (an RCU grace period for each), during which fork() is slow: measure nothing until
+/sys/kernel/tracing/uprobe_events is empty.
 """
 import argparse
 import os
