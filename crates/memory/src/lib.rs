@@ -85,7 +85,7 @@ fn trim_heap() {
 struct DropRange {
     start: usize,
     len: usize,
-    /// Resident bytes of the whole mapping.
+    /// Resident bytes of the whole mapping (on its first range only).
     rss: u64,
 }
 
@@ -97,7 +97,7 @@ fn droppable(smaps: &str, segments: &[Range<usize>]) -> Vec<DropRange> {
     let mut out = Vec::new();
     let mut cur: Option<(Range<usize>, u64, bool)> = None;
     let mut finish = |c: Option<(Range<usize>, u64, bool)>| {
-        let Some((m, rss, true)) = c else { return };
+        let Some((m, mut rss, true)) = c else { return };
         for s in segments {
             let (a, b) = (
                 m.start.max(page_floor(s.start)),
@@ -109,6 +109,8 @@ fn droppable(smaps: &str, segments: &[Range<usize>]) -> Vec<DropRange> {
                     len: b - a,
                     rss,
                 });
+                // A mapping split over several segments counts its resident size once.
+                rss = 0;
             }
         }
     };
