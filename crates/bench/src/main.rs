@@ -406,7 +406,7 @@ async fn bus(requests: usize, events: usize, rounds: usize) -> Result<()> {
     let mosq = start_mosquitto(&core.home.certs())?;
     let mosq_opts = |id: &str| {
         let mut o = core.options(id);
-        o.server = ServerUrl {
+        o.server = ServerUrl::Tcp {
             tls: true,
             host: "127.0.0.1".into(),
             port: mosq.port,

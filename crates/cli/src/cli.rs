@@ -66,8 +66,9 @@ pub struct Global {
     /// Home folder (default: the parent of this binary's bin/ folder, else $HIVEHUB_HOME).
     #[arg(long, global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
-    /// Hub URL (default: $HIVEHUB_SERVER, else HOME/run/hubcore.url, else the `listen`
-    /// address of HOME/config/hubcore.yaml, else mqtts://127.0.0.1:8883).
+    /// Hub URL (default: $HIVEHUB_SERVER, else the socket HOME/run/hubcore.sock, else
+    /// HOME/run/hubcore.url, else the `listen` address of HOME/config/hubcore.yaml, else
+    /// mqtts://127.0.0.1:8883). unix:///path names a socket.
     #[arg(long, global = true, value_name = "URL", value_parser = parse_server)]
     pub server: Option<String>,
     /// Log in as this client, with HOME/certs/{ID}.key and {ID}.token.

@@ -1,8 +1,13 @@
-//! Which hub to connect to when `--server` is not given: `$HIVEHUB_SERVER`, else the URL the
+//! Which hub to connect to when `--server` is not given: `$HIVEHUB_SERVER`, else the local
+//! core's Unix socket (`run/hubcore.sock`) when this user may connect to it, else the URL the
 //! local core wrote (`run/hubcore.url`), else the `listen` address of the core's own config
 //! (`config/hubcore.yaml`), else `mqtts://127.0.0.1:8883`, the core's default.
+//!
+//! The socket comes first because it saves the TLS handshake, most of a one-shot command's
+//! time; it carries the same login and the core applies the same ACL. Only the home's owner
+//! (and root) can reach it: `run/` is mode 700.
 
-use hivehub_client::ENV_SERVER;
+use hivehub_client::{ServerUrl, ENV_SERVER};
 use hivehub_home::Home;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,13 +41,30 @@ pub fn url_from_core_config(yaml: &str) -> Result<Option<String>, String> {
     }))
 }
 
+/// The local core's socket as a server URL, when it is a socket this process may connect to
+/// (write permission, which `connect` needs), and its path is UTF-8 (so that the URL names it).
+pub fn local_socket(home: &Home) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = home.core_socket_file();
+    path.to_str()?;
+    if !std::fs::metadata(&path).ok()?.file_type().is_socket() {
+        return None;
+    }
+    nix::unistd::access(&path, nix::unistd::AccessFlags::W_OK).ok()?;
+    Some(ServerUrl::Unix(path).to_string())
+}
+
 /// The server to use when `--server` is not given: `None` when `$HIVEHUB_SERVER` is set (the
-/// SDK reads it), else `run/hubcore.url` if the core wrote it, else the listen address in
-/// `config/hubcore.yaml`; `None` when neither gives one (the SDK then uses
-/// mqtts://127.0.0.1:8883). A config file that cannot be read is reported as a warning.
+/// SDK reads it), else the local socket ([`local_socket`]), else `run/hubcore.url` if the core
+/// wrote it, else the listen address in `config/hubcore.yaml`; `None` when none gives one (the
+/// SDK then uses mqtts://127.0.0.1:8883). A config file that cannot be read is reported as a
+/// warning.
 pub fn fallback(home: &Home) -> Option<String> {
     if std::env::var(ENV_SERVER).is_ok_and(|s| !s.is_empty()) {
         return None;
+    }
+    if let Some(url) = local_socket(home) {
+        return Some(url);
     }
     // Handed on as the server, so that the SDK does not read the file a second time.
     if let Some(url) = hivehub_client::written_server_url(home) {

@@ -271,6 +271,7 @@ fn server_defaults_to_the_listen_address_of_core_config() {
     let core = core();
     // As when the core is not running or has not written its URL yet.
     std::fs::remove_file(core.home.core_url_file()).unwrap();
+    std::fs::remove_file(core.home.core_socket_file()).unwrap();
     let config = core.home.config_file("hubcore");
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
     // The wildcard address is reached on the loopback address.
@@ -308,6 +309,45 @@ fn server_defaults_to_the_listen_address_of_core_config() {
     std::fs::write(core.home.core_url_file(), format!("{}\n", core.url)).unwrap();
     let r = common::hubcli_at(core.home.root(), None, &["auth", "ls"]);
     r.expect_code(0);
+}
+
+#[test]
+fn the_local_socket_comes_first_and_a_dead_one_is_named() {
+    let mut core = core();
+    // The URL file names a port where nothing listens: only the socket can answer.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("mqtts://127.0.0.1:{}", free.local_addr().unwrap().port());
+    drop(free);
+    std::fs::write(core.home.core_url_file(), format!("{dead}\n")).unwrap();
+    let r = common::hubcli_at(core.home.root(), None, &["auth", "ls", "--json"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("\"admin\""), "{}", r.stdout);
+    // --server and $HIVEHUB_SERVER still win.
+    let r = common::hubcli_at(
+        core.home.root(),
+        Some(&dead),
+        &["auth", "ls", "--timeout", "2s"],
+    );
+    r.expect_code(3);
+    let o = command()
+        .env("HIVEHUB_SERVER", &dead)
+        .arg("--home")
+        .arg(core.home.root())
+        .args(["auth", "ls", "--timeout", "2s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    // A core that was killed leaves its socket behind; hubcli names it.
+    core.kill();
+    let r = common::hubcli_at(core.home.root(), None, &["auth", "ls", "--timeout", "2s"]);
+    r.expect_code(3);
+    assert_eq!(
+        r.stderr.trim(),
+        format!(
+            "hubcli: error: cannot reach the hub at unix://{}: connection refused",
+            core.home.core_socket_file().display()
+        )
+    );
 }
 
 #[test]

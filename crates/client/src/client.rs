@@ -22,7 +22,7 @@
 //! a client runs on after [`HubClient::disconnect`].
 
 use crate::error::{ClientError, RpcError};
-use crate::options::ClientOptions;
+use crate::options::{ClientOptions, ServerUrl};
 use bytes::Bytes;
 use hivehub_api::auth::{methods, TokenResp, AUTH_SERVICE, CAP_AUTHZ, CAP_PROFILE};
 use hivehub_api::rpc::{Ack, MAX_PACKET_BYTES, MAX_REQUEST_BYTES};
@@ -444,17 +444,27 @@ fn tls_config(opts: &ClientOptions) -> Result<Transport, ClientError> {
     )))
 }
 
-fn describe_connection_error(e: &ConnectionError, server: &crate::options::ServerUrl) -> String {
+fn describe_connection_error(e: &ConnectionError, server: &ServerUrl) -> String {
     match e {
         // A reply that is not MQTT on a plain connection: a TLS port answering (rumqttc would
         // say "Promised boundary crossed, contains 768 bytes" or the like).
-        ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(d)) if !server.tls => {
+        ConnectionError::MqttState(rumqttc::v5::StateError::Deserialization(d)) => {
             tracing::debug!("not an MQTT reply from {server}: {d}");
-            let tls = crate::options::ServerUrl {
-                tls: true,
-                ..server.clone()
-            };
-            format!("the server speaks TLS on this port, not plain MQTT: use {tls}")
+            match server {
+                ServerUrl::Tcp {
+                    tls: false,
+                    host,
+                    port,
+                } => {
+                    let tls = ServerUrl::Tcp {
+                        tls: true,
+                        host: host.clone(),
+                        port: *port,
+                    };
+                    format!("the server speaks TLS on this port, not plain MQTT: use {tls}")
+                }
+                _ => e.to_string(),
+            }
         }
         ConnectionError::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
@@ -589,7 +599,15 @@ impl HubClient {
     pub async fn connect(opts: ClientOptions) -> Result<HubClient, ClientError> {
         hivehub_api::validate_id(&opts.client_id)?;
         let session = format!("{}:{:08x}", opts.client_id, rand::random::<u32>());
-        let mut mo = MqttOptions::new(session, opts.server.host.clone(), opts.server.port);
+        let mut mo = match &opts.server {
+            ServerUrl::Tcp { host, port, .. } => MqttOptions::new(session, host.clone(), *port),
+            // rumqttc takes the socket's path for the host (its port is not used).
+            ServerUrl::Unix(path) => {
+                let mut mo = MqttOptions::new(session, path.to_string_lossy(), 0);
+                mo.set_transport(Transport::unix());
+                mo
+            }
+        };
         mo.set_keep_alive(opts.keep_alive);
         // Requests are small and latency-bound: without NODELAY every round trip waits ~40 ms
         // for the peer's delayed ACK (Nagle).
@@ -601,7 +619,7 @@ impl HubClient {
         // rumqttc sizes its in-flight table by this limit (65 535 entries, ~14 MB, by default).
         mo.set_outgoing_inflight_upper_limit(256);
         mo.set_connection_timeout(opts.connect_timeout.as_secs().max(1));
-        if opts.server.tls {
+        if opts.server.is_tls() {
             mo.set_transport(tls_config(&opts)?);
         }
         if let Some((topic, payload, retain)) = &opts.last_will {
@@ -1585,7 +1603,7 @@ mod tests {
     fn plain_options(port: u16) -> ClientOptions {
         ClientOptions {
             client_id: "c1".into(),
-            server: crate::options::ServerUrl {
+            server: ServerUrl::Tcp {
                 tls: false,
                 host: "127.0.0.1".into(),
                 port,

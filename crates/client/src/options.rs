@@ -1,7 +1,8 @@
 //! Where a client connects and with which credentials.
 //!
 //! [`ClientOptions::from_home`]: the server is the explicit value, else `$HIVEHUB_SERVER`, else
-//! `run/hubcore.url`, else `mqtts://127.0.0.1:8883`; the CA is `certs/caCert.pem`; the
+//! `run/hubcore.url`, else `mqtts://127.0.0.1:8883` (hubcli tries the core's socket
+//! `run/hubcore.sock` first; plugins use TLS); the CA is `certs/caCert.pem`; the
 //! credentials are `certs/{clientID}.key` and `.token`. Connect and request timeouts are 10 s,
 //! the keep-alive 15 s, and the token is refreshed. [`ClientOptions::from_env`] is what a
 //! plugin uses: the home from `$HIVEHUB_HOME` (else the executable's), the client ID from
@@ -20,28 +21,42 @@ pub const ENV_CLIENT_ID: &str = "HIVEHUB_CLIENT_ID";
 /// Environment variable with the log level, set by the launcher (a tracing filter).
 pub const ENV_LOG_LEVEL: &str = "HIVEHUB_LOG_LEVEL";
 
-/// Where the hub listens: `mqtts://host:port` (TLS, the default) or `mqtt://host:port`.
+/// Where the hub listens: `mqtts://host:port` (TLS, the default), `mqtt://host:port`, or
+/// `unix:///path` (plain MQTT on a Unix socket: the local core's `run/hubcore.sock`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerUrl {
-    /// True for `mqtts://`.
-    pub tls: bool,
-    /// Host name or IP address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
+pub enum ServerUrl {
+    /// A TCP listener.
+    Tcp {
+        /// True for `mqtts://`.
+        tls: bool,
+        /// Host name or IP address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// A Unix socket, by its absolute path.
+    Unix(PathBuf),
 }
 
 impl ServerUrl {
-    /// Parses `mqtts://host:port`, `mqtt://host:port`, or `host:port` (TLS).
+    /// Parses `mqtts://host:port`, `mqtt://host:port`, `host:port` (TLS), or `unix:///path`.
     pub fn parse(s: &str) -> Result<ServerUrl, ClientError> {
         let s = s.trim();
+        if let Some(path) = s.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(ClientError::Config(format!(
+                    "server URL '{s}' must name an absolute path (unix:///path/to/socket)"
+                )));
+            }
+            return Ok(ServerUrl::Unix(PathBuf::from(path)));
+        }
         let (tls, rest) = if let Some(r) = s.strip_prefix("mqtts://") {
             (true, r)
         } else if let Some(r) = s.strip_prefix("mqtt://") {
             (false, r)
         } else if s.contains("://") {
             return Err(ClientError::Config(format!(
-                "server URL '{s}' must start with mqtts:// or mqtt://"
+                "server URL '{s}' must start with mqtts://, mqtt:// or unix://"
             )));
         } else {
             (true, s)
@@ -60,21 +75,31 @@ impl ServerUrl {
         if host.is_empty() {
             return Err(ClientError::Config(format!("server URL '{s}' has no host")));
         }
-        Ok(ServerUrl {
+        Ok(ServerUrl::Tcp {
             tls,
             host: host.to_string(),
             port,
         })
     }
+
+    /// True for `mqtts://`: the connection needs the hub's CA certificate.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ServerUrl::Tcp { tls: true, .. })
+    }
 }
 
 impl fmt::Display for ServerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        match self {
+            ServerUrl::Unix(path) => write!(f, "unix://{}", path.display()),
+            ServerUrl::Tcp { tls, host, port } => {
+                let scheme = if *tls { "mqtts" } else { "mqtt" };
+                if host.contains(':') {
+                    write!(f, "{scheme}://[{host}]:{port}")
+                } else {
+                    write!(f, "{scheme}://{host}:{port}")
+                }
+            }
         }
     }
 }
@@ -183,17 +208,54 @@ impl ClientOptions {
 mod tests {
     use super::*;
 
+    fn tcp(tls: bool, host: &str, port: u16) -> ServerUrl {
+        ServerUrl::Tcp {
+            tls,
+            host: host.into(),
+            port,
+        }
+    }
+
     #[test]
     fn parses_urls() {
-        let u = ServerUrl::parse("mqtts://127.0.0.1:9000").unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "127.0.0.1", 9000));
-        assert_eq!(u.to_string(), "mqtts://127.0.0.1:9000");
-        let u = ServerUrl::parse("mqtt://localhost").unwrap();
-        assert_eq!((u.tls, u.port), (false, 1883));
-        let u = ServerUrl::parse("hub.local:8884").unwrap();
-        assert!(u.tls);
-        assert!(ServerUrl::parse("http://x:1").is_err());
-        assert!(ServerUrl::parse("mqtts://x:notaport").is_err());
-        assert!(ServerUrl::parse("mqtts://:1").is_err());
+        let ok: &[(&str, ServerUrl, &str)] = &[
+            (
+                "mqtts://127.0.0.1:9000",
+                tcp(true, "127.0.0.1", 9000),
+                "mqtts://127.0.0.1:9000",
+            ),
+            (
+                "mqtt://localhost",
+                tcp(false, "localhost", 1883),
+                "mqtt://localhost:1883",
+            ),
+            (
+                "hub.local:8884",
+                tcp(true, "hub.local", 8884),
+                "mqtts://hub.local:8884",
+            ),
+            ("mqtts://[::1]:9", tcp(true, "::1", 9), "mqtts://[::1]:9"),
+            (
+                "unix:///h/run/hubcore.sock",
+                ServerUrl::Unix("/h/run/hubcore.sock".into()),
+                "unix:///h/run/hubcore.sock",
+            ),
+        ];
+        for (text, want, shown) in ok {
+            let u = ServerUrl::parse(text).unwrap();
+            assert_eq!(&u, want, "{text}");
+            assert_eq!(u.to_string(), *shown, "{text}");
+            assert_eq!(ServerUrl::parse(shown).unwrap(), u, "{shown} round trip");
+        }
+        for bad in [
+            "http://x:1",
+            "mqtts://x:notaport",
+            "mqtts://:1",
+            "unix://run/x.sock",
+        ] {
+            assert!(ServerUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert!(ServerUrl::parse("mqtts://x").unwrap().is_tls());
+        assert!(!ServerUrl::parse("unix:///x").unwrap().is_tls());
     }
 }

@@ -72,6 +72,10 @@ pub struct Limits {
     pub max_retained_bytes: usize,
     /// Retained topics per login. Default 256.
     pub max_retained_topics: usize,
+    /// Seconds a new connection has for each step before its CONNECT is in: the TLS
+    /// handshake, its first packet, the whole CONNECT. A connection that sends nothing is
+    /// closed after it. Default 30.
+    pub connect_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -85,6 +89,7 @@ impl Default for Limits {
             publish_burst: 2000,
             max_retained_bytes: 65_536,
             max_retained_topics: 256,
+            connect_timeout_secs: 30,
         }
     }
 }
@@ -97,6 +102,10 @@ pub struct CoreConfig {
     pub listen: SocketAddr,
     /// Optional plain-TCP listener, for local tools without TLS. Loopback addresses only.
     pub plain_listen: Option<SocketAddr>,
+    /// Serve local clients on the Unix socket `run/hubcore.sock` as well: plain MQTT with the
+    /// same logins and ACL, reachable only by the home's owner (`run/` is mode 700). hubcli
+    /// uses it when it can, saving the TLS handshake. Default true.
+    pub local_socket: bool,
     /// The `iss` claim of issued tokens.
     pub issuer: String,
     /// Token lifetimes.
@@ -114,6 +123,7 @@ impl Default for CoreConfig {
         CoreConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8883)),
             plain_listen: None,
+            local_socket: true,
             issuer: "hivehub".into(),
             token_validity_days: TokenValidity::default(),
             log_level: "info".into(),
@@ -163,6 +173,9 @@ impl CoreConfig {
                     format!("{p} is not a loopback address; plain TCP is only allowed on 127.0.0.1 or ::1"),
                 ));
             }
+        }
+        if self.limits.connect_timeout_secs == 0 {
+            return Err(("limits.connectTimeoutSecs", "must be at least 1".into()));
         }
         if self.issuer.trim().is_empty() {
             return Err(("issuer", "must not be empty".into()));
@@ -241,6 +254,7 @@ impl Wording for CoreWording {
                 "a whole number"
             }
             "maxConnections" => "a whole number",
+            "localSocket" => "true or false",
             _ => "a single value",
         }
     }

@@ -13,13 +13,15 @@
 //! ([`certs`]); the signing key if missing; opens the client store ([`store`]) and the lease
 //! table ([`lease`]); makes the internal client's key and token in memory (10 years, never
 //! written); builds the broker with its retainer; makes sure `admin` and `launcher` exist;
-//! registers the hooks; opens the listeners; connects the internal client over TLS and serves
+//! registers the hooks; opens the listeners (TLS, the optional plain TCP, and the local socket
+//! `run/hubcore.sock`, mode 600, in place of a stale one); connects the internal client over
+//! TLS and serves
 //! the auth and lease services; starts the denied-reply, presence and expiry tasks; and only
 //! then writes `run/hubcore.url`. So that file means clients can connect and the services
 //! answer; local clients take the server's address from it. The binary then prints
 //! `hubcore ready at URL` and sends `READY=1` (sd_notify, a no-op outside systemd); on SIGTERM
 //! or SIGINT it sends `STOPPING=1`, disconnects the internal client, removes `run/hubcore.url`
-//! and exits 0. A start failure prints `hubcore: error: …` and exits 1.
+//! and the socket, and exits 0. A start failure prints `hubcore: error: …` and exits 1.
 //!
 //! `admin` (role admin) and `launcher` (role launcher) get a key when it is missing; their
 //! profile is rewritten when missing or when its key or role differs (so both come back if
@@ -86,6 +88,14 @@ pub enum CoreError {
         /// Why, e.g. "Address already in use".
         reason: String,
     },
+    /// The local socket could not be opened.
+    #[error("cannot listen on {}: {reason}", path.display())]
+    ListenSocket {
+        /// The socket file.
+        path: std::path::PathBuf,
+        /// Why, e.g. that another core answers on it.
+        reason: String,
+    },
     /// The core's internal client could not connect to its own broker.
     #[error("the core cannot connect to its own broker: {0}")]
     Internal(String),
@@ -97,16 +107,22 @@ pub struct RunningCore {
     pub url: String,
     /// The plain-TCP URL, when configured.
     pub plain_url: Option<String>,
+    /// The local socket (`run/hubcore.sock`), unless `localSocket` is off.
+    pub socket: Option<std::path::PathBuf>,
     client: HubClient,
     home: Home,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl RunningCore {
-    /// Stops serving: disconnects the internal client and removes `run/hubcore.url`.
+    /// Stops serving: disconnects the internal client and removes `run/hubcore.url` and the
+    /// local socket.
     pub async fn shutdown(self) {
         self.client.disconnect().await;
         let _ = std::fs::remove_file(self.home.core_url_file());
+        if let Some(path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
         self.server.abort();
     }
 }
@@ -120,7 +136,7 @@ fn connect_host(ip: IpAddr) -> IpAddr {
 }
 
 fn url_for(tls: bool, addr: SocketAddr) -> ServerUrl {
-    ServerUrl {
+    ServerUrl::Tcp {
         tls,
         host: connect_host(addr.ip()).to_string(),
         port: addr.port(),
@@ -187,6 +203,23 @@ async fn ensure_builtin_client(
     Ok(())
 }
 
+/// The settings every listener shares: no anonymous clients, the packet and session limits,
+/// and the connect timeout.
+fn listener_builder(name: &str, cfg: &CoreConfig) -> Builder {
+    Builder::new()
+        .name(name)
+        .allow_anonymous(false)
+        .reuseaddr(Some(true))
+        .nodelay(true)
+        .max_packet_size(MAX_PACKET_BYTES)
+        // rmqtt treats this as the accept queue; the exact limit is in the CONNECT hook.
+        .max_connections(cfg.max_connections)
+        .max_subscriptions(cfg.limits.max_subscriptions)
+        .max_session_expiry_interval(Duration::from_secs(cfg.limits.max_session_expiry_secs))
+        .max_mqueue_len(cfg.limits.max_queued_messages)
+        .handshake_timeout(Duration::from_secs(cfg.limits.connect_timeout_secs))
+}
+
 fn listener(
     name: &str,
     addr: SocketAddr,
@@ -197,18 +230,7 @@ fn listener(
         addr,
         reason: e.root_cause().to_string(),
     };
-    let mut b = Builder::new()
-        .name(name)
-        .laddr(addr)
-        .allow_anonymous(false)
-        .reuseaddr(Some(true))
-        .nodelay(true)
-        .max_packet_size(MAX_PACKET_BYTES)
-        // rmqtt treats this as the accept queue; the exact limit is in the CONNECT hook.
-        .max_connections(cfg.max_connections)
-        .max_subscriptions(cfg.limits.max_subscriptions)
-        .max_session_expiry_interval(Duration::from_secs(cfg.limits.max_session_expiry_secs))
-        .max_mqueue_len(cfg.limits.max_queued_messages);
+    let mut b = listener_builder(name, cfg).laddr(addr);
     if let Some(t) = tls {
         b = b
             .tls_cert(Some(t.cert.to_string_lossy().into_owned()))
@@ -220,6 +242,41 @@ fn listener(
     } else {
         l.tcp().map_err(lerr)
     }
+}
+
+/// Opens the local socket at `path`, mode 600. A socket file left by a core that is gone is
+/// replaced; one that still answers belongs to another core serving this home, and is an
+/// error rather than taken over. Anything else at `path` is an error too, never removed.
+fn socket_listener(
+    path: &std::path::Path,
+    cfg: &CoreConfig,
+) -> Result<rmqtt::net::Listener, CoreError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let err = |reason: String| CoreError::ListenSocket {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(err(
+                    "another hubcore answers on it (one core per home)".into()
+                ));
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| err(format!("cannot remove the old socket: {e}")))?;
+        }
+        Ok(_) => return Err(err("something other than a socket is in the way".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e.to_string())),
+    }
+    let l = listener_builder("hubcore/socket", cfg)
+        .bind_unix(path)
+        .map_err(|e| err(e.root_cause().to_string()))?;
+    // run/ is private already (mode 700); the socket's own mode says so as well.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(l)
 }
 
 /// Starts the core in `home` with `cfg`: prepares certificates and credentials, opens the
@@ -302,6 +359,13 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
         plain_url = Some(url_for(false, a).to_string());
         server = server.listener_by_id(l, 2);
     }
+    let socket = if cfg.local_socket {
+        let path = home.core_socket_file();
+        server = server.listener_by_id(socket_listener(&path, &cfg)?, 3);
+        Some(path)
+    } else {
+        None
+    };
     let server = server.build();
     let server_task = tokio::spawn(async move {
         if let Err(e) = server.run().await {
@@ -349,6 +413,7 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
     Ok(RunningCore {
         url,
         plain_url,
+        socket,
         client,
         home: home.clone(),
         server: server_task,

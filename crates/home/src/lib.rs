@@ -24,6 +24,7 @@
 //!       tmp/             0700   its TMPDIR
 //!   run/                 0700   (0711 under a root launcher)
 //!     hubcore.url        0644   e.g. mqtts://127.0.0.1:8883; removed on a clean stop
+//!     hubcore.sock       0600   the core's socket for local clients; removed on a clean stop
 //!     launcher.lock             flock of the running launcher; holds its PID
 //!     {plugin}.pid       0644   `PID starttime` of the running process (the core's too)
 //!     {plugin}.backoff   0644   `attempt delayMs` while the attempt count is above 0
@@ -210,6 +211,10 @@ impl Home {
     /// `run/hubcore.url`: written by the core once it accepts connections.
     pub fn core_url_file(&self) -> PathBuf {
         self.run().join("hubcore.url")
+    }
+    /// `run/hubcore.sock`: the core's Unix socket for local clients (plain MQTT).
+    pub fn core_socket_file(&self) -> PathBuf {
+        self.run().join("hubcore.sock")
     }
 }
 

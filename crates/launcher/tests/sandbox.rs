@@ -64,6 +64,31 @@ try "delete:plugins/victim" "rm -f $H/plugins/victim && test ! -e $H/plugins/vic
 try "write:stores/victim" "echo x > $H/stores/victim/mine"
 try "write:logs" "echo x >> $H/logs/victim.log"
 try "write:run" "echo x > $H/run/x"
+try "replace:run/hubcore.sock" "rm -f $H/run/hubcore.sock"
+# The core's local socket: reaching it is no login. Only `info:` lines may go either way.
+cat > "$TMPDIR/login.py" <<'PY'
+import socket, struct, sys
+path, user, pw = sys.argv[1], sys.argv[2], sys.argv[3]
+def s(b): return struct.pack('!H', len(b)) + b
+body = s(b'MQTT') + bytes([5, 0xC2]) + struct.pack('!H', 30) + bytes([0])
+body += s((user + ':try').encode()) + s(user.encode()) + s(pw.encode())
+n, rl = len(body), b''
+while True:
+    d, n = n % 128, n // 128
+    rl += bytes([d | (0x80 if n else 0)])
+    if not n: break
+c = socket.socket(socket.AF_UNIX)
+c.settimeout(5)
+c.connect(path)
+c.sendall(bytes([0x10]) + rl + body)
+r = c.recv(16)
+sys.exit(0 if len(r) >= 4 and r[0] == 0x20 and r[3] == 0 else 1)
+PY
+try "info:reach:run/hubcore.sock" "/usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' $H/run/hubcore.sock"
+try "info:login:socket:self" "/usr/bin/python3 $TMPDIR/login.py $H/run/hubcore.sock $HIVEHUB_CLIENT_ID $(cat $H/certs/$HIVEHUB_CLIENT_ID.token)"
+try "login:socket:admin-without-password" "/usr/bin/python3 $TMPDIR/login.py $H/run/hubcore.sock admin ''"
+try "login:socket:admin-with-own-token" "/usr/bin/python3 $TMPDIR/login.py $H/run/hubcore.sock admin $(cat $H/certs/$HIVEHUB_CLIENT_ID.token)"
+try "login:socket:victim-with-own-token" "/usr/bin/python3 $TMPDIR/login.py $H/run/hubcore.sock victim $(cat $H/certs/$HIVEHUB_CLIENT_ID.token)"
 # Other processes: signals, /proc secrets, memory, ptrace.
 for p in launcher:$PPID core:$core guard:$guard victim:$victim; do
   n=${p%%:*}; pid=${p#*:}
@@ -185,7 +210,7 @@ async fn attack(h: &LauncherHub) -> (BTreeMap<String, bool>, String) {
     let got = outcomes(&log);
     let allowed: Vec<&String> = got
         .iter()
-        .filter(|(n, ok)| **ok && !n.starts_with("own:"))
+        .filter(|(n, ok)| **ok && !n.starts_with("own:") && !n.starts_with("info:"))
         .map(|(n, _)| n)
         .collect();
     assert!(
@@ -220,6 +245,9 @@ async fn attack(h: &LauncherHub) -> (BTreeMap<String, bool>, String) {
         "ptrace:launcher",
         "ptrace:victim",
         "own:child",
+        "replace:run/hubcore.sock",
+        "login:socket:admin-without-password",
+        "login:socket:victim-with-own-token",
     ] {
         assert!(got.contains_key(must), "{must} was not tried:\n{log}");
     }
@@ -264,7 +292,14 @@ async fn hostile_plugin_is_confined_under_a_root_launcher() {
         leak.as_raw_fd()
     };
     h.start();
-    let (_, log) = attack(&h).await;
+    let (got, log) = attack(&h).await;
+    // The core's socket belongs to the core's user: a plugin cannot even reach it.
+    assert_eq!(
+        got.get("info:reach:run/hubcore.sock"),
+        Some(&false),
+        "{log}"
+    );
+    assert_eq!(got.get("info:login:socket:self"), Some(&false), "{log}");
     // Its own user, from the reserved range, owning its data folder.
     let uid: u32 = log
         .lines()
@@ -331,8 +366,13 @@ async fn hostile_plugin_is_confined_under_an_unprivileged_launcher() {
     }
     let mut h = hostile_hub("");
     h.start_as(NOBODY);
-    let (_, log) = attack(&h).await;
+    let (got, log) = attack(&h).await;
     assert!(log.contains(&format!("ID {NOBODY}")), "{log}");
+    // Landlock does not govern connecting to a socket file, so a plugin of the launcher's own
+    // user reaches the core's socket; the logins it tried there were refused (above).
+    assert_eq!(got.get("info:reach:run/hubcore.sock"), Some(&true), "{log}");
+    // The same script logs in with the plugin's own credentials, so the refusals are real.
+    assert_eq!(got.get("info:login:socket:self"), Some(&true), "{log}");
     let admin = admin(&h).await;
     assert_eq!(info(&admin, "evil").await.sandbox, Some(SandboxLevel::Full));
 }

@@ -63,6 +63,9 @@ use rustls::{pki_types::pem::PemObject, server::WebPkiClientVerifier, RootCertSt
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+// hivehub patch: a plain MQTT listener on a Unix socket.
+#[cfg(unix)]
+use tokio::net::{UnixListener, UnixStream};
 #[cfg(feature = "tls")]
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
 #[cfg(feature = "ws")]
@@ -518,6 +521,28 @@ impl Builder {
             typ: ListenerType::TCP,
             cfg: Arc::new(self),
             tcp_listener: Some(tcp_listener),
+            #[cfg(unix)]
+            unix_listener: None,
+            #[cfg(feature = "tls")]
+            tls_acceptor: None,
+            #[cfg(feature = "quic")]
+            quinn_endpoint: None,
+        })
+    }
+
+    /// Binds a plain MQTT listener on the Unix socket `path` (hivehub patch). The socket file
+    /// is created with the process's umask; the caller removes a stale one first and sets its
+    /// mode. `laddr` is not used; every connection's `remote_addr` is
+    /// [`UNIX_PEER_ADDR`], since a Unix peer has no IP address.
+    #[cfg(unix)]
+    pub fn bind_unix(self, path: &std::path::Path) -> Result<Listener> {
+        let unix_listener = UnixListener::bind(path)?;
+        log::info!("MQTT Broker Listening on {} {}", self.name, path.display());
+        Ok(Listener {
+            typ: ListenerType::UNIX,
+            cfg: Arc::new(self),
+            tcp_listener: None,
+            unix_listener: Some(unix_listener),
             #[cfg(feature = "tls")]
             tls_acceptor: None,
             #[cfg(feature = "quic")]
@@ -544,6 +569,8 @@ impl Builder {
             typ: ListenerType::QUIC,
             cfg: Arc::new(self),
             tcp_listener: None,
+            #[cfg(unix)]
+            unix_listener: None,
             #[cfg(feature = "tls")]
             tls_acceptor: None,
             quinn_endpoint: Some(endpoint),
@@ -603,7 +630,15 @@ pub enum ListenerType {
     #[cfg(feature = "quic")]
     ///QUIC listener (UDP-based, multiplexed and secured by default)
     QUIC,
+    /// Plain MQTT on a Unix socket (hivehub patch)
+    #[cfg(unix)]
+    UNIX,
 }
+
+/// The `remote_addr` of every connection to a Unix-socket listener (hivehub patch): rmqtt
+/// needs an IP address and port, and a Unix peer has neither.
+#[cfg(unix)]
+pub const UNIX_PEER_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
 
 /// Network listener for accepting client connections
 pub struct Listener {
@@ -612,6 +647,8 @@ pub struct Listener {
     /// Shared server configuration
     pub cfg: Arc<Builder>,
     tcp_listener: Option<TcpListener>,
+    #[cfg(unix)]
+    unix_listener: Option<UnixListener>,
     #[cfg(feature = "tls")]
     tls_acceptor: Option<TlsAcceptor>,
     #[cfg(feature = "quic")]
@@ -647,6 +684,10 @@ impl Listener {
         #[cfg(feature = "quic")]
         if matches!(self.typ, ListenerType::QUIC) {
             return Err(_err);
+        }
+        #[cfg(unix)]
+        if matches!(self.typ, ListenerType::UNIX) {
+            return Ok(self);
         }
 
         self.typ = ListenerType::TCP;
@@ -694,6 +735,10 @@ impl Listener {
             }
             ListenerType::TLS => return Ok(self),
             ListenerType::TCP => {}
+            #[cfg(unix)]
+            ListenerType::UNIX => {
+                return Err(anyhow!("TLS on a Unix socket listener is not supported"));
+            }
         }
 
         let tls_config = self.cfg.build_tls_config()?;
@@ -768,6 +813,24 @@ impl Listener {
         })
     }
 
+    /// Accepts a connection on a Unix-socket listener (hivehub patch); its `remote_addr` is
+    /// [`UNIX_PEER_ADDR`].
+    #[cfg(unix)]
+    pub async fn accept_unix(&self) -> Result<Acceptor<UnixStream>> {
+        let Some(unix_listener) = &self.unix_listener else {
+            return Err(anyhow!("no Unix socket available for accept_unix()"));
+        };
+        let (socket, _) = unix_listener.accept().await?;
+        Ok(Acceptor {
+            socket,
+            remote_addr: UNIX_PEER_ADDR,
+            #[cfg(feature = "tls")]
+            acceptor: None,
+            cfg: self.cfg.clone(),
+            typ: self.typ,
+        })
+    }
+
     #[cfg(feature = "quic")]
     pub async fn accept_quic(&self) -> Result<Acceptor<QuinnBiStream>> {
         if let Some(endpoint) = &self.quinn_endpoint {
@@ -832,7 +895,11 @@ where
     /// Creates TCP protocol dispatcher
     #[inline]
     pub fn tcp(self) -> Result<Dispatcher<S>> {
-        if matches!(self.typ, ListenerType::TCP) {
+        #[cfg(unix)]
+        let plain = matches!(self.typ, ListenerType::TCP | ListenerType::UNIX);
+        #[cfg(not(unix))]
+        let plain = matches!(self.typ, ListenerType::TCP);
+        if plain {
             Ok(Dispatcher::new(self.socket, self.remote_addr, None, self.cfg))
         } else {
             Err(anyhow!("Protocol mismatch: Expected TCP listener"))

@@ -41,6 +41,9 @@ pub use quic::QuinnBiStream;
 
 /// Server configuration and listener management
 pub use builder::{Builder, Listener, ListenerType};
+/// The `remote_addr` of connections to a Unix-socket listener (hivehub patch).
+#[cfg(unix)]
+pub use builder::UNIX_PEER_ADDR;
 
 /// Trait for extracting TLS certificate information from client connections
 pub use cert_extractor::TlsCertExtractor;

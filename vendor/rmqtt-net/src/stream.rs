@@ -54,7 +54,14 @@ where
     /// Negotiates protocol version and returns appropriate stream
     #[inline]
     pub async fn mqtt(mut self) -> Result<MqttStream<Io>> {
-        Ok(match self.probe_version().await? {
+        // hivehub patch: the first packet within `handshake_timeout`, as the CONNECT after it.
+        // Upstream waited for it without a limit, so a connection that never sent a byte (after
+        // its TLS handshake, or on a plain listener) was held open for good.
+        let version = match tokio::time::timeout(self.cfg.handshake_timeout, self.probe_version()).await {
+            Ok(v) => v?,
+            Err(_) => return Err(crate::MqttError::ReadTimeout.into()),
+        };
+        Ok(match version {
             ProtocolVersion::MQTT3 => MqttStream::V3(v3::MqttStream {
                 io: self.io,
                 remote_addr: self.remote_addr,

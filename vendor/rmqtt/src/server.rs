@@ -200,6 +200,8 @@ impl MqttServer {
                 .iter()
                 .map(|(lid, l)| match l.typ {
                     ListenerType::TCP => listen_tcp(self.scx.clone(), l, *lid).boxed(),
+                    #[cfg(unix)]
+                    ListenerType::UNIX => listen_unix(self.scx.clone(), l, *lid).boxed(),
                     #[cfg(feature = "tls")]
                     ListenerType::TLS => listen_tls(self.scx.clone(), l, *lid).boxed(),
                     #[cfg(feature = "ws")]
@@ -258,6 +260,46 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
             }
             Err(e) => {
                 log::info!("TCP listener error: {e}");
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+            }
+        }
+    }
+}
+
+/// Handles connections to a Unix-socket listener: plain MQTT, as on TCP (hivehub patch).
+#[cfg(unix)]
+async fn listen_unix(scx: ServerContext, l: &Listener, lid: ListenerId) {
+    loop {
+        match l.accept_unix().await {
+            Ok(accept) => {
+                let scx = scx.clone();
+                tokio::spawn(async move {
+                    let stream = match accept.tcp() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            log::warn!("Unix socket accept error: {e}");
+                            return;
+                        }
+                    };
+                    match stream.mqtt().await {
+                        Ok(MqttStream::V3(s)) => {
+                            if let Err(e) = v3::process(scx.clone(), s, lid).await {
+                                log::info!("MQTTv3 processing error: {e}, on the Unix socket");
+                            }
+                        }
+                        Ok(MqttStream::V5(s)) => {
+                            if let Err(e) = v5::process(scx.clone(), s, lid).await {
+                                log::info!("MQTTv5 processing error: {e}, on the Unix socket");
+                            }
+                        }
+                        Err(e) => {
+                            log::info!("MQTT version detection failed: {e}, on the Unix socket");
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                log::info!("Unix socket listener error: {e}");
                 tokio::time::sleep(Duration::from_millis(1000)).await;
             }
         }

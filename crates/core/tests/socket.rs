@@ -1,0 +1,231 @@
+//! The core's local socket (`run/hubcore.sock`): private to the home's owner, the same logins
+//! and ACL as the TLS listener, one core per home; and the connect timeout, which closes a
+//! connection that never sends its CONNECT, on every listener.
+
+use hivehub_api::auth::{methods, ListClientsResp, AUTH_SERVICE, CAP_CLIENTS};
+use hivehub_api::rpc::Ack;
+use hivehub_api::Role;
+use hivehub_client::{HubClient, ServerUrl};
+use hivehub_testkit::{args, mosquitto_pub, wait_until, Core, Sub};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn hubcore() -> &'static std::path::Path {
+    env!("CARGO_BIN_EXE_hubcore").as_ref()
+}
+
+/// mosquitto arguments for `id` with `password`, through the socket instead of TLS.
+fn over_socket(core: &Core, id: &str, password: &str) -> Vec<String> {
+    args(&[
+        "--unix",
+        &core.home.core_socket_file().display().to_string(),
+        "-V",
+        "mqttv5",
+        "-i",
+        &format!("{id}:sock"),
+        "-u",
+        id,
+        "-P",
+        password,
+    ])
+}
+
+fn token(core: &Core, id: &str) -> String {
+    std::fs::read_to_string(core.home.token_file(id))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_is_private_and_takes_the_same_logins_and_acl() {
+    let core = Core::start(hubcore());
+    let path = core.home.core_socket_file();
+    let meta = std::fs::symlink_metadata(&path).expect("run/hubcore.sock");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let owner = std::fs::metadata(core.home.root()).unwrap().uid();
+    assert_eq!(meta.uid(), owner, "owned by the home's owner");
+
+    // The SDK, as admin: a request to the auth service answers.
+    let mut o = core.options("admin");
+    o.server = ServerUrl::Unix(path.clone());
+    o.ca_cert = None;
+    let admin = HubClient::connect(o).await.expect("admin over the socket");
+    let list: ListClientsResp = admin
+        .request(AUTH_SERVICE, CAP_CLIENTS, methods::LIST_CLIENTS, &Ack {})
+        .await
+        .expect("listClients");
+    assert!(list.clients.iter().any(|c| c.client_id == "admin"));
+    core.add_client(&admin, "eve", Role::Viewer).await;
+
+    // A login is required, and it is checked as on TLS.
+    let refused = |a: Vec<String>| {
+        let out = mosquitto_pub(&[a, args(&["-t", "event/eve/t/x/eve", "-m", "1"])].concat());
+        !out.status.success()
+    };
+    assert!(refused(over_socket(&core, "admin", "")), "no password");
+    assert!(
+        refused(over_socket(&core, "admin", "not-a-token")),
+        "bad token"
+    );
+    assert!(
+        refused(over_socket(&core, "admin", &token(&core, "eve"))),
+        "eve's token as admin"
+    );
+    assert!(!refused(over_socket(&core, "eve", &token(&core, "eve"))));
+
+    // The ACL is the same: eve, a viewer, may not publish events, not even her own; her
+    // publish is dropped, and admin, subscribed over TLS, sees only what was allowed.
+    let sub = Sub::start(&[core.mosq_args("admin"), args(&["-t", "event/#", "-v"])].concat());
+    let out = mosquitto_pub(
+        &[
+            over_socket(&core, "eve", &token(&core, "eve")),
+            args(&["-q", "1", "-t", "event/eve/t/x/eve", "-m", "forged"]),
+        ]
+        .concat(),
+    );
+    assert!(out.status.code().is_some(), "mosquitto_pub did not run");
+    let admin_tok = token(&core, "admin");
+    let ok = mosquitto_pub(
+        &[
+            over_socket(&core, "admin", &admin_tok),
+            args(&["-q", "1", "-t", "event/admin/t/x/admin", "-m", "marker"]),
+        ]
+        .concat(),
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        sub.wait_for("marker", Duration::from_secs(10)),
+        "{}",
+        sub.output()
+    );
+    assert!(!sub.output().contains("forged"), "{}", sub.output());
+    admin.disconnect().await;
+}
+
+#[test]
+fn one_core_per_home_and_a_stale_socket_is_replaced() {
+    let mut core = Core::start(hubcore());
+    let path = core.home.core_socket_file();
+    // A second core in the same home does not take the live socket over.
+    let out = Command::new(hubcore())
+        .arg("--home")
+        .arg(core.home.root())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("second hubcore");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("another hubcore answers"),
+        "{err}"
+    );
+    assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
+
+    // A core that was killed leaves its socket; the next one replaces it.
+    core.restart();
+    let mut o = core.options("admin");
+    o.server = ServerUrl::Unix(path.clone());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = HubClient::connect(o).await.expect("over the new socket");
+        c.disconnect().await;
+    });
+
+    // A clean stop removes it.
+    assert!(core.terminate().is_some_and(|s| s.success()));
+    assert!(!path.exists(), "the socket outlived the core");
+
+    // Something else in its place is never removed: the core refuses to start.
+    std::fs::write(&path, "mine").unwrap();
+    let out = Command::new(hubcore())
+        .arg("--home")
+        .arg(core.home.root())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("hubcore");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("other than a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine");
+}
+
+#[test]
+fn the_socket_can_be_turned_off() {
+    let core = Core::start_with_config(hubcore(), "localSocket: false\n");
+    assert!(!core.home.core_socket_file().exists());
+}
+
+/// Seconds until the peer closes `read`'s connection, which sent nothing; panics after 20 s.
+fn closed_after(mut read: impl FnMut(&mut [u8]) -> std::io::Result<usize>) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    loop {
+        match read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => panic!("the core sent data to a silent client"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) if start.elapsed() > Duration::from_secs(20) => {
+                panic!("still open after {:?}: {e}", start.elapsed())
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[test]
+fn a_connection_that_never_sends_connect_is_closed() {
+    let core = Core::start_with_config(hubcore(), "limits:\n  connectTimeoutSecs: 1\n");
+    // On the socket: nothing at all.
+    let mut unix = std::os::unix::net::UnixStream::connect(core.home.core_socket_file()).unwrap();
+    unix.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let took = closed_after(|b| unix.read(b));
+    assert!(
+        took >= Duration::from_millis(500),
+        "closed at once: {took:?}"
+    );
+
+    // On TLS: a finished handshake, then silence (Python's ssl module).
+    let script = r#"
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+t = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))), server_hostname='127.0.0.1')
+t.settimeout(20)
+start = time.monotonic()
+try:
+    data = t.recv(16)
+except (ConnectionResetError, ssl.SSLError):
+    data = b''
+print('closed' if data == b'' else 'data', round(time.monotonic() - start, 1))
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(core.port.to_string())
+        .arg(core.home.ca_cert())
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.starts_with("closed"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The core keeps serving.
+    assert!(wait_until(Duration::from_secs(5), || mosquitto_pub(
+        &[
+            core.mosq_args("admin"),
+            args(&["-t", "event/admin/t/x/admin", "-n"])
+        ]
+        .concat()
+    )
+    .status
+    .success()));
+}
