@@ -10,7 +10,8 @@
 //!   side. The benchmark waits until all N plugins have a live process under each (seen in
 //!   `/proc`), the launcher's `view/list` reports N + 1 running entries (the plugins and
 //!   hubcore), and each peer's status command reports N running.
-//! * Whole process: `hubcli --home H launcher ls`, `hubcli --home H launcher ls --json`,
+//! * Whole process: `hubcli --home H launcher ls` (through the core's socket, as by default),
+//!   the same with `--server` naming the TLS listener, `hubcli --home H launcher ls --json`,
 //!   `supervisorctl -c CONF status`, `sv status DIR/plugin001 ..` and
 //!   `sh -c 'for d; do s6-svstat "$d" || exit 1; done' sh DIR/plugin001 ..`, each timed from
 //!   `spawn` to exit (stdout and stderr read through pipes), after 2 untimed warm-up runs each.
@@ -18,7 +19,8 @@
 //!   drift on the (shared) machine and the order within a run hit them alike.
 //!   Every output is checked (N plugin rows, a JSON array of N + 1, N `RUNNING`, `run: ` or
 //!   `up ` lines).
-//! * In process: one SDK client logged in as `admin` (the credentials hubcore wrote in the home)
+//! * In process: one SDK client logged in as `admin` (the credentials hubcore wrote in the home,
+//!   through the core's socket as hubcli)
 //!   sends `launcher/view/list` sequentially, after a warm-up; each request-to-reply time is
 //!   recorded. To break the whole-process time down, the same client steps as hubcli (connect,
 //!   one `list`, disconnect) are timed in process, and `hubcli --version` gives the floor of
@@ -38,7 +40,7 @@ use crate::sibling_binary;
 use anyhow::{bail, Context, Result};
 use hivehub_api::auth::{ADMIN_ID, LAUNCHER_ID};
 use hivehub_api::launcher::{methods, ListResp, PluginState, CAP_VIEW};
-use hivehub_client::{ClientOptions, HubClient};
+use hivehub_client::{ClientOptions, HubClient, ServerUrl};
 use hivehub_home::Home;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -488,11 +490,22 @@ fn time_commands(cmds: &mut [Timed], n: usize, runs: usize) -> Result<()> {
     Ok(())
 }
 
-fn admin_options(home: &Home) -> Result<ClientOptions> {
-    let url = std::fs::read_to_string(home.core_url_file())
+/// The core's TLS URL, from `run/hubcore.url`.
+fn tls_url(home: &Home) -> Result<String> {
+    Ok(std::fs::read_to_string(home.core_url_file())
         .context("no run/hubcore.url")?
         .trim()
-        .to_string();
+        .to_string())
+}
+
+/// admin's options, connecting as hubcli does: through the core's socket when there is one.
+fn admin_options(home: &Home) -> Result<ClientOptions> {
+    let socket = home.core_socket_file();
+    let url = if socket.exists() {
+        ServerUrl::Unix(socket).to_string()
+    } else {
+        tls_url(home)?
+    };
     let mut o = ClientOptions::from_home(home, ADMIN_ID, Some(&url))?;
     o.refresh_token = false;
     o.connect_timeout = Duration::from_secs(10);
@@ -732,11 +745,14 @@ pub async fn run(o: Opts) -> Result<()> {
     ];
     let mut json_args = ls_args.clone();
     json_args.push("--json".into());
+    let mut tls_args = ls_args.clone();
+    tls_args.splice(2..2, ["--server".into(), tls_url(&home)?.into()]);
     cmds.splice(
         0..0,
         [
             Timed::new("hubcli launcher ls", &hubcli, ls_args, Check::Table),
             Timed::new("hubcli launcher ls --json", &hubcli, json_args, Check::Json),
+            Timed::new(LS_TLS, &hubcli, tls_args, Check::Table),
             Timed::new(
                 "hubcli --version",
                 &hubcli,
@@ -834,6 +850,9 @@ impl Outcome {
     }
 }
 
+/// The label of `hubcli launcher ls` forced onto the TLS listener.
+const LS_TLS: &str = "hubcli launcher ls (TLS)";
+
 fn report(o: &Opts, cmds: &[Timed], ip: &InProcess, outcomes: &[Outcome], bins: &Bins, load: &str) {
     let by = |l: &str| cmds.iter().find(|t| t.label == l);
     let ls = by("hubcli launcher ls");
@@ -914,7 +933,11 @@ fn report(o: &Opts, cmds: &[Timed], ip: &InProcess, outcomes: &[Outcome], bins: 
         );
     }
     println!(
-        "- in process, the same steps as `hubcli launcher ls` ({} cycles): connect (TLS + login + inbox subscription) {:.2} ms, first `view/list` {:.2} ms, disconnect {:.2} ms",
+        "- `hubcli launcher ls` over TLS (`--server mqtts://…` instead of the core's socket): {}",
+        cell(by(LS_TLS), 0.5)
+    );
+    println!(
+        "- in process, the same steps as `hubcli launcher ls` ({} cycles): connect (socket + login + inbox subscription) {:.2} ms, first `view/list` {:.2} ms, disconnect {:.2} ms",
         ip.connect.len(),
         med(&ip.connect),
         med(&ip.first_list),
