@@ -203,8 +203,14 @@ async fn ensure_builtin_client(
     Ok(())
 }
 
+/// Room in a CONNECT beside its Last Will: the login's token or key assertion, the client ID,
+/// the properties.
+const CONNECT_ROOM: usize = 16 * 1024;
+
 /// The settings every listener shares: no anonymous clients, the packet and session limits,
-/// and the connect timeout.
+/// and the connect timeout. Until a login is accepted, a packet may be no larger than the
+/// largest allowed Last Will plus [`CONNECT_ROOM`], so that connections which have not logged
+/// in cannot make the core buffer `MAX_PACKET_BYTES` each.
 fn listener_builder(name: &str, cfg: &CoreConfig) -> Builder {
     Builder::new()
         .name(name)
@@ -212,6 +218,10 @@ fn listener_builder(name: &str, cfg: &CoreConfig) -> Builder {
         .reuseaddr(Some(true))
         .nodelay(true)
         .max_packet_size(MAX_PACKET_BYTES)
+        .max_connect_packet_size(
+            u32::try_from(cfg.limits.max_retained_bytes.saturating_add(CONNECT_ROOM))
+                .unwrap_or(MAX_PACKET_BYTES),
+        )
         // rmqtt treats this as the accept queue; the exact limit is in the CONNECT hook.
         .max_connections(cfg.max_connections)
         .max_subscriptions(cfg.limits.max_subscriptions)
@@ -244,18 +254,33 @@ fn listener(
     }
 }
 
-/// Opens the local socket at `path`, mode 600. A socket file left by a core that is gone is
-/// replaced; one that still answers belongs to another core serving this home, and is an
-/// error rather than taken over. Anything else at `path` is an error too, never removed.
+/// Longest path a Unix socket can be bound at (`sun_path` holds 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Opens the local socket at `path`, mode 600; `None`, with a warning, when the path is too
+/// long for a socket (hubcli then uses TLS). A socket file left by a core that is gone is
+/// replaced; one that still answers belongs to another core serving this home, and is an error
+/// rather than taken over. Anything else at `path` is an error too, never removed.
+///
+/// The socket is bound under a random name beside `path`, given its mode, and only then renamed
+/// into place, so that it is never reachable with the umask's mode (`run/` is 711 under a root
+/// launcher, and cannot be listed, so the random name cannot be found).
 fn socket_listener(
     path: &std::path::Path,
     cfg: &CoreConfig,
-) -> Result<rmqtt::net::Listener, CoreError> {
+) -> Result<Option<rmqtt::net::Listener>, CoreError> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let err = |reason: String| CoreError::ListenSocket {
         path: path.to_path_buf(),
         reason,
     };
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        tracing::warn!(
+            path = %path.display(),
+            "no local socket: its path is longer than {MAX_SOCKET_PATH} bytes; hubcli uses TLS"
+        );
+        return Ok(None);
+    }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -263,20 +288,23 @@ fn socket_listener(
                     "another hubcore answers on it (one core per home)".into()
                 ));
             }
-            std::fs::remove_file(path)
-                .map_err(|e| err(format!("cannot remove the old socket: {e}")))?;
         }
         Ok(_) => return Err(err("something other than a socket is in the way".into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e.to_string())),
     }
+    // Shorter than `hubcore.sock`, so it fits wherever the final path does.
+    let temp = path.with_file_name(format!(".s{:08x}", rand::random::<u32>()));
     let l = listener_builder("hubcore/socket", cfg)
-        .bind_unix(path)
+        .bind_unix(&temp)
         .map_err(|e| err(e.root_cause().to_string()))?;
-    // run/ is private already (mode 700); the socket's own mode says so as well.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| err(e.to_string()))?;
-    Ok(l)
+    let placed = std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&temp);
+        return Err(err(e.to_string()));
+    }
+    Ok(Some(l))
 }
 
 /// Starts the core in `home` with `cfg`: prepares certificates and credentials, opens the
@@ -359,13 +387,14 @@ pub async fn start(home: &Home, cfg: CoreConfig) -> Result<RunningCore, CoreErro
         plain_url = Some(url_for(false, a).to_string());
         server = server.listener_by_id(l, 2);
     }
-    let socket = if cfg.local_socket {
+    let mut socket = None;
+    if cfg.local_socket {
         let path = home.core_socket_file();
-        server = server.listener_by_id(socket_listener(&path, &cfg)?, 3);
-        Some(path)
-    } else {
-        None
-    };
+        if let Some(l) = socket_listener(&path, &cfg)? {
+            server = server.listener_by_id(l, 3);
+            socket = Some(path);
+        }
+    }
     let server = server.build();
     let server_task = tokio::spawn(async move {
         if let Err(e) = server.run().await {

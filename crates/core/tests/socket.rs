@@ -46,6 +46,14 @@ async fn the_socket_is_private_and_takes_the_same_logins_and_acl() {
     let meta = std::fs::symlink_metadata(&path).expect("run/hubcore.sock");
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // Bound under a temporary name and renamed into place: nothing else is left in run/.
+    let strays: Vec<_> = std::fs::read_dir(core.home.run())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?}");
     let owner = std::fs::metadata(core.home.root()).unwrap().uid();
     assert_eq!(meta.uid(), owner, "owned by the home's owner");
 
@@ -157,6 +165,42 @@ fn one_core_per_home_and_a_stale_socket_is_replaced() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine");
 }
 
+/// Kills the process when dropped, so a failed assertion leaves nothing running.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_home_too_deep_for_a_socket_runs_without_one() {
+    let dir = hivehub_testkit::tempdir();
+    let deep = dir.path().join("d".repeat(100));
+    let home = hivehub_home::Home::at(deep.join("home"));
+    assert!(home.core_socket_file().as_os_str().len() > 108);
+    let log = std::fs::File::create(dir.path().join("hubcore.log")).unwrap();
+    let _core = Killed(
+        Command::new(hubcore())
+            .arg("--home")
+            .arg(home.root())
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(log)
+            .spawn()
+            .expect("hubcore"),
+    );
+    let log = || std::fs::read_to_string(dir.path().join("hubcore.log")).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(30), || home.core_url_file().exists()),
+        "the core did not start: {}",
+        log()
+    );
+    assert!(!home.core_socket_file().exists());
+    assert!(log().contains("no local socket"), "{}", log());
+}
+
 #[test]
 fn the_socket_can_be_turned_off() {
     let core = Core::start_with_config(hubcore(), "localSocket: false\n");
@@ -178,6 +222,58 @@ fn closed_after(mut read: impl FnMut(&mut [u8]) -> std::io::Result<usize>) -> Du
             Err(_) => {}
         }
     }
+}
+
+#[test]
+fn a_connect_larger_than_any_login_needs_is_refused_before_its_body() {
+    let core = Core::start(hubcore());
+    // A CONNECT header announcing 1 MiB (the limit after login is 4 MiB; before it, the
+    // largest Last Will, 64 KiB by default, plus 16 KiB), then a few bytes of body and silence.
+    let mut s = std::os::unix::net::UnixStream::connect(core.home.core_socket_file()).unwrap();
+    let len: u32 = 1024 * 1024;
+    let mut header = vec![0x10];
+    let mut n = len;
+    loop {
+        let d = (n % 128) as u8;
+        n /= 128;
+        header.push(if n > 0 { d | 0x80 } else { d });
+        if n == 0 {
+            break;
+        }
+    }
+    header.extend_from_slice(b"\x00\x04MQTT\x05\x02\x00\x3c");
+    std::io::Write::write_all(&mut s, &header).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Closed at once, not after the 30 s connect timeout that waiting for the body would take.
+    let took = closed_after(|b| match s.read(b) {
+        Ok(n) if n > 0 => Err(std::io::ErrorKind::WouldBlock.into()),
+        r => r,
+    });
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // A normal login still works, with a Last Will at the allowed size.
+    let will = "w".repeat(60 * 1024);
+    let out = mosquitto_pub(
+        &[
+            core.mosq_args("admin"),
+            args(&[
+                "--will-topic",
+                "event/admin/t/will/admin",
+                "--will-payload",
+                &will,
+                "-t",
+                "event/admin/t/x/admin",
+                "-m",
+                "1",
+            ]),
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -100,6 +100,9 @@ pub struct Builder {
     pub max_handshaking_limit: usize,
     /// Maximum allowed MQTT packet size in bytes (0 = unlimited)
     pub max_packet_size: u32,
+    /// Largest CONNECT, the only packet read before a login is accepted (hivehub patch); 0 means
+    /// `max_packet_size`. After the CONNECT the limit is `max_packet_size`.
+    pub max_connect_packet_size: u32,
 
     /// Allow unauthenticated client connections
     pub allow_anonymous: bool,
@@ -199,6 +202,7 @@ impl Builder {
             max_connections: 1_000_000,
             max_handshaking_limit: 1_000,
             max_packet_size: 1024 * 1024,
+            max_connect_packet_size: 0,
             backlog: 512,
             nodelay: false,
             reuseaddr: None,
@@ -306,6 +310,22 @@ impl Builder {
     pub fn max_packet_size(mut self, max_packet_size: u32) -> Self {
         self.max_packet_size = max_packet_size;
         self
+    }
+
+    /// Caps the CONNECT below `max_packet_size` (hivehub patch): a client that has not logged
+    /// in cannot make the server buffer a packet of `max_packet_size`.
+    pub fn max_connect_packet_size(mut self, size: u32) -> Self {
+        self.max_connect_packet_size = size;
+        self
+    }
+
+    /// The inbound limit until the CONNECT is in (hivehub patch).
+    pub(crate) fn connect_limit(&self) -> u32 {
+        match (self.max_connect_packet_size, self.max_packet_size) {
+            (0, max) => max,
+            (connect, 0) => connect,
+            (connect, max) => connect.min(max),
+        }
     }
 
     /// Enables anonymous client access

@@ -87,9 +87,10 @@ where
         };
 
         let codec = match ver {
-            ProtocolVersion::MQTT3 => MqttCodec::V3(CodecV3::new(self.cfg.max_packet_size)),
+            // hivehub patch: the CONNECT is held to `connect_limit`; `recv_connect` raises it.
+            ProtocolVersion::MQTT3 => MqttCodec::V3(CodecV3::new(self.cfg.connect_limit())),
             ProtocolVersion::MQTT5 => {
-                MqttCodec::V5(CodecV5::new(self.cfg.max_packet_size, self.cfg.max_packet_size))
+                MqttCodec::V5(CodecV5::new(self.cfg.connect_limit(), self.cfg.max_packet_size))
             }
         };
 
@@ -303,6 +304,11 @@ pub mod v3 {
                         if self.cfg.collect_cert_info {
                             connect.cert = self.cert_info.clone();
                         }
+                    }
+                    // hivehub patch: logged in or not, the CONNECT is in; later packets may be
+                    // as large as `max_packet_size`.
+                    if let MqttCodec::V3(c) = self.io.codec_mut() {
+                        c.set_max_size(self.cfg.max_packet_size);
                     }
                     connect
                 }
@@ -530,6 +536,11 @@ pub mod v5 {
                         if self.cfg.collect_cert_info {
                             connect.cert = self.cert_info.clone();
                         }
+                    }
+                    // hivehub patch: logged in or not, the CONNECT is in; later packets may be
+                    // as large as `max_packet_size`.
+                    if let MqttCodec::V5(c) = self.io.codec_mut() {
+                        c.set_max_inbound_size(self.cfg.max_packet_size);
                     }
                     connect
                 }
