@@ -76,6 +76,12 @@ pub struct Limits {
     /// handshake, its first packet, the whole CONNECT. A connection that sends nothing is
     /// closed after it. Default 30.
     pub connect_timeout_secs: u64,
+    /// Connections of a listener that have not logged in yet; more are closed at once, so
+    /// that no one can hold every file descriptor of the core. Default 1024.
+    pub max_connecting: usize,
+    /// The same per remote IP address; loopback addresses (this host's processes, the plugins
+    /// among them) are held to `maxConnecting` only. Default 32.
+    pub max_connecting_per_address: usize,
 }
 
 impl Default for Limits {
@@ -90,6 +96,8 @@ impl Default for Limits {
             max_retained_bytes: 65_536,
             max_retained_topics: 256,
             connect_timeout_secs: 30,
+            max_connecting: 1024,
+            max_connecting_per_address: 32,
         }
     }
 }
@@ -176,6 +184,15 @@ impl CoreConfig {
         }
         if self.limits.connect_timeout_secs == 0 {
             return Err(("limits.connectTimeoutSecs", "must be at least 1".into()));
+        }
+        if self.limits.max_connecting == 0 {
+            return Err(("limits.maxConnecting", "must be at least 1".into()));
+        }
+        if self.limits.max_connecting_per_address == 0 {
+            return Err((
+                "limits.maxConnectingPerAddress",
+                "must be at least 1".into(),
+            ));
         }
         if self.issuer.trim().is_empty() {
             return Err(("issuer", "must not be empty".into()));

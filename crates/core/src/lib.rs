@@ -228,6 +228,10 @@ fn listener_builder(name: &str, cfg: &CoreConfig) -> Builder {
         .max_session_expiry_interval(Duration::from_secs(cfg.limits.max_session_expiry_secs))
         .max_mqueue_len(cfg.limits.max_queued_messages)
         .handshake_timeout(Duration::from_secs(cfg.limits.connect_timeout_secs))
+        .max_pending(
+            cfg.limits.max_connecting,
+            cfg.limits.max_connecting_per_address,
+        )
 }
 
 fn listener(

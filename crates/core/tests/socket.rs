@@ -1,6 +1,7 @@
 //! The core's local socket (`run/hubcore.sock`): private to the home's owner, the same logins
-//! and ACL as the TLS listener, one core per home; and the connect timeout, which closes a
-//! connection that never sends its CONNECT, on every listener.
+//! and ACL as the TLS listener, one core per home. And what holds connections that have not
+//! logged in, on every listener: the connect timeout, the CONNECT's size, and their number in
+//! all and per address.
 
 use hivehub_api::auth::{methods, ListClientsResp, AUTH_SERVICE, CAP_CLIENTS};
 use hivehub_api::rpc::Ack;
@@ -324,4 +325,146 @@ print('closed' if data == b'' else 'data', round(time.monotonic() - start, 1))
     )
     .status
     .success()));
+}
+
+/// A raw TCP connection to `port` of `to` from the address `from` (port chosen by the kernel),
+/// that sends nothing.
+async fn silent(from: &str, to: &str, port: u16) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    s.connect(format!("{to}:{port}").parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// True if the core closed `s` within 1 s (a refusal takes milliseconds); false if it is
+/// still open then.
+async fn closed_soon(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) => panic!("the core sent data to a silent client"),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_not_logged_in_are_capped_per_listener() {
+    let core = Core::start_with_config(hubcore(), "limits:\n  maxConnecting: 4\n");
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(silent("127.0.0.1", "127.0.0.1", core.port).await);
+    }
+    let mut fifth = silent("127.0.0.1", "127.0.0.1", core.port).await;
+    assert!(closed_soon(&mut fifth).await, "a 5th connection was held");
+    for s in &mut held {
+        assert!(
+            !closed_soon(s).await,
+            "a connection within the cap was closed"
+        );
+    }
+    // Nobody logs in over TLS meanwhile; the socket is another listener, with its own cap.
+    let tls = || {
+        mosquitto_pub(
+            &[
+                core.mosq_args("admin"),
+                args(&["-t", "event/admin/t/x/admin", "-n"]),
+            ]
+            .concat(),
+        )
+        .status
+        .success()
+    };
+    assert!(!tls(), "a login got past the cap");
+    let admin_tok = token(&core, "admin");
+    let out = mosquitto_pub(
+        &[
+            over_socket(&core, "admin", &admin_tok),
+            args(&["-t", "event/admin/t/x/admin", "-n"]),
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Their places are free again as soon as they close.
+    drop(held);
+    assert!(wait_until(Duration::from_secs(10), tls), "{}", core.log());
+}
+
+/// Adds `addr` to the loopback device for the test's life (root only), so that connections
+/// can come from an address that is not a loopback one.
+struct LoAddr(String);
+
+impl LoAddr {
+    fn add(addr: &str) -> Option<LoAddr> {
+        let ok = Command::new("ip")
+            .args(["addr", "add", &format!("{addr}/32"), "dev", "lo"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| LoAddr(addr.to_string()))
+    }
+}
+
+impl Drop for LoAddr {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_not_logged_in_are_capped_per_address() {
+    // Two addresses of a test network, unique to this process.
+    let k = std::process::id() % 250 + 1;
+    let (server, a, b) = (
+        format!("10.251.{k}.1"),
+        format!("10.251.{k}.2"),
+        format!("10.251.{k}.3"),
+    );
+    let addrs: Vec<LoAddr> = [&server, &a, &b]
+        .iter()
+        .filter_map(|x| LoAddr::add(x))
+        .collect();
+    if addrs.len() < 3 {
+        eprintln!("skipped: needs CAP_NET_ADMIN to add addresses to the loopback device");
+        return;
+    }
+    let core = Core::start_on_with_config(
+        hubcore(),
+        &server,
+        "limits:\n  maxConnectingPerAddress: 2\n",
+    );
+    let mut from_a = vec![
+        silent(&a, &server, core.port).await,
+        silent(&a, &server, core.port).await,
+    ];
+    let mut third = silent(&a, &server, core.port).await;
+    assert!(
+        closed_soon(&mut third).await,
+        "a 3rd connection from one address was held"
+    );
+    for s in &mut from_a {
+        assert!(
+            !closed_soon(s).await,
+            "a connection within the cap was closed"
+        );
+    }
+    // Another address is not held back by the first one's.
+    let mut from_b = silent(&b, &server, core.port).await;
+    assert!(
+        !closed_soon(&mut from_b).await,
+        "another address was refused"
+    );
+    from_a.pop();
+    let mut again = silent(&a, &server, core.port).await;
+    assert!(
+        !closed_soon(&mut again).await,
+        "a freed place was not given again"
+    );
+    drop(addrs);
 }

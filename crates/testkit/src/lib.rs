@@ -73,6 +73,11 @@ impl Core {
         Core::start_configured(bin, ip, None)
     }
 
+    /// [`start_on`](Self::start_on) with `yaml` as its `config/hubcore.yaml`.
+    pub fn start_on_with_config(bin: &Path, ip: &str, yaml: &str) -> Core {
+        Core::start_configured(bin, ip, Some(yaml))
+    }
+
     fn start_configured(bin: &Path, ip: &str, yaml: Option<&str>) -> Core {
         let dir = tempdir();
         let home = Home::at(dir.path().join("home"));

@@ -103,6 +103,11 @@ pub struct Builder {
     /// Largest CONNECT, the only packet read before a login is accepted (hivehub patch); 0 means
     /// `max_packet_size`. After the CONNECT the limit is `max_packet_size`.
     pub max_connect_packet_size: u32,
+    /// Connections that have not logged in yet (accepted, CONNECT not yet answered), at most
+    /// (hivehub patch; enforced by rmqtt's accept loops); more are closed at once. 0: no cap.
+    pub max_pending: usize,
+    /// The same per remote IP address (hivehub patch). 0: no cap.
+    pub max_pending_per_ip: usize,
 
     /// Allow unauthenticated client connections
     pub allow_anonymous: bool,
@@ -203,6 +208,8 @@ impl Builder {
             max_handshaking_limit: 1_000,
             max_packet_size: 1024 * 1024,
             max_connect_packet_size: 0,
+            max_pending: 0,
+            max_pending_per_ip: 0,
             backlog: 512,
             nodelay: false,
             reuseaddr: None,
@@ -316,6 +323,14 @@ impl Builder {
     /// in cannot make the server buffer a packet of `max_packet_size`.
     pub fn max_connect_packet_size(mut self, size: u32) -> Self {
         self.max_connect_packet_size = size;
+        self
+    }
+
+    /// Caps the connections that have not logged in yet, in all and per IP address (hivehub
+    /// patch); 0 means no cap.
+    pub fn max_pending(mut self, max: usize, per_ip: usize) -> Self {
+        self.max_pending = max;
+        self.max_pending_per_ip = per_ip;
         self
     }
 

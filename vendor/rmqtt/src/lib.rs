@@ -79,6 +79,7 @@ pub mod inflight; // In-flight message tracking
 pub mod node; // Cluster node management
 pub mod queue; // Message queue implementation
 pub mod router; // Message routing core
+mod pending; // hivehub patch: connections not logged in yet, capped
 pub mod server; // Server lifecycle management
 pub mod session; // Client session handling
 pub mod shared; // Shared state management

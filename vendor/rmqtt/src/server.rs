@@ -224,9 +224,18 @@ impl MqttServer {
 /// * `scx` - Server context
 /// * `l` - TCP listener configuration
 async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
+    let pending = crate::pending::Pending::new(l.cfg.max_pending, l.cfg.max_pending_per_ip);
     loop {
         match l.accept().await {
             Ok(accept) => {
+                // hivehub patch: connections not logged in yet are capped (`pending`).
+                let permit = match pending.admit(accept.remote_addr.ip()) {
+                    Ok(p) => p,
+                    Err(full) => {
+                        log::debug!("connection from {} closed: {full}", accept.remote_addr);
+                        continue;
+                    }
+                };
                 let scx = scx.clone();
                 tokio::spawn(async move {
                     // Extract before `accept.tcp()` consumes the acceptor.
@@ -243,12 +252,12 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
 
                     match stream.mqtt().await {
                         Ok(MqttStream::V3(s)) => {
-                            if let Err(e) = v3::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v3::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv3 processing error: {e}, from: {remote_addr}");
                             }
                         }
                         Ok(MqttStream::V5(s)) => {
-                            if let Err(e) = v5::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v5::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv5 processing error: {e}, from: {remote_addr}");
                             }
                         }
@@ -269,9 +278,18 @@ async fn listen_tcp(scx: ServerContext, l: &Listener, lid: ListenerId) {
 /// Handles connections to a Unix-socket listener: plain MQTT, as on TCP (hivehub patch).
 #[cfg(unix)]
 async fn listen_unix(scx: ServerContext, l: &Listener, lid: ListenerId) {
+    let pending = crate::pending::Pending::new(l.cfg.max_pending, l.cfg.max_pending_per_ip);
     loop {
         match l.accept_unix().await {
             Ok(accept) => {
+                // hivehub patch: connections not logged in yet are capped (`pending`).
+                let permit = match pending.admit(accept.remote_addr.ip()) {
+                    Ok(p) => p,
+                    Err(full) => {
+                        log::debug!("connection from {} closed: {full}", accept.remote_addr);
+                        continue;
+                    }
+                };
                 let scx = scx.clone();
                 tokio::spawn(async move {
                     let stream = match accept.tcp() {
@@ -283,12 +301,12 @@ async fn listen_unix(scx: ServerContext, l: &Listener, lid: ListenerId) {
                     };
                     match stream.mqtt().await {
                         Ok(MqttStream::V3(s)) => {
-                            if let Err(e) = v3::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v3::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv3 processing error: {e}, on the Unix socket");
                             }
                         }
                         Ok(MqttStream::V5(s)) => {
-                            if let Err(e) = v5::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v5::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv5 processing error: {e}, on the Unix socket");
                             }
                         }
@@ -312,9 +330,18 @@ async fn listen_unix(scx: ServerContext, l: &Listener, lid: ListenerId) {
 /// * `scx` - Server context
 /// * `l` - TLS listener configuration
 async fn listen_tls(scx: ServerContext, l: &Listener, lid: ListenerId) {
+    let pending = crate::pending::Pending::new(l.cfg.max_pending, l.cfg.max_pending_per_ip);
     loop {
         match l.accept().await {
             Ok(accept) => {
+                // hivehub patch: connections not logged in yet are capped (`pending`).
+                let permit = match pending.admit(accept.remote_addr.ip()) {
+                    Ok(p) => p,
+                    Err(full) => {
+                        log::debug!("connection from {} closed: {full}", accept.remote_addr);
+                        continue;
+                    }
+                };
                 let scx = scx.clone();
                 tokio::spawn(async move {
                     // Extract before `accept.tls()` consumes the acceptor.
@@ -331,12 +358,12 @@ async fn listen_tls(scx: ServerContext, l: &Listener, lid: ListenerId) {
 
                     match stream.mqtt().await {
                         Ok(MqttStream::V3(s)) => {
-                            if let Err(e) = v3::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v3::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv3/TLS processing error: {e}, from: {remote_addr}");
                             }
                         }
                         Ok(MqttStream::V5(s)) => {
-                            if let Err(e) = v5::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v5::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv5/TLS processing error: {e}, from: {remote_addr}");
                             }
                         }
@@ -360,9 +387,18 @@ async fn listen_tls(scx: ServerContext, l: &Listener, lid: ListenerId) {
 /// * `scx` - Server context
 /// * `l` - WebSocket listener configuration
 async fn listen_ws(scx: ServerContext, l: &Listener, lid: ListenerId) {
+    let pending = crate::pending::Pending::new(l.cfg.max_pending, l.cfg.max_pending_per_ip);
     loop {
         match l.accept().await {
             Ok(accept) => {
+                // hivehub patch: connections not logged in yet are capped (`pending`).
+                let permit = match pending.admit(accept.remote_addr.ip()) {
+                    Ok(p) => p,
+                    Err(full) => {
+                        log::debug!("connection from {} closed: {full}", accept.remote_addr);
+                        continue;
+                    }
+                };
                 let scx = scx.clone();
                 tokio::spawn(async move {
                     // Extract before `accept.ws()` consumes the acceptor.
@@ -379,12 +415,12 @@ async fn listen_ws(scx: ServerContext, l: &Listener, lid: ListenerId) {
 
                     match stream.mqtt().await {
                         Ok(MqttStream::V3(s)) => {
-                            if let Err(e) = v3::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v3::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv3/WS processing error: {e}, from: {remote_addr}");
                             }
                         }
                         Ok(MqttStream::V5(s)) => {
-                            if let Err(e) = v5::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v5::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv5/WS processing error: {e}, from: {remote_addr}");
                             }
                         }
@@ -408,9 +444,18 @@ async fn listen_ws(scx: ServerContext, l: &Listener, lid: ListenerId) {
 /// * `scx` - Server context
 /// * `l` - WSS listener configuration
 async fn listen_wss(scx: ServerContext, l: &Listener, lid: ListenerId) {
+    let pending = crate::pending::Pending::new(l.cfg.max_pending, l.cfg.max_pending_per_ip);
     loop {
         match l.accept().await {
             Ok(accept) => {
+                // hivehub patch: connections not logged in yet are capped (`pending`).
+                let permit = match pending.admit(accept.remote_addr.ip()) {
+                    Ok(p) => p,
+                    Err(full) => {
+                        log::debug!("connection from {} closed: {full}", accept.remote_addr);
+                        continue;
+                    }
+                };
                 let scx = scx.clone();
                 tokio::spawn(async move {
                     // Extract before `accept.wss()` consumes the acceptor.
@@ -427,12 +472,12 @@ async fn listen_wss(scx: ServerContext, l: &Listener, lid: ListenerId) {
 
                     match stream.mqtt().await {
                         Ok(MqttStream::V3(s)) => {
-                            if let Err(e) = v3::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v3::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv3/WSS processing error: {e}, from: {remote_addr}");
                             }
                         }
                         Ok(MqttStream::V5(s)) => {
-                            if let Err(e) = v5::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v5::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv5/WSS processing error: {e}, from: {remote_addr}");
                             }
                         }
@@ -456,9 +501,18 @@ async fn listen_wss(scx: ServerContext, l: &Listener, lid: ListenerId) {
 /// * `scx` - Server context
 /// * `l` - QUIC listener configuration
 async fn listen_quic(scx: ServerContext, l: &Listener, lid: ListenerId) {
+    let pending = crate::pending::Pending::new(l.cfg.max_pending, l.cfg.max_pending_per_ip);
     loop {
         match l.accept_quic().await {
             Ok(accept) => {
+                // hivehub patch: connections not logged in yet are capped (`pending`).
+                let permit = match pending.admit(accept.remote_addr.ip()) {
+                    Ok(p) => p,
+                    Err(full) => {
+                        log::debug!("connection from {} closed: {full}", accept.remote_addr);
+                        continue;
+                    }
+                };
                 let scx = scx.clone();
                 tokio::spawn(async move {
                     // Extract before `accept.quic()` consumes the acceptor.
@@ -475,12 +529,12 @@ async fn listen_quic(scx: ServerContext, l: &Listener, lid: ListenerId) {
 
                     match stream.mqtt().await {
                         Ok(MqttStream::V3(s)) => {
-                            if let Err(e) = v3::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v3::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv3/QUIC processing error: {e}, from: {remote_addr}");
                             }
                         }
                         Ok(MqttStream::V5(s)) => {
-                            if let Err(e) = v5::process(scx.clone(), s, lid).await {
+                            if let Err(e) = v5::process(scx.clone(), s, lid, permit).await {
                                 log::info!("MQTTv5/QUIC processing error: {e}, from: {remote_addr}");
                             }
                         }

@@ -65,6 +65,7 @@ pub(crate) async fn process<Io>(
     scx: ServerContext,
     mut sink: v3::MqttStream<Io>,
     lid: ListenerId,
+    pending: crate::pending::Permit,
 ) -> Result<()>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -87,6 +88,8 @@ where
         };
         (state, keep_alive)
     };
+    // hivehub patch: logged in; its place among the pending connections is free.
+    drop(pending);
 
     state.run(Sink::V3(sink), keep_alive).await;
 

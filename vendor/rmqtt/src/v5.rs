@@ -81,6 +81,7 @@ pub(crate) async fn process<Io>(
     scx: ServerContext,
     mut sink: v5::MqttStream<Io>,
     lid: ListenerId,
+    pending: crate::pending::Permit,
 ) -> Result<()>
 where
     Io: AsyncRead + AsyncWrite + Unpin,
@@ -103,6 +104,8 @@ where
         };
         (state, keep_alive)
     };
+    // hivehub patch: logged in; its place among the pending connections is free.
+    drop(pending);
 
     state.run(Sink::V5(sink), keep_alive).await;
 
