@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a Debian machine: mosquitto's clients (real MQTT peers),
-# systemd-analyze (the unit check), iproute2 (the network namespace test), Chromium and
-# Node.js with playwright-core (the status page's browser test), and Python's Prometheus
-# parser (the /metrics test). Installs only what is missing; uses sudo when not root.
+# systemd-analyze (the unit check), iproute2 (the network namespace test and the core's
+# per-address connection cap), Chromium and Node.js with playwright-core (the status page's
+# browser test), and Python's Prometheus parser (the /metrics test). Installs only what is
+# missing; uses sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

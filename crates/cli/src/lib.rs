@@ -8,6 +8,8 @@
 //! It logs in as `--login` (default `admin`) with `certs/{login}.key` and `.token` of the home,
 //! and never rewrites that token file: refresh is off, and an expired token is replaced by a key
 //! assertion at connect. `--launcher ID` (default `launcher`) picks the launcher to talk to.
+//! Without `--server` it reaches a local core through its socket `run/hubcore.sock` when it
+//! may, saving the TLS handshake ([`server`]).
 //!
 //! The binary (`src/main.rs`) only parses arguments and maps the result to an exit code; the
 //! commands live here so tests reach them. Text layout is in [`format`](mod@format) (pure
