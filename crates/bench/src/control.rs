@@ -899,16 +899,16 @@ fn report(o: &Opts, cmds: &[Timed], ip: &InProcess, outcomes: &[Outcome], bins: 
         "hubcli launcher ls",
         ls,
         0.5,
-        "< 50 ms",
-        verdict(ls_med < 50.0),
+        "< 4 ms",
+        verdict(ls_med < 4.0),
     );
     whole("hubcli launcher ls", ls, 0.9, "–", "");
     whole(
         "hubcli launcher ls --json",
         js,
         0.5,
-        "< 50 ms",
-        verdict(js_med < 50.0),
+        "< 4 ms",
+        verdict(js_med < 4.0),
     );
     whole("hubcli launcher ls --json", js, 0.9, "–", "");
     println!(
