@@ -15,9 +15,8 @@
 //! written); builds the broker with its retainer; makes sure `admin` and `launcher` exist;
 //! registers the hooks; opens the listeners (TLS, the optional plain TCP, and the local socket
 //! `run/hubcore.sock`, mode 600, in place of a stale one); connects the internal client over
-//! TLS and serves
-//! the auth and lease services; starts the denied-reply, presence and expiry tasks; and only
-//! then writes `run/hubcore.url`. So that file means clients can connect and the services
+//! TLS and serves the auth and lease services; starts the denied-reply, presence and expiry
+//! tasks; and only then writes `run/hubcore.url`. So that file means clients can connect and the services
 //! answer; local clients take the server's address from it. The binary then prints
 //! `hubcore ready at URL` and sends `READY=1` (sd_notify, a no-op outside systemd); on SIGTERM
 //! or SIGINT it sends `STOPPING=1`, disconnects the internal client, removes `run/hubcore.url`
