@@ -119,19 +119,36 @@ async fn the_socket_is_private_and_takes_the_same_logins_and_acl() {
     admin.disconnect().await;
 }
 
+/// Starts hubcore in `home`, expecting it to refuse to start (exit 1) within 30 s; its
+/// stderr. One that starts after all is killed, and the test fails.
+fn start_fails(home: &hivehub_home::Home) -> String {
+    let dir = hivehub_testkit::tempdir();
+    let log = dir.path().join("stderr");
+    let mut child = Killed(
+        Command::new(hubcore())
+            .arg("--home")
+            .arg(home.root())
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("hubcore"),
+    );
+    let mut status = None;
+    wait_until(Duration::from_secs(30), || {
+        status = child.0.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    err
+}
+
 #[test]
 fn one_core_per_home_and_a_stale_socket_is_replaced() {
     let mut core = Core::start(hubcore());
     let path = core.home.core_socket_file();
     // A second core in the same home does not take the live socket over.
-    let out = Command::new(hubcore())
-        .arg("--home")
-        .arg(core.home.root())
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .expect("second hubcore");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = start_fails(&core.home);
     assert!(
         err.contains(&path.display().to_string()) && err.contains("another hubcore answers"),
         "{err}"
@@ -154,14 +171,7 @@ fn one_core_per_home_and_a_stale_socket_is_replaced() {
 
     // Something else in its place is never removed: the core refuses to start.
     std::fs::write(&path, "mine").unwrap();
-    let out = Command::new(hubcore())
-        .arg("--home")
-        .arg(core.home.root())
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .expect("hubcore");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = start_fails(&core.home);
     assert!(err.contains("other than a socket"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine");
 }
