@@ -375,6 +375,34 @@ mod tests {
             assert!(check_log_filter(ok).is_ok(), "{ok}");
         }
         assert!(CoreConfig::default().validate().is_ok());
+        // The limits of connections that have not logged in: zero would refuse everyone.
+        for (text, key, line) in [
+            (
+                "limits:\n  connectTimeoutSecs: 0\n",
+                "limits.connectTimeoutSecs",
+                2,
+            ),
+            (
+                "issuer: x\nlimits:\n  maxConnecting: 0\n",
+                "limits.maxConnecting",
+                3,
+            ),
+            (
+                "limits:\n  maxConnectingPerAddress: 0\n",
+                "limits.maxConnectingPerAddress",
+                2,
+            ),
+        ] {
+            let e = err(text);
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(e.to_string().contains("must be at least 1"), "{e}");
+        }
+        let e = err("localSocket: sometimes\n");
+        assert_eq!(e.key.as_deref(), Some("localSocket"), "{e}");
+        assert!(e.to_string().contains("true or false"), "{e}");
+        let c = CoreConfig::parse("localSocket: false\n", FILE).unwrap();
+        assert!(!c.local_socket);
     }
 
     #[test]
