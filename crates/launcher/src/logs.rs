@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// How many recent output lines are kept in memory per plugin.
@@ -99,7 +99,8 @@ pub struct PluginLog {
     file: Option<Mutex<FileRotate<AppendCount>>>,
     /// Set once writing failed for good; later lines go to the tail only.
     failed: AtomicBool,
-    tail: Mutex<VecDeque<String>>,
+    /// The tail of the current run.
+    tail: Mutex<Arc<Tail>>,
     attach_out: bool,
     attach_err: bool,
     budget: Mutex<Budget>,
@@ -124,7 +125,7 @@ impl PluginLog {
         PluginLog {
             file,
             failed: AtomicBool::new(false),
-            tail: Mutex::new(VecDeque::with_capacity(TAIL_LINES)),
+            tail: Mutex::new(Arc::default()),
             attach_out,
             attach_err,
             budget: Mutex::new(Budget {
@@ -216,7 +217,7 @@ impl PluginLog {
     }
 
     /// Writes complete lines of one stream, each with a timestamp, in one write.
-    fn lines(&self, stream: Stream, lines: &[&[u8]]) {
+    fn lines(&self, stream: Stream, lines: &[&[u8]], tail: &Tail) {
         let lines = &lines[..self.admit(lines.len())];
         if lines.is_empty() {
             return;
@@ -244,15 +245,7 @@ impl PluginLog {
         }
         self.write(&buf);
         self.attach(stream, &buf);
-        {
-            let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-            for l in lines.iter().rev().take(TAIL_LINES).rev() {
-                if tail.len() == TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(String::from_utf8_lossy(l).into_owned());
-            }
-        }
+        tail.push(lines);
     }
 
     fn attach(&self, stream: Stream, buf: &[u8]) {
@@ -267,15 +260,39 @@ impl PluginLog {
         }
     }
 
-    /// Starts the tail over for a new process: the `exited` event and `status` show the lines
-    /// of the run that ended (or runs), never an earlier one's.
-    pub fn new_run(&self) {
-        self.tail.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    /// Starts a tail for a new process, for its pumps: `status` shows the lines of the run
+    /// that runs, and the `exited` event those of the run that ended, even when the next one
+    /// has started while its last lines were still read.
+    pub fn new_run(&self) -> Arc<Tail> {
+        let tail = Arc::new(Tail::default());
+        *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = tail.clone();
+        tail
     }
 
     /// The last output lines of the current run (at most [`TAIL_LINES`]), oldest first.
     pub fn tail(&self) -> Vec<String> {
-        self.tail
+        self.tail.lock().unwrap_or_else(|p| p.into_inner()).lines()
+    }
+}
+
+/// The last output lines of one run of a plugin (at most [`TAIL_LINES`]).
+#[derive(Debug, Default)]
+pub struct Tail(Mutex<VecDeque<String>>);
+
+impl Tail {
+    fn push(&self, lines: &[&[u8]]) {
+        let mut tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for l in lines.iter().rev().take(TAIL_LINES).rev() {
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(String::from_utf8_lossy(l).into_owned());
+        }
+    }
+
+    /// The lines, oldest first.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
@@ -293,7 +310,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// hundreds of plugins, two idle 64 KiB buffers each were most of the launcher's heap).
 pub async fn pump(
     pipe: tokio::net::unix::pipe::Receiver,
-    log: std::sync::Arc<PluginLog>,
+    log: Arc<PluginLog>,
+    tail: Arc<Tail>,
     stream: Stream,
 ) {
     let mut carry: Vec<u8> = Vec::new();
@@ -333,7 +351,7 @@ pub async fn pump(
                 start = i;
             }
         }
-        log.lines(stream, &lines);
+        log.lines(stream, &lines, &tail);
         carry.drain(..start);
         // A plugin that writes without pause keeps the pipe readable, so this loop would never
         // wait; yielding lets the runtime poll its timers and I/O driver in between (tokio
@@ -341,7 +359,7 @@ pub async fn pump(
         tokio::task::yield_now().await;
     }
     if !carry.is_empty() {
-        log.lines(stream, &[&carry]);
+        log.lines(stream, &[&carry], &tail);
     }
 }
 
@@ -356,7 +374,7 @@ mod tests {
         let not_a_dir = d.path().join("logs");
         std::fs::write(&not_a_dir, b"x").unwrap();
         let log = PluginLog::open(&not_a_dir.join("p.log"), true, 2048, 2, false, false);
-        log.lines(Stream::Out, &[b"still here"]);
+        log.lines(Stream::Out, &[b"still here"], &log.new_run());
         assert_eq!(log.tail(), ["still here"]);
     }
 
@@ -368,8 +386,9 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::write(&dir, b"now a file").unwrap();
         let line = vec![b'x'; 600];
+        let run = log.new_run();
         for _ in 0..10 {
-            log.lines(Stream::Out, &[&line]);
+            log.lines(Stream::Out, &[&line], &run);
         }
         assert_eq!(log.tail().len(), 10);
     }
@@ -387,8 +406,9 @@ mod tests {
         std::fs::write(d.path().join("y.log.1"), "another plugin\n").unwrap();
         let log = PluginLog::open(&p, true, 1024, 2, false, false);
         let line = vec![b'x'; 600];
+        let run = log.new_run();
         for _ in 0..3 {
-            log.lines(Stream::Out, &[&line]);
+            log.lines(Stream::Out, &[&line], &run);
         }
         assert!(read("x.log.1").contains("current"), "{}", read("x.log.1"));
         assert_eq!(read("x.log.2"), "one\n");
@@ -396,17 +416,34 @@ mod tests {
         assert_eq!(read("y.log.1"), "another plugin\n");
     }
 
+    /// A plugin restarted at once: the last lines of the run that ended are still read while
+    /// the next one writes.
+    #[test]
+    fn each_run_keeps_its_own_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let log = PluginLog::open(&d.path().join("x.log"), true, 1 << 20, 2, false, false);
+        let first = log.new_run();
+        log.lines(Stream::Out, &[b"one"], &first);
+        let second = log.new_run();
+        log.lines(Stream::Out, &[b"two"], &second);
+        log.lines(Stream::Err, &[b"one's last words"], &first);
+        assert_eq!(first.lines(), ["one", "one's last words"]);
+        assert_eq!(second.lines(), ["two"]);
+        assert_eq!(log.tail(), ["two"], "the current run's");
+    }
+
     #[test]
     fn tail_keeps_last_lines_and_file_rotates() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x.log");
         let log = PluginLog::open(&p, true, 2048, 2, false, false);
+        let run = log.new_run();
         for batch in 0..50 {
             let lines: Vec<String> = (0..10)
                 .map(|i| format!("line {}", batch * 10 + i))
                 .collect();
             let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-            log.lines(Stream::Out, &refs);
+            log.lines(Stream::Out, &refs, &run);
         }
         let tail = log.tail();
         assert_eq!(tail.len(), TAIL_LINES);

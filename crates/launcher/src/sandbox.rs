@@ -30,15 +30,16 @@
 use crate::config::{LauncherConfig, PluginConfig};
 use hivehub_api::launcher::SandboxLevel;
 use hivehub_home::Home;
-use landlock::{
-    Access, AccessFs, BitFlags, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
-};
+use landlock::{Access, AccessFs, BitFlags, ABI};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+mod ruleset;
 
 /// The Landlock ABI whose rights this launcher hands out: every filesystem right up to ABI 9
 /// (which adds connecting to Unix socket files) and the ABI 6 scopes. A kernel enforces what
@@ -241,14 +242,43 @@ pub fn reserved_name(name: &str, cfg: &LauncherConfig) -> Option<String> {
 /// sshd's `StrictModes` does: whoever can rewrite it runs code with the plugin's credentials.
 /// Checks the file (after symlinks) and the folder that holds it.
 pub fn check_binary(path: &Path, launcher_uid: u32) -> Result<(), Refusal> {
+    check_binary_file(path, launcher_uid).map(drop)
+}
+
+/// A binary [`check_binary`] accepted: the file it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CheckedBinary {
+    target: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// [`check_binary`], returning what it checked.
+fn check_binary_file(path: &Path, launcher_uid: u32) -> Result<CheckedBinary, Refusal> {
     let target = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = fs::metadata(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    judge_binary(path, &target, &meta, launcher_uid)?;
+    Ok(CheckedBinary {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        target,
+    })
+}
+
+/// The checks of [`check_binary`] on `target` (what `path` resolves to), whose metadata is
+/// `meta`, and on its folder.
+fn judge_binary(
+    path: &Path,
+    target: &Path,
+    meta: &fs::Metadata,
+    launcher_uid: u32,
+) -> Result<(), Refusal> {
     let shown = if target == path {
         path.display().to_string()
     } else {
         format!("{} (-> {})", path.display(), target.display())
     };
     let owner_ok = |uid: u32| uid == 0 || uid == launcher_uid;
-    let meta = fs::metadata(&target).map_err(|e| format!("{shown}: {e}"))?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(format!(
@@ -353,7 +383,13 @@ fn claim_uid(uid: u32, data: &Path) -> io::Result<bool> {
 /// hash of the home and the name, so a plugin usually gets the same one again. The caller
 /// serializes calls within this launcher.
 pub fn dynamic_uid(home: &Home, name: &str) -> io::Result<u32> {
-    let data = canonical(home.root()).join("stores").join(name);
+    dynamic_uid_in(&canonical(home.root()), name)
+}
+
+/// [`dynamic_uid`] in the home whose path, symlinks resolved, is `root`. The claim is made again
+/// at every start, so a registry emptied meanwhile gets it back.
+fn dynamic_uid_in(root: &Path, name: &str) -> io::Result<u32> {
+    let data = root.join("stores").join(name);
     if let Ok(m) = fs::metadata(&data) {
         if in_dynamic_range(m.uid()) && claim_uid(m.uid(), &data)? {
             return Ok(m.uid());
@@ -380,9 +416,10 @@ pub fn dynamic_uid(home: &Home, name: &str) -> io::Result<u32> {
 }
 
 /// The identity of plugin `name`: `None` when it runs as the launcher's own user (the launcher
-/// is not root, or `user: root`).
-pub fn creds_for(
+/// is not root, or `user: root`). `root` is the home's path with symlinks resolved.
+fn creds_for(
     home: &Home,
+    root: &Path,
     name: &str,
     pc: &PluginConfig,
     host: &Host,
@@ -403,7 +440,8 @@ pub fn creds_for(
         None if !host.root => Ok(None),
         Some(user) => named_creds(user).map_err(|e| format!("plugins.{name}.user: {e}")),
         None => {
-            let uid = dynamic_uid(home, name).map_err(|e| format!("cannot pick a user ID: {e}"))?;
+            let uid =
+                dynamic_uid_in(root, name).map_err(|e| format!("cannot pick a user ID: {e}"))?;
             Ok(Some(Creds {
                 uid,
                 gid: uid,
@@ -547,11 +585,15 @@ pub fn prepare_files(home: &Home, name: &str, creds: Option<&Creds>) -> Result<(
     let data = data_dir(home, name);
     let tmp = tmp_dir(home, name);
     let owner = creds.map(|c| (c.uid, c.gid));
+    let mut found = fs::symlink_metadata(&data).ok();
     if let Some((uid, gid)) = owner {
         // A plugin that changed users takes its data along.
-        if fs::symlink_metadata(&data).is_ok_and(|m| m.is_dir() && (m.uid(), m.gid()) != (uid, gid))
+        if found
+            .as_ref()
+            .is_some_and(|m| m.is_dir() && (m.uid(), m.gid()) != (uid, gid))
         {
             chown_tree(&data, uid, gid).map_err(err(&data))?;
+            found = None;
         }
         for f in [home.key_file(name), home.token_file(name)] {
             match std::os::unix::fs::lchown(&f, Some(uid), Some(gid)) {
@@ -561,8 +603,8 @@ pub fn prepare_files(home: &Home, name: &str, creds: Option<&Creds>) -> Result<(
             }
         }
     }
-    private_dir(&data, owner).map_err(err(&data))?;
-    private_dir(&tmp, owner).map_err(err(&tmp))?;
+    private_dir(&data, owner, found).map_err(err(&data))?;
+    private_dir(&tmp, owner, None).map_err(err(&tmp))?;
     Ok(())
 }
 
@@ -587,13 +629,29 @@ pub fn prepare_home(home: &Home) -> Result<(), Refusal> {
 
 /// Makes `path` a real folder of mode 0700 (owned by `owner` when given) without following a
 /// symlink: the plugin owns what is inside its data folder and could plant one there to make
-/// the launcher chmod or chown something else.
-fn private_dir(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+/// the launcher chmod or chown something else. `found` is what `lstat` said of it just before,
+/// if the caller asked; a folder that is already right is left alone (a restart's case).
+fn private_dir(
+    path: &Path,
+    owner: Option<(u32, u32)>,
+    found: Option<fs::Metadata>,
+) -> io::Result<()> {
     use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
     use std::os::unix::fs::DirBuilderExt;
     let make = || fs::DirBuilder::new().mode(0o700).create(path);
-    match fs::symlink_metadata(path) {
+    let found = match found {
+        Some(m) => Ok(m),
+        None => fs::symlink_metadata(path),
+    };
+    match found {
+        Ok(m)
+            if m.is_dir()
+                && m.mode() & 0o7777 == 0o700
+                && owner.is_none_or(|o| (m.uid(), m.gid()) == o) =>
+        {
+            return Ok(());
+        }
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
             fs::remove_file(path)?;
@@ -623,37 +681,63 @@ pub fn environment(
     creds: Option<&Creds>,
     extra: &[(String, String)],
 ) -> Vec<(OsString, OsString)> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| env_allowed(k.as_bytes()))
-        .collect();
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
-    }
-    match creds {
-        Some(c) => {
-            env.push(("HOME".into(), c.home.clone().into()));
-            env.push(("USER".into(), c.user.clone().into()));
+    BaseEnv::read().environment(home, name, creds, extra)
+}
+
+/// What plugins get of the launcher's own environment: the allowed variables, and its `HOME`
+/// and `USER` for a plugin that runs as the launcher's user. Read once, as the launcher never
+/// changes its environment (a copy costs a restart tens of µs).
+#[derive(Debug, Clone)]
+pub struct BaseEnv {
+    allowed: Vec<(OsString, OsString)>,
+    own: Vec<(OsString, OsString)>,
+}
+
+impl BaseEnv {
+    /// Reads the launcher's environment.
+    pub fn read() -> BaseEnv {
+        use std::os::unix::ffi::OsStrExt;
+        let mut allowed: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(k, _)| env_allowed(k.as_bytes()))
+            .collect();
+        if !allowed.iter().any(|(k, _)| k == "PATH") {
+            allowed.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
         }
-        None => {
-            for k in ["HOME", "USER"] {
-                if let Some(v) = std::env::var_os(k) {
-                    env.push((k.into(), v));
-                }
+        let own = ["HOME", "USER"]
+            .into_iter()
+            .filter_map(|k| std::env::var_os(k).map(|v| (k.into(), v)))
+            .collect();
+        BaseEnv { allowed, own }
+    }
+
+    /// See [`environment`].
+    pub fn environment(
+        &self,
+        home: &Home,
+        name: &str,
+        creds: Option<&Creds>,
+        extra: &[(String, String)],
+    ) -> Vec<(OsString, OsString)> {
+        let mut env = self.allowed.clone();
+        match creds {
+            Some(c) => {
+                env.push(("HOME".into(), c.home.clone().into()));
+                env.push(("USER".into(), c.user.clone().into()));
+            }
+            None => env.extend(self.own.iter().cloned()),
+        }
+        env.push(("TMPDIR".into(), tmp_dir(home, name).into()));
+        env.extend(extra.iter().map(|(k, v)| (k.into(), v.into())));
+        // Later entries win; keep each variable once, in first-seen order.
+        let mut out: Vec<(OsString, OsString)> = Vec::with_capacity(env.len());
+        for (k, v) in env {
+            match out.iter_mut().find(|(n, _)| *n == k) {
+                Some(slot) => slot.1 = v,
+                None => out.push((k, v)),
             }
         }
+        out
     }
-    env.push(("TMPDIR".into(), tmp_dir(home, name).into()));
-    env.extend(extra.iter().map(|(k, v)| (k.into(), v.into())));
-    // Later entries win; keep each variable once, in first-seen order.
-    let mut out: Vec<(OsString, OsString)> = Vec::with_capacity(env.len());
-    for (k, v) in env {
-        match out.iter_mut().find(|(n, _)| *n == k) {
-            Some(slot) => slot.1 = v,
-            None => out.push((k, v)),
-        }
-    }
-    out
 }
 
 /// `dir`, or, when `home` lies below it, every entry of it except the branch towards the home,
@@ -706,29 +790,31 @@ pub fn system_paths(home: &Home) -> Vec<(PathBuf, BitFlags<AccessFs>)> {
 }
 
 /// The paths plugin `name` alone may use: its binary, the hub CA, its key, token and config,
-/// its data folder, its readiness socket, and its `sandbox.read` and `sandbox.write`.
+/// its data folder, its readiness socket, and its `sandbox.read` and `sandbox.write`. `root` is
+/// the home's path with symlinks resolved. The files among them get file rights only.
 pub fn plugin_paths(
     home: &Home,
+    root: &Path,
     name: &str,
     binary: &Path,
     pc: &PluginConfig,
     notify: Option<&Path>,
 ) -> Result<Vec<(PathBuf, BitFlags<AccessFs>)>, Refusal> {
     let read = AccessFs::from_read(LANDLOCK_ABI);
+    let read_file = read & AccessFs::from_file(LANDLOCK_ABI);
     let all = AccessFs::from_all(LANDLOCK_ABI);
-    let root = canonical(home.root());
     let mut rules = Vec::new();
     if let Some(sock) = notify {
         rules.push((sock.to_path_buf(), AccessFs::ResolveUnix.into()));
     }
-    rules.push((binary.to_path_buf(), read));
+    rules.push((binary.to_path_buf(), read_file));
     for f in [
         home.ca_cert(),
         home.key_file(name),
         home.token_file(name),
         home.config_file(name),
     ] {
-        rules.push((f, read));
+        rules.push((f, read_file));
     }
     rules.push((data_dir(home, name), all));
     for (list, paths, access) in [
@@ -749,86 +835,123 @@ pub fn plugin_paths(
     Ok(rules)
 }
 
+/// A lock, also after a panic elsewhere: what it guards stays consistent at every step.
+fn lock_or_inner<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The path with symlinks resolved, or as given when it does not exist.
 fn canonical(p: &Path) -> PathBuf {
     fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// A path opened for a Landlock rule (`O_PATH`), with the rights a rule on it may carry (file
-/// rights only, for a file). `None` when it does not exist.
-fn open_rule(path: &Path, access: BitFlags<AccessFs>) -> Option<(OwnedFd, BitFlags<AccessFs>)> {
+/// A path opened for a Landlock rule (`O_PATH`, following symlinks). `None` when it does not
+/// exist.
+fn open_rule(path: &Path) -> Option<OwnedFd> {
     use nix::fcntl::OFlag;
-    use nix::sys::stat::{Mode, SFlag};
-    let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
-    let is_dir = nix::sys::stat::fstat(&fd)
-        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode).contains(SFlag::S_IFDIR));
-    let access = if is_dir {
-        access
-    } else {
-        access & AccessFs::from_file(LANDLOCK_ABI)
-    };
-    Some((fd, access))
+    use nix::sys::stat::Mode;
+    nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).ok()
 }
 
-/// [`system_paths`], opened once per launcher run: every start then only adds them to its
-/// ruleset (each rule otherwise costs an open, a stat and a close, a tenth of a millisecond
-/// per spawn in all).
+/// [`system_paths`], opened once per launcher run, each with the rights a rule on it may carry
+/// (file rights only, for a file): every start then only adds them to its ruleset, one system
+/// call each (each rule otherwise costs an open, a stat and a close, and they are the same for
+/// every plugin).
 pub struct SystemRules(Vec<(OwnedFd, BitFlags<AccessFs>)>);
 
 impl SystemRules {
-    /// Opens the system paths of `home` that exist.
+    /// Opens the system paths of `home` that exist, less those another one already covers.
     pub fn open(home: &Home) -> SystemRules {
+        use nix::sys::stat::SFlag;
+        let mut kept: Vec<(PathBuf, OwnedFd, BitFlags<AccessFs>)> = Vec::new();
+        for (path, access) in system_paths(home) {
+            let Some(fd) = open_rule(&path) else { continue };
+            let is_dir = nix::sys::stat::fstat(&fd)
+                .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode).contains(SFlag::S_IFDIR));
+            let access = if is_dir {
+                access
+            } else {
+                access & AccessFs::from_file(LANDLOCK_ABI)
+            };
+            kept.push((canonical(&path), fd, access));
+        }
         SystemRules(
-            system_paths(home)
-                .iter()
-                .filter_map(|(p, a)| open_rule(p, *a))
+            covered_removed(kept)
+                .into_iter()
+                .map(|(_, fd, a)| (fd, a))
                 .collect(),
         )
     }
 }
 
-/// Builds the Landlock ruleset of one plugin: `system` and its own `rules` (best effort: a
-/// kernel enforces what it knows of it), with signals and abstract Unix sockets scoped. Paths
-/// that do not exist are skipped. `None` on a kernel without Landlock.
+/// `rules` (each with its path, symlinks resolved) less those that a rule on a folder above
+/// them, with at least their rights, already gives: with a merged `/usr`, `/bin` and `/lib` are
+/// `/usr/bin` and `/usr/lib`.
+fn covered_removed<T>(
+    rules: Vec<(PathBuf, T, BitFlags<AccessFs>)>,
+) -> Vec<(PathBuf, T, BitFlags<AccessFs>)> {
+    type Rule<T> = (PathBuf, T, BitFlags<AccessFs>);
+    let covers = |a: &Rule<T>, b: &Rule<T>| b.0.starts_with(&a.0) && a.2.contains(b.2);
+    let keep: Vec<bool> = (0..rules.len())
+        .map(|i| {
+            // Of two equal rules, the first stays.
+            !(0..rules.len()).any(|j| {
+                j != i && covers(&rules[j], &rules[i]) && (j < i || !covers(&rules[i], &rules[j]))
+            })
+        })
+        .collect();
+    rules
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect()
+}
+
+/// Builds the Landlock ruleset of one plugin on a kernel of Landlock ABI `abi`: `system` and
+/// its own `rules`, with signals and abstract Unix sockets scoped. A kernel enforces what it
+/// knows of them (best effort), and paths that do not exist are skipped.
 pub fn landlock_ruleset(
+    abi: i32,
     system: &SystemRules,
     rules: &[(PathBuf, BitFlags<AccessFs>)],
-) -> Result<Option<OwnedFd>, Refusal> {
+) -> Result<OwnedFd, Refusal> {
     use std::os::fd::AsFd;
-    let fail = |e: landlock::RulesetError| format!("cannot build the Landlock ruleset: {e}");
-    let mut ruleset = Ruleset::default()
-        .handle_access(AccessFs::from_all(LANDLOCK_ABI))
-        .map_err(fail)?
-        .scope(Scope::from_all(LANDLOCK_ABI))
-        .map_err(fail)?
-        .create()
-        .map_err(fail)?;
+    let fail = |e: io::Error| format!("cannot build the Landlock ruleset: {e}");
+    let mut ruleset =
+        ruleset::Ruleset::create(ruleset::Handled::new(LANDLOCK_ABI, abi)).map_err(fail)?;
     for (fd, access) in &system.0 {
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(fd.as_fd(), *access))
-            .map_err(fail)?;
+        ruleset.allow(fd.as_fd(), *access).map_err(fail)?;
     }
     for (path, access) in rules {
-        let Some((fd, access)) = open_rule(path, *access) else {
-            continue;
-        };
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(fd, access))
-            .map_err(fail)?;
+        if let Some(fd) = open_rule(path) {
+            ruleset
+                .allow(fd.as_fd(), *access)
+                .map_err(|e| format!("{}: {}", path.display(), fail(e)))?;
+        }
     }
-    Ok(ruleset.into())
+    Ok(ruleset.into_fd())
 }
 
 /// The confinement of one launcher's plugins: what the host offers, and what is prepared once
 /// per launcher run (the home opened to plugin users, the system part of every ruleset).
+///
+/// A restart repeats none of a start's work that still holds: the home's resolved path, the
+/// plugin's folders when they are already right, and the binary's check while its path leads to
+/// the same file.
 pub struct Sandbox {
     home: Home,
+    /// The home's path with symlinks resolved, as rules and user claims name it.
+    root: PathBuf,
     host: Host,
     /// The system part of every Landlock ruleset (`None` without Landlock).
     system: Option<SystemRules>,
     /// Held while a plugin is prepared, so two new plugins never get the same user; true once
     /// [`prepare_home`] was done.
     home_ready: std::sync::Mutex<bool>,
+    /// What plugins get of the launcher's environment.
+    env: BaseEnv,
+    /// The binaries [`Sandbox::check_binary`] accepted, by the path it was given.
+    binaries: std::sync::Mutex<HashMap<PathBuf, CheckedBinary>>,
 }
 
 impl Sandbox {
@@ -837,15 +960,37 @@ impl Sandbox {
         let host = Host::probe();
         Sandbox {
             home: home.clone(),
+            root: canonical(home.root()),
             system: (host.abi > 0).then(|| SystemRules::open(home)),
             host,
             home_ready: std::sync::Mutex::new(false),
+            env: BaseEnv::read(),
+            binaries: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// What this host offers.
     pub fn host(&self) -> Host {
         self.host
+    }
+
+    /// [`check_binary`] for the launcher's user. A binary accepted before is checked again from
+    /// two `stat`s, without resolving its path, while `path` still leads to the same file: its
+    /// mode and owner, and its folder's, are what the check is about.
+    pub fn check_binary(&self, path: &Path) -> Result<(), Refusal> {
+        let uid = self.host.uid;
+        let known = lock_or_inner(&self.binaries).get(path).cloned();
+        if let Some(known) = known {
+            let same = fs::metadata(path)
+                .ok()
+                .filter(|m| (m.dev(), m.ino()) == (known.dev, known.ino));
+            if let Some(meta) = same {
+                return judge_binary(path, &known.target, &meta, uid);
+            }
+        }
+        let checked = check_binary_file(path, uid)?;
+        lock_or_inner(&self.binaries).insert(path.to_path_buf(), checked);
+        Ok(())
     }
 
     /// Everything for one confined start of plugin `name` from `binary`: the Unix identity
@@ -858,9 +1003,9 @@ impl Sandbox {
         pc: &PluginConfig,
         extra: &[(String, String)],
     ) -> Result<Prepared, Refusal> {
-        let mut home_ready = self.home_ready.lock().unwrap_or_else(|p| p.into_inner());
+        let mut home_ready = lock_or_inner(&self.home_ready);
         let (home, host) = (&self.home, &self.host);
-        let creds = creds_for(home, name, pc, host)?;
+        let creds = creds_for(home, &self.root, name, pc, host)?;
         if creds.is_some() && !*home_ready {
             prepare_home(home)?;
             *home_ready = true;
@@ -874,11 +1019,12 @@ impl Sandbox {
             .map(|(_, v)| Path::new(v));
         let landlock = match &self.system {
             Some(sys) if pc.sandbox.enabled && host.abi > 0 => {
-                landlock_ruleset(sys, &plugin_paths(home, name, binary, pc, notify)?)?
+                let rules = plugin_paths(home, &self.root, name, binary, pc, notify)?;
+                Some(landlock_ruleset(host.abi, sys, &rules)?)
             }
             _ => None,
         };
-        let env = environment(home, name, creds.as_ref(), extra);
+        let env = self.env.environment(home, name, creds.as_ref(), extra);
         Ok(Prepared {
             confinement: Confinement {
                 creds,
@@ -905,7 +1051,8 @@ pub fn check_config(cfg: &LauncherConfig, home: &Home) -> Result<(), String> {
                 ));
             }
         }
-        plugin_paths(home, name, &home.plugins().join(name), pc, None)?;
+        let root = canonical(home.root());
+        plugin_paths(home, &root, name, &home.plugins().join(name), pc, None)?;
         if let Some(why) = reserved_name(name, cfg) {
             return Err(format!("plugins.{name}: {why}"));
         }
@@ -1002,6 +1149,7 @@ mod tests {
         rules.extend(
             plugin_paths(
                 &home,
+                &canonical(home.root()),
                 "p",
                 &home.plugins().join("p"),
                 &PluginConfig::default(),
@@ -1019,7 +1167,9 @@ mod tests {
             },
             ..PluginConfig::default()
         };
-        let e = plugin_paths(&home, "p", &home.plugins().join("p"), &wide, None).unwrap_err();
+        let root = canonical(home.root());
+        let e =
+            plugin_paths(&home, &root, "p", &home.plugins().join("p"), &wide, None).unwrap_err();
         assert!(e.contains("contains the hub home"), "{e}");
     }
 
@@ -1105,6 +1255,151 @@ mod tests {
             "target untouched"
         );
         assert_eq!(fs::metadata(&tmp).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_binary_checked_before_is_checked_again_at_each_start() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path().join("home"));
+        home.ensure_dirs().unwrap();
+        let sandbox = Sandbox::new(&home);
+        let good = d.path().join("good");
+        let open = d.path().join("open");
+        fs::create_dir(&good).unwrap();
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let bin = good.join("bin");
+        let link = home.plugins().join("p");
+        let mode =
+            |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        let write = |p: &Path| {
+            fs::write(p, "#!/bin/sh\n").unwrap();
+            mode(p, 0o755);
+        };
+        write(&bin);
+        std::os::unix::fs::symlink(&bin, &link).unwrap();
+        // Each step changes something between two starts; the check must see it.
+        type Step<'a> = (&'a str, Box<dyn Fn() + 'a>, Option<&'a str>);
+        let steps: Vec<Step> = vec![
+            ("first start", Box::new(|| {}), None),
+            ("same file", Box::new(|| {}), None),
+            (
+                "made writable",
+                Box::new(|| mode(&bin, 0o777)),
+                Some("0777"),
+            ),
+            ("fixed", Box::new(|| mode(&bin, 0o755)), None),
+            (
+                "its folder opened",
+                Box::new(|| mode(&good, 0o777)),
+                Some("writable by others"),
+            ),
+            ("its folder closed", Box::new(|| mode(&good, 0o755)), None),
+            (
+                "the link now leads into an open folder",
+                Box::new(|| {
+                    write(&open.join("bin"));
+                    fs::remove_file(&link).unwrap();
+                    std::os::unix::fs::symlink(open.join("bin"), &link).unwrap();
+                }),
+                Some("writable by others"),
+            ),
+            (
+                "and back",
+                Box::new(|| {
+                    fs::remove_file(&link).unwrap();
+                    std::os::unix::fs::symlink(&bin, &link).unwrap();
+                }),
+                None,
+            ),
+            (
+                "the file replaced by a writable one",
+                Box::new(|| {
+                    let new = good.join("new");
+                    write(&new);
+                    mode(&new, 0o666);
+                    fs::rename(&new, &bin).unwrap();
+                }),
+                Some("0666"),
+            ),
+        ];
+        for (what, change, refused) in steps {
+            change();
+            let got = sandbox.check_binary(&link);
+            match refused {
+                None => assert!(got.is_ok(), "{what}: {got:?}"),
+                Some(why) => {
+                    let e = got.expect_err(what);
+                    assert!(e.contains(why) && e.contains(" (-> "), "{what}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_restart_puts_the_data_folders_right_again() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path().join("home"));
+        home.ensure_dirs().unwrap();
+        prepare_files(&home, "p", None).unwrap();
+        let (data, tmp) = (data_dir(&home, "p"), tmp_dir(&home, "p"));
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        for (what, path, m) in [
+            ("data", &data, 0o755),
+            ("tmp", &tmp, 0o777),
+            ("data", &data, 0o1700),
+        ] {
+            fs::set_permissions(path, fs::Permissions::from_mode(m)).unwrap();
+            prepare_files(&home, "p", None).unwrap();
+            assert_eq!(mode(path), 0o700, "{what} after mode {m:o}");
+        }
+        // Already right: left alone, and still right.
+        prepare_files(&home, "p", None).unwrap();
+        assert_eq!((mode(&data), mode(&tmp)), (0o700, 0o700));
+    }
+
+    #[test]
+    fn system_rules_covered_by_another_are_left_out() {
+        let read = AccessFs::from_read(LANDLOCK_ABI);
+        let all = AccessFs::from_all(LANDLOCK_ABI);
+        let rules =
+            |list: &[(&str, BitFlags<AccessFs>)]| -> Vec<(PathBuf, (), BitFlags<AccessFs>)> {
+                list.iter()
+                    .map(|(p, a)| (PathBuf::from(p), (), *a))
+                    .collect()
+            };
+        type Given<'a> = &'a [(&'a str, BitFlags<AccessFs>)];
+        let table: [(Given, &[&str]); 5] = [
+            // A merged /usr: /lib and /bin are /usr/lib and /usr/bin.
+            (
+                &[
+                    ("/usr", read),
+                    ("/usr/lib", read),
+                    ("/usr/bin", read),
+                    ("/etc", read),
+                ],
+                &["/usr", "/etc"],
+            ),
+            // More rights below: kept.
+            (
+                &[("/usr", read), ("/usr/local", all)],
+                &["/usr", "/usr/local"],
+            ),
+            // Fewer rights above: both kept.
+            (&[("/var/tmp", all), ("/var", read)], &["/var/tmp", "/var"]),
+            // The same twice: the first stays.
+            (&[("/tmp", all), ("/tmp", all)], &["/tmp"]),
+            // A name that only starts the same is no folder above.
+            (&[("/usr", read), ("/usrx", read)], &["/usr", "/usrx"]),
+        ];
+        for (given, want) in table {
+            let got: Vec<PathBuf> = covered_removed(rules(given))
+                .into_iter()
+                .map(|r| r.0)
+                .collect();
+            let want: Vec<PathBuf> = want.iter().map(PathBuf::from).collect();
+            assert_eq!(got, want, "{given:?}");
+        }
     }
 
     #[test]

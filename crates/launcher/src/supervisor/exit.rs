@@ -220,11 +220,11 @@ impl Supervisor {
         }
     }
 
-    /// Called by the reaper for every reaped child.
-    pub fn on_exit(&self, pid: u32, exit: Exit) {
+    /// Called by the reaper for every ended child; false when it was none of the plugins'
+    /// current processes.
+    pub fn on_exit(&self, pid: u32, exit: Exit) -> bool {
         let Some(slot) = lock(&self.sh.by_pid).remove(&pid) else {
-            tracing::debug!(pid, %exit, "reaped an orphaned descendant");
-            return;
+            return false;
         };
         let now = SystemTime::now();
         let was;
@@ -271,6 +271,7 @@ impl Supervisor {
                 // descendant may hold the pipes open). A start waiting for readiness hears of
                 // an exit only then, so its error can quote what the process said last.
                 let pumps = std::mem::take(&mut st.pumps);
+                let tail = st.tail.take();
                 told_after_drain = was == PluginState::Starting;
                 let tell = told_after_drain.then(|| slot.clone());
                 let this = self.clone();
@@ -279,25 +280,30 @@ impl Supervisor {
                     slot.name,
                     uptime.as_secs_f64()
                 );
-                self.spawn_task(async move {
-                    let drained = async {
-                        for p in pumps {
-                            let _ = p.await;
+                // Spawned with the exit's other announcements, after an immediate restart has
+                // spawned: a task spawned here would make the runtime wake its other worker
+                // before the restart's own task runs (tens of µs on a small host).
+                held.push(Box::new(move |sup| {
+                    drop(sup.spawn_task(async move {
+                        let drained = async {
+                            for p in pumps {
+                                let _ = p.await;
+                            }
+                        };
+                        let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
+                        log.flush_dropped();
+                        log.marker(&text);
+                        if let Some(slot) = tell {
+                            slot.exits.send_modify(|g| *g += 1);
                         }
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
-                    log.flush_dropped();
-                    log.marker(&text);
-                    if let Some(slot) = tell {
-                        slot.exits.send_modify(|g| *g += 1);
-                    }
-                    if unexpected {
-                        this.notice(Notice::Event(LauncherEvent {
-                            log_tail: log.tail(),
-                            ..exited_event
-                        }));
-                    }
-                });
+                        if unexpected {
+                            this.notice(Notice::Event(LauncherEvent {
+                                log_tail: tail.map(|t| t.lines()).unwrap_or_default(),
+                                ..exited_event
+                            }));
+                        }
+                    }));
+                }));
             }
             if unexpected {
                 st.status = format!("exited with {exit}");
@@ -384,32 +390,59 @@ impl Supervisor {
                     held,
                 );
             }
+        } else {
+            // A stop's exit: the exit marker.
+            self.announce(held);
         }
+        true
     }
 
     /// Reaps children on SIGCHLD. Signals that arrive together are coalesced, but one that
     /// arrives while we reap makes the stream ready again, and each wake-up reaps every child
     /// that has exited, so none is missed; the slow tick is only a safety net that costs an
     /// idle launcher nothing.
+    ///
+    /// The exit a signal reports (the kernel's own `siginfo`, which no other process can forge)
+    /// is handled first, before its process is reaped, and the reaping waits until the tasks
+    /// that the exit started (an immediate restart) have run: reaping a child costs tens of µs
+    /// on a small host (each `wait4(-1)` also checks every other child), and a restart need not
+    /// wait for it. Until it is reaped, the ended process keeps its PID, so the PID cannot name
+    /// another process meanwhile.
     pub fn spawn_reaper(&self) -> std::io::Result<()> {
         let mut exits = ChildExits::new()?;
         let this = self.clone();
         self.spawn_task(async move {
             let mut tick = tokio::time::interval(REAP_SAFETY_TICK);
+            let mut told = Vec::new();
             loop {
+                told.clear();
                 tokio::select! {
-                    r = exits.next() => if let Err(e) = r {
+                    r = exits.next(&mut told) => if let Err(e) = r {
                         tracing::error!("cannot wait for SIGCHLD, reaping once a minute: {e}");
                         exits = ChildExits::Off;
                     },
                     _ = tick.tick() => {}
+                }
+                // A plugin's exit that the signal reports before the start that spawned it has
+                // recorded the PID is not found here, and is handled when it is reaped below
+                // (under the reap lock, which that start holds until then).
+                let mut handled = Vec::new();
+                for &(pid, exit) in &told {
+                    if this.on_exit(pid, exit) {
+                        handled.push(pid);
+                    }
+                }
+                if !handled.is_empty() {
+                    tokio::task::yield_now().await;
                 }
                 let reaped = {
                     let _g = lock(&this.sh.reap_lock);
                     process::reap()
                 };
                 for (pid, exit) in reaped {
-                    this.on_exit(pid, exit);
+                    if !handled.contains(&pid) && !this.on_exit(pid, exit) {
+                        tracing::debug!(pid, %exit, "reaped an orphaned descendant");
+                    }
                 }
             }
         });
@@ -455,15 +488,17 @@ impl ChildExits {
         )?))
     }
 
-    /// Waits for the next SIGCHLD (several exits may share one: the reaper reaps them all).
-    async fn next(&mut self) -> std::io::Result<()> {
+    /// Waits for the next SIGCHLD (several exits may share one: the reaper reaps them all), and
+    /// adds the exit it reports, if it reports one, to `told`.
+    async fn next(&mut self, told: &mut Vec<(u32, Exit)>) -> std::io::Result<()> {
         match self {
             ChildExits::Fd(fd) => loop {
                 let mut ready = fd.readable_mut().await?;
                 let mut got = false;
                 // Drain what is pending, so the next wait parks until a new exit.
-                while ready.get_inner_mut().read_signal()?.is_some() {
+                while let Some(info) = ready.get_inner_mut().read_signal()? {
                     got = true;
+                    told.extend(reported_exit(&info));
                 }
                 ready.clear_ready();
                 if got {
@@ -477,6 +512,21 @@ impl ChildExits {
             ChildExits::Off => std::future::pending().await,
         }
     }
+}
+
+/// The exit a SIGCHLD's `siginfo` reports. Only the kernel sends these codes (`kill` and
+/// `sigqueue` from another process carry codes of their own), so the report is true; a stopped
+/// or continued child reports no exit.
+fn reported_exit(info: &nix::libc::signalfd_siginfo) -> Option<(u32, Exit)> {
+    use nix::libc::{CLD_DUMPED, CLD_EXITED, CLD_KILLED};
+    let status = info.ssi_status;
+    let exit = match info.ssi_code {
+        CLD_EXITED => Exit::Code(status),
+        CLD_KILLED | CLD_DUMPED => Exit::Signal(status),
+        _ => return None,
+    };
+    (info.ssi_signo == nix::libc::SIGCHLD as u32 && info.ssi_pid > 0)
+        .then_some((info.ssi_pid, exit))
 }
 
 /// Blocks SIGCHLD in the calling thread, and so in every thread it starts afterwards: call it

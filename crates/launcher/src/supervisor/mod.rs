@@ -123,6 +123,8 @@ struct Run {
     log: Option<Arc<PluginLog>>,
     /// The tasks copying the current process's output into the log.
     pumps: Vec<tokio::task::JoinHandle<Option<()>>>,
+    /// The last lines of the current process's output.
+    tail: Option<Arc<crate::logs::Tail>>,
     /// Failed restarts in a row; decays to 0 after a stable run.
     attempt: u32,
     /// The last backoff delay.
@@ -185,6 +187,7 @@ impl Run {
             status,
             log: None,
             pumps: Vec::new(),
+            tail: None,
             attempt: 0,
             last_delay: Duration::ZERO,
             restart_gen: 0,

@@ -133,7 +133,7 @@ impl Supervisor {
                 return Err(self.fail(&slot, why));
             }
         }
-        if let Err(why) = sandbox::check_binary(&path, self.sh.sandbox.host().uid) {
+        if let Err(why) = self.sh.sandbox.check_binary(&path) {
             return Err(self.fail(&slot, why));
         }
         let log = {
@@ -222,11 +222,12 @@ impl Supervisor {
                 replace_flag_value(&mut args, "--listen", &addr);
             }
         }
+        // A dynamic user is the plugin's alone (it owns the data folder, see `prepare_files`).
         let own_uid = confine
             .creds
             .as_ref()
             .map(|c| c.uid)
-            .filter(|_| !slot.is_core && sandbox::own_uid(&self.sh.home, name).is_some());
+            .filter(|u| !slot.is_core && sandbox::in_dynamic_range(*u));
         let spec = SpawnSpec {
             program: path.clone(),
             args,
@@ -263,11 +264,11 @@ impl Supervisor {
             "started {name}: pid {pid}, start #{}",
             lock(&slot.st).start_count + 1
         ));
-        log.new_run();
+        let tail = log.new_run();
         let mut pumps = Vec::new();
         for (fd, stream) in [(spawned.stdout, Stream::Out), (spawned.stderr, Stream::Err)] {
             match process::async_pipe(fd) {
-                Ok(p) => pumps.push(self.spawn_task(pump(p, log.clone(), stream))),
+                Ok(p) => pumps.push(self.spawn_task(pump(p, log.clone(), tail.clone(), stream))),
                 Err(e) => tracing::warn!(plugin = name, "cannot read output: {e}"),
             }
         }
@@ -280,6 +281,7 @@ impl Supervisor {
             st.start_time = Some(SystemTime::now());
             st.status = format!("started, pid {pid}");
             st.pumps = pumps;
+            st.tail = Some(tail);
             // Measures and threshold windows start over with each process.
             st.history = self.new_history(name);
             st.breaching = false;
