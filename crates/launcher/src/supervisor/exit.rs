@@ -27,8 +27,10 @@
 //!
 //! # Reaping
 //! [`Supervisor::spawn_reaper`] reaps on SIGCHLD (from a `signalfd` in the launcher binary, see
-//! `ChildExits`; and once a minute as a safety net), under the reap lock that a start holds from spawn until the PID is recorded, so a child that exits at once is never
-//! reaped unknown. Other PIDs (orphans re-parented to the subreaper, the guard) are reaped and
+//! `ChildExits`; and once a minute as a safety net), under the reap lock that a start holds
+//! from spawn until the PID is recorded, so a child that exits at once is never reaped unknown.
+//! The exit a signal's `siginfo` reports is handled first, before its zombie is reaped (see
+//! `spawn_reaper`). Other PIDs (orphans re-parented to the subreaper, the guard) are reaped and
 //! logged. After an unexpected exit, what the plugin left behind is killed.
 
 use super::*;
