@@ -9,7 +9,7 @@
 //! ```text
 //! 2026-11-26T08:00:00.123Z [launcher] === started heartbeat: pid 4242, start #1
 //! 2026-11-26T08:00:00.301Z [err] (a line the plugin wrote to stderr)
-//! 2026-11-26T08:01:10.004Z [launcher] === heartbeat exited: exit code 1 after 69.7s
+//! 2026-11-26T08:01:10.004Z [launcher] === heartbeat exited: exit code 1 after 69.7s (pid 4242)
 //! ```
 //!
 //! The exit marker is written once the output is drained (at most 2 s, since a leftover

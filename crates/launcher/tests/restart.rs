@@ -304,7 +304,7 @@ async fn a_start_publishes_running_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_immediate_restart_announces_the_exit_before_the_new_start() {
     use hivehub_launcher::supervisor::Notice;
-    let (_d, _home, s) = restarted_at_once();
+    let (_d, home, s) = restarted_at_once();
     let pid = s.start("svc").await.unwrap().pid.unwrap();
     let mut notices = s.notices();
     crash(pid);
@@ -335,6 +335,18 @@ async fn an_immediate_restart_announces_the_exit_before_the_new_start() {
     };
     assert!(at("event restarting") < at("event started"), "{seen:?}");
     assert!(at("status backoff") < at("event started"), "{seen:?}");
+    // The log's exit marker, written once the old run's output is read, names the old process.
+    let marker = "=== svc exited: signal 9 (SIGKILL) after ";
+    let log = || std::fs::read_to_string(home.logs().join("svc.log")).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            log()
+                .lines()
+                .any(|l| l.contains(marker) && l.ends_with(&format!("(pid {pid})")))
+        }),
+        "{}",
+        log()
+    );
     // Nothing about the old process arrives after the new one runs.
     s.stop("svc").await.unwrap();
     while let Ok(n) = notices.try_recv() {

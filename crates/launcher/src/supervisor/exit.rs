@@ -277,8 +277,10 @@ impl Supervisor {
                 told_after_drain = was == PluginState::Starting;
                 let tell = told_after_drain.then(|| slot.clone());
                 let this = self.clone();
+                // With the PID: after an immediate restart the marker follows the next run's
+                // `started` marker, as it waits for the last lines.
                 let text = format!(
-                    "{} exited: {exit} after {:.1}s",
+                    "{} exited: {exit} after {:.1}s (pid {pid})",
                     slot.name,
                     uptime.as_secs_f64()
                 );
