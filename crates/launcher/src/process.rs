@@ -609,6 +609,19 @@ impl std::fmt::Display for Exit {
     }
 }
 
+/// How `pid`, a child of this process, ended, if it has: without reaping it, so that its PID
+/// stays its own until [`reap`] (`waitid` with `WNOWAIT`).
+pub fn ended(pid: u32) -> Option<Exit> {
+    use nix::sys::wait::{waitid, Id};
+    let pid = i32::try_from(pid).ok().filter(|p| *p > 0)?;
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(Pid::from_raw(pid)), flags) {
+        Ok(WaitStatus::Exited(_, code)) => Some(Exit::Code(code)),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some(Exit::Signal(sig as i32)),
+        _ => None,
+    }
+}
+
 /// Reaps every child that has ended, without blocking. Called on SIGCHLD and periodically.
 pub fn reap() -> Vec<(u32, Exit)> {
     let mut out = Vec::new();
@@ -1254,6 +1267,33 @@ pub fn read_file(path: &std::path::Path) -> Option<String> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    /// `ended` tells how a child ended and leaves it a zombie: its PID stays its own until the
+    /// reaper's sweep.
+    #[test]
+    fn ended_looks_without_reaping() {
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .expect("sh");
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let exit = loop {
+            if let Some(e) = ended(pid) {
+                break e;
+            }
+            assert!(Instant::now() < deadline, "sh never ended");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(exit, Exit::Code(7));
+        assert_eq!(ended(pid), Some(Exit::Code(7)), "still there to look at");
+        assert!(
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")),
+            "a zombie until reaped"
+        );
+        assert_eq!(child.wait().expect("reap").code(), Some(7));
+        assert_eq!(ended(pid), None, "gone once reaped");
+    }
 
     fn sh(script: &str) -> SpawnSpec {
         SpawnSpec {

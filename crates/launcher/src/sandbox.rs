@@ -31,7 +31,6 @@ use crate::config::{LauncherConfig, PluginConfig};
 use hivehub_api::launcher::SandboxLevel;
 use hivehub_home::Home;
 use landlock::{Access, AccessFs, BitFlags, ABI};
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -242,42 +241,13 @@ pub fn reserved_name(name: &str, cfg: &LauncherConfig) -> Option<String> {
 /// sshd's `StrictModes` does: whoever can rewrite it runs code with the plugin's credentials.
 /// Checks the file (after symlinks) and the folder that holds it.
 pub fn check_binary(path: &Path, launcher_uid: u32) -> Result<(), Refusal> {
-    check_binary_file(path, launcher_uid).map(drop)
-}
-
-/// A binary [`check_binary`] accepted: the file it resolved to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct CheckedBinary {
-    target: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-/// [`check_binary`], returning what it checked.
-fn check_binary_file(path: &Path, launcher_uid: u32) -> Result<CheckedBinary, Refusal> {
     let target = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta = fs::metadata(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-    judge_binary(path, &target, &meta, launcher_uid)?;
-    Ok(CheckedBinary {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        target,
-    })
-}
-
-/// The checks of [`check_binary`] on `target` (what `path` resolves to), whose metadata is
-/// `meta`, and on its folder.
-fn judge_binary(
-    path: &Path,
-    target: &Path,
-    meta: &fs::Metadata,
-    launcher_uid: u32,
-) -> Result<(), Refusal> {
     let shown = if target == path {
         path.display().to_string()
     } else {
         format!("{} (-> {})", path.display(), target.display())
     };
+    let meta = fs::metadata(&target).map_err(|e| format!("{shown}: {e}"))?;
     let owner_ok = |uid: u32| uid == 0 || uid == launcher_uid;
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 {
@@ -936,8 +906,9 @@ pub fn landlock_ruleset(
 /// per launcher run (the home opened to plugin users, the system part of every ruleset).
 ///
 /// A restart repeats none of a start's work that still holds: the home's resolved path, the
-/// plugin's folders when they are already right, and the binary's check while its path leads to
-/// the same file.
+/// launcher's environment, and the plugin's folders when they are already right. (Not the
+/// binary's check: a path that still leads to the same file may lead there through another
+/// folder.)
 pub struct Sandbox {
     home: Home,
     /// The home's path with symlinks resolved, as rules and user claims name it.
@@ -950,8 +921,6 @@ pub struct Sandbox {
     home_ready: std::sync::Mutex<bool>,
     /// What plugins get of the launcher's environment.
     env: BaseEnv,
-    /// The binaries [`Sandbox::check_binary`] accepted, by the path it was given.
-    binaries: std::sync::Mutex<HashMap<PathBuf, CheckedBinary>>,
 }
 
 impl Sandbox {
@@ -965,32 +934,12 @@ impl Sandbox {
             host,
             home_ready: std::sync::Mutex::new(false),
             env: BaseEnv::read(),
-            binaries: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// What this host offers.
     pub fn host(&self) -> Host {
         self.host
-    }
-
-    /// [`check_binary`] for the launcher's user. A binary accepted before is checked again from
-    /// two `stat`s, without resolving its path, while `path` still leads to the same file: its
-    /// mode and owner, and its folder's, are what the check is about.
-    pub fn check_binary(&self, path: &Path) -> Result<(), Refusal> {
-        let uid = self.host.uid;
-        let known = lock_or_inner(&self.binaries).get(path).cloned();
-        if let Some(known) = known {
-            let same = fs::metadata(path)
-                .ok()
-                .filter(|m| (m.dev(), m.ino()) == (known.dev, known.ino));
-            if let Some(meta) = same {
-                return judge_binary(path, &known.target, &meta, uid);
-            }
-        }
-        let checked = check_binary_file(path, uid)?;
-        lock_or_inner(&self.binaries).insert(path.to_path_buf(), checked);
-        Ok(())
     }
 
     /// Everything for one confined start of plugin `name` from `binary`: the Unix identity
@@ -1258,11 +1207,11 @@ mod tests {
     }
 
     #[test]
-    fn a_binary_checked_before_is_checked_again_at_each_start() {
+    fn a_binary_is_checked_again_at_each_start() {
         let d = tempfile::tempdir().unwrap();
         let home = Home::at(d.path().join("home"));
         home.ensure_dirs().unwrap();
-        let sandbox = Sandbox::new(&home);
+        let me = nix::unistd::geteuid().as_raw();
         let good = d.path().join("good");
         let open = d.path().join("open");
         fs::create_dir(&good).unwrap();
@@ -1313,6 +1262,25 @@ mod tests {
                 None,
             ),
             (
+                // The same file (same inode) in an open folder: anyone can swap it there.
+                "the file itself moved into an open folder, the link following it",
+                Box::new(|| {
+                    fs::rename(&bin, open.join("moved")).unwrap();
+                    fs::remove_file(&link).unwrap();
+                    std::os::unix::fs::symlink(open.join("moved"), &link).unwrap();
+                }),
+                Some("writable by others"),
+            ),
+            (
+                "and back again",
+                Box::new(|| {
+                    fs::rename(open.join("moved"), &bin).unwrap();
+                    fs::remove_file(&link).unwrap();
+                    std::os::unix::fs::symlink(&bin, &link).unwrap();
+                }),
+                None,
+            ),
+            (
                 "the file replaced by a writable one",
                 Box::new(|| {
                     let new = good.join("new");
@@ -1325,7 +1293,7 @@ mod tests {
         ];
         for (what, change, refused) in steps {
             change();
-            let got = sandbox.check_binary(&link);
+            let got = check_binary(&link, me);
             match refused {
                 None => assert!(got.is_ok(), "{what}: {got:?}"),
                 Some(why) => {

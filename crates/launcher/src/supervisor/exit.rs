@@ -406,12 +406,14 @@ impl Supervisor {
     /// that has exited, so none is missed; the slow tick is only a safety net that costs an
     /// idle launcher nothing.
     ///
-    /// The exit a signal reports (the kernel's own `siginfo`, which no other process can forge)
-    /// is handled first, before its process is reaped, and the reaping waits until the tasks
-    /// that the exit started (an immediate restart) have run: reaping a child costs tens of µs
-    /// on a small host (each `wait4(-1)` also checks every other child), and a restart need not
-    /// wait for it. Until it is reaped, the ended process keeps its PID, so the PID cannot name
-    /// another process meanwhile.
+    /// The child a signal names (the kernel's own `siginfo`, which no other process can forge)
+    /// is looked at first without being reaped (`waitid` with `WNOWAIT`): a report can be stale,
+    /// its child reaped already by an earlier sweep and the PID given to a new process, so only
+    /// a zombie that is still there counts. Its exit is handled at once, and the reaping waits
+    /// until the tasks that the exit started (an immediate restart) have run: reaping a child
+    /// costs tens of µs on a small host (each `wait4(-1)` also checks every other child), and a
+    /// restart need not wait for it. Until it is reaped, the ended process keeps its PID, so the
+    /// PID cannot name another process meanwhile.
     pub fn spawn_reaper(&self) -> std::io::Result<()> {
         let mut exits = ChildExits::new()?;
         let this = self.clone();
@@ -431,8 +433,8 @@ impl Supervisor {
                 // recorded the PID is not found here, and is handled when it is reaped below
                 // (under the reap lock, which that start holds until then).
                 let mut handled = Vec::new();
-                for &(pid, exit) in &told {
-                    if this.on_exit(pid, exit) {
+                for &pid in &told {
+                    if process::ended(pid).is_some_and(|exit| this.on_exit(pid, exit)) {
                         handled.push(pid);
                     }
                 }
@@ -493,8 +495,8 @@ impl ChildExits {
     }
 
     /// Waits for the next SIGCHLD (several exits may share one: the reaper reaps them all), and
-    /// adds the exit it reports, if it reports one, to `told`.
-    async fn next(&mut self, told: &mut Vec<(u32, Exit)>) -> std::io::Result<()> {
+    /// adds the child whose exit it reports, if it reports one, to `told`.
+    async fn next(&mut self, told: &mut Vec<u32>) -> std::io::Result<()> {
         match self {
             ChildExits::Fd(fd) => loop {
                 let mut ready = fd.readable_mut().await?;
@@ -518,19 +520,14 @@ impl ChildExits {
     }
 }
 
-/// The exit a SIGCHLD's `siginfo` reports. Only the kernel sends these codes (`kill` and
-/// `sigqueue` from another process carry codes of their own), so the report is true; a stopped
-/// or continued child reports no exit.
-fn reported_exit(info: &nix::libc::signalfd_siginfo) -> Option<(u32, Exit)> {
+/// The child whose exit a SIGCHLD's `siginfo` reports. Only the kernel sends these codes (`kill`
+/// and `sigqueue` from another process carry codes of their own); a stopped or continued child
+/// reports no exit. The report may be stale (see [`Supervisor::spawn_reaper`]).
+fn reported_exit(info: &nix::libc::signalfd_siginfo) -> Option<u32> {
     use nix::libc::{CLD_DUMPED, CLD_EXITED, CLD_KILLED};
-    let status = info.ssi_status;
-    let exit = match info.ssi_code {
-        CLD_EXITED => Exit::Code(status),
-        CLD_KILLED | CLD_DUMPED => Exit::Signal(status),
-        _ => return None,
-    };
-    (info.ssi_signo == nix::libc::SIGCHLD as u32 && info.ssi_pid > 0)
-        .then_some((info.ssi_pid, exit))
+    let exited = matches!(info.ssi_code, CLD_EXITED | CLD_KILLED | CLD_DUMPED);
+    (exited && info.ssi_signo == nix::libc::SIGCHLD as u32 && info.ssi_pid > 0)
+        .then_some(info.ssi_pid)
 }
 
 /// Blocks SIGCHLD in the calling thread, and so in every thread it starts afterwards: call it

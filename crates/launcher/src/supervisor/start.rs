@@ -133,7 +133,7 @@ impl Supervisor {
                 return Err(self.fail(&slot, why));
             }
         }
-        if let Err(why) = self.sh.sandbox.check_binary(&path) {
+        if let Err(why) = sandbox::check_binary(&path, self.sh.sandbox.host().uid) {
             return Err(self.fail(&slot, why));
         }
         let log = {
