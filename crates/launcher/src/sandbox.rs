@@ -805,11 +805,6 @@ pub fn plugin_paths(
     Ok(rules)
 }
 
-/// A lock, also after a panic elsewhere: what it guards stays consistent at every step.
-fn lock_or_inner<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The path with symlinks resolved, or as given when it does not exist.
 fn canonical(p: &Path) -> PathBuf {
     fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
@@ -952,7 +947,7 @@ impl Sandbox {
         pc: &PluginConfig,
         extra: &[(String, String)],
     ) -> Result<Prepared, Refusal> {
-        let mut home_ready = lock_or_inner(&self.home_ready);
+        let mut home_ready = self.home_ready.lock().unwrap_or_else(|p| p.into_inner());
         let (home, host) = (&self.home, &self.host);
         let creds = creds_for(home, &self.root, name, pc, host)?;
         if creds.is_some() && !*home_ready {
